@@ -1,0 +1,82 @@
+"""Every setting in one place; each is also the environment variable FACEFUSE_<NAME>."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "facefuse"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEFUSE_", extra="ignore")
+
+    # Where and how to run
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    public_base_url: str = ""  # e.g. https://fuse.example.com; empty: taken from the request
+    log_level: str = "info"
+    demo_template: bool = True  # create the demo template on first start
+
+    # Image rules (API.md part A)
+    max_image_bytes: int = 2 * 1024 * 1024
+    min_image_side: int = 48
+    max_image_side: int = 4096
+    min_face_px: int = 48
+    min_face_fraction: float = 1 / 48  # of the short image side
+
+    # Request limits
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_json_depth: int = 16
+    max_media_items: int = 8
+    max_json_list_length: int = 64
+
+    # url inputs
+    url_allowlist: str = ""  # comma-separated host:port reachable even if loopback/private
+    url_connect_timeout: float = 3.0
+    url_read_timeout: float = 5.0
+    url_total_timeout: float = 10.0
+    url_max_redirects: int = 3
+
+    # Work queue and deadlines (per worker process)
+    threads: int = Field(2, ge=1, le=64)  # CPU threads fusing in parallel in one worker
+    queue_size: int = Field(16, ge=0)  # waiting requests before SERVER_BUSY
+    request_deadline: float = 30.0  # seconds
+
+    # Results
+    result_ttl_seconds: int = 24 * 3600
+    result_cleanup_interval: int = 600
+    jpeg_quality: int = Field(92, ge=1, le=100)
+
+    # Fusion defaults (a template may override them)
+    fuse_degree: int = Field(100, ge=0, le=100)
+    shape_degree: int = Field(40, ge=0, le=100)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @cached_property
+    def allowlist(self) -> frozenset[str]:
+        """Lower-cased `host:port` entries of url_allowlist."""
+        return frozenset(e.strip().lower() for e in self.url_allowlist.split(",") if e.strip())
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "facefuse.sqlite3"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.data_dir / "templates"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
