@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine:
+#   make serve   installs what the service needs and starts it on embedded defaults
+#   make test    installs what the tests need and runs the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: serve test bench quality install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[test,eval]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+serve: install
+	$(BIN)/facefuse serve
+
+test: install-test
+	$(BIN)/python -m pytest
+
+quality: install-test
+	$(BIN)/python benchmarks/quality.py
+
+bench: install-test
+	$(BIN)/facefuse bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

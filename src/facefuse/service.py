@@ -1,0 +1,151 @@
+"""The core use case: photos in, a fused JPEG out. The wire and the CLI both call this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefuse.errors import Err, FacefuseError
+from facefuse.fusion.fuse import FuseOptions, fuse_face
+from facefuse.media.decode import decode_image
+from facefuse.media.encode import encode_jpeg
+from facefuse.media.limits import ImageLimits
+from facefuse.settings import Settings
+from facefuse.templates.registry import TemplateRegistry
+from facefuse.vision.checks import FaceRules, require_template_faces, select_user_face
+from facefuse.vision.detect import detect_faces
+from facefuse.vision.faces import Face
+
+Rect = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class UserPhoto:
+    """One user image file and which face goes where (API.md B.3)."""
+
+    photo: bytes
+    face_rect: Rect | None = None
+    template_face_index: int | None = None
+
+
+@dataclass(frozen=True)
+class FuseJob:
+    users: list[UserPhoto]
+    template_id: str | None = None
+    template_photo: bytes | None = None  # ad-hoc template (API.md B.2)
+    fuse_degree: int | None = None
+    shape_degree: int | None = None
+
+
+@dataclass(frozen=True)
+class TemplateScene:
+    """A template photo with its faces and default strengths."""
+
+    image: np.ndarray
+    faces: list[Face]
+    fuse_degree: int | None = None
+    shape_degree: int | None = None
+
+
+@dataclass(frozen=True)
+class PlacedUser:
+    image: np.ndarray
+    face: Face
+    template_face_index: int
+
+
+class FuseService:
+    """Runs fuse jobs: CPU-bound and synchronous; callers put it on a worker thread."""
+
+    def __init__(self, settings: Settings, registry: TemplateRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.image_limits = ImageLimits.from_settings(settings)
+        self.face_rules = FaceRules(
+            min_face_px=settings.min_face_px, min_face_fraction=settings.min_face_fraction
+        )
+
+    def fuse_to_jpeg(self, job: FuseJob) -> bytes:
+        return encode_jpeg(self.fuse(job), self.settings.jpeg_quality)
+
+    def fuse(self, job: FuseJob) -> np.ndarray:
+        scene = self.load_scene(job)
+        placed = self.place_users(job.users, scene.faces)
+        options = FuseOptions(
+            fuse_degree=_first_set(job.fuse_degree, scene.fuse_degree, self.settings.fuse_degree),
+            shape_degree=_first_set(job.shape_degree, scene.shape_degree, self.settings.shape_degree),
+        )
+        return fuse_scene(scene, placed, options)
+
+    def load_scene(self, job: FuseJob) -> TemplateScene:
+        """The registered template, or the ad-hoc one; template id errors come first (cheap)."""
+        if job.template_photo is not None:
+            image = decode_image(job.template_photo, self.image_limits)
+            faces = detect_faces(image)
+            require_template_faces(faces)
+            return TemplateScene(image=image, faces=faces)
+        if not job.template_id:
+            raise FacefuseError(Err.MISSING_PARAMETER, "parameter.faceFusePPType is required")
+        if self.registry is None:
+            raise FacefuseError(Err.TEMPLATE_NOT_FOUND, f"no template library to find {job.template_id!r} in")
+        loaded = self.registry.load(job.template_id)
+        return TemplateScene(
+            image=loaded.image,
+            faces=loaded.faces,
+            fuse_degree=loaded.info.fuse_degree,
+            shape_degree=loaded.info.shape_degree,
+        )
+
+    def place_users(self, users: list[UserPhoto], template_faces: list[Face]) -> list[PlacedUser]:
+        targets = assign_template_faces(users, template_faces)
+        placed = []
+        for user, target in zip(users, targets):
+            image = decode_image(user.photo, self.image_limits)
+            face = select_user_face(detect_faces(image), image.shape, self.face_rules, user.face_rect)
+            placed.append(PlacedUser(image=image, face=face, template_face_index=target))
+        return placed
+
+
+def assign_template_faces(users: list[UserPhoto], template_faces: list[Face]) -> list[int]:
+    """Which template face each user fills: explicit index, else the next free one in order.
+
+    With a single user photo and no explicit index, the largest template face is used.
+    """
+    count = len(template_faces)
+    if len(users) == 1 and users[0].template_face_index is None:
+        return [max(range(count), key=lambda i: template_faces[i].size)]
+    targets: list[int] = []
+    next_free = 0
+    for position, user in enumerate(users):
+        index = user.template_face_index
+        if index is None:
+            while next_free in targets:
+                next_free += 1
+            index = next_free
+        if not 0 <= index < count:
+            raise FacefuseError(
+                Err.INVALID_PARAMETER,
+                f"media_info_list[{position}]: the template has {count} face(s); "
+                f"template_face_index {index} does not exist",
+            )
+        if index in targets:
+            raise FacefuseError(
+                Err.INVALID_PARAMETER,
+                f"media_info_list[{position}]: template face {index} is already filled",
+            )
+        targets.append(index)
+    return targets
+
+
+def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOptions) -> np.ndarray:
+    """Each user's face into its template face, one after the other."""
+    result = scene.image
+    for user in placed:
+        target = scene.faces[user.template_face_index]
+        result = fuse_face(result, target, user.image, user.face, options)
+    return result
+
+
+def _first_set(*values: int | None) -> int:
+    return next(v for v in values if v is not None)

@@ -1,0 +1,75 @@
+"""The HTTP application: FastAPI app factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import numpy as np
+from fastapi import FastAPI
+
+from facefuse.logs import configure_logging
+from facefuse.settings import Settings
+from facefuse.vision.detect import detect_faces
+from facefuse.wire.context import AppContext
+from facefuse.wire.errors import install_error_handlers
+from facefuse.wire.metrics import QUEUE
+from facefuse.wire.middleware import RequestContextMiddleware
+from facefuse.wire.responses import JsonResponse
+from facefuse.wire.routes import fuse, ops, results, templates
+
+log = logging.getLogger("facefuse")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = await asyncio.to_thread(AppContext.open, settings)
+        app.state.ctx = ctx
+        QUEUE.set_function(lambda: ctx.pool.admitted)
+        if settings.demo_template:
+            await asyncio.to_thread(ctx.registry.ensure_demo)
+        await asyncio.to_thread(ctx.pool.warm_up, _load_models)
+        ctx.ready = True
+        cleaner = asyncio.create_task(_clean_results_forever(ctx))
+        log.info("ready", extra={"data_dir": str(settings.data_dir), "threads": settings.threads})
+        try:
+            yield
+        finally:
+            ctx.ready = False
+            cleaner.cancel()
+            await asyncio.to_thread(ctx.pool.shutdown)
+
+    app = FastAPI(
+        title="facefuse",
+        version="1.0.1",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    for module in (fuse, templates, results, ops):
+        app.include_router(module.router)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _load_models() -> None:
+    detect_faces(np.zeros((128, 128, 3), np.uint8))
+
+
+async def _clean_results_forever(ctx: AppContext) -> None:
+    while True:
+        try:
+            removed = await asyncio.to_thread(ctx.results.cleanup)
+            if removed:
+                log.info("expired results removed", extra={"count": removed})
+        except Exception:  # a failed sweep must not stop later ones
+            log.exception("result cleanup failed")
+        await asyncio.sleep(ctx.settings.result_cleanup_interval)

@@ -1,0 +1,23 @@
+"""Who is calling: api_key and api_secret from the query string (as the original API)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from facefuse.errors import Err, FacefuseError
+from facefuse.keys.store import ApiKey
+from facefuse.wire.context import AppContext
+
+
+def authenticate(ctx: AppContext, request: Request, admin: bool = False) -> ApiKey:
+    api_key = request.query_params.get("api_key", "")
+    secret = request.query_params.get("api_secret", "")
+    if not api_key or not secret:
+        raise FacefuseError(Err.AUTH_MISSING, "api_key and api_secret are required in the query string")
+    key = ctx.keys.verify(api_key, secret)
+    if key is None:
+        raise FacefuseError(Err.AUTH_FAILED, "unknown or revoked api_key, or wrong api_secret")
+    if admin and not key.admin:
+        raise FacefuseError(Err.PERMISSION_DENIED, "this endpoint needs an admin key")
+    request.state.api_key = key.api_key
+    return key

@@ -1,0 +1,46 @@
+"""What the routes share: the core objects of one worker process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from facefuse.keys.store import KeyStore
+from facefuse.media.limits import FetchLimits, ImageLimits
+from facefuse.service import FuseService
+from facefuse.settings import Settings
+from facefuse.storage.db import Database
+from facefuse.storage.results import ResultStore
+from facefuse.templates.registry import TemplateRegistry
+from facefuse.workpool import WorkPool
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    registry: TemplateRegistry
+    keys: KeyStore
+    results: ResultStore
+    service: FuseService
+    pool: WorkPool
+    image_limits: ImageLimits
+    fetch_limits: FetchLimits
+    ready: bool = field(default=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> "AppContext":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_path)
+        image_limits = ImageLimits.from_settings(settings)
+        registry = TemplateRegistry(db, settings.templates_dir, image_limits)
+        return cls(
+            settings=settings,
+            db=db,
+            registry=registry,
+            keys=KeyStore(db),
+            results=ResultStore(db, settings.results_dir, settings.result_ttl_seconds),
+            service=FuseService(settings, registry),
+            pool=WorkPool(settings.threads, settings.queue_size, settings.request_deadline),
+            image_limits=image_limits,
+            fetch_limits=FetchLimits.from_settings(settings),
+        )

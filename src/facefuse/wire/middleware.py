@@ -1,0 +1,103 @@
+"""Per-request plumbing as plain ASGI: request id, body limit, access log, metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from facefuse.errors import Err, FacefuseError
+from facefuse.wire.metrics import LATENCY, REQUESTS
+from facefuse.wire.responses import error_response
+
+log = logging.getLogger("facefuse.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        outcome = {"status": 500, "code": "", "sent": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                outcome["status"] = message["status"]
+                outcome["sent"] = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            if _declared_length(scope) > self.max_body_bytes:
+                await self._refuse_too_large(scope, receive, send_with_id)
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        finally:
+            self._record(scope, request_id, outcome, time.perf_counter() - started)
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise FacefuseError(Err.REQUEST_TOO_LARGE, self._too_large_detail())
+            return message
+
+        return limited_receive
+
+    async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(FacefuseError(Err.REQUEST_TOO_LARGE, self._too_large_detail()))
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+    def _too_large_detail(self) -> str:
+        return f"the request body is over {self.max_body_bytes} bytes"
+
+    @staticmethod
+    def _record(scope: Scope, request_id: str, outcome: dict[str, object], seconds: float) -> None:
+        route = scope.get("route")
+        route_path = getattr(route, "path", "unmatched")
+        status = str(outcome["status"])
+        REQUESTS.labels(route_path, scope["method"], status, "").inc()
+        LATENCY.labels(route_path).observe(seconds)
+        # Never the query string: it carries api_secret.
+        log.info("request", extra={
+            "request_id": request_id, "method": scope["method"], "path": scope["path"],
+            "status": int(status), "ms": round(seconds * 1000, 1),
+            "api_key": scope.get("state", {}).get("api_key", ""),
+        })
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _REQUEST_ID.match(text) else None
+    return None
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

@@ -1,0 +1,92 @@
+"""Request models of the wire (API.md parts A and B)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+BASE64_TYPES = {"jpg", "jpeg", "png", "base64"}
+
+
+class MediaProfiles(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    media_data_type: StrictStr = "jpg"
+
+    @field_validator("media_data_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "url" and value not in BASE64_TYPES:
+            raise ValueError("must be 'jpg' (base64 image data) or 'url'")
+        return value
+
+    @property
+    def is_url(self) -> bool:
+        return self.media_data_type == "url"
+
+
+class FaceRect(BaseModel):
+    x: float
+    y: float
+    width: float = Field(gt=0)
+    height: float = Field(gt=0)
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return self.x, self.y, self.width, self.height
+
+
+class MediaExtra(BaseModel):
+    """Client-supplied description of a media item; unknown keys are kept and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["user", "template"] = "user"
+    template_face_index: int | None = Field(None, ge=0, le=63)
+    face_rect: FaceRect | None = None
+
+
+class MediaItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    media_data: StrictStr = Field(min_length=1)
+    media_profiles: MediaProfiles
+    media_extra: MediaExtra | None = None
+
+    @property
+    def extra_or_default(self) -> MediaExtra:
+        return self.media_extra or MediaExtra()
+
+
+class FuseParameter(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    faceFusePPType: StrictStr | None = None
+    rsp_media_type: Literal["base64", "url"] = "base64"
+    fuse_degree: int | None = Field(None, ge=0, le=100)
+    shape_degree: int | None = Field(None, ge=0, le=100)
+
+
+class FuseRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    media_info_list: list[MediaItem] = Field(min_length=1)
+    parameter: FuseParameter
+    extra: dict[str, Any] | None = None
+
+
+class TemplateParameter(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    template_id: StrictStr | None = None
+    name: StrictStr | None = Field(None, max_length=200)
+    fuse_degree: int | None = Field(None, ge=0, le=100)
+    shape_degree: int | None = Field(None, ge=0, le=100)
+
+
+class TemplateCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    media_info_list: list[MediaItem] = Field(min_length=1, max_length=1)
+    parameter: TemplateParameter = TemplateParameter()

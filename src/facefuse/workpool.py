@@ -1,0 +1,64 @@
+"""A bounded pool for CPU-bound work: a full queue refuses at once instead of growing latency."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from facefuse.errors import Err, FacefuseError
+
+T = TypeVar("T")
+
+
+class WorkPool:
+    """`threads` jobs run at once; up to `queue_size` more wait; the rest get SERVER_BUSY."""
+
+    def __init__(self, threads: int, queue_size: int, deadline: float,
+                 thread_init: Callable[[], None] | None = None) -> None:
+        self.threads = threads
+        self.capacity = threads + queue_size
+        self.deadline = deadline
+        self._executor = ThreadPoolExecutor(threads, "facefuse-work", initializer=thread_init)
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    @property
+    def admitted(self) -> int:
+        """Jobs running or waiting."""
+        return self._admitted
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run fn(*args) on a worker thread within the deadline, or refuse if the queue is full."""
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise FacefuseError(Err.SERVER_BUSY, "the work queue is full; retry in a moment")
+            self._admitted += 1
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.deadline)
+        except asyncio.TimeoutError:
+            raise FacefuseError(
+                Err.PROCESS_TIMEOUT, f"processing took longer than {self.deadline:g} s"
+            ) from None
+
+    def _release(self, _future: object) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    def warm_up(self, fn: Callable[[], None]) -> None:
+        """Run fn once on every worker thread (loads the models before the first request)."""
+        barrier = threading.Barrier(self.threads)
+
+        def on_each_thread() -> None:
+            fn()
+            barrier.wait(timeout=120)
+
+        for future in [self._executor.submit(on_each_thread) for _ in range(self.threads)]:
+            future.result()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)

@@ -1,0 +1,103 @@
+"""The real service, started as a user starts it (`facefuse serve`), on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FACES = Path(os.environ.get("FACEFUSE_FACES_DIR", REPO.parent / "shared" / "faces"))
+FACEFUSE = [sys.executable, "-m", "facefuse.cli"]
+DEMO_TEMPLATE = "gjw4tjeloaba2psk973"
+
+
+def face(name: str) -> Path:
+    return FACES / name
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    data_dir: Path
+    api_key: str
+    api_secret: str
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"api_key": self.api_key, "api_secret": self.api_secret}
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `facefuse ARGS` against this server's data dir."""
+        return subprocess.run([*FACEFUSE, *args], env=self.env, capture_output=True, text=True,
+                              check=check, timeout=120)
+
+    def client(self, timeout: float = 60) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+
+def start_server(data_dir: Path, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = (), known_key: tuple[str, str] | None = None) -> RunningServer:
+    """Start `facefuse serve`; on a fresh data dir it prints the first key, else pass known_key."""
+    port = free_port()
+    env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir), "FACEFUSE_PORT": str(port),
+           "FACEFUSE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    log = open(data_dir.parent / f"server-{port}.log", "w")
+    process = subprocess.Popen([*FACEFUSE, "serve", *args], env=env, stdout=subprocess.PIPE,
+                               stderr=log, text=True)
+    assert process.stdout is not None
+    key, secret = known_key or ("", "")
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
+        if not key:
+            line = process.stdout.readline()
+            if match := re.search(r"api_key=(\S+)", line):
+                key = match.group(1)
+            if match := re.search(r"api_secret=(\S+)", line):
+                secret = match.group(1)
+            if not (key and secret):
+                continue
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2, trust_env=False).status_code == 200:
+                return RunningServer(base_url, data_dir, key, secret, process, env)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not become ready in 120 s")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("facefuse") / "data")
+    yield running
+    stop_server(running)
