@@ -1,0 +1,327 @@
+"""The template library: model photos, their face analysis and default strengths (API.md B.1).
+
+Storage: the original photo in templates_dir/<id>.<revision>.<jpg|png>, everything
+else in one row of the `templates` table. An add writes (and fsyncs) the file and
+inserts the row inside one write transaction, so a kill -9 at any point leaves the
+whole template or nothing visible: a row is only ever committed after its file is
+durable, and a file without a row is an orphan that clean_orphans() deletes (it runs
+when a registry opens). Orphans are only judged under the database write lock,
+which every add holds while its file is being written, so an add in flight in
+another process is never mistaken for one.
+
+The revision (random per add) in the file name means that removing a template and
+adding one under the same id never touch the same file, whatever their order.
+
+A row is read on every load, so templates added or removed by another process (the
+CLI while the server runs) count at once; decoded images and faces are cached per
+(id, revision).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import string
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from facefuse.errors import Err, FacefuseError
+from facefuse.media.decode import check_image, decode_image
+from facefuse.media.limits import ImageLimits
+from facefuse.storage.db import Database, iso_utc
+from facefuse.storage.files import write_atomic
+from facefuse.vision.detect import detect_faces
+from facefuse.vision.faces import Face
+
+try:
+    from facefuse.vision.checks import require_template_faces
+except ImportError:  # vision.checks not merged yet: the same rule until it is
+    def require_template_faces(faces: list[Face]) -> None:
+        if not faces:
+            raise FacefuseError(Err.MODEL_PHOTO_NO_FACE, "no face was found in the template photo")
+
+DEMO_TEMPLATE_ID = "gjw4tjeloaba2psk973"
+DEMO_TEMPLATE_NAME = "demo"
+TEMPLATE_ID_RE = re.compile(r"[0-9a-z]{16,19}")
+GENERATED_ID_LENGTH = 19
+ID_ALPHABET = string.digits + string.ascii_lowercase
+MAX_NAME_LENGTH = 200
+EXTENSIONS = {"jpeg": "jpg", "png": "png"}
+CACHE_TEMPLATES = 32
+DEFAULT_LIMITS = ImageLimits()
+CACHE_BYTES = 512 * 1024 * 1024
+_INFO_COLUMNS = "template_id, revision, name, format, width, height, face_count, fuse_degree, shape_degree, created_at"
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    template_id: str
+    name: str
+    faces: int  # how many
+    width: int
+    height: int
+    created_at: str  # ISO 8601 UTC
+    fuse_degree: int | None = None  # None: the server's default
+    shape_degree: int | None = None
+    format: str = "jpeg"  # of the stored photo: "jpeg" or "png"
+    revision: str = field(default="", repr=False)  # changes whenever the id is added anew
+
+    def to_dict(self) -> dict[str, object]:
+        """The admin API and CLI view (API.md B.1)."""
+        return {"template_id": self.template_id, "name": self.name, "faces": self.faces,
+                "width": self.width, "height": self.height, "created_at": self.created_at}
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.template_id}.{self.revision}.{EXTENSIONS[self.format]}"
+
+
+@dataclass(frozen=True)
+class LoadedTemplate:
+    """A template ready to fuse into; shared by every request: image and landmarks are read-only."""
+
+    info: TemplateInfo
+    image: np.ndarray  # RGB uint8 (H, W, 3)
+    faces: list[Face]  # left to right
+
+
+class TemplateRegistry:
+    """Templates by id: add (check, analyse once, store), get, list, load (cached), remove.
+
+    Safe to share between threads, and between processes on the same data dir.
+    Errors: 10003 bad or taken id / bad option, 10005-10008 image rules,
+    220003 no face in the photo, 10011 load of an unknown id.
+    """
+
+    def __init__(self, db: Database, templates_dir: Path, image_limits: ImageLimits = DEFAULT_LIMITS,
+                 cache_templates: int = CACHE_TEMPLATES, cache_bytes: int = CACHE_BYTES) -> None:
+        self.db = db
+        self.templates_dir = Path(templates_dir)
+        self.image_limits = image_limits
+        self.templates_dir.mkdir(parents=True, exist_ok=True)
+        self._cache = _LoadedCache(cache_templates, cache_bytes)
+        self.clean_orphans()
+
+    # ------------------------------------------------------------ adding
+
+    def add(self, photo: bytes, template_id: str | None = None, name: str | None = None,
+            fuse_degree: int | None = None, shape_degree: int | None = None) -> TemplateInfo:
+        """Check, analyse and store a template photo; 10003 for a bad or taken id, 220003 without a face."""
+        _check_template_id(template_id)
+        _check_name(name)
+        _check_degree("fuse_degree", fuse_degree)
+        _check_degree("shape_degree", shape_degree)
+        if template_id is not None:
+            self._refuse_taken(template_id)  # early, before the costly analysis; again under the lock
+        fmt = check_image(photo, self.image_limits)[0]
+        image = decode_image(photo, self.image_limits)
+        faces = detect_faces(image)
+        require_template_faces(faces)
+        height, width = image.shape[:2]  # upright: EXIF orientation applied
+        info = TemplateInfo(template_id=template_id or _new_template_id(), name=name or "",
+                            faces=len(faces), width=width, height=height, created_at=iso_utc(),
+                            fuse_degree=fuse_degree, shape_degree=shape_degree, format=fmt,
+                            revision=secrets.token_hex(8))
+        self._store(info, photo, faces)
+        return info
+
+    def _store(self, info: TemplateInfo, photo: bytes, faces: list[Face]) -> None:
+        faces_json = json.dumps([face.to_dict() for face in faces], separators=(",", ":"))
+        with self.db.transaction() as conn:
+            self._refuse_taken(info.template_id, conn)
+            write_atomic(self.templates_dir / info.file_name, photo)
+            conn.execute(
+                f"INSERT INTO templates ({_INFO_COLUMNS}, faces_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (info.template_id, info.revision, info.name, info.format, info.width, info.height,
+                 info.faces, info.fuse_degree, info.shape_degree, info.created_at, faces_json))
+
+    def _refuse_taken(self, template_id: str, conn: sqlite3.Connection | None = None) -> None:
+        conn = conn or self.db.connection()
+        if conn.execute("SELECT 1 FROM templates WHERE template_id = ?", (template_id,)).fetchone():
+            raise FacefuseError(Err.INVALID_PARAMETER, f"template_id {template_id!r} already exists")
+
+    def ensure_demo(self) -> TemplateInfo:
+        """The demo template (matplotlib's public-domain photo of Grace Hopper), added if missing."""
+        existing = self.get(DEMO_TEMPLATE_ID)
+        if existing is not None:
+            return existing
+        try:
+            return self.add(demo_photo(), template_id=DEMO_TEMPLATE_ID, name=DEMO_TEMPLATE_NAME)
+        except FacefuseError:
+            demo = self.get(DEMO_TEMPLATE_ID)  # another process added it at the same moment
+            if demo is None:
+                raise
+            return demo
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, template_id: str) -> TemplateInfo | None:
+        if not _is_template_id(template_id):
+            return None
+        row = self.db.query_one(f"SELECT {_INFO_COLUMNS} FROM templates WHERE template_id = ?", (template_id,))
+        return _info_from_row(row) if row is not None else None
+
+    def list(self) -> list[TemplateInfo]:
+        """Every template, oldest first."""
+        rows = self.db.query(f"SELECT {_INFO_COLUMNS} FROM templates ORDER BY created_at, template_id")
+        return [_info_from_row(row) for row in rows]
+
+    def load(self, template_id: str) -> LoadedTemplate:
+        """The template's image and faces (cached); 10011 TEMPLATE_NOT_FOUND if there is none."""
+        info = self.get(template_id)
+        if info is None:
+            raise _not_found(template_id)
+        cached = self._cache.get(info)
+        if cached is not None:
+            return cached
+        loaded = self._read(info)
+        self._cache.put(loaded)
+        return loaded
+
+    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+        row = self.db.query_one("SELECT faces_json FROM templates WHERE template_id = ? AND revision = ?",
+                                (info.template_id, info.revision))
+        try:
+            photo = (self.templates_dir / info.file_name).read_bytes()
+        except FileNotFoundError:
+            row = None  # removed since we looked
+        if row is None:
+            raise _not_found(info.template_id)
+        image = decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
+        faces = [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+        image.setflags(write=False)
+        return LoadedTemplate(info=info, image=image, faces=faces)
+
+    def cache_stats(self) -> dict[str, int]:
+        """Loaded templates kept in this process, their image bytes, hits and misses so far."""
+        return self._cache.stats()
+
+    # ------------------------------------------------------------ removing
+
+    def remove(self, template_id: str) -> bool:
+        """Delete the template (row first, then its file); False if there is none."""
+        info = self.get(template_id)
+        if info is None:
+            return False
+        with self.db.transaction() as conn:
+            deleted = conn.execute("DELETE FROM templates WHERE template_id = ? AND revision = ?",
+                                   (info.template_id, info.revision)).rowcount
+        (self.templates_dir / info.file_name).unlink(missing_ok=True)
+        self._cache.drop(info)
+        return deleted == 1
+
+    def clean_orphans(self) -> int:
+        """Delete files no template row names (left by a crash mid-add or mid-remove)."""
+        with self.db.transaction() as conn:
+            known = {_info_from_row(row).file_name
+                     for row in conn.execute(f"SELECT {_INFO_COLUMNS} FROM templates")}
+            orphans = [p for p in self.templates_dir.iterdir() if p.is_file() and p.name not in known]
+            for path in orphans:
+                path.unlink(missing_ok=True)
+        return len(orphans)
+
+
+class _LoadedCache:
+    """Least recently used loaded templates, bounded in count and in image bytes."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str], LoadedTemplate] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, info: TemplateInfo) -> LoadedTemplate | None:
+        key = (info.template_id, info.revision)
+        with self._lock:
+            loaded = self._items.get(key)
+            if loaded is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return loaded
+
+    def put(self, loaded: LoadedTemplate) -> None:
+        key = (loaded.info.template_id, loaded.info.revision)
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = loaded
+            self._bytes += loaded.image.nbytes
+            while len(self._items) > 1 and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= evicted.image.nbytes
+
+    def drop(self, info: TemplateInfo) -> None:
+        with self._lock:
+            evicted = self._items.pop((info.template_id, info.revision), None)
+            if evicted is not None:
+                self._bytes -= evicted.image.nbytes
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"templates": len(self._items), "bytes": self._bytes, "hits": self.hits, "misses": self.misses}
+
+
+def demo_photo() -> bytes:
+    """matplotlib's sample photo of Grace Hopper (public domain)."""
+    import matplotlib
+
+    return (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes()
+
+
+def _new_template_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(GENERATED_ID_LENGTH))
+
+
+def _is_template_id(value: object) -> bool:
+    return isinstance(value, str) and TEMPLATE_ID_RE.fullmatch(value) is not None
+
+
+def _check_template_id(template_id: str | None) -> None:
+    if template_id is not None and not _is_template_id(template_id):
+        raise FacefuseError(Err.INVALID_PARAMETER,
+                            "template_id must be 16 to 19 characters, each a digit or a lowercase letter a-z")
+
+
+def _check_name(name: str | None) -> None:
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH
+                             or not name.isprintable()):
+        raise FacefuseError(Err.INVALID_PARAMETER,
+                            f"name must be text of at most {MAX_NAME_LENGTH} printable characters")
+
+
+def _check_degree(field_name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100):
+        raise FacefuseError(Err.INVALID_PARAMETER, f"{field_name} must be an integer from 0 to 100")
+
+
+def _not_found(template_id: str) -> FacefuseError:
+    return FacefuseError(Err.TEMPLATE_NOT_FOUND, f"no template {template_id[:64]!r}")
+
+
+def _stored_limits(limits: ImageLimits, info: TemplateInfo, size: int) -> ImageLimits:
+    """Limits a stored template always meets, even if the configured ones were tightened since."""
+    return replace(limits, max_bytes=max(limits.max_bytes, size), min_side=min(limits.min_side, info.width,
+                   info.height), max_side=max(limits.max_side, info.width, info.height))
+
+
+def _frozen_face(face: Face) -> Face:
+    face.landmarks.setflags(write=False)
+    return face
+
+
+def _info_from_row(row: sqlite3.Row) -> TemplateInfo:
+    return TemplateInfo(template_id=row["template_id"], name=row["name"], faces=row["face_count"],
+                        width=row["width"], height=row["height"], created_at=row["created_at"],
+                        fuse_degree=row["fuse_degree"], shape_degree=row["shape_degree"],
+                        format=row["format"], revision=row["revision"])

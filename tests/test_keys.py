@@ -1,0 +1,117 @@
+"""API keys on a real SQLite file: verification, revocation, and no secret at rest."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from facefuse.errors import Err, FacefuseError
+from facefuse.keys import store as key_store
+from facefuse.keys.store import ApiKey, KeyStore
+from facefuse.storage.db import Database
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(tmp_path / "facefuse.sqlite3")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def keys(db: Database) -> KeyStore:
+    return KeyStore(db)
+
+
+def test_create_answers_the_record_and_the_secret_once(keys: KeyStore) -> None:
+    key, secret = keys.create("mobile app", admin=True, qps=5, daily_quota=1000)
+    assert re.fullmatch(r"[0-9a-z]{32}", key.api_key)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", secret)  # 256 bits
+    assert key == ApiKey(api_key=key.api_key, name="mobile app", admin=True, qps=5.0, daily_quota=1000,
+                         created_at=key.created_at, revoked_at=None)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", key.created_at)
+    assert secret not in repr(key)
+    assert keys.list() == [key]
+    assert keys.count() == 1
+
+
+def test_verify_right_wrong_unknown_and_revoked(keys: KeyStore) -> None:
+    key, secret = keys.create("client")
+    other, other_secret = keys.create("other")
+    assert keys.verify(key.api_key, secret) == key
+    assert keys.verify(key.api_key, secret + "x") is None
+    assert keys.verify(key.api_key, secret[:-1]) is None
+    assert keys.verify(key.api_key, other_secret) is None  # a real secret, of another key
+    assert keys.verify("0" * 32, secret) is None
+    assert keys.verify("", secret) is None
+    assert keys.verify(key.api_key, "") is None
+    assert keys.verify(key.api_key, "x" * 100_000) is None
+    assert keys.revoke(key.api_key) is True
+    assert keys.verify(key.api_key, secret) is None
+    assert keys.revoke(key.api_key) is False
+    assert keys.revoke("nosuchkey") is False
+    assert keys.verify(other.api_key, other_secret) == other
+    revoked = keys.get(key.api_key)
+    assert revoked is not None and revoked.revoked_at is not None and not revoked.active
+    assert keys.count() == 2  # revoked keys still count: no surprise first-start key
+
+
+def test_unknown_keys_cost_the_same_hash_and_comparison(keys: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    key, secret = keys.create("client")
+    calls: list[str] = []
+    real_hash, real_compare = key_store.hash_secret, key_store.hmac.compare_digest
+    monkeypatch.setattr(key_store, "hash_secret", lambda k, s: calls.append("hash") or real_hash(k, s))
+    monkeypatch.setattr(key_store.hmac, "compare_digest", lambda a, b: calls.append("compare") or real_compare(a, b))
+    for api_key, candidate in [(key.api_key, secret), (key.api_key, "wrong"), ("f" * 32, secret)]:
+        calls.clear()
+        keys.verify(api_key, candidate)
+        assert calls == ["hash", "compare"], api_key
+
+
+def test_revocation_by_another_connection_counts_at_once(db: Database, keys: KeyStore) -> None:
+    key, secret = keys.create("client")
+    assert keys.verify(key.api_key, secret) is not None
+    other_process = KeyStore(Database(db.path))  # its own connection, as the CLI has
+    assert other_process.revoke(key.api_key)
+    assert keys.verify(key.api_key, secret) is None
+
+
+def test_only_a_hash_of_the_secret_is_stored(db: Database, keys: KeyStore, tmp_path: Path) -> None:
+    created = [keys.create(f"key {i}") for i in range(5)]
+
+    def stored_bytes() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+    db.query("PRAGMA wal_checkpoint(FULL)")
+    for moment in ("after checkpoint", "after more writes"):
+        data = stored_bytes()
+        for key, secret in created:
+            assert key.api_key.encode() in data, moment  # the file is the one written
+            assert secret.encode() not in data, moment
+            assert secret[:16].encode() not in data, moment
+        keys.create("one more")
+    row = db.query_one("SELECT secret_hash FROM api_keys WHERE api_key = ?", (created[0][0].api_key,))
+    assert row["secret_hash"].startswith("sha256v1$") and len(row["secret_hash"]) == 9 + 64
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"name": ""}, {"name": "   "}, {"name": "x" * 201}, {"name": "ok", "qps": 0}, {"name": "ok", "qps": -1},
+    {"name": "ok", "qps": float("nan")}, {"name": "ok", "qps": True}, {"name": "ok", "daily_quota": -1},
+    {"name": "ok", "daily_quota": 1.5},
+])
+def test_bad_key_limits_are_refused(keys: KeyStore, kwargs: dict) -> None:
+    with pytest.raises(FacefuseError) as caught:
+        keys.create(**kwargs)
+    assert caught.value.error is Err.INVALID_PARAMETER
+    assert keys.count() == 0
+
+
+def test_list_is_oldest_first_and_keeps_revoked(keys: KeyStore) -> None:
+    first, _ = keys.create("first")
+    second, _ = keys.create("second", admin=True)
+    keys.revoke(first.api_key)
+    listed = keys.list()
+    assert [k.api_key for k in listed] == [first.api_key, second.api_key]
+    assert listed[0].revoked_at is not None and listed[1].admin

@@ -1,0 +1,329 @@
+"""The template library on real SQLite, real files and real photos; crashes by SIGKILL."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import face
+from facefuse.errors import Err, FacefuseError
+from facefuse.storage.db import Database
+from facefuse.templates import registry as registry_module
+from facefuse.templates.registry import DEMO_TEMPLATE_ID, TemplateInfo, TemplateRegistry
+
+FRONTAL = "deepface__img5.jpg"  # 330x512, one face
+SMALL_FRONTAL = "insightface__bulk_Rob_Lowe_0001.jpg"  # 250x250, one face
+TWO_PEOPLE = "face_recognition__examples_two_people.jpg"  # 1126x661, two faces
+NO_FACE = "insightface__crop_no_face.png"
+WEBP_NAMED_JPG = "deepface__img47.jpg"
+
+
+def photo(name: str) -> bytes:
+    return face(name).read_bytes()
+
+
+def open_registry(data_dir: Path) -> TemplateRegistry:
+    return TemplateRegistry(Database(data_dir / "facefuse.sqlite3"), data_dir / "templates")
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> TemplateRegistry:
+    opened = open_registry(tmp_path)
+    yield opened
+    opened.db.close()
+
+
+def error_of(call) -> Err:
+    with pytest.raises(FacefuseError) as caught:
+        call()
+    return caught.value.error
+
+
+def stored_files(registry: TemplateRegistry) -> set[str]:
+    return {p.name for p in registry.templates_dir.iterdir()}
+
+
+def assert_consistent(registry: TemplateRegistry) -> list[TemplateInfo]:
+    """Every listed template loads, and every file in the folder belongs to one."""
+    listed = registry.list()
+    for info in listed:
+        loaded = registry.load(info.template_id)
+        assert loaded.image.shape == (info.height, info.width, 3)
+        assert len(loaded.faces) == info.faces >= 1
+    assert stored_files(registry) == {info.file_name for info in listed}
+    assert registry.db.query_one("PRAGMA integrity_check")[0] == "ok"
+    return listed
+
+
+# ------------------------------------------------------------------ adding
+
+def test_add_a_frontal_photo(registry: TemplateRegistry) -> None:
+    info = registry.add(photo(FRONTAL), name="angelina", fuse_degree=80)
+    assert len(info.template_id) == 19 and info.template_id.isalnum() and info.template_id.islower()
+    assert (info.name, info.faces, info.width, info.height, info.format) == ("angelina", 1, 330, 512, "jpeg")
+    assert info.fuse_degree == 80 and info.shape_degree is None
+    assert set(info.to_dict()) == {"template_id", "name", "faces", "width", "height", "created_at"}
+    assert registry.get(info.template_id) == info
+    assert (registry.templates_dir / info.file_name).read_bytes() == photo(FRONTAL)
+    assert info.file_name.endswith(".jpg")
+
+
+def test_add_a_group_photo_keeps_faces_left_to_right(registry: TemplateRegistry) -> None:
+    info = registry.add(photo(TWO_PEOPLE), template_id="twopeople0000001")
+    loaded = registry.load("twopeople0000001")
+    assert info.faces == 2
+    assert loaded.faces[0].center[0] < loaded.faces[1].center[0]
+    assert loaded.faces[0].landmarks.shape == (478, 3)
+
+
+def test_size_is_the_upright_size_after_exif_orientation(registry: TemplateRegistry) -> None:
+    upright = Image.open(face(FRONTAL))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to show
+    stored = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(stored, "JPEG", quality=90, exif=exif)
+    info = registry.add(stored.getvalue())
+    assert (info.width, info.height, info.faces) == (330, 512, 1)
+    assert registry.load(info.template_id).image.shape == (512, 330, 3)
+
+
+def test_photo_without_a_face_is_refused_and_nothing_stored(registry: TemplateRegistry) -> None:
+    assert error_of(lambda: registry.add(photo(NO_FACE), template_id="nofacetemplate01")) is Err.MODEL_PHOTO_NO_FACE
+    assert registry.list() == [] and stored_files(registry) == set()
+
+
+def test_photo_breaking_the_image_rules_is_refused(registry: TemplateRegistry) -> None:
+    assert error_of(lambda: registry.add(photo(WEBP_NAMED_JPG))) is Err.UNSUPPORTED_IMAGE_FORMAT
+    assert error_of(lambda: registry.add(b"not an image at all")) is Err.UNSUPPORTED_IMAGE_FORMAT
+    assert registry.list() == [] and stored_files(registry) == set()
+
+
+def test_duplicate_id_is_refused(registry: TemplateRegistry) -> None:
+    registry.add(photo(FRONTAL), template_id="sametemplate0001")
+    assert error_of(lambda: registry.add(photo(SMALL_FRONTAL), template_id="sametemplate0001")) is (
+        Err.INVALID_PARAMETER)
+    with pytest.raises(FacefuseError, match="already exists"):
+        registry.add(photo(SMALL_FRONTAL), template_id="sametemplate0001")
+    assert [t.width for t in registry.list()] == [330]
+
+
+@pytest.mark.parametrize("bad_id", [
+    "short", "a" * 15, "a" * 20, "UPPERCASE0000000", "with-dash0000000", "../../etc/passwd", "abcdefghijklmnop\n",
+    "abcdefghijklmnop/", "", "ａbcdefghijklmnop",
+])
+def test_malformed_id_is_refused(registry: TemplateRegistry, bad_id: str) -> None:
+    assert error_of(lambda: registry.add(photo(FRONTAL), template_id=bad_id)) is Err.INVALID_PARAMETER
+    assert registry.get(bad_id) is None
+    assert registry.list() == []
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"fuse_degree": 101}, {"fuse_degree": -1}, {"shape_degree": 50.5}, {"shape_degree": True},
+    {"name": "x" * 201}, {"name": "line\nbreak"},
+])
+def test_bad_options_are_refused(registry: TemplateRegistry, kwargs: dict) -> None:
+    assert error_of(lambda: registry.add(photo(FRONTAL), **kwargs)) is Err.INVALID_PARAMETER
+
+
+# ------------------------------------------------------------------ loading
+
+def test_load_decodes_and_analyses_once(registry: TemplateRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = registry.add(photo(FRONTAL), template_id="cachedtemplate01")
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(registry_module, "detect_faces", must_not_run)  # analysis is never redone
+    first = registry.load(info.template_id)
+    monkeypatch.setattr(registry_module, "decode_image", must_not_run)
+    second = registry.load(info.template_id)
+    assert second is first
+    assert registry.cache_stats()["hits"] == 1 and registry.cache_stats()["misses"] == 1
+    assert first.image.shape == (512, 330, 3) and first.image.dtype == np.uint8
+    assert not first.image.flags.writeable  # shared by every request
+    assert not first.faces[0].landmarks.flags.writeable
+    assert first.info == info
+
+
+def test_load_of_unknown_template_is_template_not_found(registry: TemplateRegistry) -> None:
+    assert error_of(lambda: registry.load("nosuchtemplate0000")) is Err.TEMPLATE_NOT_FOUND
+    assert error_of(lambda: registry.load("../../etc/passwd")) is Err.TEMPLATE_NOT_FOUND
+
+
+def test_cache_is_bounded(tmp_path: Path) -> None:
+    registry = TemplateRegistry(Database(tmp_path / "db.sqlite3"), tmp_path / "templates", cache_templates=2)
+    ids = [registry.add(photo(SMALL_FRONTAL)).template_id for _ in range(3)]
+    for template_id in ids:
+        registry.load(template_id)
+    assert registry.cache_stats()["templates"] == 2
+    assert registry.cache_stats()["bytes"] == 2 * 250 * 250 * 3
+
+
+def test_remove_and_add_again_under_the_same_id(registry: TemplateRegistry) -> None:
+    registry.add(photo(FRONTAL), template_id="reusedtemplate01")
+    assert registry.load("reusedtemplate01").image.shape == (512, 330, 3)
+    assert registry.remove("reusedtemplate01") is True
+    assert registry.remove("reusedtemplate01") is False
+    assert stored_files(registry) == set()
+    assert error_of(lambda: registry.load("reusedtemplate01")) is Err.TEMPLATE_NOT_FOUND
+    registry.add(photo(SMALL_FRONTAL), template_id="reusedtemplate01")
+    assert registry.load("reusedtemplate01").image.shape == (250, 250, 3)  # not the cached old one
+
+
+def test_another_process_sees_adds_and_removes_at_once(registry: TemplateRegistry, tmp_path: Path) -> None:
+    server_side = registry
+    server_side.load(server_side.ensure_demo().template_id)
+    cli_side = open_registry(tmp_path)  # its own connection, as `facefuse templates add` has
+    cli_side.add(photo(FRONTAL), template_id="fromthecli000001")
+    assert server_side.load("fromthecli000001").info.width == 330
+    cli_side.remove(DEMO_TEMPLATE_ID)
+    assert error_of(lambda: server_side.load(DEMO_TEMPLATE_ID)) is Err.TEMPLATE_NOT_FOUND
+
+
+def test_demo_template(registry: TemplateRegistry) -> None:
+    demo = registry.ensure_demo()
+    assert (demo.template_id, demo.name, demo.faces, demo.width, demo.height) == (
+        DEMO_TEMPLATE_ID, "demo", 1, 512, 600)
+    assert registry.ensure_demo() == demo  # not added twice
+    assert len(registry.list()) == 1
+    assert registry.load(DEMO_TEMPLATE_ID).faces[0].size > 100
+
+
+def test_orphans_are_cleaned_when_a_registry_opens(registry: TemplateRegistry, tmp_path: Path) -> None:
+    kept = registry.add(photo(SMALL_FRONTAL))
+    (registry.templates_dir / "orphantemplate0001.0123456789abcdef.jpg").write_bytes(b"x")
+    (registry.templates_dir / ".orphantemplate0002.0123456789abcdef.jpg.k3j4.tmp").write_bytes(b"x")
+    reopened = open_registry(tmp_path)
+    assert stored_files(reopened) == {kept.file_name}
+    assert_consistent(reopened)
+
+
+# ------------------------------------------------------------------ crashes and concurrency
+
+CHILD = """
+import json, os, signal, sys
+from contextlib import contextmanager
+from pathlib import Path
+from facefuse.storage import files
+from facefuse.storage.db import Database
+from facefuse.templates.registry import TemplateRegistry
+
+data_dir, photo_path, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+registry = TemplateRegistry(Database(data_dir / "facefuse.sqlite3"), data_dir / "templates")
+photo = photo_path.read_bytes()
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if mode == "loop":  # add until killed, saying which ids are done
+    print("ready", flush=True)
+    while True:
+        print(registry.add(photo).template_id, flush=True)
+elif mode == "race":  # add several, and one id every racer wants
+    print("ready", flush=True)
+    sys.stdin.readline()
+    outcome = {"added": [registry.add(photo).template_id for _ in range(6)]}
+    try:
+        registry.add(photo, template_id="contestedid00001")
+        outcome["contested"] = "won"
+    except Exception as exc:
+        outcome["contested"] = getattr(getattr(exc, "error", None), "name", repr(exc))
+    print(json.dumps(outcome), flush=True)
+elif mode == "remove_then_die":
+    Path.unlink = lambda self, missing_ok=False: die()
+    registry.remove(sys.argv[4])
+else:  # add, dying at one moment of the write
+    if mode == "before_rename":
+        files.os.replace = die
+    elif mode == "before_dir_fsync":
+        files.fsync_dir = die
+    elif mode == "before_commit":
+        real_transaction = registry.db.transaction
+        @contextmanager
+        def transaction():
+            with real_transaction() as conn:
+                yield conn
+                die()
+        registry.db.transaction = transaction
+    registry.add(photo)
+print("survived", flush=True)
+"""
+
+
+def run_child(data_dir: Path, mode: str, *extra: str, photo_name: str = SMALL_FRONTAL) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CHILD, str(data_dir), str(face(photo_name)), mode, *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_kill_at_each_step_of_an_add_leaves_all_or_nothing(tmp_path: Path) -> None:
+    registry = open_registry(tmp_path)
+    before = registry.add(photo(FRONTAL), template_id="survivor00000001")
+    for mode, leftover_is_temp in (("before_rename", True), ("before_dir_fsync", False), ("before_commit", False)):
+        child = run_child(tmp_path, mode)  # its registry first cleans what the last one left
+        assert child.returncode == -signal.SIGKILL, (mode, child.stderr[-2000:])
+        leftovers = stored_files(registry) - {before.file_name}
+        assert len(leftovers) == 1, mode
+        assert leftovers.pop().endswith(".tmp") is leftover_is_temp, mode
+        assert [t.template_id for t in registry.list()] == ["survivor00000001"], mode
+    assert_consistent(open_registry(tmp_path))
+
+
+def test_kill_in_the_middle_of_a_remove(tmp_path: Path) -> None:
+    registry = open_registry(tmp_path)
+    doomed = registry.add(photo(FRONTAL), template_id="doomedtemplate01")
+    child = run_child(tmp_path, "remove_then_die", doomed.template_id)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert registry.get(doomed.template_id) is None  # the row went first
+    assert doomed.file_name in stored_files(registry)
+    assert assert_consistent(open_registry(tmp_path)) == []
+
+
+def test_sigkill_at_random_moments_of_an_add_loop(tmp_path: Path) -> None:
+    rng = random.Random(20240501)
+    acknowledged: list[str] = []
+    for _ in range(4):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(face(SMALL_FRONTAL)), "loop"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        for _ in range(rng.randint(2, 5)):
+            acknowledged.append(child.stdout.readline().strip())
+        time.sleep(rng.uniform(0, 0.03))
+        child.send_signal(signal.SIGKILL)
+        acknowledged.extend(line.strip() for line in child.stdout.read().splitlines() if line.strip())
+        child.wait(timeout=10)
+    survivor = open_registry(tmp_path)
+    listed = {t.template_id for t in assert_consistent(survivor)}
+    assert set(acknowledged) <= listed  # every add that returned was durable
+    assert len(listed) >= len(acknowledged) > 0
+
+
+def test_two_processes_adding_at_once(tmp_path: Path) -> None:
+    open_registry(tmp_path).db.close()  # the schema exists; both racers start on equal terms
+    racers = [subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(face(SMALL_FRONTAL)), "race"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    for racer in racers:
+        assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+    for racer in racers:  # go
+        assert racer.stdin is not None
+        racer.stdin.write("\n")
+        racer.stdin.flush()
+    outcomes = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=60)
+        assert racer.returncode == 0, err[-2000:]
+        outcomes.append(json.loads(out.splitlines()[-2]))
+    assert sorted(o["contested"] for o in outcomes) == ["INVALID_PARAMETER", "won"]
+    listed = {t.template_id for t in assert_consistent(open_registry(tmp_path))}
+    added = {tid for o in outcomes for tid in o["added"]}
+    assert len(added) == 12 and listed == added | {"contestedid00001"}
