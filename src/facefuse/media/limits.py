@@ -14,7 +14,7 @@ class ImageLimits:
     max_side: int = 4096
 
     @classmethod
-    def from_settings(cls, s: Settings) -> "ImageLimits":
+    def from_settings(cls, s: Settings) -> ImageLimits:
         return cls(max_bytes=s.max_image_bytes, min_side=s.min_image_side, max_side=s.max_image_side)
 
 
@@ -28,7 +28,7 @@ class FetchLimits:
     allowlist: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def from_settings(cls, s: Settings) -> "FetchLimits":
+    def from_settings(cls, s: Settings) -> FetchLimits:
         return cls(
             max_bytes=s.max_image_bytes,
             connect_timeout=s.url_connect_timeout,
@@ -37,3 +37,9 @@ class FetchLimits:
             max_redirects=s.url_max_redirects,
             allowlist=s.allowlist,
         )
+
+
+def format_size(n_bytes: int) -> str:
+    """A limit as people say it: 2097152 -> "2 MB"."""
+    megabytes = n_bytes / (1024 * 1024)
+    return f"{megabytes:g} MB" if megabytes >= 1 else f"{n_bytes} bytes"

@@ -1,0 +1,401 @@
+"""Put a user's face into a template face: the public entry points of the fusion package.
+
+The user's face is warped onto the template's landmarks (moved a little toward the user's
+proportions), lit and toned by the template's low-frequency skin shading, given the
+template's grain, and blended in with a soft mask that keeps the template's outline, hair,
+mouth interior and anything else on the template face that is not skin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facefuse.fusion import masks, mesh, tone, warp
+from facefuse.fusion.geometry import Similarity, fit_similarity, target_landmarks
+from facefuse.vision.faces import Face
+
+CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
+RING_REACH = 1.3  # outer ring of the template warp, as a multiple of the oval's radius
+GRID_CELLS = 96  # warp grid cells across the face
+WORK_FACE = 192.0  # face size in pixels of the canvas where masks and light are computed
+FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
+FACE_FEATHER = 0.015  # mask edge softness, of the face size
+SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
+SHADING_CENTRE = 0.75  # the centre's extent, of the oval's
+
+
+@dataclass(frozen=True)
+class FuseOptions:
+    """fuse_degree: how much of the user's skin and features replace the template's (0..100).
+    shape_degree: how far the face geometry moves toward the user's proportions (0..100)."""
+
+    fuse_degree: int = 100
+    shape_degree: int = 40
+
+
+@dataclass(frozen=True)
+class PreparedTemplate:
+    """What fusion needs from one template face; compute once per template face."""
+
+    image: np.ndarray  # the whole template, never written to
+    crop: tuple[int, int, int, int]  # x0, y0, x1, y1 of the region fusion may change
+    patch: np.ndarray  # that region, uint8
+    landmarks: np.ndarray  # (478, 3) in patch pixels
+    face_size: float
+    grayscale: bool
+
+
+def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedTemplate:
+    x, y, side, _ = template_face.box
+    x0, y0, x1, y1 = _box_around(template_rgb.shape, x, y, side, CROP_MARGIN)
+    patch = np.ascontiguousarray(template_rgb[y0:y1, x0:x1])
+    landmarks = template_face.landmarks.astype(np.float32).copy()
+    landmarks[:, :2] -= (x0, y0)
+    return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
+                            landmarks=landmarks, face_size=float(side),
+                            grayscale=tone.is_grayscale(patch))
+
+
+def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray,
+              user_face: Face, options: FuseOptions) -> np.ndarray:
+    """A new RGB image of the template's size with the user's face in template_face."""
+    return fuse_prepared(prepare_template(template_rgb, template_face), user_rgb, user_face, options)
+
+
+def fuse_prepared(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
+                  options: FuseOptions) -> np.ndarray:
+    result = prepared.image.copy()
+    if options.fuse_degree <= 0:
+        return result
+    x0, y0, x1, y1 = prepared.crop
+    result[y0:y1, x0:x1] = fuse_patch(prepared, user_rgb, user_face, options)
+    return result
+
+
+def geometry_weights(fuse: float, shape: float) -> tuple[float, float]:
+    """How far inner features and the face outline move toward the user's proportions.
+
+    The outline moves with the square of shape_degree so that the default keeps the
+    template's jaw (its pose) while the full setting takes the user's face shape."""
+    return fuse * (0.5 + 0.5 * shape), fuse * shape * shape
+
+
+def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
+               options: FuseOptions) -> np.ndarray:
+    """The template crop with the user's face fused in (uint8, the crop's size)."""
+    fuse = float(np.clip(options.fuse_degree, 0, 100)) / 100
+    shape = float(np.clip(options.shape_degree, 0, 100)) / 100
+    user_image, user_lms = _user_patch(user_rgb, user_face, prepared.face_size)
+    t_lms = prepared.landmarks
+    align = fit_similarity(user_lms[: mesh.MESH_POINTS], t_lms[: mesh.MESH_POINTS])
+    target = target_landmarks(t_lms[:, :2], align.apply(user_lms)[:, :2],
+                              *geometry_weights(fuse, shape))
+    ring = _ring(t_lms[:, :2])
+    patch_shape = prepared.patch.shape[:2]
+    # Only the warp ring can change; only the face oval can take the user's pixels.
+    wx0, wy0, wx1, wy1 = _bounds(ring, patch_shape, 1.0)
+    fx0, fy0, fx1, fy1 = _bounds(target[list(mesh.FACE_OVAL)], patch_shape, 2.0)
+    fx0, fy0, fx1, fy1 = max(fx0, wx0), max(fy0, wy0), min(fx1, wx1), min(fy1, wy1)
+    t_map, u_map, u_seen = _warp_maps(prepared, user_lms, target, ring, align,
+                                      (wx0, wy0, wx1, wy1))
+    result = prepared.patch.copy()
+    t_warped = warp.remap(prepared.patch, t_map)
+    result[wy0:wy1, wx0:wx1] = t_warped
+    inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
+    u_map = (u_map[0][inner], u_map[1][inner])
+    inside = cv2.erode(np.full(user_image.shape[:2], 255, np.uint8), np.ones((3, 3), np.uint8))
+    u_valid = warp.remap(inside, u_map, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
+    u_valid *= u_seen[inner]
+    face = _fuse_face_region(
+        t_warped[inner], warp.remap(user_image, u_map), u_valid,
+        target - np.array([fx0, fy0], np.float32), t_lms, user_lms, fuse, prepared)
+    result[fy0:fy1, fx0:fx1] = face
+    return result
+
+
+def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarray,
+                      target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray, fuse: float,
+                      prepared: PreparedTemplate) -> np.ndarray:
+    """Both faces already warped onto `target` (pixels of this region): light, blend."""
+    region_shape = t_face.shape[:2]
+    canvas = _Canvas(region_shape, prepared.face_size, target)
+    t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
+    t_skin = tone.skin_likelihood(t_small, canvas.skin_model(t_small))
+    u_valid = masks.feather(canvas.shrink(u_valid), 0.015 * canvas.size)
+    u_skin = tone.skin_likelihood(u_small, canvas.skin_model(u_small)) * u_valid
+    skin_area = canvas.skin_area()
+    gain = canvas.shading_gain(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
+    alpha = fuse * canvas.alpha(t_small, t_skin, u_skin, _feature_trust(t_lms, u_lms))
+
+    t_float = t_face.astype(np.float32)
+    face = u_face.astype(np.float32) * canvas.grow(gain)
+    face = _match_detail(_soft_highlights(face), t_float, canvas.grow(skin_area * t_skin),
+                         canvas.grow(canvas.features()))
+    alpha = canvas.grow(alpha) * (1 - _mouth_hole(target, t_lms, region_shape, prepared.face_size))
+    fused = t_float + alpha[..., None] * (face - t_float)
+    if prepared.grayscale:
+        fused = tone.to_gray(fused)
+    return np.clip(fused + 0.5, 0, 255).astype(np.uint8)
+
+
+class _Canvas:
+    """A shrunken copy of the output crop (face ~WORK_FACE px) for masks and light."""
+
+    def __init__(self, out_shape: tuple[int, int], face_size: float, target: np.ndarray) -> None:
+        h, w = out_shape
+        k = min(1.0, WORK_FACE / face_size)
+        self.out_shape = out_shape
+        self.shape = (max(8, round(h * k)), max(8, round(w * k)))
+        scale = np.array([self.shape[1] / w, self.shape[0] / h], dtype=np.float32)
+        self.points = (target + 0.5) * scale - 0.5
+        self.size = face_size * float(scale.mean())
+
+    def shrink(self, image: np.ndarray) -> np.ndarray:
+        if self.shape == self.out_shape:
+            return image.astype(np.float32)
+        return cv2.resize(image.astype(np.float32), self.shape[::-1], interpolation=cv2.INTER_AREA)
+
+    def grow(self, image: np.ndarray) -> np.ndarray:
+        if self.shape == self.out_shape:
+            return image
+        return cv2.resize(image, self.out_shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+    def skin_model(self, image: np.ndarray) -> tone.SkinModel:
+        return tone.fit_skin_model(image, self.points, 0.035 * self.size)
+
+    def features(self) -> np.ndarray:
+        return masks.feather(masks.features_mask(self.shape, self.points, 0.015 * self.size),
+                             0.01 * self.size)
+
+    def skin_area(self) -> np.ndarray:
+        """Where both faces show plain skin: inside the oval, away from eyes, brows, lips."""
+        oval = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, 0.08, 0.04, 0.04))
+        return oval * (1 - masks.features_mask(self.shape, self.points, 0.02 * self.size))
+
+    def shading_gain(self, t_small: np.ndarray, u_small: np.ndarray, t_weight: np.ndarray,
+                     u_weight: np.ndarray) -> np.ndarray:
+        """Gain taking the user's local skin level to the template's: fine-grained near the
+        rim, where the template's light shapes the outline (and the jaw stays the template's),
+        coarse in the centre, where the user's own relief and shading keep the identity."""
+        gains = []
+        for sigma in SHADING_SIGMA:
+            gains.append(tone.shading_gain(
+                tone.masked_log_lowpass(t_small, t_weight, sigma * self.size),
+                tone.masked_log_lowpass(u_small, u_weight, sigma * self.size)))
+        c = 1 - SHADING_CENTRE
+        centre = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, c, c, c))
+        centre = masks.feather(centre, 0.08 * self.size)[..., None]
+        return gains[0] + centre * (gains[1] - gains[0])
+
+    def alpha(self, t_small: np.ndarray, t_skin: np.ndarray, u_skin: np.ndarray,
+              trust: dict[str, float]) -> np.ndarray:
+        """How much of the user's face shows at each pixel (before fuse_degree)."""
+        pts, size = self.points, self.size
+        base = masks.feather(masks.polygon_mask(self.shape, masks.shrunk_oval(pts, *FACE_SHRINK)),
+                             FACE_FEATHER * size)
+        features = masks.feather(masks.features_mask(self.shape, pts, 0.015 * size), 0.01 * size)
+        centre = masks.grow(masks.inner_zone(self.shape, pts), 0.02 * size)
+        centre = np.maximum(masks.feather(centre, 0.02 * size), features)
+        # Off the centre, whatever is not skin stays in front: the template's hair over the
+        # forehead, a beard along the jaw; the user's hair or background does not come in.
+        # In the centre the user's features always come, and the template keeps only dark
+        # frames of glasses.
+        t_gate = _smoothstep(masks.feather(t_skin, 0.012 * size), 0.2, 0.55)
+        u_gate = _smoothstep(masks.feather(u_skin, 0.01 * size), 0.15, 0.5)
+        frames = (1 - features) * masks.dark_lines(t_small, 0.03 * size)
+        alpha = base * (centre + (1 - centre) * t_gate * u_gate) * (1 - frames)
+        alpha *= 1 - self._feature_region(mesh.LIPS_OUTER, 0.03) * (1 - trust["lips"])
+        alpha *= 1 - self._feature_region(mesh.RIGHT_EYE, 0.045) * (1 - trust["right_eye"])
+        alpha *= 1 - self._feature_region(mesh.LEFT_EYE, 0.045) * (1 - trust["left_eye"])
+        for brow, top in ((mesh.RIGHT_BROW, _RIGHT_BROW_TOP), (mesh.LEFT_BROW, _LEFT_BROW_TOP)):
+            clear = min(self._skin_above(top, t_skin), self._skin_above(top, u_skin))
+            alpha *= 1 - self._feature_region(brow, 0.03) * (1 - float(_smoothstep(clear, 0.15, 0.4)))
+        return alpha
+
+    def _skin_above(self, top: tuple[int, ...], skin: np.ndarray) -> np.float32:
+        """Mean skin likelihood on the band of forehead just above a brow: low when hair
+        (a fringe) covers it, and so most likely the brow too."""
+        edge = self.points[list(top)]
+        up = edge - self.points[[1, 168]].mean(axis=0)
+        band = np.concatenate([edge, (edge + 0.25 * up)[::-1]])
+        area = masks.polygon_mask(self.shape, band)
+        return np.float32((skin * area).sum() / max(area.sum(), 1.0))
+
+    def _feature_region(self, indices: tuple[int, ...], reach: float) -> np.ndarray:
+        mask = masks.polygon_mask(self.shape, masks.loop(self.points, indices))
+        return masks.feather(masks.grow(mask, reach * self.size), reach * self.size * 0.6)
+
+
+_RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
+_LEFT_BROW_TOP = (300, 293, 334, 296, 336)
+
+
+def _mouth_hole(target: np.ndarray, t_lms: np.ndarray, out_shape: tuple[int, int],
+                face_size: float) -> np.ndarray:
+    """Full-resolution soft mask of the template's open mouth (teeth, tongue), which stays.
+
+    A closed mouth has no hole: there the user's lips, lip line included, come in whole."""
+    open_amount = float(_smoothstep(np.float32(_openness(t_lms, 13, 14, 61, 291)), 0.02, 0.06))
+    if open_amount <= 0:
+        return np.zeros(out_shape, dtype=np.float32)
+    hole = masks.polygon_mask(out_shape, masks.loop(target, mesh.LIPS_INNER))
+    return open_amount * masks.feather(hole, 0.003 * face_size)
+
+
+def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
+    """How far the user's lips and eyes can be stretched onto the template's: a user's
+    open mouth squeezed onto closed lips smears teeth over them, and open eyes squeezed
+    shut (or shut eyes pulled open) smear lashes; there the template's own feature stays."""
+    lips_gap = _openness(u_lms, 13, 14, 61, 291) - _openness(t_lms, 13, 14, 61, 291)
+    trust = {"lips": 1 - _smoothstep(np.float32(lips_gap), 0.08, 0.25)}
+    for name, (top, bottom, a, b) in (("right_eye", (159, 145, 33, 133)),
+                                      ("left_eye", (386, 374, 263, 362))):
+        ratio = (_openness(u_lms, top, bottom, a, b) + 0.03) / (_openness(t_lms, top, bottom, a, b) + 0.03)
+        mismatch = abs(float(np.log(ratio)))
+        trust[name] = 1 - float(_smoothstep(np.float32(mismatch), 0.5, 0.9))
+    return {k: float(v) for k, v in trust.items()}
+
+
+def _openness(lms: np.ndarray, top: int, bottom: int, a: int, b: int) -> float:
+    gap = np.linalg.norm(lms[top, :2] - lms[bottom, :2])
+    return float(gap / max(np.linalg.norm(lms[a, :2] - lms[b, :2]), 1e-3))
+
+
+def _match_detail(face: np.ndarray, template: np.ndarray, skin: np.ndarray,
+                  features: np.ndarray) -> np.ndarray:
+    """Blur the user's skin and features where they are sharper than the template's, then
+    lend the skin whatever grain the template has beyond it, so the fused face has the
+    template's sharpness and noise (a soft-focus or low-resolution template stays soft)."""
+    for region in (skin, features):
+        sigma, _ = _blur_to_match(face, template, region)
+        if sigma > 0:
+            face = face + region[..., None] * (cv2.GaussianBlur(face, (0, 0), sigma) - face)
+    t_energy = tone.high_pass_energy(template, skin)
+    f_energy = tone.high_pass_energy(face, skin)
+    if f_energy < 0.8 * t_energy:
+        amount = float(np.sqrt(1 - f_energy / t_energy))
+        grain = template - cv2.GaussianBlur(template, (0, 0), 1.0)
+        # Clipped to the noise level: grain and pores come over, the template's edges do not.
+        limit = 2.0 * float(np.sqrt(t_energy))
+        face = face + amount * skin[..., None] * np.clip(grain, -limit, limit)
+    return face
+
+
+def _blur_to_match(face: np.ndarray, template: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+    """The blur (sigma, 0 for none) that brings the face's fine detail in `region` down to
+    the template's, and the template's detail energy there."""
+    t_energy = tone.high_pass_energy(template, region)
+    if tone.high_pass_energy(face, region) <= 1.3 * t_energy:
+        return 0.0, t_energy
+    for sigma in (0.6, 0.9, 1.3, 1.8, 2.5, 3.5):
+        if tone.high_pass_energy(cv2.GaussianBlur(face, (0, 0), sigma), region) <= 1.15 * t_energy:
+            break
+    return sigma, t_energy
+
+
+def _soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:
+    """Compress values above the knee smoothly toward 255: a gain that brightens a dark
+    face must not burn its highlights (nose tip, forehead) to flat white."""
+    over = image - knee
+    np.maximum(over, 0, out=over)
+    if not over.any():
+        return image
+    room = 255.0 - knee
+    return image - over * over / (room + over)
+
+
+def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndarray,
+               ring: np.ndarray, align: Similarity, box: tuple[int, int, int, int]
+               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """remap() maps over `box` of the patch that pull the template and the user's face
+    onto the target landmarks, and how well the user's photo shows each bit of the face."""
+    x0, y0, x1, y1 = box
+    origin = np.array([x0, y0], dtype=np.float32)
+    triangles, kinds = mesh.all_triangles()
+    g_vertices = _vertices(target, ring) - origin
+    order = warp.painter_order(g_vertices, prepared.landmarks[:, 2], triangles, kinds, mesh.SKIN)
+    raster = warp.rasterize(g_vertices, triangles, (y1 - y0, x1 - x0),
+                            max(1.0, prepared.face_size / GRID_CELLS), order)
+    shift = np.array([[0, 0, x0], [0, 0, y0]], dtype=np.float32)
+    t_pts = prepared.landmarks[:, :2]
+    t_map = warp.dense_map(raster, _vertices(t_pts, ring), triangles,
+                           np.eye(2, 3, dtype=np.float32) + shift)
+    to_user = _inverse_in_plane(align)
+    u_ring = ring @ to_user[:, :2].T + to_user[:, 2]
+    u_fallback = to_user.copy()
+    u_fallback[:, 2] += to_user[:, :2] @ origin
+    u_vertices = _vertices(user_lms[:, :2], u_ring)
+    u_map = warp.dense_map(raster, u_vertices, triangles, u_fallback)
+    # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
+    # ear, hair or background, not skin: there the template stays.
+    squeeze = (warp.signed_areas(u_vertices, triangles) * align.scale ** 2
+               / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3))
+    seen = np.where(kinds == mesh.SKIN, _smoothstep(squeeze, 0.2, 0.5), 1.0)
+    return t_map, u_map, warp.per_triangle(raster, seen, outside=1.0)
+
+
+def _bounds(points: np.ndarray, shape: tuple[int, int], pad: float) -> tuple[int, int, int, int]:
+    h, w = shape
+    x0, y0 = np.floor(points.min(axis=0) - pad).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0) + pad).astype(int) + 1
+    return max(0, x0), max(0, y0), max(min(w, x1), max(0, x0) + 1), max(min(h, y1), max(0, y0) + 1)
+
+
+def _user_patch(user_rgb: np.ndarray, user_face: Face,
+                template_face_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """The user's face region, area-shrunk when much larger than the template face so the
+    warp never skips pixels; with its landmarks in the patch's pixels."""
+    x, y, side, _ = user_face.box
+    x0, y0, x1, y1 = _box_around(user_rgb.shape, x, y, side, 0.3)
+    patch = np.ascontiguousarray(user_rgb[y0:y1, x0:x1])
+    lms = user_face.landmarks.astype(np.float32).copy()
+    lms[:, :2] -= (x0, y0)
+    factor = template_face_size / max(side, 1.0)
+    if factor < 0.8:
+        size = (max(1, round(patch.shape[1] * factor)), max(1, round(patch.shape[0] * factor)))
+        patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
+        lms[:, :2] = (lms[:, :2] + 0.5) * np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)]) - 0.5
+        lms[:, 2] *= factor
+    return patch, lms
+
+
+def _box_around(shape: tuple[int, ...], x: float, y: float, side: float,
+                margin: float) -> tuple[int, int, int, int]:
+    h, w = shape[:2]
+    pad = margin * side
+    return (max(0, int(np.floor(x - pad))), max(0, int(np.floor(y - pad))),
+            min(w, int(np.ceil(x + side + pad))), min(h, int(np.ceil(y + side + pad))))
+
+
+def _ring(points: np.ndarray) -> np.ndarray:
+    centre = masks.face_centre(points)
+    return centre + RING_REACH * (points[list(mesh.FACE_OVAL)] - centre)
+
+
+def _vertices(points: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """The 478 landmarks plus the centres of the mouth and eye holes and the outer ring."""
+    mouth = points[list(mesh.LIPS_INNER)].mean(axis=0)
+    right = _eye_centre(points, mesh.RIGHT_EYE, mesh.RIGHT_IRIS[0])
+    left = _eye_centre(points, mesh.LEFT_EYE, mesh.LEFT_IRIS[0])
+    return np.concatenate([points[:478], [mouth, right, left], ring]).astype(np.float32)
+
+
+def _eye_centre(points: np.ndarray, loop: tuple[int, ...], iris: int) -> np.ndarray:
+    """The iris centre when it lies inside the eye opening, else the opening's centroid."""
+    contour = points[list(loop)].astype(np.float32)
+    inside = cv2.pointPolygonTest(contour.reshape(-1, 1, 2), tuple(map(float, points[iris])), True)
+    return points[iris] if inside > 0.5 else contour.mean(axis=0)
+
+
+def _inverse_in_plane(align: Similarity) -> np.ndarray:
+    """(2, 3) the in-plane part of the user->template similarity, inverted."""
+    forward = np.concatenate([align.scale * align.rotation[:2, :2], align.shift[:2, None]], axis=1)
+    return np.linalg.inv(np.vstack([forward, [0, 0, 1]]))[:2].astype(np.float32)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0, 1)
+    return t * t * (3 - 2 * t)

@@ -1,0 +1,129 @@
+"""Where the fused face's landmarks go: the template's, moved toward the user's proportions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefuse.fusion import mesh
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """x -> scale * rotation @ x + shift (3-D)."""
+
+    scale: float
+    rotation: np.ndarray  # (3, 3)
+    shift: np.ndarray  # (3,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return (self.scale * points @ self.rotation.T + self.shift).astype(np.float32)
+
+
+def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
+    """Least-squares similarity taking source (N, 3) points onto target (Umeyama)."""
+    src = source.astype(np.float64)
+    dst = target.astype(np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    u, sing, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
+    sign = np.ones(3)
+    sign[2] = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
+    rotation = u @ np.diag(sign) @ vt
+    scale = float((sing * sign).sum() / (src_c ** 2).sum(axis=1).mean())
+    return Similarity(scale, rotation, dst_mean - scale * rotation @ src_mean)
+
+
+def target_landmarks(template_pts: np.ndarray, user_aligned: np.ndarray,
+                     inner_weight: float, outline_weight: float) -> np.ndarray:
+    """(478, 2) landmarks of the fused face.
+
+    Inner points move toward the user by inner_weight, the face outline by outline_weight.
+    Mouth and eyes move as rigid groups (position and size only) so the template's
+    expression — how open the mouth and eyes are — is kept.
+    """
+    shift = _expression_free_shift(template_pts, user_aligned)
+    weights = _point_weights(inner_weight, outline_weight)
+    target = template_pts + weights[:, None] * shift
+    return _undo_folds(template_pts, target)
+
+
+def _point_weights(inner: float, outline: float) -> np.ndarray:
+    hops = mesh.hops_from_oval()
+    ramp = np.clip(hops / 2.0, 0.0, 1.0)
+    weights = np.empty(478, dtype=np.float32)
+    weights[: mesh.MESH_POINTS] = outline + (inner - outline) * ramp
+    weights[mesh.MESH_POINTS:] = inner
+    return weights
+
+
+def _expression_free_shift(template_pts: np.ndarray, user_aligned: np.ndarray) -> np.ndarray:
+    shift = (user_aligned - template_pts).astype(np.float32)
+    rigid = np.zeros(478, dtype=bool)
+    for group, corners in _rigid_groups():
+        idx = np.array(group)
+        shift[idx] = _group_shift(template_pts, user_aligned, idx, corners)
+        rigid[idx] = True
+    return _smooth_free_points(shift, rigid)
+
+
+def _rigid_groups() -> list[tuple[tuple[int, ...], tuple[int, int]]]:
+    return [
+        (mesh.LIPS_OUTER + mesh.LIPS_INNER + _LIP_BODY, mesh.MOUTH_CORNERS),
+        (mesh.RIGHT_EYE + mesh.RIGHT_IRIS, mesh.RIGHT_EYE_CORNERS),
+        (mesh.LEFT_EYE + mesh.LEFT_IRIS, mesh.LEFT_EYE_CORNERS),
+    ]
+
+
+# Mesh points on the lips between the outer and inner contours.
+_LIP_BODY = (72, 73, 74, 183, 42, 41, 38, 11, 12, 268, 271, 272, 303, 302, 407, 184, 62, 76,
+             77, 96, 89, 90, 179, 180, 86, 85, 15, 16, 316, 315, 403, 404, 320, 319, 325, 307,
+             292, 306, 408, 304)
+
+
+def _group_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray,
+                 corners: tuple[int, int]) -> np.ndarray:
+    """Shift of a group that takes the template's feature to the user's centre and width."""
+    a, b = corners
+    t_width = np.linalg.norm(template_pts[a] - template_pts[b])
+    u_width = np.linalg.norm(user_aligned[a] - user_aligned[b])
+    scale = float(np.clip(u_width / max(t_width, 1e-3), 0.7, 1.4))
+    t_centre = (template_pts[a] + template_pts[b]) / 2
+    u_centre = (user_aligned[a] + user_aligned[b]) / 2
+    moved = u_centre + scale * (template_pts[idx] - t_centre)
+    return moved - template_pts[idx]
+
+
+def _smooth_free_points(shift: np.ndarray, fixed: np.ndarray, rounds: int = 6) -> np.ndarray:
+    """Average each free point's shift with its neighbours' so that expression-bound
+    differences (a cheek raised by a smile) fade while proportions stay."""
+    indptr, indices = mesh.neighbour_lists()
+    counts = np.diff(indptr).astype(np.float32)
+    owner = np.repeat(np.arange(mesh.MESH_POINTS), np.diff(indptr))
+    free = ~fixed[: mesh.MESH_POINTS]
+    result = shift.copy()
+    for _ in range(rounds):
+        sums = np.zeros((mesh.MESH_POINTS, 2), dtype=np.float32)
+        np.add.at(sums, owner, result[indices])
+        mean = sums / counts[:, None]
+        result[: mesh.MESH_POINTS][free] = 0.5 * result[: mesh.MESH_POINTS][free] + 0.5 * mean[free]
+    return result
+
+
+def _undo_folds(template_pts: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pull the target back toward the template until no mesh triangle flips or collapses."""
+    tri = mesh.mesh_triangles()
+    base = _signed_areas(template_pts, tri)
+    usable = np.abs(base) > 0.5
+    for step in np.linspace(1.0, 0.0, 9):
+        candidate = template_pts + step * (target - template_pts)
+        ratio = _signed_areas(candidate, tri)[usable] / base[usable]
+        if ratio.min(initial=1.0) > 0.1:
+            return candidate.astype(np.float32)
+    return template_pts.astype(np.float32)
+
+
+def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = (points[triangles[:, k]] for k in range(3))
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))

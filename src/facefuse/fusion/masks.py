@@ -1,0 +1,88 @@
+"""Soft masks over the fused face, drawn from landmark polygons."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facefuse.fusion import mesh
+
+
+def polygon_mask(shape: tuple[int, int], *polygons: np.ndarray) -> np.ndarray:
+    """float32 (h, w) 1 inside any of the polygons, anti-aliased edge."""
+    canvas = np.zeros(shape, dtype=np.uint8)
+    cv2.fillPoly(canvas, [np.round(p * 16).astype(np.int32) for p in polygons], 255, cv2.LINE_AA,
+                 shift=4)
+    return canvas.astype(np.float32) * (1 / 255)
+
+
+def hull_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2)
+    return polygon_mask(shape, hull)
+
+
+def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; a wide one runs on a shrunken copy (same look, a fraction of the cost)."""
+    if sigma < 0.3:
+        return mask
+    if sigma <= 6:
+        return cv2.GaussianBlur(mask, (0, 0), sigma)
+    h, w = mask.shape[:2]
+    factor = sigma / 3
+    small = cv2.resize(mask, (max(1, round(w / factor)), max(1, round(h / factor))),
+                       interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma * small.shape[1] / w)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def grow(mask: np.ndarray, pixels: float) -> np.ndarray:
+    size = int(2 * round(pixels) + 1)
+    if size < 3:
+        return mask
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+
+
+def shrunk_oval(points: np.ndarray, top: float, side: float, chin: float) -> np.ndarray:
+    """The face oval pulled toward the face centre: by `top` at the forehead, `side` at the
+    cheeks and `chin` at the chin (fractions of each point's distance from the centre)."""
+    oval = points[list(mesh.FACE_OVAL)]
+    centre = face_centre(points)
+    angle = 2 * np.pi * np.arange(len(oval)) / len(oval)  # 0 at the forehead top
+    up = np.maximum(np.cos(angle), 0)
+    down = np.maximum(-np.cos(angle), 0)
+    amount = side + (top - side) * up + (chin - side) * down
+    return centre + (1 - amount[:, None]) * (oval - centre)
+
+
+def face_centre(points: np.ndarray) -> np.ndarray:
+    return points[[1, 168]].mean(axis=0)  # nose tip and bridge: inside the face in any pose
+
+
+def loop(points: np.ndarray, indices: tuple[int, ...]) -> np.ndarray:
+    return points[list(indices)]
+
+
+def features_mask(shape: tuple[int, int], points: np.ndarray, grow_by: float) -> np.ndarray:
+    """Eyes, brows, lips and nostrils, each grown by `grow_by` pixels."""
+    loops = (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_BROW, mesh.LEFT_BROW, mesh.LIPS_OUTER,
+             mesh.NOSTRILS)
+    return grow(polygon_mask(shape, *(loop(points, l) for l in loops)), grow_by)
+
+
+def inner_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """Hull of the eyes, nose and mouth: where the user's features always come in."""
+    idx = list(mesh.RIGHT_EYE + mesh.LEFT_EYE + mesh.LIPS_OUTER + mesh.NOSTRILS)
+    return hull_mask(shape, points[idx])
+
+
+def dark_lines(rgb: np.ndarray, width: float) -> np.ndarray:
+    """Soft mask of thin, very dark structures (frames of glasses): pixels far darker
+    than a closing of the image at `width` pixels. Shadows and folds are too wide or too
+    faint to count."""
+    luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    size = max(3, int(2 * round(width) + 1))
+    closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE,
+                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    ratio = (luma + 4) / (closed + 4)
+    t = np.clip((0.6 - ratio) / 0.2, 0, 1)
+    return feather(t * t * (3 - 2 * t), width / 6)

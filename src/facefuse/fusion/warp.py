@@ -1,0 +1,98 @@
+"""Piecewise-affine warps over the face triangles, computed on a coarse grid.
+
+Every part of the triangulation shares its vertices with its neighbours, so the map is
+continuous: computing it on a grid a few times coarser than the image and resizing it
+up loses nothing visible and costs a fraction of a full-resolution map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TriangleRaster:
+    """Which triangle covers each cell of a coarse grid over the output image."""
+
+    ids: np.ndarray  # (gh, gw) int32, -1 where no triangle
+    out_shape: tuple[int, int]  # (h, w) of the output image
+    inverse: np.ndarray  # (K, 3, 3) maps output points to barycentric coordinates
+
+
+def rasterize(vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int],
+              cell: float, order: np.ndarray) -> TriangleRaster:
+    """Triangle ids at the grid cell centres, drawn in `order` (later ones on top)."""
+    h, w = out_shape
+    grid_shape = (max(2, int(np.ceil(h / cell))), max(2, int(np.ceil(w / cell))))
+    ids = np.full(grid_shape, -1, dtype=np.int32)
+    corners = np.round(_to_grid(vertices, out_shape, grid_shape) * 16).astype(np.int32)
+    for index in order:
+        cv2.fillConvexPoly(ids, corners[triangles[index]], int(index), lineType=cv2.LINE_8, shift=4)
+    return TriangleRaster(ids, out_shape, _barycentric_inverse(vertices[triangles]))
+
+
+def dense_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
+              fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution (map_x, map_y) for cv2.remap taking each raster triangle onto the
+    same triangle of `source` vertices; cells off the mesh use the `fallback` (2, 3) affine."""
+    affines = np.einsum("kvc,kvj->kcj", source[triangles].astype(np.float64), raster.inverse)
+    table = np.concatenate([affines, fallback[None]]).astype(np.float32)
+    gh, gw = raster.ids.shape
+    h, w = raster.out_shape
+    xs = (np.arange(gw, dtype=np.float32) + 0.5) * (w / gw) - 0.5
+    ys = (np.arange(gh, dtype=np.float32) + 0.5) * (h / gh) - 0.5
+    coeff = table[raster.ids]  # id -1 picks the fallback, the last row
+    map_x = coeff[..., 0, 0] * xs + coeff[..., 0, 1] * ys[:, None] + coeff[..., 0, 2]
+    map_y = coeff[..., 1, 0] * xs + coeff[..., 1, 1] * ys[:, None] + coeff[..., 1, 2]
+    return (cv2.resize(map_x, (w, h), interpolation=cv2.INTER_LINEAR),
+            cv2.resize(map_y, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def per_triangle(raster: TriangleRaster, values: np.ndarray, outside: float = 0.0) -> np.ndarray:
+    """Full-resolution float32 map of one value per triangle (smoothly resized from the grid)."""
+    table = np.append(values.astype(np.float32), np.float32(outside))
+    h, w = raster.out_shape
+    return cv2.resize(table[raster.ids], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = (vertices[triangles[:, k]] for k in range(3))
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+def remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
+          border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    return cv2.remap(image, maps[0], maps[1], interpolation=cv2.INTER_LINEAR, borderMode=border)
+
+
+def painter_order(vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray,
+                  kinds: np.ndarray, surface_kind: int) -> np.ndarray:
+    """Drawing order: the other kinds first, then the surface's triangles that face away
+    (folded under the nose, past the cheek's silhouette), then those that face the camera
+    from far to near, so the visible surface always ends on top."""
+    area = signed_areas(vertices, triangles)
+    surface = kinds == surface_kind
+    index = np.arange(len(triangles))
+    near = -depth[np.minimum(triangles, len(depth) - 1)].mean(axis=1)
+    front = surface & (area > 0)
+    return np.concatenate([index[~surface], index[surface & ~front],
+                           index[front][np.argsort(near[front], kind="stable")]])
+
+
+def _barycentric_inverse(corners: np.ndarray) -> np.ndarray:
+    """(K, 3, 3) matrices B with B @ (x, y, 1) = barycentric weights in each triangle."""
+    m = np.concatenate([corners, np.ones((len(corners), 3, 1))], axis=2).astype(np.float64)
+    m = np.transpose(m, (0, 2, 1))  # columns are the corners
+    det = np.linalg.det(m)
+    m[np.abs(det) < 1e-9] = np.eye(3)  # a collapsed triangle covers no cell anyway
+    return np.linalg.inv(m)
+
+
+def _to_grid(points: np.ndarray, out_shape: tuple[int, int],
+             grid_shape: tuple[int, int]) -> np.ndarray:
+    (h, w), (gh, gw) = out_shape, grid_shape
+    scale = np.array([gw / w, gh / h], dtype=np.float32)
+    return (points + 0.5) * scale - 0.5

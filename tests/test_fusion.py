@@ -1,0 +1,173 @@
+"""The fusion package on real photos: what fuse_face keeps from the template and takes from the user."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import face
+from facefuse.fusion.fuse import FuseOptions, fuse_face, fuse_prepared, prepare_template
+from facefuse.vision.detect import detect_faces
+from facefuse.vision.faces import Face
+
+USER = "deepface__img2.jpg"  # Angelina Jolie, closed mouth, slim face
+TEMPLATE = "face_recognition__examples_obama.jpg"  # broad smile with teeth, wide face
+SMILING = "insightface__emotion_happy.png"  # open mouth, teeth
+NARROW = "face_recognition__examples_knn_examples_train_alex_lacamoire_img1.jpg"  # long face
+WIDE = "deepface__img35.jpg"  # broad face
+OVAL_WIDTH, OVAL_HEIGHT = (234, 454), (10, 152)  # mediapipe cheek-to-cheek, brow-top-to-chin
+
+
+@lru_cache(maxsize=None)
+def photo(name: str) -> np.ndarray:
+    with Image.open(face(name)) as image:
+        rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    rgb.setflags(write=False)
+    return rgb
+
+
+def largest_face(rgb: np.ndarray) -> Face:
+    faces = detect_faces(rgb)
+    assert faces, "no face found"
+    return max(faces, key=lambda f: f.size)
+
+
+@lru_cache(maxsize=None)
+def photo_face(name: str) -> Face:
+    return largest_face(photo(name))
+
+
+def fuse(template: str, user: str, fuse_degree: int = 100, shape_degree: int = 40) -> np.ndarray:
+    return fuse_face(photo(template), photo_face(template), photo(user), photo_face(user),
+                     FuseOptions(fuse_degree, shape_degree))
+
+
+def outside_box(shape: tuple[int, ...], f: Face, enlarge: float = 1.6) -> np.ndarray:
+    """True outside the face box enlarged `enlarge` times about its centre."""
+    x, y, side, _ = f.box
+    cx, cy, half = x + side / 2, y + side / 2, side * enlarge / 2
+    keep = np.ones(shape[:2], dtype=bool)
+    keep[max(0, int(cy - half)): int(np.ceil(cy + half)), max(0, int(cx - half)): int(np.ceil(cx + half))] = False
+    return keep
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def face_region(f: Face, shape: tuple[int, ...]) -> np.ndarray:
+    import cv2
+
+    from facefuse.fusion.mesh import FACE_OVAL
+
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(f.points[list(FACE_OVAL)]).astype(np.int32)], 1)
+    return mask > 0
+
+
+def width_over_height(f: Face) -> float:
+    p = f.points
+    return float(np.linalg.norm(p[OVAL_WIDTH[0]] - p[OVAL_WIDTH[1]])
+                 / np.linalg.norm(p[OVAL_HEIGHT[0]] - p[OVAL_HEIGHT[1]]))
+
+
+def mouth_openness(f: Face) -> float:
+    p = f.points
+    return float(np.linalg.norm(p[13] - p[14]) / np.linalg.norm(p[61] - p[291]))
+
+
+def test_result_is_a_new_image_of_the_template_size():
+    template = photo(TEMPLATE).copy()
+    before = template.copy()
+    result = fuse_face(template, photo_face(TEMPLATE), photo(USER), photo_face(USER), FuseOptions())
+    assert result.shape == template.shape and result.dtype == np.uint8
+    assert result.flags.c_contiguous
+    assert np.array_equal(template, before)
+    assert not np.shares_memory(result, template)
+    assert np.abs(result.astype(int) - template).sum() > 0
+
+
+def test_nothing_changes_outside_the_enlarged_face_box():
+    for template, user in ((TEMPLATE, USER), (SMILING, TEMPLATE)):
+        result = fuse(template, user, shape_degree=100)
+        outside = outside_box(result.shape, photo_face(template))
+        assert psnr(result[outside], photo(template)[outside]) > 50
+
+
+def test_fuse_degree_zero_gives_the_template():
+    result = fuse(TEMPLATE, USER, fuse_degree=0, shape_degree=100)
+    assert np.array_equal(result, photo(TEMPLATE))
+
+
+def test_prepared_template_gives_the_same_result():
+    prepared = prepare_template(photo(TEMPLATE), photo_face(TEMPLATE))
+    once = fuse_prepared(prepared, photo(USER), photo_face(USER), FuseOptions(80, 60))
+    assert np.array_equal(once, fuse(TEMPLATE, USER, 80, 60))
+
+
+def test_fuse_degree_is_monotonic():
+    inside = face_region(photo_face(TEMPLATE), photo(TEMPLATE).shape)
+    changes = [float(np.abs(fuse(TEMPLATE, USER, degree).astype(int) - photo(TEMPLATE))[inside].mean())
+               for degree in (0, 25, 50, 75, 100)]
+    assert changes[0] == 0
+    assert all(b > a for a, b in zip(changes, changes[1:])), changes
+
+
+def test_grayscale_template_gives_a_grayscale_result():
+    # A black-and-white template derived from a colour photo (no true one in the set).
+    gray = np.asarray(Image.fromarray(photo(TEMPLATE)).convert("L").convert("RGB"))
+    result = fuse_face(gray, photo_face(TEMPLATE), photo(USER), photo_face(USER), FuseOptions())
+    assert np.array_equal(result[..., 0], result[..., 1])
+    assert np.array_equal(result[..., 1], result[..., 2])
+    assert np.abs(result.astype(int) - gray).max() > 20
+
+
+def test_shape_degree_moves_the_outline_toward_the_user():
+    # A long face into a broad one: the result's face gets longer as shape_degree grows.
+    user_ratio = width_over_height(photo_face(NARROW))
+    template_ratio = width_over_height(photo_face(WIDE))
+    ratios = [width_over_height(largest_face(fuse(WIDE, NARROW, 100, degree))) for degree in (0, 100)]
+    assert abs(user_ratio - template_ratio) > 0.03
+    assert abs(ratios[1] - user_ratio) < abs(ratios[0] - user_ratio) - 0.01, (user_ratio, template_ratio, ratios)
+
+
+def test_open_mouth_template_keeps_its_mouth_open():
+    template_open = mouth_openness(photo_face(SMILING))
+    assert mouth_openness(photo_face(USER)) < 0.1 < template_open
+    result_open = mouth_openness(largest_face(fuse(SMILING, USER)))
+    assert result_open > 0.7 * template_open
+
+
+def test_small_user_face_and_template_face_at_the_edge():
+    # A small user face near a corner: the user photo shrunk onto a large canvas (no real
+    # one in the set); its landmarks are scaled along, as the detector's job is not tested here.
+    source, source_face = photo(USER), photo_face(USER)
+    scale = 60 / source_face.size
+    h, w = round(source.shape[0] * scale), round(source.shape[1] * scale)
+    user = np.full((1200, 1600, 3), 128, np.uint8)
+    user[1200 - h:, 1600 - w:] = np.asarray(Image.fromarray(source).resize((w, h), Image.LANCZOS))
+    landmarks = source_face.landmarks * scale
+    landmarks[:, :2] += (1600 - w, 1200 - h)
+    user_face = Face(landmarks.astype(np.float32), 1.0, source_face.yaw, source_face.pitch,
+                     source_face.roll)
+    # A template face cut by the left image border.
+    template_face_full = photo_face(SMILING)
+    cut = int(template_face_full.box[0] + 0.2 * template_face_full.box[2])
+    template = np.ascontiguousarray(photo(SMILING)[:, cut:])
+    template_face = largest_face(template)
+    result = fuse_face(template, template_face, user, user_face, FuseOptions())
+    assert result.shape == template.shape
+    outside = outside_box(result.shape, template_face)
+    assert psnr(result[outside], template[outside]) > 50
+    inside = face_region(template_face, template.shape)
+    assert np.abs(result.astype(int) - template)[inside].mean() > 2
+
+
+@pytest.mark.parametrize("fuse_degree,shape_degree", [(100, 0), (50, 50), (100, 100), (1, 1)])
+def test_any_degrees_give_a_valid_image(fuse_degree: int, shape_degree: int):
+    result = fuse(SMILING, TEMPLATE, fuse_degree, shape_degree)
+    assert result.shape == photo(SMILING).shape and result.dtype == np.uint8
