@@ -70,7 +70,7 @@ def start_server(data_dir: Path, extra_env: dict[str, str] | None = None,
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
-        if not key:
+        if not (key and secret):
             line = process.stdout.readline()
             if match := re.search(r"api_key=(\S+)", line):
                 key = match.group(1)

@@ -63,7 +63,11 @@ class FuseService:
         self.registry = registry
         self.image_limits = ImageLimits.from_settings(settings)
         self.face_rules = FaceRules(
-            min_face_px=settings.min_face_px, min_face_fraction=settings.min_face_fraction
+            min_face_px=settings.min_face_px,
+            min_face_fraction=settings.min_face_fraction,
+            max_yaw=settings.max_yaw,
+            max_pitch_up=settings.max_pitch_up,
+            max_pitch_down=settings.max_pitch_down,
         )
 
     def fuse_to_jpeg(self, job: FuseJob) -> bytes:

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     max_image_side: int = 4096
     min_face_px: int = 48
     min_face_fraction: float = 1 / 48  # of the short image side
+    # Head pose accepted in user photos, degrees (chosen on ../shared/faces, docs/vision.md)
+    max_yaw: float = 35.0
+    max_pitch_up: float = 26.0
+    max_pitch_down: float = 18.5
 
     # Request limits
     max_body_bytes: int = 8 * 1024 * 1024

@@ -36,15 +36,10 @@ from facefuse.media.decode import check_image, decode_image
 from facefuse.media.limits import ImageLimits
 from facefuse.storage.db import Database, iso_utc
 from facefuse.storage.files import write_atomic
+from facefuse.vision.checks import require_template_faces
 from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
 
-try:
-    from facefuse.vision.checks import require_template_faces
-except ImportError:  # vision.checks not merged yet: the same rule until it is
-    def require_template_faces(faces: list[Face]) -> None:
-        if not faces:
-            raise FacefuseError(Err.MODEL_PHOTO_NO_FACE, "no face was found in the template photo")
 
 DEMO_TEMPLATE_ID = "gjw4tjeloaba2psk973"
 DEMO_TEMPLATE_NAME = "demo"

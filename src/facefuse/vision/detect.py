@@ -1,24 +1,230 @@
-"""Face detection and 478-point landmarks with the models mediapipe ships."""
+"""Face detection and 478-point landmarks with the models mediapipe 0.10.21 ships.
+
+Two stages, because FaceMesh alone only finds faces that fill much of the frame:
+1. `find_face_boxes`: BlazeFace full-range (then short-range if that finds nothing) on a
+   copy scaled to at most `DETECTION_SIDE` px, which also keeps 16 MP photos cheap;
+2. `landmarks_in_box`: FaceMesh with iris refinement on a square crop twice the box size,
+   cut from the full-resolution image, so small faces get full landmark resolution.
+When the detectors find nothing, FaceMesh looks at the whole image, padded: close-up crops
+whose face touches the borders (LFW-style 150x150 photos) are found that way.
+"""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from facefuse.vision.faces import Face
 from facefuse.vision.pose import head_pose
 
+DETECTION_SIDE = 640
+MIN_DETECTION_SCORE = 0.5
+CROP_SIDE = 384  # FaceMesh input crops are resized to this many pixels
+CROP_CONTEXT = 2.0  # crop side / detected box side
+TILE_SIDE = 800  # full-resolution windows of the second pass; finds faces down to ~50 px
+
 _local = threading.local()
 
 
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face box in pixels of the full image."""
+
+    x: float
+    y: float
+    side: float
+    score: float
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return self.x + self.side / 2, self.y + self.side / 2
+
+
+def detect_faces(rgb: np.ndarray, max_faces: int = 16) -> list[Face]:
+    """All faces in an RGB uint8 image, ordered left to right."""
+    faces = []
+    for box in find_face_boxes(rgb)[:max_faces]:
+        face = landmarks_in_box(rgb, box)
+        if face is not None:
+            faces.append(face)
+    if not faces:
+        faces = _landmarks_whole_image(rgb, max_faces)
+    return sorted(_distinct(faces), key=lambda f: f.center[0])
+
+
+def find_face_boxes(rgb: np.ndarray) -> list[FaceBox]:
+    """Face boxes, most confident first, duplicates merged."""
+    small, scale = _fit(rgb, DETECTION_SIDE)
+    boxes: list[FaceBox] = []
+    for model in (1, 0):
+        result = _detector(model).process(small)
+        boxes = _boxes_from(result, small.shape, scale)
+        if boxes:
+            break
+    if not boxes and scale > 1:
+        boxes = _tiled_boxes(rgb)
+    return _suppress_overlaps(sorted(boxes, key=lambda b: -b.score))
+
+
+def _tiled_boxes(rgb: np.ndarray) -> list[FaceBox]:
+    """Full-resolution windows of a big photo: finds faces too small for the scaled pass.
+
+    Only runs when the scaled pass found nothing, so a tiny face gets its precise answer
+    (20023, too small) rather than "no face".
+    """
+    h, w = rgb.shape[:2]
+    boxes = []
+    for y0 in _tile_starts(h):
+        for x0 in _tile_starts(w):
+            tile = np.ascontiguousarray(rgb[y0:y0 + TILE_SIDE, x0:x0 + TILE_SIDE])
+            for box in _boxes_from(_detector(1).process(tile), tile.shape, 1.0):
+                boxes.append(FaceBox(box.x + x0, box.y + y0, box.side, box.score))
+    return boxes
+
+
+def _tile_starts(length: int) -> list[int]:
+    if length <= TILE_SIDE:
+        return [0]
+    count = int(np.ceil((length - TILE_SIDE) / (TILE_SIDE * 0.75))) + 1
+    return [round(i * (length - TILE_SIDE) / (count - 1)) for i in range(count)]
+
+
+def landmarks_in_box(rgb: np.ndarray, box: FaceBox) -> Face | None:
+    """FaceMesh landmarks of the face in `box`, in full-image pixels."""
+    side = box.side * CROP_CONTEXT
+    cx, cy = box.center
+    crop, origin, scale = _square_crop(rgb, cx - side / 2, cy - side / 2, side, CROP_SIDE)
+    faces = _mesh_faces(crop, max_faces=1, score=box.score)
+    if not faces:
+        return None
+    return _moved(faces[0], origin, scale)
+
+
+def _landmarks_whole_image(rgb: np.ndarray, max_faces: int) -> list[Face]:
+    for pad_fraction in (0.0, 0.3):
+        h, w = rgb.shape[:2]
+        side = max(h, w) * (1 + 2 * pad_fraction)
+        x0, y0 = (w - side) / 2, (h - side) / 2
+        target = int(min(max(side, CROP_SIDE), 1024))
+        crop, origin, scale = _square_crop(rgb, x0, y0, side, target)
+        faces = _mesh_faces(crop, max_faces=max_faces, score=0.5)
+        if faces:
+            return [_moved(face, origin, scale) for face in faces]
+    return []
+
+
+def _mesh_faces(rgb: np.ndarray, max_faces: int, score: float) -> list[Face]:
+    h, w = rgb.shape[:2]
+    result = _mesh(max_faces).process(rgb)
+    faces = []
+    for lms in result.multi_face_landmarks or []:
+        pts = np.array([(p.x * w, p.y * h, p.z * w) for p in lms.landmark], dtype=np.float32)
+        faces.append(Face(landmarks=pts, score=score, yaw=0.0, pitch=0.0, roll=0.0))
+    return faces
+
+
+def _moved(face: Face, origin: tuple[float, float], scale: float) -> Face:
+    """Landmarks from crop pixels back to image pixels, with the head pose computed."""
+    pts = face.landmarks.astype(np.float32) * np.float32(scale)
+    pts[:, 0] += origin[0]
+    pts[:, 1] += origin[1]
+    yaw, pitch, roll = head_pose(pts)
+    return Face(landmarks=pts, score=face.score, yaw=yaw, pitch=pitch, roll=roll)
+
+
+def _square_crop(
+    rgb: np.ndarray, x0: float, y0: float, side: float, out_side: int
+) -> tuple[np.ndarray, tuple[float, float], float]:
+    """A square window of the image (grey outside it) resized to out_side px; one affine warp."""
+    scale = side / out_side
+    matrix = np.array([[1 / scale, 0, -x0 / scale], [0, 1 / scale, -y0 / scale]], dtype=np.float64)
+    interpolation = cv2.INTER_AREA if scale > 1.5 else cv2.INTER_LINEAR
+    if scale > 1.5:
+        # INTER_AREA is not available in warpAffine: shrink first, then place.
+        small = cv2.resize(rgb, None, fx=1 / scale, fy=1 / scale, interpolation=interpolation)
+        matrix = np.array([[1, 0, -x0 / scale], [0, 1, -y0 / scale]], dtype=np.float64)
+        crop = cv2.warpAffine(
+            small, matrix, (out_side, out_side), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128),
+        )
+    else:
+        crop = cv2.warpAffine(
+            rgb, matrix, (out_side, out_side), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128),
+        )
+    return crop, (x0, y0), scale
+
+
+def _fit(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The image scaled to at most max_side px, and the factor back to full size."""
+    h, w = rgb.shape[:2]
+    factor = max(h, w) / max_side
+    if factor <= 1:
+        return np.ascontiguousarray(rgb), 1.0
+    small = cv2.resize(rgb, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
+    return small, factor
+
+
+def _boxes_from(result: object, shape: tuple[int, ...], scale: float) -> list[FaceBox]:
+    h, w = shape[:2]
+    boxes = []
+    for detection in getattr(result, "detections", None) or []:
+        score = float(detection.score[0])
+        if score < MIN_DETECTION_SCORE:
+            continue
+        rel = detection.location_data.relative_bounding_box
+        bw, bh = rel.width * w, rel.height * h
+        side = max(bw, bh)
+        cx, cy = (rel.xmin * w + bw / 2), (rel.ymin * h + bh / 2)
+        boxes.append(FaceBox((cx - side / 2) * scale, (cy - side / 2) * scale, side * scale, score))
+    return boxes
+
+
+def _suppress_overlaps(boxes: list[FaceBox]) -> list[FaceBox]:
+    kept: list[FaceBox] = []
+    for box in boxes:
+        if all(_overlap(box, other) < 0.4 for other in kept):
+            kept.append(box)
+    return kept
+
+
+def _overlap(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two square boxes."""
+    ix = max(0.0, min(a.x + a.side, b.x + b.side) - max(a.x, b.x))
+    iy = max(0.0, min(a.y + a.side, b.y + b.side) - max(a.y, b.y))
+    inter = ix * iy
+    return inter / (a.side**2 + b.side**2 - inter)
+
+
+def _distinct(faces: list[Face]) -> list[Face]:
+    """Drops a face whose centre lies within another, larger face's half-size."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: -f.size):
+        cx, cy = face.center
+        if all(np.hypot(cx - k.center[0], cy - k.center[1]) > k.size / 2 for k in kept):
+            kept.append(face)
+    return kept
+
+
+def _detector(model: int):
+    """One BlazeFace graph per thread and model: mediapipe graphs are not thread-safe."""
+    from mediapipe.python.solutions import face_detection
+
+    cache = _thread_cache("detectors")
+    if model not in cache:
+        cache[model] = face_detection.FaceDetection(
+            model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE
+        )
+    return cache[model]
+
+
 def _mesh(max_faces: int):
-    """One FaceMesh graph per thread: mediapipe graphs are not thread-safe."""
     from mediapipe.python.solutions import face_mesh
 
-    cache = getattr(_local, "meshes", None)
-    if cache is None:
-        cache = _local.meshes = {}
+    cache = _thread_cache("meshes")
     if max_faces not in cache:
         cache[max_faces] = face_mesh.FaceMesh(
             static_image_mode=True,
@@ -29,13 +235,9 @@ def _mesh(max_faces: int):
     return cache[max_faces]
 
 
-def detect_faces(rgb: np.ndarray, max_faces: int = 8) -> list[Face]:
-    """All faces in an RGB uint8 image, ordered left to right."""
-    h, w = rgb.shape[:2]
-    result = _mesh(max_faces).process(np.ascontiguousarray(rgb))
-    faces = []
-    for lms in result.multi_face_landmarks or []:
-        pts = np.array([(p.x * w, p.y * h, p.z * w) for p in lms.landmark], dtype=np.float32)
-        yaw, pitch, roll = head_pose(pts)
-        faces.append(Face(landmarks=pts, score=1.0, yaw=yaw, pitch=pitch, roll=roll))
-    return sorted(faces, key=lambda f: f.center[0])
+def _thread_cache(name: str) -> dict:
+    cache = getattr(_local, name, None)
+    if cache is None:
+        cache = {}
+        setattr(_local, name, cache)
+    return cache

@@ -1,0 +1,131 @@
+"""Face detection, pose and the photo checks on every relevant photo of ../shared/faces."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facefuse.errors import Err, FacefuseError
+from facefuse.media.decode import decode_image
+from facefuse.vision.checks import FaceRules, require_template_faces, select_user_face
+from facefuse.vision.detect import detect_faces
+
+from conftest import face
+from faces_manifest import Photo, photos, with_category
+
+RULES = FaceRules()
+CODE_OF_CATEGORY = {
+    "no_face": Err.DETECT_NOT_FACE,
+    "face_cut_off": Err.DETECT_FACE_OUTOFIMAGE,
+    "pitch_large": Err.DETECT_FACE_PITCHANGLE_BIG,
+    "yaw_large": Err.DETECT_FACE_YAWANGLE_BIG,
+}
+ACCEPTED = [p for p in photos() if ("frontal" in p.categories or "hard_to_detect" in p.categories)
+            and "large_image" not in p.categories and p.format in ("JPEG", "PNG")]
+
+
+def check(photo: str) -> None:
+    image = decode_image(face(photo).read_bytes())
+    select_user_face(detect_faces(image), image.shape, RULES)
+
+
+def error_code(photo: str) -> int | None:
+    try:
+        check(photo)
+    except FacefuseError as error:
+        return error.error.code
+    return None
+
+
+@pytest.mark.parametrize("photo", ACCEPTED, ids=lambda p: p.file)
+def test_frontal_and_hard_to_detect_photos_pass_the_checks(photo: Photo) -> None:
+    assert error_code(photo.file) is None
+
+
+@pytest.mark.parametrize(
+    "photo", [p for p in photos() if p.categories & CODE_OF_CATEGORY.keys()], ids=lambda p: p.file)
+def test_each_problem_photo_gets_its_code(photo: Photo) -> None:
+    expected = next(CODE_OF_CATEGORY[c].code for c in CODE_OF_CATEGORY if c in photo.categories)
+    assert error_code(photo.file) == expected
+
+
+def test_face_near_the_edge_with_an_eye_corner_outside_is_out_of_image() -> None:
+    # partial_face2's outer left eye corner and mouth corner lie past the right border.
+    assert error_code("face_recognition__tests_test_images_obama_partial_face2.jpg") == 20020
+
+
+def test_moderate_yaw_passes() -> None:
+    (photo,) = with_category("yaw_moderate")
+    assert error_code(photo.file) is None
+
+
+@pytest.mark.parametrize("photo", with_category("multi_face"), ids=lambda p: p.file)
+def test_group_photos_find_most_faces(photo: Photo) -> None:
+    image = decode_image(face(photo.file).read_bytes()) if photo.width <= 4096 else None
+    if image is None:
+        pytest.skip("over the image rules")
+    found = detect_faces(image)
+    assert len(found) >= max(1, round(photo.n_faces * 0.75))
+    centers = [f.center[0] for f in found]
+    assert centers == sorted(centers)  # left to right, the order B.3 numbers them in
+
+
+def test_small_face_in_a_big_photo_is_too_small() -> None:
+    selfie = decode_image(face("deepface__img5.jpg").read_bytes())
+    found = detect_faces(selfie)[0]
+    canvas = np.full((3000, 3000, 3), 200, np.uint8)
+    scale = 55 / found.size  # the face becomes about 55 px; a 3000 px photo needs 62.5 px
+    small = cv2.resize(selfie, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas[1400:1400 + small.shape[0], 1400:1400 + small.shape[1]] = small
+    faces = detect_faces(canvas)
+    assert faces, "the small face should still be found"
+    assert faces[0].size < 62.5 and found.size * scale == pytest.approx(faces[0].size, rel=0.3)
+    with pytest.raises(FacefuseError) as raised:
+        select_user_face(faces, canvas.shape, RULES)
+    assert raised.value.error is Err.DETECT_FACE_LOWAREA
+
+
+def test_pose_signs_follow_the_head() -> None:
+    image = decode_image(face("insightface__pose_rise_face.jpeg").read_bytes())
+    (rise,) = detect_faces(image)
+    image = decode_image(face("insightface__pose_lower_face.jpeg").read_bytes())
+    (lower,) = detect_faces(image)
+    assert rise.pitch < -RULES.max_pitch_up < 0 < RULES.max_pitch_down < lower.pitch
+    left = detect_faces(decode_image(face("insightface__pose_left_face.jpeg").read_bytes()))[0]
+    right = detect_faces(decode_image(face("insightface__pose_right_face.png").read_bytes()))[0]
+    assert left.yaw < -RULES.max_yaw and right.yaw > RULES.max_yaw
+
+
+def test_mirrored_photo_mirrors_yaw_and_keeps_pitch() -> None:
+    image = decode_image(face("deepface__img16.jpg").read_bytes())
+    (original,) = detect_faces(image)
+    (mirrored,) = detect_faces(np.ascontiguousarray(image[:, ::-1]))
+    assert mirrored.yaw == pytest.approx(-original.yaw, abs=3)
+    assert mirrored.pitch == pytest.approx(original.pitch, abs=3)
+    assert mirrored.roll == pytest.approx(-original.roll, abs=3)
+
+
+def test_face_rect_chooses_among_faces() -> None:
+    image = decode_image(face("face_recognition__examples_two_people.jpg").read_bytes())
+    faces = detect_faces(image)
+    right = select_user_face(faces, image.shape, RULES, face_rect=(600, 0, 526, 661))
+    assert right.center[0] > 600
+    with pytest.raises(FacefuseError) as raised:
+        select_user_face(faces, image.shape, RULES, face_rect=(0, 600, 40, 40))
+    assert raised.value.error is Err.DETECT_NOT_FACE
+
+
+def test_landmarks_sit_on_the_face_in_full_resolution_pixels() -> None:
+    image = decode_image(face("deepface__img2.jpg").read_bytes())
+    (found,) = detect_faces(image)
+    x, y, side, _ = found.box
+    # MANIFEST face_box of this photo: 553,249,440,440
+    assert abs(x - 553) < 40 and abs(y - 249) < 60 and abs(side - 440) < 60
+    assert found.landmarks.shape == (478, 3) and found.landmarks.dtype == np.float32
+
+
+def test_template_without_a_face_is_220003() -> None:
+    with pytest.raises(FacefuseError) as raised:
+        require_template_faces(detect_faces(decode_image(face("dlib__dlib_test_ffmpeg_data_eagle.jpg").read_bytes())))
+    assert raised.value.error is Err.MODEL_PHOTO_NO_FACE
