@@ -236,7 +236,10 @@ def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
     single = len(inputs) == 1 and not photos[0].is_dir() and out.suffix.lower() in (".jpg", ".jpeg")
     if not single:
         out.mkdir(parents=True, exist_ok=True)
-    core = _open_core(_settings(ctx))
+    settings = _settings(ctx)
+    core = _open_core(settings)
+    if settings.demo_template:
+        core.registry.ensure_demo()  # offline use on a fresh data dir knows the demo too
     template_bytes = template_photo.read_bytes() if template_photo else None
     failures = 0
     for path in tqdm(inputs, desc="fusing", unit="photo", disable=single or not sys.stderr.isatty()):
