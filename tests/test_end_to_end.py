@@ -115,3 +115,21 @@ def test_health_answers_while_every_worker_thread_is_busy(server: RunningServer)
     # Generous bound: the event loop is never blocked by fusion, so this is milliseconds.
     assert waited < 1.0, waited
     assert set(statuses) <= {200, 503} and 200 in statuses
+
+
+def test_result_links_expire_and_are_swept(tmp_path_factory: pytest.TempPathFactory) -> None:
+    running = start_server(tmp_path_factory.mktemp("ttl") / "data",
+                           extra_env={"FACEFUSE_RESULT_TTL_SECONDS": "2", "FACEFUSE_RESULT_CLEANUP_INTERVAL": "1"})
+    try:
+        link = post_fuse(running, fuse_body(b64(SELFIE), rsp="url")).json()["media_info_list"][0]["media_data"]
+        assert link.startswith(running.base_url + "/v3/results/")
+        with httpx.Client(trust_env=False) as client:
+            fetched = client.get(link)
+            assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/jpeg"
+            stored = list((running.data_dir / "results").rglob("*.jpg"))
+            assert len(stored) == 1
+            time.sleep(3.5)
+            assert_error(client.get(link), 404, 10104, "NOT_FOUND")
+            assert not stored[0].exists()  # the sweeper removed the file too
+    finally:
+        stop_server(running)
