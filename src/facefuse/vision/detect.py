@@ -24,6 +24,7 @@ DETECTION_SIDE = 640
 MIN_DETECTION_SCORE = 0.5
 CROP_SIDE = 384  # FaceMesh input crops are resized to this many pixels
 CROP_CONTEXT = 2.0  # crop side / detected box side
+UPRIGHT_TOLERANCE = 35.0  # degrees of in-plane tilt left to FaceMesh
 TILE_SIDE = 800  # full-resolution windows of the second pass; finds faces down to ~50 px
 
 _local = threading.local()
@@ -37,6 +38,7 @@ class FaceBox:
     y: float
     side: float
     score: float
+    angle: float = 0.0  # degrees to turn the image by so the face stands upright
 
     @property
     def center(self) -> tuple[float, float]:
@@ -81,7 +83,7 @@ def _tiled_boxes(rgb: np.ndarray) -> list[FaceBox]:
         for x0 in _tile_starts(w):
             tile = np.ascontiguousarray(rgb[y0:y0 + TILE_SIDE, x0:x0 + TILE_SIDE])
             for box in _boxes_from(_detector(1).process(tile), tile.shape, 1.0):
-                boxes.append(FaceBox(box.x + x0, box.y + y0, box.side, box.score))
+                boxes.append(FaceBox(box.x + x0, box.y + y0, box.side, box.score, box.angle))
     return boxes
 
 
@@ -93,26 +95,28 @@ def _tile_starts(length: int) -> list[int]:
 
 
 def landmarks_in_box(rgb: np.ndarray, box: FaceBox) -> Face | None:
-    """FaceMesh landmarks of the face in `box`, in full-image pixels."""
+    """FaceMesh landmarks of the face in `box`, in full-image pixels.
+
+    The crop is turned so the face stands upright (from BlazeFace's eye and mouth points):
+    FaceMesh fits an upright face even to one lying sideways or upside down.
+    """
     side = box.side * CROP_CONTEXT
-    cx, cy = box.center
-    crop, origin, scale = _square_crop(rgb, cx - side / 2, cy - side / 2, side, CROP_SIDE)
+    crop, to_crop = _crop(rgb, box.center, side, CROP_SIDE, box.angle)
     faces = _mesh_faces(crop, max_faces=1, score=box.score)
     if not faces:
         return None
-    return _moved(faces[0], origin, scale)
+    return _moved(faces[0], to_crop)
 
 
 def _landmarks_whole_image(rgb: np.ndarray, max_faces: int) -> list[Face]:
+    h, w = rgb.shape[:2]
     for pad_fraction in (0.0, 0.3):
-        h, w = rgb.shape[:2]
         side = max(h, w) * (1 + 2 * pad_fraction)
-        x0, y0 = (w - side) / 2, (h - side) / 2
         target = int(min(max(side, CROP_SIDE), 1024))
-        crop, origin, scale = _square_crop(rgb, x0, y0, side, target)
+        crop, to_crop = _crop(rgb, (w / 2, h / 2), side, target, 0.0)
         faces = _mesh_faces(crop, max_faces=max_faces, score=0.5)
         if faces:
-            return [_moved(face, origin, scale) for face in faces]
+            return [_moved(face, to_crop) for face in faces]
     return []
 
 
@@ -126,36 +130,36 @@ def _mesh_faces(rgb: np.ndarray, max_faces: int, score: float) -> list[Face]:
     return faces
 
 
-def _moved(face: Face, origin: tuple[float, float], scale: float) -> Face:
+def _moved(face: Face, to_crop: np.ndarray) -> Face:
     """Landmarks from crop pixels back to image pixels, with the head pose computed."""
-    pts = face.landmarks.astype(np.float32) * np.float32(scale)
-    pts[:, 0] += origin[0]
-    pts[:, 1] += origin[1]
-    yaw, pitch, roll = head_pose(pts)
-    return Face(landmarks=pts, score=face.score, yaw=yaw, pitch=pitch, roll=roll)
+    back = cv2.invertAffineTransform(to_crop)
+    crop_pts = face.landmarks.astype(np.float64)
+    pts = np.empty_like(crop_pts)
+    pts[:, :2] = crop_pts[:, :2] @ back[:, :2].T + back[:, 2]
+    pts[:, 2] = crop_pts[:, 2] * np.sqrt(abs(np.linalg.det(back[:, :2])))
+    pts32 = pts.astype(np.float32)
+    yaw, pitch, roll = head_pose(pts32)
+    return Face(landmarks=pts32, score=face.score, yaw=yaw, pitch=pitch, roll=roll)
 
 
-def _square_crop(
-    rgb: np.ndarray, x0: float, y0: float, side: float, out_side: int
-) -> tuple[np.ndarray, tuple[float, float], float]:
-    """A square window of the image (grey outside it) resized to out_side px; one affine warp."""
-    scale = side / out_side
-    matrix = np.array([[1 / scale, 0, -x0 / scale], [0, 1 / scale, -y0 / scale]], dtype=np.float64)
-    interpolation = cv2.INTER_AREA if scale > 1.5 else cv2.INTER_LINEAR
-    if scale > 1.5:
-        # INTER_AREA is not available in warpAffine: shrink first, then place.
-        small = cv2.resize(rgb, None, fx=1 / scale, fy=1 / scale, interpolation=interpolation)
-        matrix = np.array([[1, 0, -x0 / scale], [0, 1, -y0 / scale]], dtype=np.float64)
-        crop = cv2.warpAffine(
-            small, matrix, (out_side, out_side), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128),
-        )
-    else:
-        crop = cv2.warpAffine(
-            rgb, matrix, (out_side, out_side), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128),
-        )
-    return crop, (x0, y0), scale
+def _crop(
+    rgb: np.ndarray, center: tuple[float, float], side: float, out_side: int, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A square window around `center`, turned by `angle` degrees, as an out_side px image
+    (grey outside the photo), and the affine matrix from image to crop pixels."""
+    scale = out_side / side
+    source, factor = rgb, 1.0
+    if scale < 0.66:
+        # Shrink with area averaging first: warpAffine alone would alias.
+        factor = scale * 1.25
+        source = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    to_crop = cv2.getRotationMatrix2D(center, angle, scale)
+    to_crop[:, 2] += np.array([out_side / 2 - center[0], out_side / 2 - center[1]])
+    from_source = to_crop.copy()
+    from_source[:, :2] /= factor
+    crop = cv2.warpAffine(source, from_source, (out_side, out_side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+    return crop, to_crop
 
 
 def _fit(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -179,8 +183,24 @@ def _boxes_from(result: object, shape: tuple[int, ...], scale: float) -> list[Fa
         bw, bh = rel.width * w, rel.height * h
         side = max(bw, bh)
         cx, cy = (rel.xmin * w + bw / 2), (rel.ymin * h + bh / 2)
-        boxes.append(FaceBox((cx - side / 2) * scale, (cy - side / 2) * scale, side * scale, score))
+        angle = _upright_angle(detection.location_data.relative_keypoints, w, h)
+        boxes.append(FaceBox((cx - side / 2) * scale, (cy - side / 2) * scale, side * scale, score, angle))
     return boxes
+
+
+def _upright_angle(keypoints: object, w: int, h: int) -> float:
+    """Rotation (degrees, counter-clockwise) that puts the mouth below the eyes.
+
+    BlazeFace keypoints: 0 right eye, 1 left eye, 3 mouth centre. Small tilts stay with
+    FaceMesh, which handles them itself; only clearly turned faces are straightened.
+    """
+    points = [(k.x * w, k.y * h) for k in keypoints]  # type: ignore[attr-defined]
+    if len(points) < 4:
+        return 0.0
+    eyes = np.mean(points[:2], axis=0)
+    down = np.asarray(points[3]) - eyes
+    tilt = float(np.degrees(np.arctan2(-down[0], down[1])))  # 0 when the mouth is straight below
+    return -tilt if abs(tilt) > UPRIGHT_TOLERANCE else 0.0
 
 
 def _suppress_overlaps(boxes: list[FaceBox]) -> list[FaceBox]:
