@@ -112,14 +112,31 @@ def _smooth_free_points(shift: np.ndarray, fixed: np.ndarray, rounds: int = 6) -
 
 
 def _undo_folds(template_pts: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Pull the target back toward the template until no mesh triangle flips or collapses."""
+    """Pull points back toward the template until no mesh triangle flips or collapses.
+
+    Only the corners of offending triangles are pulled back (halving their move each
+    round), so one tight spot does not cancel the shape change of the whole face."""
     tri = mesh.mesh_triangles()
     base = _signed_areas(template_pts, tri)
     usable = np.abs(base) > 0.5
+    tri_used, base_used = tri[usable], base[usable]
+    move = (target - template_pts).astype(np.float32)
+    for _ in range(40):
+        ratio = _signed_areas(template_pts + move, tri_used) / base_used
+        bad = ratio <= 0.1
+        if not bad.any():
+            return (template_pts + move).astype(np.float32)
+        corners = np.unique(tri_used[bad])
+        move[corners] *= 0.5
+    return _scaled_back(template_pts, target, tri_used, base_used)
+
+
+def _scaled_back(template_pts: np.ndarray, target: np.ndarray, tri: np.ndarray,
+                 base: np.ndarray) -> np.ndarray:
+    """The whole move scaled down until nothing folds (the fallback)."""
     for step in np.linspace(1.0, 0.0, 9):
         candidate = template_pts + step * (target - template_pts)
-        ratio = _signed_areas(candidate, tri)[usable] / base[usable]
-        if ratio.min(initial=1.0) > 0.1:
+        if (_signed_areas(candidate, tri) / base).min(initial=1.0) > 0.1:
             return candidate.astype(np.float32)
     return template_pts.astype(np.float32)
 
