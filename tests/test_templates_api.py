@@ -99,7 +99,7 @@ def test_ad_hoc_template_photo(server: RunningServer) -> None:
 def test_multi_face_template_fills_the_faces_asked_for(server: RunningServer) -> None:
     server.cli("templates", "add", str(face(GROUP)), "--id", "twopeopletemplate1")
     # The template as the service would return it untouched: same decoder, same JPEG encoder.
-    untouched = Image.open(io.BytesIO(encode_jpeg(decode_image(face(GROUP).read_bytes()), 92)))
+    untouched = Image.open(io.BytesIO(encode_jpeg(decode_image(face(GROUP).read_bytes()), 95)))
     template = np.asarray(untouched.convert("RGB"), dtype=np.int16)
     half = template.shape[1] // 2
 

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # Results
     result_ttl_seconds: int = 24 * 3600
     result_cleanup_interval: int = 600
-    jpeg_quality: int = Field(92, ge=1, le=100)
+    jpeg_quality: int = Field(95, ge=1, le=100)
 
     # Fusion defaults (a template may override them)
     fuse_degree: int = Field(100, ge=0, le=100)
