@@ -80,7 +80,7 @@ def geometry_weights(fuse: float, shape: float) -> tuple[float, float]:
 
     The outline moves with the square of shape_degree so that the default keeps the
     template's jaw (its pose) while the full setting takes the user's face shape."""
-    return fuse * (0.5 + 0.5 * shape), fuse * shape * shape
+    return fuse, fuse * shape * shape
 
 
 def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
@@ -135,6 +135,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarra
     face = _match_detail(_soft_highlights(face), t_float, canvas.grow(skin_area * t_skin),
                          canvas.grow(canvas.features()))
     alpha = canvas.grow(alpha) * (1 - _mouth_hole(target, t_lms, region_shape, prepared.face_size))
+    face = face * _median_tone_gain(canvas.shrink(face), canvas.shrink(t_float), canvas.shrink(alpha))
     fused = t_float + alpha[..., None] * (face - t_float)
     if prepared.grayscale:
         fused = tone.to_gray(fused)
@@ -243,6 +244,20 @@ def _mouth_hole(target: np.ndarray, t_lms: np.ndarray, out_shape: tuple[int, int
         return np.zeros(out_shape, dtype=np.float32)
     hole = masks.polygon_mask(out_shape, masks.loop(target, mesh.LIPS_INNER))
     return open_amount * masks.feather(hole, 0.003 * face_size)
+
+
+def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """One gain per channel so the median colour of what the user brings (eyes, brows and
+    lips included) is the template's there.
+
+    The local shading gain follows the template's light but leaves a residual cast where
+    the user's features and skin texture differ (freckles, stubble, make-up); this
+    settles the face's overall tone on the template's. Measured on the small canvas."""
+    region = weight > 0.5
+    if region.sum() < 64:
+        return np.ones(3, np.float32)
+    gain = (np.median(template[region], axis=0) + 1.0) / (np.median(face[region], axis=0) + 1.0)
+    return np.clip(gain, 0.5, 2.0).astype(np.float32)
 
 
 def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
