@@ -287,3 +287,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------- bench
+
+@cli.command()
+@click.option("--faces-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=Path("../shared/faces"), show_default=True, help="Photos to benchmark with.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True)
+@click.option("--quick", is_flag=True, help="A few requests, 1 worker, up to 1 MP (for CI).")
+def bench(faces_dir: Path, out: Path, quick: bool) -> None:
+    """Measure the floor and the real service on 127.0.0.1 (see docs/performance.md)."""
+    from facefuse.bench import print_table, run
+
+    report = run(faces_dir, quick)
+    out.write_text(json.dumps(report, indent=1))
+    print_table(report)
+    click.echo(f"written to {out}")
