@@ -285,8 +285,6 @@ def main() -> None:
     cli(prog_name="facefuse")
 
 
-if __name__ == "__main__":
-    main()
 
 
 # ---------------------------------------------------------------- bench
@@ -304,3 +302,7 @@ def bench(faces_dir: Path, out: Path, quick: bool) -> None:
     out.write_text(json.dumps(report, indent=1))
     print_table(report)
     click.echo(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
