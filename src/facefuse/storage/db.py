@@ -61,6 +61,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX results_by_expiry ON results (expires_at)",
     ),
+    (
+        # Per-key usage shared by every worker process: a token bucket for qps and a
+        # counter per UTC day for the daily quota.
+        """CREATE TABLE key_usage (
+            api_key    TEXT PRIMARY KEY,
+            tokens     REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            day        TEXT NOT NULL,
+            day_count  INTEGER NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -20,4 +20,5 @@ def authenticate(ctx: AppContext, request: Request, admin: bool = False) -> ApiK
     if admin and not key.admin:
         raise FacefuseError(Err.PERMISSION_DENIED, "this endpoint needs an admin key")
     request.state.api_key = key.api_key
+    ctx.limiter.spend(key)  # 429 with Retry-After when the key's qps or daily quota is spent
     return key

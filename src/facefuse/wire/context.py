@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from facefuse.keys.limits import UsageLimiter
 from facefuse.keys.store import KeyStore
 from facefuse.media.limits import FetchLimits, ImageLimits
 from facefuse.service import FuseService
@@ -20,6 +21,7 @@ class AppContext:
     db: Database
     registry: TemplateRegistry
     keys: KeyStore
+    limiter: UsageLimiter
     results: ResultStore
     service: FuseService
     pool: WorkPool
@@ -38,6 +40,7 @@ class AppContext:
             db=db,
             registry=registry,
             keys=KeyStore(db),
+            limiter=UsageLimiter(db),
             results=ResultStore(db, settings.results_dir, settings.result_ttl_seconds),
             service=FuseService(settings, registry),
             pool=WorkPool(settings.threads, settings.queue_size, settings.request_deadline),

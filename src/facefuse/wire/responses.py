@@ -22,6 +22,9 @@ class JsonResponse(Response):
 def error_response(error: FacefuseError, headers: dict[str, str] | None = None) -> JsonResponse:
     """The `{ErrorCode, ErrorMsg, Data}` body with the table's HTTP status."""
     extra = dict(headers or {})
-    if error.error is Err.SERVER_BUSY:
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        extra.setdefault("Retry-After", str(retry_after))
+    elif error.error is Err.SERVER_BUSY:
         extra.setdefault("Retry-After", "1")
     return JsonResponse(error.body(), status_code=error.error.http_status, headers=extra)
