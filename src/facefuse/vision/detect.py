@@ -148,18 +148,58 @@ def _crop(
     """A square window around `center`, turned by `angle` degrees, as an out_side px image
     (grey outside the photo), and the affine matrix from image to crop pixels."""
     scale = out_side / side
-    source, factor = rgb, 1.0
-    if scale < 0.66:
-        # Shrink with area averaging first: warpAffine alone would alias.
-        factor = scale * 1.25
-        source = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
     to_crop = cv2.getRotationMatrix2D(center, angle, scale)
     to_crop[:, 2] += np.array([out_side / 2 - center[0], out_side / 2 - center[1]])
-    from_source = to_crop.copy()
-    from_source[:, :2] /= factor
+    from_source = to_crop
+    source = rgb
+    if scale < 0.66:
+        # Shrink with area averaging first (warpAffine alone would alias), and only the
+        # window's bounding region: shrinking the whole of a 16 MP photo costs ~20 ms.
+        source, to_source = _shrunk_window(rgb, center, side, scale * 1.25)
+        from_source = _compose(to_crop, _inverse(to_source))
     crop = cv2.warpAffine(source, from_source, (out_side, out_side), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
     return crop, to_crop
+
+
+def _shrunk_window(rgb: np.ndarray, center: tuple[float, float], side: float,
+                   factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The region any turn of a side x side square around center can touch, area-shrunk
+    by about factor, and the affine matrix from image to shrunk-region pixels."""
+    h, w = rgb.shape[:2]
+    reach = side * 0.7072 + 2 / factor  # half the diagonal, plus a margin for the filter
+    x0, y0 = max(0, int(center[0] - reach)), max(0, int(center[1] - reach))
+    x1, y1 = min(w, int(np.ceil(center[0] + reach))), min(h, int(np.ceil(center[1] + reach)))
+    if x1 - x0 < 2 or y1 - y0 < 2:  # the window lies off the photo: nothing to shrink
+        return rgb, np.eye(2, 3)
+    small = shrink(rgb[y0:y1, x0:x1], factor)
+    sx, sy = small.shape[1] / (x1 - x0), small.shape[0] / (y1 - y0)
+    # resize's pixel-centre convention: small = (image - origin + 0.5) * s - 0.5
+    return small, np.array([[sx, 0, (0.5 - x0) * sx - 0.5], [0, sy, (0.5 - y0) * sy - 0.5]])
+
+
+def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """A copy about `factor` (< 1) times the size, without aliasing, cheaply: whole-pixel
+    blocks are averaged first (OpenCV's fast INTER_AREA path), and what remains, at least
+    half size, is bilinear; a fractional INTER_AREA costs 3-6x more on big photos."""
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    block = int(1 / factor)
+    if block >= 2 and w // block >= size[0] and h // block >= size[1]:
+        rgb = cv2.resize(rgb[: h // block * block, : w // block * block], (w // block, h // block),
+                         interpolation=cv2.INTER_AREA)
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return np.ascontiguousarray(rgb)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+
+
+def _inverse(affine: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(affine)
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The affine matrix of outer(inner(p))."""
+    return outer[:, :2] @ inner + np.array([[0, 0, outer[0, 2]], [0, 0, outer[1, 2]]])
 
 
 def _fit(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -168,8 +208,8 @@ def _fit(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     factor = max(h, w) / max_side
     if factor <= 1:
         return np.ascontiguousarray(rgb), 1.0
-    small = cv2.resize(rgb, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
-    return small, factor
+    small = shrink(rgb, 1 / factor)
+    return small, max(h, w) / max(small.shape[:2])
 
 
 def _boxes_from(result: object, shape: tuple[int, ...], scale: float) -> list[FaceBox]:
