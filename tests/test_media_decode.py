@@ -25,6 +25,7 @@ from facefuse.media.decode import (
     check_image,
     decode_base64,
     decode_image,
+    decode_image_reduced,
     decode_image_scaled,
     read_dimensions,
     sniff_format,
@@ -543,3 +544,23 @@ def test_mutated_jpeg_headers_raise_only_facefuse_errors(data: bytes) -> None:
         check_image(data + photo(SMALL_JPEG)[700:], LIMITS)
     except FacefuseError:
         pass
+
+
+def test_reduced_decode_halves_from_the_dct_upright_and_rounds_up(upright: Image.Image) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = upright.resize((911, 1135)).transpose(Image.Transpose.ROTATE_90)
+    data = encoded(stored, "JPEG", exif=exif, quality=95)
+    full, half = decode_image(data, LIMITS), decode_image_reduced(data, 2, LIMITS)
+    assert_rgb(half)
+    assert half.shape == (568, 456, 3)  # ceil(1135 / 2), ceil(911 / 2), upright
+    shrunk = cv2.resize(full, (456, 568), interpolation=cv2.INTER_AREA)
+    assert mean_abs_diff(half, shrunk) < 3.0
+
+
+def test_reduced_decode_of_a_png_is_the_whole_image() -> None:
+    assert decode_image_reduced(photo(SMALL_PNG), 4, LIMITS).shape == (141, 140, 3)
+
+
+def test_reduced_decode_applies_the_rules_first() -> None:
+    assert error_of(decode_image_reduced, png_header_only(30000, 30000), 2, LIMITS) is Err.IMAGE_SIZE_OUT_OF_RANGE

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import FuseOptions, fuse_face
-from facefuse.media.decode import decode_image
+from facefuse.media.decode import check_image, decode_image, decode_image_reduced
 from facefuse.media.encode import encode_jpeg
 from facefuse.media.limits import ImageLimits
 from facefuse.settings import Settings
@@ -18,6 +18,8 @@ from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
 
 Rect = tuple[float, float, float, float]
+HALF_DECODE_FROM = 3200  # px of the long side: a JPEG user photo this big is first decoded at 1/2
+MESH_FACE_PX = 192  # FaceMesh sees a 384 px crop of twice the face: smaller faces lose detail
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,40 @@ class FuseService:
         targets = assign_template_faces(users, template_faces)
         placed = []
         for user, target in zip(users, targets):
-            image = decode_image(user.photo, self.image_limits)
-            face = select_user_face(detect_faces(image), image.shape, self.face_rules, user.face_rect)
+            image, face = self.read_user_face(user, template_faces[target].size)
             placed.append(PlacedUser(image=image, face=face, template_face_index=target))
         return placed
+
+    def read_user_face(self, user: UserPhoto, template_face_size: float) -> tuple[np.ndarray, Face]:
+        """The user's photo and checked face, decoded at a reduced scale when that loses nothing.
+
+        Fusion shrinks the user's face to the template face's size, and FaceMesh looks at it
+        through a 384 px crop; a big photo whose face stays above both at half size is
+        decoded at 1/2 straight from the DCT (16 MP: ~24 ms less to decode, ~4x fewer
+        pixels to detect on). Anything else, errors included, takes the full-size path,
+        so the checks and their codes are exactly those of the full-resolution photo."""
+        fmt, width, height = check_image(user.photo, self.image_limits)
+        if fmt == "jpeg" and max(width, height) >= HALF_DECODE_FROM:
+            found = self._reduced_user_face(user, (width, height), template_face_size)
+            if found is not None:
+                return found
+        image = decode_image(user.photo, self.image_limits)
+        return image, select_user_face(detect_faces(image), image.shape, self.face_rules, user.face_rect)
+
+    def _reduced_user_face(self, user: UserPhoto, stored_size: tuple[int, int],
+                           template_face_size: float) -> tuple[np.ndarray, Face] | None:
+        image = decode_image_reduced(user.photo, 2, self.image_limits)
+        faces = detect_faces(image)
+        if not faces:
+            return None
+        full_shape = _upright_shape(stored_size, image.shape)
+        try:
+            face = select_user_face([_scaled(f, 2.0) for f in faces], full_shape, self.face_rules, user.face_rect)
+        except FacefuseError:
+            return None
+        if face.size / 2 < max(template_face_size, MESH_FACE_PX):  # half size would lose detail
+            return None
+        return image, _scaled(face, 0.5)
 
 
 def assign_template_faces(users: list[UserPhoto], template_faces: list[Face]) -> list[int]:
@@ -149,6 +181,22 @@ def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOpti
         target = scene.faces[user.template_face_index]
         result = fuse_face(result, target, user.image, user.face, options)
     return result
+
+
+def _upright_shape(stored_size: tuple[int, int], upright: tuple[int, ...]) -> tuple[int, int, int]:
+    """(height, width, 3) of the full-size photo, upright as `upright` (EXIF may turn it)."""
+    width, height = stored_size
+    if (upright[0] >= upright[1]) != (height >= width):
+        width, height = height, width
+    return height, width, 3
+
+
+def _scaled(face: Face, factor: float) -> Face:
+    """The same face in an image `factor` times the size (pixel centres kept aligned)."""
+    landmarks = face.landmarks.copy()
+    landmarks[:, :2] = (landmarks[:, :2] + 0.5) * factor - 0.5
+    landmarks[:, 2] *= factor
+    return replace(face, landmarks=landmarks)
 
 
 def _first_set(*values: int | None) -> int:
