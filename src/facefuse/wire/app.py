@@ -17,6 +17,7 @@ from facefuse.wire.context import AppContext
 from facefuse.wire.errors import install_error_handlers
 from facefuse.wire.metrics import QUEUE
 from facefuse.wire.middleware import RequestContextMiddleware
+from facefuse.wire.openapi import install_openapi
 from facefuse.wire.responses import JsonResponse
 from facefuse.wire.routes import fuse, ops, results, templates
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_openapi(app)
     for module in (fuse, templates, results, ops):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)

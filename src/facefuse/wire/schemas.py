@@ -12,7 +12,10 @@ BASE64_TYPES = {"jpg", "jpeg", "png", "base64"}
 class MediaProfiles(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    media_data_type: StrictStr = "jpg"
+    media_data_type: StrictStr = Field(
+        "jpg", json_schema_extra={"enum": sorted(BASE64_TYPES | {"url"})},
+        description="jpg/jpeg/png/base64: media_data is base64 image data; url: media_data is a link",
+    )
 
     @field_validator("media_data_type")
     @classmethod
@@ -90,3 +93,72 @@ class TemplateCreateRequest(BaseModel):
 
     media_info_list: list[MediaItem] = Field(min_length=1, max_length=1)
     parameter: TemplateParameter = TemplateParameter()
+
+
+# ------------------------------------------------------------------ answers (for the OpenAPI document)
+
+
+class ErrorBody(BaseModel):
+    """Every failure: the code and stable name of ERRORS.md and a detail safe to show."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ErrorCode: int
+    ErrorMsg: str
+    Data: str
+
+
+class ResultProfiles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    media_data_type: Literal["jpg", "url"]
+
+
+class ResultMedia(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    media_data: str = Field(description="base64 JPEG, or an absolute link to GET /v3/results/<token>.jpg")
+    media_profiles: ResultProfiles
+
+
+class ResultParameter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rsp_media_type: Literal["base64", "url"]
+    version: str
+
+
+class FuseResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parameter: ResultParameter
+    media_info_list: list[ResultMedia] = Field(min_length=1, max_length=1)
+
+
+class TemplateView(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: str
+    name: str
+    faces: int = Field(ge=1)
+    width: int
+    height: int
+    created_at: str
+
+
+class TemplateList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    templates: list[TemplateView]
+
+
+class TemplateDeleted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: str
+    deleted: Literal[True]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]
+    queue: int | None = None

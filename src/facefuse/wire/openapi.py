@@ -1,0 +1,140 @@
+"""The OpenAPI document at /openapi.json, accurate enough to fuzz the service with.
+
+The routes read their bodies themselves (any Content-Type, bounded depth, our error
+codes), so FastAPI cannot see their request and answer models; this module says what
+each operation takes and answers: credentials in the query string, the JSON body, the
+success body, and for every status it may answer the error body whose ErrorCode and
+ErrorMsg are exactly the table's codes for that status (ERRORS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from facefuse.errors import Err
+from facefuse.keys.store import MAX_CREDENTIAL_LENGTH
+from facefuse.wire import schemas
+
+REF = "#/components/schemas/{model}"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Operation:
+    ok: type[BaseModel] | None  # None: not JSON (an image or metrics text)
+    errors: tuple[int, ...]
+    body: type[BaseModel] | None = None
+    auth: bool = False
+    ok_media: str = JSON
+
+
+_AUTH_ERRORS = (401, 403, 429)
+_WORK_ERRORS = (400, 413, 503, 504)
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("/v3/facefuse", "post"): Operation(schemas.FuseResponse, (400, 401, 413, 429, 503, 504),
+                                        schemas.FuseRequest, auth=True),
+    ("/v3/templates", "post"): Operation(schemas.TemplateView, _AUTH_ERRORS + _WORK_ERRORS,
+                                         schemas.TemplateCreateRequest, auth=True),
+    ("/v3/templates", "get"): Operation(schemas.TemplateList, _AUTH_ERRORS, auth=True),
+    ("/v3/templates/{template_id}", "get"): Operation(schemas.TemplateView, _AUTH_ERRORS + (404,), auth=True),
+    ("/v3/templates/{template_id}", "delete"): Operation(schemas.TemplateDeleted, _AUTH_ERRORS + (404,),
+                                                         auth=True),
+    ("/v3/results/{name}", "get"): Operation(None, (404,), ok_media="image/jpeg"),
+    ("/healthz", "get"): Operation(schemas.Health, ()),
+    ("/readyz", "get"): Operation(schemas.Health, (503,)),
+    ("/metrics", "get"): Operation(None, (), ok_media="text/plain"),
+}
+
+_CREDENTIAL = {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_LENGTH}
+AUTH_PARAMETERS = [
+    {"name": "api_key", "in": "query", "required": True, "schema": _CREDENTIAL,
+     "description": "the key's identifier (facefuse keys create)"},
+    {"name": "api_secret", "in": "query", "required": True, "schema": _CREDENTIAL,
+     "description": "the key's secret, shown once when the key was created"},
+]
+_REQUEST_ID = {"X-Request-Id": {"required": True, "schema": {"type": "string"},
+                                "description": "the request id (echoed when the client sent a valid one)"}}
+_RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                                "description": "seconds after which a retry can succeed"}}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve the document below at /openapi.json (built once, on first use)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    document = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                           description="facefuse: the MTLab facefuse v3 wire protocol and its additions "
+                                       "(API.md); every failure answers the error body of ERRORS.md.")
+    components: dict[str, Any] = {}
+    for model in _models():
+        components.update(_model_schema(model))
+    for status in sorted({s for op in OPERATIONS.values() for s in op.errors}):
+        components[f"Error{status}"] = error_schema(status)
+    document["components"] = {"schemas": components}
+    for (path, method), operation in OPERATIONS.items():
+        _describe(document["paths"][path][method], operation)
+    return document
+
+
+def error_schema(status: int) -> dict[str, Any]:
+    """The error body whose code and name are those the table gives this HTTP status."""
+    errors = [e for e in Err if e.http_status == status]
+    return {"type": "object", "additionalProperties": False, "required": ["ErrorCode", "ErrorMsg", "Data"],
+            "properties": {"ErrorCode": {"type": "integer", "enum": [e.code for e in errors]},
+                           "ErrorMsg": {"type": "string", "enum": [e.message for e in errors]},
+                           "Data": {"type": "string"}}}
+
+
+def _models() -> list[type[BaseModel]]:
+    operations = OPERATIONS.values()
+    return [m for m in {*(o.ok for o in operations), *(o.body for o in operations)} if m is not None]
+
+
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template=REF)
+    found = schema.pop("$defs", {})
+    found[model.__name__] = schema
+    return found
+
+
+def _describe(target: dict[str, Any], operation: Operation) -> None:
+    path_parameters = [p for p in target.get("parameters", []) if p["in"] == "path"]
+    target["parameters"] = path_parameters + (AUTH_PARAMETERS if operation.auth else [])
+    if not target["parameters"]:
+        del target["parameters"]
+    if operation.body is not None:
+        target["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(operation.body.__name__)}}}
+    target["responses"] = {"200": _ok(operation), **{str(s): _error(s) for s in operation.errors}}
+
+
+def _ok(operation: Operation) -> dict[str, Any]:
+    if operation.ok is not None:
+        schema: dict[str, Any] = _ref(operation.ok.__name__)
+    elif operation.ok_media == "image/jpeg":
+        schema = {"type": "string", "format": "binary"}
+    else:
+        schema = {"type": "string"}
+    return {"description": "success", "headers": _REQUEST_ID, "content": {operation.ok_media: {"schema": schema}}}
+
+
+def _error(status: int) -> dict[str, Any]:
+    names = ", ".join(f"{e.code} {e.message}" for e in Err if e.http_status == status)
+    headers = {**_REQUEST_ID, **(_RETRY_AFTER if status in (429, 503) else {})}
+    return {"description": names, "headers": headers, "content": {JSON: {"schema": _ref(f"Error{status}")}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
