@@ -1,13 +1,24 @@
-"""Abuse against the real server: per-key qps and daily quota, shared across workers."""
+"""Hostile input, abuse, overload and shutdown against the real server.
+
+Per-key qps and daily quota (shared across workers), header-checked decompression
+bombs, body/JSON/base64 limits, result-link walking, secrets kept out of metrics and
+logs, a full queue answering busy at once, the request deadline, and SIGTERM finishing
+the requests in flight.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
+import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
-from conftest import RunningServer
+from conftest import DEMO_TEMPLATE, RunningServer, face, start_server, stop_server
 from test_api import assert_error
 
 
@@ -59,3 +70,161 @@ def test_limits_are_shared_by_two_worker_processes(tmp_path_factory) -> None:
         assert statuses.count(400) == 10 and statuses.count(429) == 6
     finally:
         stop_server(running)
+
+
+# ------------------------------------------------------------------ hostile input, black-box
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header claims width x height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def fuse_with(media_data: str) -> dict:
+    return {"parameter": {"faceFusePPType": DEMO_TEMPLATE},
+            "media_info_list": [{"media_data": media_data, "media_profiles": {"media_data_type": "jpg"}}]}
+
+
+def test_decompression_bomb_is_refused_from_its_header_in_milliseconds(server: RunningServer) -> None:
+    bomb = base64.b64encode(png_claiming(30000, 30000)).decode()
+    with server.client() as client:
+        client.get("/healthz")  # connection open: time only the request
+        started = time.perf_counter()
+        answer = client.post("/v3/facefuse", params=server.auth, json=fuse_with(bomb))
+        elapsed = time.perf_counter() - started
+    assert_error(answer, 400, 10007, "IMAGE_SIZE_OUT_OF_RANGE")
+    assert "30000" in answer.json()["Data"]
+    assert elapsed < 0.5, f"{elapsed * 1000:.0f} ms"
+
+
+def test_chunked_body_over_the_limit_is_cut_off_while_reading(server: RunningServer) -> None:
+    def chunks():  # no Content-Length: the limit must hold while the body streams in
+        yield b'{"media_info_list": "'
+        for _ in range(9 * 16):
+            yield b"A" * 65536
+
+    with server.client() as client:
+        answer = client.post("/v3/facefuse", params=server.auth, content=chunks())
+    assert_error(answer, 413, 10106, "REQUEST_TOO_LARGE")
+
+
+def test_json_shape_and_media_count_limits(server: RunningServer) -> None:
+    item = {"media_data": "QUJD", "media_profiles": {}}
+    nine = {"parameter": {"faceFusePPType": DEMO_TEMPLATE}, "media_info_list": [item] * 9}
+    long_list = {"parameter": {}, "media_info_list": [item], "extra": {"x": list(range(65))}}
+    deep: object = 1
+    for _ in range(17):
+        deep = {"d": deep}
+    with server.client() as client:
+        def post(body: object) -> httpx.Response:
+            return client.post("/v3/facefuse", params=server.auth, json=body)
+
+        assert "at most 8" in assert_error(post(nine), 400, 10003, "INVALID_PARAMETER")["Data"]
+        assert "at most 64" in assert_error(post(long_list), 400, 10003, "INVALID_PARAMETER")["Data"]
+        assert_error(post({"parameter": {}, "extra": deep}), 400, 10001, "INVALID_JSON")
+
+
+def test_base64_longer_than_the_image_limit_is_refused_before_decoding(server: RunningServer) -> None:
+    too_long = "A" * (3 * 1024 * 1024)  # 2.25 MB of bytes once decoded; the body itself is under 8 MB
+    with server.client() as client:
+        answer = client.post("/v3/facefuse", params=server.auth, json=fuse_with(too_long))
+    assert_error(answer, 400, 10006, "IMAGE_FILE_TOO_LARGE")
+
+
+@pytest.mark.parametrize("name", ["..%2Ffacefuse.sqlite3", "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "....jpg",
+                                  "A" * 32, "A" * 32 + ".jpg", "%00.jpg", "..", "x.jpg%00"])
+def test_result_links_cannot_be_guessed_or_walked_out_of(server: RunningServer, name: str) -> None:
+    with server.client() as client:
+        assert_error(client.get(f"/v3/results/{name}"), 404, 10104, "NOT_FOUND")
+
+
+def test_secrets_are_never_in_metrics_or_logs(server: RunningServer) -> None:
+    auth = new_key(server)
+    with server.client() as client:
+        client.post("/v3/facefuse", params=auth, json={})
+        client.post("/v3/facefuse", params={**auth, "api_secret": auth["api_secret"] + "x"}, json={})
+        metrics = client.get("/metrics").text
+    log = (server.data_dir.parent / f"server-{server.base_url.rsplit(':', 1)[1]}.log").read_text()
+    for text in (metrics, log):
+        assert auth["api_secret"] not in text and "api_secret=" not in text
+
+
+# ------------------------------------------------------------------ overload and shutdown
+
+SELFIE = "face_recognition__examples_obama.jpg"
+
+
+def selfie_body() -> dict:
+    return fuse_with(base64.b64encode(face(SELFIE).read_bytes()).decode())
+
+
+def post_at_once(server: RunningServer, count: int) -> list[tuple[int, float, httpx.Response]]:
+    """`count` fuse requests released together; (status, seconds, answer) for each."""
+    barrier = threading.Barrier(count)
+    body = json.dumps(selfie_body())
+
+    def one(_: int) -> tuple[int, float, httpx.Response]:
+        with httpx.Client(base_url=server.base_url, trust_env=False, timeout=60) as client:
+            client.get("/healthz")
+            barrier.wait()
+            started = time.perf_counter()
+            answer = client.post("/v3/facefuse", params=server.auth, content=body)
+            return answer.status_code, time.perf_counter() - started, answer
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+@pytest.fixture(scope="module")
+def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory):
+    running = start_server(tmp_path_factory.mktemp("tiny") / "data",
+                           extra_env={"FACEFUSE_THREADS": "1", "FACEFUSE_QUEUE_SIZE": "1"})
+    yield running
+    stop_server(running)
+
+
+def test_a_full_queue_answers_busy_at_once(tiny_queue_server: RunningServer) -> None:
+    answers = post_at_once(tiny_queue_server, 8)
+    busy = [(s, t, a) for s, t, a in answers if s == 503]
+    ok = [s for s, _, _ in answers if s == 200]
+    assert {s for s, _, _ in answers} <= {200, 503}
+    assert len(ok) >= 2 and busy, [s for s, _, _ in answers]
+    for _, seconds, answer in busy:
+        assert_error(answer, 503, 10301, "SERVER_BUSY")
+        assert answer.headers["retry-after"] == "1"
+        assert seconds < max(t for s, t, _ in answers if s == 200)  # refused before the work ends
+
+
+def test_a_request_past_its_deadline_answers_process_timeout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    running = start_server(tmp_path_factory.mktemp("deadline") / "data",
+                           extra_env={"FACEFUSE_REQUEST_DEADLINE": "0.005"})
+    try:
+        with running.client() as client:
+            answer = client.post("/v3/facefuse", params=running.auth, json=selfie_body())
+            assert_error(answer, 504, 10302, "PROCESS_TIMEOUT")
+            assert client.get("/readyz").status_code == 200
+    finally:
+        stop_server(running)
+
+
+def test_sigterm_finishes_the_requests_in_flight(tmp_path_factory: pytest.TempPathFactory) -> None:
+    running = start_server(tmp_path_factory.mktemp("graceful") / "data")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(post_at_once, running, 6)
+        with running.client(timeout=5) as client:
+            deadline, in_flight = time.monotonic() + 30, 0
+            while in_flight < 3 and time.monotonic() < deadline:
+                in_flight = client.get("/readyz").json().get("queue", 0)
+        running.process.send_signal(signal.SIGTERM)
+        answers = pending.result(timeout=120)
+    assert in_flight >= 3, "the requests were not in flight when SIGTERM came"
+    assert [s for s, _, _ in answers] == [200] * 6
+    assert running.process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM when done
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{running.base_url}/healthz", trust_env=False, timeout=2)
