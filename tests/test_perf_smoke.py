@@ -1,4 +1,8 @@
-"""`facefuse bench --quick` runs end to end and writes every section (no timing asserts)."""
+"""`facefuse bench --quick` (and benchmarks/perf.py) run end to end and write every section.
+
+No timing assertions (timed tests are flaky on shared machines): this proves the command
+works, talks to a real server on 127.0.0.1 and writes a complete, valid JSON report.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FACES
+from conftest import FACES, REPO
 
 
 def test_bench_quick_writes_a_complete_report(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "facefuse.cli", "bench", "--quick", "--faces-dir", str(FACES),
-                           "--out", str(out)], capture_output=True, text=True, timeout=240)
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "perf.py"), "--quick",
+                           "--faces-dir", str(FACES), "--out", str(out)],
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "cold start to /readyz" in done.stdout and "ratio" in done.stdout
-    report = json.loads(out.read_text())
+    assert "cold start to /readyz" in done.stdout and "target " in done.stdout
+    report = json.loads(out.read_text(), parse_constant=_refuse)  # strict: no NaN or Infinity
     for label in ("0.25 MP", "1 MP"):
         assert report["floor_ms"][label]["p50"] > 0
-        assert report["service_ms"][label]["p50"] > 0
+        assert report["service_ms"][label]["n"] == 5 and report["service_ms"][label]["p50"] > 0
+        assert report["service_url_out_ms"][label]["p50"] > 0
         assert report["ratios"][f"p50_over_floor_{label}"] > 0
-    assert report["service_url_out_ms"]["p50"] > 0
-    assert all(run["ok"] == run["requests"] > 0 for run in report["throughput_1_worker"])
+    assert [run["concurrency"] for run in report["throughput_1_worker"]] == [1, 4]
+    assert all(run["ok"] == run["requests"] == 12 for run in report["throughput_1_worker"])
+    saturation = report["saturation_1_worker"]
+    assert saturation["ok"] + saturation["busy_503"] == saturation["requests"] == 48
+    assert saturation["ok"] > 0 and saturation["other"] == 0
     assert 0 < report["memory_1_worker"]["rss_mb_after"] < 2000
-    assert report["cold_start_s"] > 0
+    assert len(report["rss_mb_1_worker"]) == 1
+    assert report["start_s_1_worker"] > 0
+    assert report["targets"] and all(isinstance(ok, bool) for ok in report["targets"].values())
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")

@@ -294,12 +294,14 @@ def main() -> None:
               default=Path("../shared/faces"), show_default=True, help="Photos to benchmark with.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True)
 @click.option("--quick", is_flag=True, help="A few requests, 1 worker, up to 1 MP (for CI).")
-def bench(faces_dir: Path, out: Path, quick: bool) -> None:
+@click.option("--template-photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Template to register (default: biden2 of --faces-dir, 1200x1200).")
+def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None) -> None:
     """Measure the floor and the real service on 127.0.0.1 (see docs/performance.md)."""
-    from facefuse.bench import print_table, run
+    from facefuse.bench import print_table, run, to_json
 
-    report = run(faces_dir, quick)
-    out.write_text(json.dumps(report, indent=1))
+    report = run(faces_dir, quick, template_photo)
+    out.write_text(to_json(report))
     print_table(report)
     click.echo(f"written to {out}")
 
