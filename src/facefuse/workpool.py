@@ -30,11 +30,16 @@ class WorkPool:
         """Jobs running or waiting."""
         return self._admitted
 
+    def refuse_if_full(self) -> None:
+        """SERVER_BUSY now if run() would refuse: lets a caller skip parsing a request it cannot take."""
+        if self._admitted >= self.capacity:
+            raise _busy()
+
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run fn(*args) on a worker thread within the deadline, or refuse if the queue is full."""
         with self._lock:
             if self._admitted >= self.capacity:
-                raise FacefuseError(Err.SERVER_BUSY, "the work queue is full; retry in a moment")
+                raise _busy()
             self._admitted += 1
         future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         future.add_done_callback(self._release)
@@ -62,3 +67,7 @@ class WorkPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
+
+
+def _busy() -> FacefuseError:
+    return FacefuseError(Err.SERVER_BUSY, "the work queue is full; retry in a moment")
