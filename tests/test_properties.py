@@ -323,3 +323,11 @@ def test_result_tokens_are_long_random_and_distinct(results: ResultStore) -> Non
     tokens = {results.save(b"x") for _ in range(50)}
     assert len(tokens) == 50 and all(len(t) == 32 for t in tokens)
     assert all(isinstance(results.path_for(t), Path) for t in tokens)
+
+
+def test_usage_counters_skip_the_fsync_and_everything_else_keeps_it(database: Database) -> None:
+    limiter = UsageLimiter(database)
+    assert limiter.db.path == database.path
+    assert limiter.db.scalar("PRAGMA synchronous") == 1  # NORMAL: kill -9 safe, no fsync per request
+    assert database.scalar("PRAGMA synchronous") == 2  # FULL
+    assert limiter.db.scalar("PRAGMA journal_mode") == "wal"

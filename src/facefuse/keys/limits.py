@@ -1,8 +1,11 @@
 """Per-key rate limit (qps, a token bucket) and daily quota, shared by all worker processes.
 
 The state lives in SQLite (table key_usage), updated in one write transaction per
-request of a limited key, so `--workers N` processes share one budget; keys with neither
-limit never touch it. The bucket holds max(1, qps) tokens: a key may spend a second's
+request of a limited key, so `--workers N` processes share one budget exactly (a
+per-process bucket of qps/N would refuse a key whose requests all land on one worker
+and drift when workers restart); keys with neither limit never touch it. The counters
+are written with synchronous=NORMAL (WAL): durable against kill -9, no fsync per request;
+an OS crash may forget the last few counts, which only lets a key spend them again. The bucket holds max(1, qps) tokens: a key may spend a second's
 worth at once, then qps per second. Refused requests spend nothing. Every authenticated
 request of a key counts towards its quota, whatever its outcome, as cloud APIs bill.
 """
@@ -29,7 +32,8 @@ class RateLimitExceeded(FacefuseError):
 
 class UsageLimiter:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
-        self.db = db
+        # Its own connections on the same file: only these skip the fsync per commit.
+        self.db = Database(db.path, busy_timeout_ms=db.busy_timeout_ms, synchronous="NORMAL")
         self.clock = clock
 
     def spend(self, key: ApiKey) -> None:

@@ -5,7 +5,9 @@ is fsynced, so a committed row survives kill -9 of the process *and* a power los
 OS crash. (WAL with NORMAL would survive kill -9 too but could lose the last commits
 on an OS crash; that would lose keys whose secret was already shown once.) Writes
 are rare here (keys, templates, result links), so the one fsync per commit is cheap
-next to a fusion.
+next to a fusion. The one exception is the per-key usage counters (keys/limits.py), written
+on every request of a limited key through a second Database with synchronous=NORMAL:
+still safe against kill -9, and an OS crash can at worst forget the last few counts.
 
 Concurrency: each thread of each process gets its own connection; writers take the
 lock up front (BEGIN IMMEDIATE) and wait up to busy_timeout for it; WAL lets readers
@@ -93,9 +95,12 @@ class _Connection(sqlite3.Connection):
 class Database:
     """One SQLite file; a connection per thread (and per process), schema migrated on open."""
 
-    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
         self._local = threading.local()
         # Weak: a thread's connection closes when the thread ends and its thread-local goes.
         self._all: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
@@ -121,7 +126,7 @@ class Database:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
         self._enable_wal(conn)
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         with self._all_lock:
             self._all.add(conn)
         return conn
