@@ -190,7 +190,7 @@ def test_claimed_sizes_outside_the_rules_are_refused_from_the_header(width: int,
         assert inside or error.error in (Err.IMAGE_SIZE_OUT_OF_RANGE, Err.IMAGE_DECODE_ERROR)
     else:
         assert inside and (w, h) == (width, height)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 0.25  # decoding 30000x30000 would take seconds and GBs
 
 
 # ------------------------------------------------------------------ the url filter
