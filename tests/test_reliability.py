@@ -228,3 +228,45 @@ def test_sigterm_finishes_the_requests_in_flight(tmp_path_factory: pytest.TempPa
     assert running.process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM when done
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{running.base_url}/healthz", trust_env=False, timeout=2)
+
+
+# ------------------------------------------------------------------ the last line of defence
+
+def test_a_client_hanging_up_mid_body_is_logged_without_a_stack_trace(tmp_path_factory) -> None:
+    import socket
+
+    running = start_server(tmp_path_factory.mktemp("hangup") / "data")
+    try:
+        port = int(running.base_url.rsplit(":", 1)[1])
+        target = f"/v3/facefuse?api_key={running.api_key}&api_secret={running.api_secret}"
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{{\"a\":".encode())
+                time.sleep(0.1)
+        with running.client() as client:
+            assert client.get("/readyz").status_code == 200
+            assert 'status="499"' in client.get("/metrics").text
+    finally:
+        stop_server(running)
+    log = (running.data_dir.parent / f"server-{port}.log").read_text()
+    assert "Traceback" not in log and "unexpected failure" not in log
+    assert log.count('"status": 499') == 3
+
+
+def test_an_unexpected_exception_answers_process_error_with_the_request_id() -> None:
+    import asyncio
+
+    from facefuse.wire.middleware import RequestContextMiddleware
+
+    async def broken(scope, receive, send) -> None:
+        raise RuntimeError("/secret/internal/path exploded")
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=RequestContextMiddleware(broken, max_body_bytes=1024))
+        async with httpx.AsyncClient(transport=transport, base_url="http://facefuse.test") as client:
+            return await client.get("/anything", headers={"X-Request-Id": "req-42"})
+
+    answer = asyncio.run(call())
+    body = assert_error(answer, 400, 20001, "PROCESS_ERROR")
+    assert answer.headers["x-request-id"] == "req-42" and "req-42" in body["Data"]
+    assert "secret" not in body["Data"]

@@ -1,4 +1,10 @@
-"""Per-request plumbing as plain ASGI: request id, body limit, access log, metrics."""
+"""Per-request plumbing as plain ASGI: request id, body limit, access log, metrics.
+
+It is also the last line of defence: a client that hangs up mid-body is logged as
+such (status 499 in logs and metrics, no stack trace), and any unexpected exception
+is logged once with the request id and answered 20001 PROCESS_ERROR in the error body
+(HTTP 400, as the original API answers every failure) with the X-Request-Id header.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import re
 import time
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facefuse.errors import Err, FacefuseError
@@ -14,6 +21,8 @@ from facefuse.wire.metrics import LATENCY, REQUESTS
 from facefuse.wire.responses import error_response
 
 log = logging.getLogger("facefuse.access")
+errors_log = logging.getLogger("facefuse.wire")
+CLIENT_CLOSED = 499  # nginx's status for "the client hung up before the answer"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -45,6 +54,13 @@ class RequestContextMiddleware:
                 await self._refuse_too_large(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
+        except ClientDisconnect:
+            outcome["status"] = CLIENT_CLOSED
+        except Exception:
+            errors_log.exception("unexpected failure", extra={"request_id": request_id})
+            if not outcome["sent"]:
+                detail = f"processing failed; quote request id {request_id} when reporting this"
+                await error_response(FacefuseError(Err.PROCESS_ERROR, detail))(scope, receive, send_with_id)
         finally:
             self._record(scope, request_id, outcome, time.perf_counter() - started)
 
