@@ -270,3 +270,35 @@ def test_an_unexpected_exception_answers_process_error_with_the_request_id() -> 
     body = assert_error(answer, 400, 20001, "PROCESS_ERROR")
     assert answer.headers["x-request-id"] == "req-42" and "req-42" in body["Data"]
     assert "secret" not in body["Data"]
+
+
+def test_a_body_trickling_in_is_cut_off_at_the_request_deadline(tmp_path_factory) -> None:
+    import socket
+
+    running = start_server(tmp_path_factory.mktemp("trickle") / "data", extra_env={"FACEFUSE_REQUEST_DEADLINE": "1"})
+    try:
+        port = int(running.base_url.rsplit(":", 1)[1])
+        target = f"/v3/facefuse?api_key={running.api_key}&api_secret={running.api_secret}"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode())
+            started = time.monotonic()
+            sock.settimeout(0.2)
+            answer, closed = b"", False
+            while not closed and time.monotonic() - started < 8:
+                try:
+                    sock.sendall(b" ")  # one byte every 0.2 s
+                    chunk = sock.recv(65536)
+                    answer, closed = answer + chunk, not chunk
+                except TimeoutError:
+                    pass
+                except OSError:  # reset: the server closed the connection
+                    closed = True
+        elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 504"), answer[:200]
+        assert b'"ErrorCode":10302' in answer and 0.9 < elapsed < 4
+        assert closed, "the connection of a cut-off body must be closed"
+        with running.client() as client:
+            fused = client.post("/v3/facefuse", params=running.auth, json={})  # a normal body is unaffected
+            assert fused.json()["ErrorCode"] == 10002
+    finally:
+        stop_server(running)

@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     for module in (fuse, templates, results, ops):
         app.include_router(module.router)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,
+                       body_deadline=settings.request_deadline)
     return app
 
 

@@ -1,5 +1,8 @@
 """Per-request plumbing as plain ASGI: request id, body limit, access log, metrics.
 
+A body still arriving after the request deadline is cut off with 10302 (a client
+trickling bytes cannot hold a connection and a coroutine for ever).
+
 It is also the last line of defence: a client that hangs up mid-body is logged as
 such (status 499 in logs and metrics, no stack trace), and any unexpected exception
 is logged once with the request id and answered 20001 PROCESS_ERROR in the error body
@@ -8,6 +11,7 @@ is logged once with the request id and answered 20001 PROCESS_ERROR in the error
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -27,9 +31,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_deadline: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_deadline = body_deadline  # a body trickling in slower than this is cut off
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,7 +43,7 @@ class RequestContextMiddleware:
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        outcome = {"status": 500, "code": "", "sent": False}
+        outcome = {"status": 500, "code": "", "sent": False, "cut_off": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -46,6 +51,8 @@ class RequestContextMiddleware:
                 outcome["sent"] = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                if outcome["cut_off"]:  # the rest of the body is not worth waiting for: hang up
+                    headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -53,7 +60,7 @@ class RequestContextMiddleware:
             if _declared_length(scope) > self.max_body_bytes:
                 await self._refuse_too_large(scope, receive, send_with_id)
             else:
-                await self.app(scope, self._limited(receive), send_with_id)
+                await self.app(scope, self._limited(receive, outcome), send_with_id)
         except ClientDisconnect:
             outcome["status"] = CLIENT_CLOSED
         except Exception:
@@ -64,15 +71,27 @@ class RequestContextMiddleware:
         finally:
             self._record(scope, request_id, outcome, time.perf_counter() - started)
 
-    def _limited(self, receive: Receive) -> Receive:
-        received = 0
+    def _limited(self, receive: Receive, outcome: dict[str, object]) -> Receive:
+        """receive() that refuses a body over the size limit or still arriving past the deadline."""
+        received, complete = 0, False
+        cut_off = asyncio.get_running_loop().time() + self.body_deadline
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # later calls only wait for a disconnect: no deadline on those
+                return await receive()
+            try:
+                async with asyncio.timeout_at(cut_off):
+                    message = await receive()
+            except TimeoutError:
+                outcome["cut_off"] = True
+                raise FacefuseError(Err.PROCESS_TIMEOUT,
+                                    f"the request body did not arrive within {self.body_deadline:g} s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_body_bytes:
+                    outcome["cut_off"] = True
                     raise FacefuseError(Err.REQUEST_TOO_LARGE, self._too_large_detail())
             return message
 
