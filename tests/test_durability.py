@@ -1,11 +1,12 @@
 """kill -9 at random moments while templates are registered and photos fused: nothing lost.
 
 Under load (one thread registering templates through the admin API, one fusing with
-result links and a key whose quota counter is written on every request), the server
+result links and a key whose quota counter is written on every request, one creating
+keys with `facefuse keys create` beside the server), the server
 is killed with SIGKILL at a random moment, then the data dir is checked (SQLite
 integrity; every template row has its complete photo; every result row has its
 complete JPEG; no half-written file under a final name) and the server restarted:
-every template and result link it acknowledged is there, and the key's quota counter
+every template, result link and key acknowledged is there, and the key's quota counter
 has counted at least every request it answered.
 
 FACEFUSE_CRASH_ROUNDS sets the number of kills (CI: 3; the full run: 20):
@@ -82,6 +83,15 @@ def fuse_until_killed(server: RunningServer, fused: Fused, stop: threading.Event
                 fused.links.append(answer.json()["media_info_list"][0]["media_data"].rsplit("/", 1)[1])
 
 
+def create_keys_until_stopped(server: RunningServer, created: list[dict[str, str]], stop: threading.Event) -> None:
+    """`facefuse keys create` beside the loaded server; a key whose secret was printed must never be lost."""
+    while not stop.is_set():
+        done = server.cli("keys", "create", "--name", "during-load", "--json", check=False)
+        if done.returncode == 0:
+            key = json.loads(done.stdout)
+            created.append({"api_key": key["api_key"], "api_secret": key["api_secret"]})
+
+
 def check_consistent(data_dir: Path) -> None:
     """Nothing half-written: the database is sound and every file under a final name is whole."""
     db = sqlite3.connect(data_dir / "facefuse.sqlite3")
@@ -130,6 +140,7 @@ def test_nothing_acknowledged_is_lost_across_kill_9(tmp_path: Path) -> None:
     key = (server.api_key, server.api_secret)
     fused = Fused(new_counted_key(server))
     acknowledged: list[str] = []
+    keys: list[dict[str, str]] = []
     rng = random.Random(20261125)
     day = time.strftime("%Y-%m-%d", time.gmtime())
     try:
@@ -137,7 +148,8 @@ def test_nothing_acknowledged_is_lost_across_kill_9(tmp_path: Path) -> None:
             stop = threading.Event()
             workers = [threading.Thread(target=register_until_killed,
                                         args=(server, f"crash{round_number:02d}x", acknowledged, stop)),
-                       threading.Thread(target=fuse_until_killed, args=(server, fused, stop))]
+                       threading.Thread(target=fuse_until_killed, args=(server, fused, stop)),
+                       threading.Thread(target=create_keys_until_stopped, args=(server, keys, stop))]
             for worker in workers:
                 worker.start()
             time.sleep(rng.uniform(0.3, 1.5))
@@ -151,12 +163,19 @@ def test_nothing_acknowledged_is_lost_across_kill_9(tmp_path: Path) -> None:
                 assert counted_requests(data_dir, fused.auth["api_key"]) >= fused.answered
             server = start_server(data_dir, known_key=key)
             check_acknowledged_survived(server, round_number, acknowledged, fused)
-        print(f"\ncrash test: {ROUNDS} kill -9 rounds; {len(acknowledged)} templates and "
-              f"{len(fused.links)} result links acknowledged, none lost; {fused.answered} answered requests "
-              "all counted")
+            check_keys_survived(server, keys)
+        print(f"\ncrash test: {ROUNDS} kill -9 rounds; {len(acknowledged)} templates, {len(fused.links)} result "
+              f"links and {len(keys)} keys acknowledged, none lost; {fused.answered} answered requests all counted")
         assert acknowledged, "no registration finished before the kills; the test proved nothing"
     finally:
         stop_server(server)
+
+
+def check_keys_survived(server: RunningServer, keys: list[dict[str, str]]) -> None:
+    with server.client() as client:
+        for key in keys:
+            answer = client.post("/v3/facefuse", params=key, json={})
+            assert answer.json()["ErrorCode"] == 10002, f"key {key['api_key']} lost: {answer.text}"
 
 
 def check_acknowledged_survived(server: RunningServer, round_number: int, acknowledged: list[str],
