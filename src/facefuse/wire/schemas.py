@@ -98,16 +98,6 @@ class TemplateCreateRequest(BaseModel):
 # ------------------------------------------------------------------ answers (for the OpenAPI document)
 
 
-class ErrorBody(BaseModel):
-    """Every failure: the code and stable name of ERRORS.md and a detail safe to show."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ErrorCode: int
-    ErrorMsg: str
-    Data: str
-
-
 class ResultProfiles(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
