@@ -57,19 +57,25 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            await self._guarded(scope, receive, send_with_id, request_id, outcome)
+        finally:
+            self._record(scope, request_id, outcome, time.perf_counter() - started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str,
+                       outcome: dict[str, object]) -> None:
+        """The app behind the body limits; a hang-up or an unexpected exception never escapes."""
+        try:
             if _declared_length(scope) > self.max_body_bytes:
-                await self._refuse_too_large(scope, receive, send_with_id)
+                await self._refuse_too_large(scope, receive, send)
             else:
-                await self.app(scope, self._limited(receive, outcome), send_with_id)
+                await self.app(scope, self._limited(receive, outcome), send)
         except ClientDisconnect:
             outcome["status"] = CLIENT_CLOSED
         except Exception:
             errors_log.exception("unexpected failure", extra={"request_id": request_id})
             if not outcome["sent"]:
                 detail = f"processing failed; quote request id {request_id} when reporting this"
-                await error_response(FacefuseError(Err.PROCESS_ERROR, detail))(scope, receive, send_with_id)
-        finally:
-            self._record(scope, request_id, outcome, time.perf_counter() - started)
+                await error_response(FacefuseError(Err.PROCESS_ERROR, detail))(scope, receive, send)
 
     def _limited(self, receive: Receive, outcome: dict[str, object]) -> Receive:
         """receive() that refuses a body over the size limit or still arriving past the deadline."""
