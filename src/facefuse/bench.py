@@ -36,6 +36,7 @@ from facefuse.media.decode import decode_base64, decode_image
 from facefuse.media.encode import encode_jpeg
 from facefuse.settings import Settings
 from facefuse.vision.detect import detect_faces
+from facefuse.workpool import tune_for_compute
 
 USER_PHOTO = "deepface__img2.jpg"  # 1536x1152 frontal portrait
 TEMPLATE_PHOTO = "face_recognition__examples_knn_examples_train_biden_biden2.jpg"
@@ -280,6 +281,7 @@ class Plan:
 
 def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dict[str, object]:
     plan = Plan.make(quick)
+    tune_for_compute()  # the floor runs under the same allocator and OpenCV settings as the service
     template_path = template_photo or faces_dir / TEMPLATE_PHOTO
     photo = Image.open(faces_dir / USER_PHOTO).convert("RGB")
     inputs = [make_input(photo, mp) for mp in plan.sizes]
