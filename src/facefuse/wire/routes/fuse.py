@@ -27,9 +27,8 @@ async def facefuse(request: Request) -> JsonResponse:
     ctx: AppContext = request.app.state.ctx
     authenticate(ctx, request)
     settings = ctx.settings
-    raw_body = await request.body()
-    ctx.pool.refuse_if_full()  # a full queue answers at once, before parsing megabytes of JSON
-    body = parse_json_object(raw_body, settings.max_json_depth, settings.max_json_list_length)
+    ctx.pool.refuse_if_full()  # a full queue answers at once, before reading and parsing megabytes
+    body = parse_json_object(await request.body(), settings.max_json_depth, settings.max_json_list_length)
     fuse_request = validate(FuseRequest, body)
     items = fuse_request.media_info_list
     if len(items) > settings.max_media_items:
