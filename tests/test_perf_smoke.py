@@ -30,7 +30,7 @@ def test_bench_quick_writes_a_complete_report(tmp_path: Path) -> None:
     assert [run["concurrency"] for run in report["throughput_1_worker"]] == [1, 4]
     assert all(run["ok"] == run["requests"] == 12 for run in report["throughput_1_worker"])
     saturation = report["saturation_1_worker"]
-    assert saturation["ok"] + saturation["busy_503"] == saturation["requests"] == 48
+    assert saturation["ok"] + saturation["busy_503"] == saturation["requests"] == 72
     assert saturation["ok"] > 0 and saturation["other"] == 0
     assert 0 < report["memory_1_worker"]["rss_mb_after"] < 2000
     assert len(report["rss_mb_1_worker"]) == 1

@@ -43,6 +43,7 @@ TEMPLATE_PHOTO = "face_recognition__examples_knn_examples_train_biden_biden2.jpg
 SIZES_MP = (0.25, 1.0, 4.0, 16.0)
 MAX_BYTES = 2 * 1024 * 1024
 MAX_SIDE = 4096
+BUSY_RETRY_AFTER_S = 1.0  # what the service's Retry-After header says on a busy answer
 
 
 @dataclass
@@ -120,11 +121,14 @@ class Service:
             self.process.wait()
 
 
-def start_service(data_dir: Path, workers: int, key: tuple[str, str] | None) -> Service:
-    """`facefuse serve` on a free port of 127.0.0.1 with the default settings; waits for /readyz."""
+def start_service(data_dir: Path, workers: int, key: tuple[str, str] | None, threads: int | None = None) -> Service:
+    """`facefuse serve` on a free port of 127.0.0.1 with the default settings (but `threads`
+    work threads per worker if given); waits for /readyz."""
     port = _free_port()
     env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir), "FACEFUSE_PORT": str(port),
            "FACEFUSE_HOST": "127.0.0.1", "FACEFUSE_WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        env["FACEFUSE_THREADS"] = str(threads)
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "facefuse.cli", "serve"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -219,6 +223,8 @@ def throughput(service: Service, body: bytes, concurrency: int, count: int) -> d
         with httpx.Client(base_url=service.base_url, trust_env=False, timeout=120) as client:
             for _ in range(n):
                 results.append(post(client, service, body))
+                if results[-1][1] == 503:
+                    time.sleep(BUSY_RETRY_AFTER_S)  # as Retry-After asks; the offered load stays above capacity
 
     def health_loop() -> None:
         with httpx.Client(base_url=service.base_url, trust_env=False, timeout=10) as client:
@@ -271,16 +277,25 @@ class Plan:
     workers: tuple[int, ...]
     memory_requests: int
     saturation_concurrency: int  # beyond threads + queue_size of one worker
+    threads: int  # work threads per worker
 
     @classmethod
-    def make(cls, quick: bool) -> "Plan":
+    def make(cls, quick: bool, threads: int = 1) -> "Plan":
         if quick:
-            return cls(SIZES_MP[:2], 5, 12, (1, 4), (1,), 20, 24)
-        return cls(SIZES_MP, 40, 96, (1, 4, 16), (1, 2), 1000, 48)
+            return cls(SIZES_MP[:2], 5, 12, (1, 4), (1,), 20, 24, threads)
+        return cls(SIZES_MP, 40, 96, (1, 4, 16), (1, 2), 1000, 64, threads)
+
+    def more_services(self) -> list[tuple[int, int, str]]:
+        """(workers, threads, name) measured after the 1-worker service."""
+        more = [(w, self.threads, f"{w}_worker") for w in self.workers if w > 1]
+        if len(self.workers) > 1:
+            other = 2 if self.threads == 1 else 1
+            more.append((1, other, f"1_worker_{other}_threads"))
+        return more
 
 
-def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dict[str, object]:
-    plan = Plan.make(quick)
+def run(faces_dir: Path, quick: bool, template_photo: Path | None = None, threads: int = 1) -> dict[str, object]:
+    plan = Plan.make(quick, threads)
     tune_for_compute()  # the floor runs under the same allocator and OpenCV settings as the service
     template_path = template_photo or faces_dir / TEMPLATE_PHOTO
     photo = Image.open(faces_dir / USER_PHOTO).convert("RGB")
@@ -302,30 +317,38 @@ def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dic
 
 
 def _measure_service(data_dir: Path, template_path: Path, inputs: list[Input], plan: Plan) -> dict[str, object]:
-    out: dict[str, object] = {}
-    key: tuple[str, str] | None = None
-    template_id = ""
-    one_mp = next(i for i in inputs if i.nominal == 1.0)
-    for workers in plan.workers:
-        service = start_service(data_dir, workers, key)
+    """Every service measurement: 1 worker (latency, throughput, back-pressure, memory), then
+    2 workers (throughput), each with plan.threads work threads; then, for comparison, one
+    worker with the other thread count."""
+    out: dict[str, object] = {"threads_per_worker": plan.threads}
+    service = start_service(data_dir, 1, None, plan.threads)
+    try:
+        out["start_s_1_worker"] = service.cold_start_s
+        key = (service.auth["api_key"], service.auth["api_secret"])
+        template_id = register_template(data_dir, template_path)
+        body = fuse_body(next(i for i in inputs if i.nominal == 1.0), template_id, "base64")
+        out.update(_latencies(service, inputs, template_id, plan))
+        out.update(_load(service, body, plan, "1_worker"))
+        out["saturation_1_worker"] = throughput(service, body, plan.saturation_concurrency,
+                                                3 * plan.saturation_concurrency)
+        out["memory_1_worker"] = memory_run(service, body, plan.memory_requests)
+    finally:
+        service.stop()
+    for workers, threads, name in plan.more_services():
+        service = start_service(data_dir, workers, key, threads)
         try:
-            key = (service.auth["api_key"], service.auth["api_secret"])
-            out[f"start_s_{workers}_worker"] = service.cold_start_s
-            if workers == 1:
-                template_id = register_template(data_dir, template_path)
-                out.update(_latencies(service, inputs, template_id, plan))
-            body = fuse_body(one_mp, template_id, "base64")
-            latency(service, body, 4)  # every worker warm
-            out[f"throughput_{workers}_worker"] = [throughput(service, body, c, plan.throughput_requests)
-                                                    for c in plan.concurrencies]
-            out[f"rss_mb_{workers}_worker"] = service.worker_rss_mb()
-            if workers == 1:
-                out["saturation_1_worker"] = throughput(service, body, plan.saturation_concurrency,
-                                                        2 * plan.saturation_concurrency)
-                out["memory_1_worker"] = memory_run(service, body, plan.memory_requests)
+            out[f"start_s_{name}"] = service.cold_start_s
+            out.update(_load(service, body, plan, name))
         finally:
             service.stop()
     return out
+
+
+def _load(service: Service, body: bytes, plan: Plan, name: str) -> dict[str, object]:
+    latency(service, body, 4)  # every worker warm
+    return {f"throughput_{name}": [throughput(service, body, c, plan.throughput_requests)
+                                   for c in plan.concurrencies],
+            f"rss_mb_{name}": service.worker_rss_mb()}
 
 
 def _latencies(service: Service, inputs: list[Input], template_id: str, plan: Plan) -> dict[str, object]:
@@ -353,8 +376,8 @@ def targets(report: dict[str, object]) -> dict[str, bool]:
            for label, limit in P50_TARGETS.items() if f"p50_over_floor_{label}" in ratio}  # type: ignore[operator]
     if "two_workers_over_one" in ratio:  # type: ignore[operator]
         met["2 workers >= 1.8x 1 worker"] = ratio["two_workers_over_one"] >= 1.8  # type: ignore[index]
-    loaded = [*report.get("throughput_1_worker", []), *report.get("throughput_2_worker", []),  # type: ignore[list-item]
-              report["saturation_1_worker"]]
+    loaded = [r for k, runs in report.items() if k.startswith("throughput_") for r in runs]  # type: ignore[union-attr]
+    loaded.append(report["saturation_1_worker"])
     met["/healthz <= 50 ms under load (p99)"] = all(r["healthz_p99_ms"] <= 50 for r in loaded)
     saturation = report["saturation_1_worker"]
     met["full queue: busy answers at once (p99 <= 50 ms)"] = (  # type: ignore[index]
@@ -405,7 +428,9 @@ def table_lines(report: dict[str, object]) -> list[str]:
         lines.append(f"{label:>8} {item['width']:>5}x{item['height']:<5} {floor['p50']:>8.1f}ms {svc['p50']:>6.1f}ms "
                      f"{svc['p95']:>5.1f}ms {svc['p99']:>5.1f}ms {svc['p50'] / floor['p50']:>5.2f}x "
                      f"{P50_TARGETS[label]:>5g}x  {url['p50']:>6.1f}ms {url['p99']:>6.1f}ms")
-    for key in ("throughput_1_worker", "throughput_2_worker", "saturation_1_worker"):
+    keys = [k for k in report if k.startswith("throughput_")] + ["saturation_1_worker"]
+    lines.append(f"work threads per worker: {report['threads_per_worker']}")
+    for key in keys:
         runs = report.get(key, [])
         for r in runs if isinstance(runs, list) else [runs]:
             lines.append(f"{key}: c={r['concurrency']:<2} {r['rps']:6.1f} req/s  ok {r['ok']}/{r['requests']} "
@@ -416,9 +441,10 @@ def table_lines(report: dict[str, object]) -> list[str]:
     lines.append(f"memory (1 worker): {memory['rss_mb_after_warmup']:.0f} MB after warm-up, "  # type: ignore[index]
                  f"{memory['rss_mb_after']:.0f} MB after {memory['requests']} more requests "  # type: ignore[index]
                  f"({memory['growth_pct']:+.1f} %)")  # type: ignore[index]
-    if "rss_mb_2_worker" in report:
-        lines.append(f"memory (2 workers): {', '.join(f'{v:.0f} MB' for v in report['rss_mb_2_worker'])}")  # type: ignore[union-attr]
-    starts = [f"{k.split('_')[2]} worker(s) {v:.2f} s" for k, v in report.items() if k.startswith("start_s_")]
+    for key in (k for k in report if k.startswith("rss_mb_")):
+        mbs = ", ".join(f"{v:.0f} MB" for v in report[key])  # type: ignore[union-attr]
+        lines.append(f"memory per worker process ({key[7:].replace('_', ' ')}, after its load): {mbs}")
+    starts = [f"{k[8:].replace('_', ' ')} {v:.2f} s" for k, v in report.items() if k.startswith("start_s_")]
     lines.append("cold start to /readyz: " + ", ".join(starts) + " (the first on a fresh data dir)")
     lines.append("ratios: " + "  ".join(f"{k} {v:.2f}" for k, v in report["ratios"].items()))  # type: ignore[union-attr]
     lines.extend(f"target {'MET ' if ok else 'MISS'}  {name}" for name, ok in report["targets"].items())  # type: ignore[union-attr]

@@ -296,11 +296,13 @@ def main() -> None:
 @click.option("--quick", is_flag=True, help="A few requests, 1 worker, up to 1 MP (for CI).")
 @click.option("--template-photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Template to register (default: biden2 of --faces-dir, 1200x1200).")
-def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None) -> None:
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Work threads per worker (FACEFUSE_THREADS) of the measured servers.")
+def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None, threads: int) -> None:
     """Measure the floor and the real service on 127.0.0.1 (see docs/performance.md)."""
     from facefuse.bench import print_table, run, to_json
 
-    report = run(faces_dir, quick, template_photo)
+    report = run(faces_dir, quick, template_photo, threads)
     out.write_text(to_json(report))
     print_table(report)
     click.echo(f"written to {out}")
