@@ -20,7 +20,7 @@ from facefuse.vision.faces import Face
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
 RING_REACH = 1.3  # outer ring of the template warp, as a multiple of the oval's radius
 GRID_CELLS = 96  # warp grid cells across the face
-WORK_FACE = 192.0  # face size in pixels of the canvas where masks and light are computed
+WORK_FACE = 128.0  # face size in pixels of the canvas where masks and light are computed
 FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
 FACE_FEATHER = 0.015  # mask edge softness, of the face size
 SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
@@ -119,7 +119,11 @@ def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face
 def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarray,
                       target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray, fuse: float,
                       prepared: PreparedTemplate) -> np.ndarray:
-    """Both faces already warped onto `target` (pixels of this region): light, blend."""
+    """Both faces already warped onto `target` (pixels of this region): light, blend.
+
+    Masks, light and tone are worked out on a small canvas; at full resolution only the
+    user's pixels are scaled by the grown gain, given the template's sharpness and grain,
+    and blended: a handful of passes over the region."""
     region_shape = t_face.shape[:2]
     canvas = _Canvas(region_shape, prepared.face_size, target)
     t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
@@ -129,17 +133,22 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarra
     skin_area = canvas.skin_area()
     gain = canvas.shading_gain(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
     alpha = fuse * canvas.alpha(t_small, t_skin, u_skin, _feature_trust(t_lms, u_lms))
+    gain *= _median_tone_gain(_soft_highlights(u_small * gain), t_small, alpha)
 
+    face = u_face.astype(np.float32)
+    face *= canvas.grow(gain)
+    face = _soft_highlights(face)
     t_float = t_face.astype(np.float32)
-    face = u_face.astype(np.float32) * canvas.grow(gain)
-    face = _match_detail(_soft_highlights(face), t_float, canvas.grow(skin_area * t_skin),
-                         canvas.grow(canvas.features()))
-    alpha = canvas.grow(alpha) * (1 - _mouth_hole(target, t_lms, region_shape, prepared.face_size))
-    face = face * _median_tone_gain(canvas.shrink(face), canvas.shrink(t_float), canvas.shrink(alpha))
-    fused = t_float + alpha[..., None] * (face - t_float)
+    face = _match_detail(face, t_float, canvas.grow(skin_area * t_skin), canvas.grow(canvas.features()))
+    alpha = canvas.grow(alpha)
+    _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
+    face -= t_float
+    face *= alpha[..., None]
+    face += t_float
     if prepared.grayscale:
-        fused = tone.to_gray(fused)
-    return np.clip(fused + 0.5, 0, 255).astype(np.uint8)
+        face = tone.to_gray(face)
+    np.maximum(face, 0, out=face)
+    return cv2.convertScaleAbs(face)  # rounds and saturates at 255
 
 
 class _Canvas:
@@ -155,9 +164,10 @@ class _Canvas:
         self.size = face_size * float(scale.mean())
 
     def shrink(self, image: np.ndarray) -> np.ndarray:
-        if self.shape == self.out_shape:
-            return image.astype(np.float32)
-        return cv2.resize(image.astype(np.float32), self.shape[::-1], interpolation=cv2.INTER_AREA)
+        """float32 copy at the canvas size (uint8 input is shrunk before it is converted)."""
+        if self.shape != self.out_shape:
+            image = cv2.resize(image, self.shape[::-1], interpolation=cv2.INTER_AREA)
+        return image.astype(np.float32)
 
     def grow(self, image: np.ndarray) -> np.ndarray:
         if self.shape == self.out_shape:
@@ -208,13 +218,19 @@ class _Canvas:
         u_gate = _smoothstep(masks.feather(u_skin, 0.01 * size), 0.15, 0.5)
         frames = (1 - features) * masks.dark_lines(t_small, 0.03 * size)
         alpha = base * (centre + (1 - centre) * t_gate * u_gate) * (1 - frames)
-        alpha *= 1 - self._feature_region(mesh.LIPS_OUTER, 0.03) * (1 - trust["lips"])
-        alpha *= 1 - self._feature_region(mesh.RIGHT_EYE, 0.045) * (1 - trust["right_eye"])
-        alpha *= 1 - self._feature_region(mesh.LEFT_EYE, 0.045) * (1 - trust["left_eye"])
+        self._keep_template_feature(alpha, mesh.LIPS_OUTER, 0.03, trust["lips"])
+        self._keep_template_feature(alpha, mesh.RIGHT_EYE, 0.045, trust["right_eye"])
+        self._keep_template_feature(alpha, mesh.LEFT_EYE, 0.045, trust["left_eye"])
         for brow, top in ((mesh.RIGHT_BROW, _RIGHT_BROW_TOP), (mesh.LEFT_BROW, _LEFT_BROW_TOP)):
             clear = min(self._skin_above(top, t_skin), self._skin_above(top, u_skin))
-            alpha *= 1 - self._feature_region(brow, 0.03) * (1 - float(_smoothstep(clear, 0.15, 0.4)))
+            self._keep_template_feature(alpha, brow, 0.03, float(_smoothstep(clear, 0.15, 0.4)))
         return alpha
+
+    def _keep_template_feature(self, alpha: np.ndarray, indices: tuple[int, ...], reach: float,
+                               trust: float) -> None:
+        """Lower alpha (in place) over a feature the user's photo cannot supply well."""
+        if trust < 1:
+            alpha *= 1 - self._feature_region(indices, reach) * (1 - trust)
 
     def _skin_above(self, top: tuple[int, ...], skin: np.ndarray) -> np.float32:
         """Mean skin likelihood on the band of forehead just above a brow: low when hair
@@ -226,24 +242,33 @@ class _Canvas:
         return np.float32((skin * area).sum() / max(area.sum(), 1.0))
 
     def _feature_region(self, indices: tuple[int, ...], reach: float) -> np.ndarray:
-        mask = masks.polygon_mask(self.shape, masks.loop(self.points, indices))
-        return masks.feather(masks.grow(mask, reach * self.size), reach * self.size * 0.6)
+        """The feature's polygon grown and feathered by `reach` of the face size (drawn in
+        a window around the feature: the rest of the canvas is 0)."""
+        region = np.zeros(self.shape, np.float32)
+        polygon = masks.loop(self.points, indices)
+        pad = 2.5 * reach * self.size + 2
+        x0, y0, x1, y1 = _bounds(polygon, self.shape, pad)
+        mask = masks.polygon_mask((y1 - y0, x1 - x0), polygon - np.array([x0, y0], np.float32))
+        region[y0:y1, x0:x1] = masks.feather(masks.grow(mask, reach * self.size), reach * self.size * 0.6)
+        return region
 
 
 _RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
 _LEFT_BROW_TOP = (300, 293, 334, 296, 336)
 
 
-def _mouth_hole(target: np.ndarray, t_lms: np.ndarray, out_shape: tuple[int, int],
-                face_size: float) -> np.ndarray:
-    """Full-resolution soft mask of the template's open mouth (teeth, tongue), which stays.
-
-    A closed mouth has no hole: there the user's lips, lip line included, come in whole."""
+def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray,
+                    face_size: float) -> None:
+    """Take the template's open mouth (teeth, tongue) out of `alpha` (full resolution, in
+    place): it stays the template's. A closed mouth has no hole: there the user's lips,
+    lip line included, come in whole."""
     open_amount = float(_smoothstep(np.float32(_openness(t_lms, 13, 14, 61, 291)), 0.02, 0.06))
     if open_amount <= 0:
-        return np.zeros(out_shape, dtype=np.float32)
-    hole = masks.polygon_mask(out_shape, masks.loop(target, mesh.LIPS_INNER))
-    return open_amount * masks.feather(hole, 0.003 * face_size)
+        return
+    lips = target[list(mesh.LIPS_INNER)]
+    x0, y0, x1, y1 = _bounds(lips, alpha.shape, 0.02 * face_size + 2)
+    hole = masks.polygon_mask((y1 - y0, x1 - x0), lips - np.array([x0, y0], np.float32))
+    alpha[y0:y1, x0:x1] *= 1 - open_amount * masks.feather(hole, 0.003 * face_size)
 
 
 def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -256,7 +281,10 @@ def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray
     region = weight > 0.5
     if region.sum() < 64:
         return np.ones(3, np.float32)
-    gain = (np.median(template[region], axis=0) + 1.0) / (np.median(face[region], axis=0) + 1.0)
+    step = max(1, int(region.sum()) // 4096)  # a median of ~4,000 samples is as good as of all
+    t_median = np.median(template[region][::step], axis=0)
+    f_median = np.median(face[region][::step], axis=0)
+    gain = (t_median + 1.0) / (f_median + 1.0)
     return np.clip(gain, 0.5, 2.0).astype(np.float32)
 
 
@@ -283,32 +311,51 @@ def _match_detail(face: np.ndarray, template: np.ndarray, skin: np.ndarray,
                   features: np.ndarray) -> np.ndarray:
     """Blur the user's skin and features where they are sharper than the template's, then
     lend the skin whatever grain the template has beyond it, so the fused face has the
-    template's sharpness and noise (a soft-focus or low-resolution template stays soft)."""
+    template's sharpness and noise (a soft-focus or low-resolution template stays soft).
+
+    Sharpness is compared on luma; the template's grain is its luma's fine detail."""
+    t_luma = _luma(template)
+    t_detail = t_luma - cv2.GaussianBlur(t_luma, (0, 0), 1.0)
+    f_luma = _luma(face)
     for region in (skin, features):
-        sigma, _ = _blur_to_match(face, template, region)
+        sigma = _blur_to_match(f_luma, _weighted_energy(t_detail, region), region)
         if sigma > 0:
-            face = face + region[..., None] * (cv2.GaussianBlur(face, (0, 0), sigma) - face)
-    t_energy = tone.high_pass_energy(template, skin)
-    f_energy = tone.high_pass_energy(face, skin)
+            blurred = cv2.GaussianBlur(face, (0, 0), sigma)
+            blurred -= face
+            blurred *= region[..., None]
+            face += blurred
+            f_luma = _luma(face)
+    t_energy = _weighted_energy(t_detail, skin)
+    f_energy = tone.high_pass_energy(f_luma, skin)
     if f_energy < 0.8 * t_energy:
         amount = float(np.sqrt(1 - f_energy / t_energy))
-        grain = template - cv2.GaussianBlur(template, (0, 0), 1.0)
         # Clipped to the noise level: grain and pores come over, the template's edges do not.
         limit = 2.0 * float(np.sqrt(t_energy))
-        face = face + amount * skin[..., None] * np.clip(grain, -limit, limit)
+        grain = np.clip(t_detail, -limit, limit)
+        grain *= skin
+        grain *= amount
+        face += grain[..., None]
     return face
 
 
-def _blur_to_match(face: np.ndarray, template: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def _weighted_energy(detail: np.ndarray, weight: np.ndarray) -> float:
+    """Mean squared `detail` where weight is high."""
+    return float((detail * detail * weight).sum() / max(float(weight.sum()), 1.0))
+
+
+def _blur_to_match(luma: np.ndarray, t_energy: float, region: np.ndarray) -> float:
     """The blur (sigma, 0 for none) that brings the face's fine detail in `region` down to
-    the template's, and the template's detail energy there."""
-    t_energy = tone.high_pass_energy(template, region)
-    if tone.high_pass_energy(face, region) <= 1.3 * t_energy:
-        return 0.0, t_energy
+    the template's energy there."""
+    if tone.high_pass_energy(luma, region) <= 1.3 * t_energy:
+        return 0.0
     for sigma in (0.6, 0.9, 1.3, 1.8, 2.5, 3.5):
-        if tone.high_pass_energy(cv2.GaussianBlur(face, (0, 0), sigma), region) <= 1.15 * t_energy:
+        if tone.high_pass_energy(cv2.GaussianBlur(luma, (0, 0), sigma), region) <= 1.15 * t_energy:
             break
-    return sigma, t_energy
+    return sigma
 
 
 def _soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:

@@ -98,15 +98,11 @@ def _group_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.nda
 def _smooth_free_points(shift: np.ndarray, fixed: np.ndarray, rounds: int = 6) -> np.ndarray:
     """Average each free point's shift with its neighbours' so that expression-bound
     differences (a cheek raised by a smile) fade while proportions stay."""
-    indptr, indices = mesh.neighbour_lists()
-    counts = np.diff(indptr).astype(np.float32)
-    owner = np.repeat(np.arange(mesh.MESH_POINTS), np.diff(indptr))
+    average = mesh.neighbour_mean_matrix()
     free = ~fixed[: mesh.MESH_POINTS]
     result = shift.copy()
     for _ in range(rounds):
-        sums = np.zeros((mesh.MESH_POINTS, 2), dtype=np.float32)
-        np.add.at(sums, owner, result[indices])
-        mean = sums / counts[:, None]
+        mean = average @ result[: mesh.MESH_POINTS]
         result[: mesh.MESH_POINTS][free] = 0.5 * result[: mesh.MESH_POINTS][free] + 0.5 * mean[free]
     return result
 

@@ -104,6 +104,17 @@ def neighbour_lists() -> tuple[np.ndarray, np.ndarray]:
     return indptr.astype(np.int32), indices.astype(np.int32)
 
 
+@lru_cache(maxsize=1)
+def neighbour_mean_matrix() -> np.ndarray:
+    """(468, 468) float32: row i averages the neighbours of mesh point i."""
+    indptr, indices = neighbour_lists()
+    matrix = np.zeros((MESH_POINTS, MESH_POINTS), dtype=np.float32)
+    for point in range(MESH_POINTS):
+        row = indices[indptr[point]:indptr[point + 1]]
+        matrix[point, row] = 1.0 / len(row)
+    return matrix
+
+
 def _consistently_oriented(triangles: list[tuple[int, ...]]) -> np.ndarray:
     """The triangles with their corners reordered so that neighbours agree on the winding
     (each shared edge runs opposite ways): then the sign of a triangle's area in an image

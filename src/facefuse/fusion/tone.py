@@ -31,9 +31,10 @@ def fit_skin_model(rgb: np.ndarray, points: np.ndarray, radius: float) -> SkinMo
     for index in mesh.RIGHT_CHEEK + mesh.LEFT_CHEEK:
         x, y = points[index]
         cv2.circle(spots, (int(round(x)), int(round(y))), max(1, int(round(radius))), 1, -1)
-    samples = skin_features(rgb)[spots > 0]
-    if len(samples) < 8:
-        samples = skin_features(rgb).reshape(-1, 3)
+    picked = rgb[spots > 0]
+    if len(picked) < 8:
+        picked = rgb.reshape(-1, 3)
+    samples = skin_features(picked[:, None, :])[:, 0, :]
     centre = np.median(samples, axis=0)
     mad = np.median(np.abs(samples - centre), axis=0) * 1.4826
     spread = np.maximum(mad, np.array([0.04, 0.04, 0.18], dtype=np.float32))
@@ -76,7 +77,7 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def high_pass_energy(image: np.ndarray, weight: np.ndarray, sigma: float = 1.0) -> float:
-    """Mean squared fine detail (image minus its blur) where weight is high."""
-    gray = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    """Mean squared fine detail (luma minus its blur) where weight is high."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     detail = gray - cv2.GaussianBlur(gray, (0, 0), sigma)
     return float((detail * detail * weight).sum() / max(weight.sum(), 1.0))
