@@ -106,17 +106,31 @@ def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face
     result[wy0:wy1, wx0:wx1] = t_warped
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
     u_map = (u_map[0][inner], u_map[1][inner])
-    inside = cv2.erode(np.full(user_image.shape[:2], 255, np.uint8), np.ones((3, 3), np.uint8))
-    u_valid = warp.remap(inside, u_map, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
-    u_valid *= u_seen[inner]
     face = _fuse_face_region(
-        t_warped[inner], warp.remap(user_image, u_map), u_valid,
+        t_warped[inner], warp.remap(user_image, u_map), _UserCoverage(user_image.shape, u_map, u_seen[inner]),
         target - np.array([fx0, fy0], np.float32), t_lms, user_lms, fuse, prepared)
     result[fy0:fy1, fx0:fx1] = face
     return result
 
 
-def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarray,
+@dataclass(frozen=True)
+class _UserCoverage:
+    """Where the user's photo really shows the face: inside the photo, not edge-on."""
+
+    user_shape: tuple[int, ...]
+    user_map: tuple[np.ndarray, np.ndarray]  # region pixels -> user patch pixels
+    seen: np.ndarray  # (h, w) 0..1, low where the user's face is seen edge-on
+
+    def on(self, canvas: _Canvas) -> np.ndarray:
+        """float32 0..1 at the canvas size."""
+        inside = np.zeros(self.user_shape[:2], np.uint8)
+        inside[1:-1, 1:-1] = 255
+        small_map = (canvas.shrink(self.user_map[0]), canvas.shrink(self.user_map[1]))
+        valid = warp.remap(inside, small_map, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
+        return valid * canvas.shrink(self.seen)
+
+
+def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCoverage,
                       target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray, fuse: float,
                       prepared: PreparedTemplate) -> np.ndarray:
     """Both faces already warped onto `target` (pixels of this region): light, blend.
@@ -128,7 +142,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarra
     canvas = _Canvas(region_shape, prepared.face_size, target)
     t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
     t_skin = tone.skin_likelihood(t_small, canvas.skin_model(t_small))
-    u_valid = masks.feather(canvas.shrink(u_valid), 0.015 * canvas.size)
+    u_valid = masks.feather(coverage.on(canvas), 0.015 * canvas.size)
     u_skin = tone.skin_likelihood(u_small, canvas.skin_model(u_small)) * u_valid
     skin_area = canvas.skin_area()
     gain = canvas.shading_gain(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
@@ -143,7 +157,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarra
     alpha = canvas.grow(alpha)
     _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
     face -= t_float
-    face *= alpha[..., None]
+    face *= _channels(alpha)
     face += t_float
     if prepared.grayscale:
         face = tone.to_gray(face)
@@ -152,27 +166,35 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, u_valid: np.ndarra
 
 
 class _Canvas:
-    """A shrunken copy of the output crop (face ~WORK_FACE px) for masks and light."""
+    """A copy of the output crop shrunk by a whole factor (face >= WORK_FACE px) for masks
+    and light. A whole factor keeps the shrink a plain block average, the cheapest there is;
+    the crop is padded (edge pixels repeated) to a multiple of it."""
 
     def __init__(self, out_shape: tuple[int, int], face_size: float, target: np.ndarray) -> None:
         h, w = out_shape
-        k = min(1.0, WORK_FACE / face_size)
+        self.factor = max(1, int(face_size // WORK_FACE))
         self.out_shape = out_shape
-        self.shape = (max(8, round(h * k)), max(8, round(w * k)))
-        scale = np.array([self.shape[1] / w, self.shape[0] / h], dtype=np.float32)
-        self.points = (target + 0.5) * scale - 0.5
-        self.size = face_size * float(scale.mean())
+        self.shape = (-(-h // self.factor), -(-w // self.factor))
+        self.points = (target + 0.5) / self.factor - 0.5
+        self.size = face_size / self.factor
 
     def shrink(self, image: np.ndarray) -> np.ndarray:
         """float32 copy at the canvas size (uint8 input is shrunk before it is converted)."""
-        if self.shape != self.out_shape:
+        if self.factor > 1:
+            h, w = self.out_shape
+            pad_h, pad_w = self.shape[0] * self.factor - h, self.shape[1] * self.factor - w
+            if pad_h or pad_w:
+                image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
             image = cv2.resize(image, self.shape[::-1], interpolation=cv2.INTER_AREA)
         return image.astype(np.float32)
 
     def grow(self, image: np.ndarray) -> np.ndarray:
-        if self.shape == self.out_shape:
+        if self.factor == 1:
             return image
-        return cv2.resize(image, self.out_shape[::-1], interpolation=cv2.INTER_LINEAR)
+        h, w = self.out_shape
+        grown = cv2.resize(image, (self.shape[1] * self.factor, self.shape[0] * self.factor),
+                           interpolation=cv2.INTER_LINEAR)
+        return grown[:h, :w]
 
     def skin_model(self, image: np.ndarray) -> tone.SkinModel:
         return tone.fit_skin_model(image, self.points, 0.035 * self.size)
@@ -317,16 +339,18 @@ def _match_detail(face: np.ndarray, template: np.ndarray, skin: np.ndarray,
     t_luma = _luma(template)
     t_detail = t_luma - cv2.GaussianBlur(t_luma, (0, 0), 1.0)
     f_luma = _luma(face)
+    f_detail = f_luma - cv2.GaussianBlur(f_luma, (0, 0), 1.0)
     for region in (skin, features):
-        sigma = _blur_to_match(f_luma, _weighted_energy(t_detail, region), region)
+        sigma = _blur_to_match(f_luma, f_detail, _weighted_energy(t_detail, region), region)
         if sigma > 0:
             blurred = cv2.GaussianBlur(face, (0, 0), sigma)
             blurred -= face
-            blurred *= region[..., None]
+            blurred *= _channels(region)
             face += blurred
             f_luma = _luma(face)
+            f_detail = f_luma - cv2.GaussianBlur(f_luma, (0, 0), 1.0)
     t_energy = _weighted_energy(t_detail, skin)
-    f_energy = tone.high_pass_energy(f_luma, skin)
+    f_energy = _weighted_energy(f_detail, skin)
     if f_energy < 0.8 * t_energy:
         amount = float(np.sqrt(1 - f_energy / t_energy))
         # Clipped to the noise level: grain and pores come over, the template's edges do not.
@@ -334,8 +358,13 @@ def _match_detail(face: np.ndarray, template: np.ndarray, skin: np.ndarray,
         grain = np.clip(t_detail, -limit, limit)
         grain *= skin
         grain *= amount
-        face += grain[..., None]
+        face += _channels(grain)
     return face
+
+
+def _channels(plane: np.ndarray) -> np.ndarray:
+    """(h, w) -> (h, w, 3): cv2.merge, several times faster than numpy's broadcasting here."""
+    return cv2.merge((plane, plane, plane))
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -347,10 +376,11 @@ def _weighted_energy(detail: np.ndarray, weight: np.ndarray) -> float:
     return float((detail * detail * weight).sum() / max(float(weight.sum()), 1.0))
 
 
-def _blur_to_match(luma: np.ndarray, t_energy: float, region: np.ndarray) -> float:
-    """The blur (sigma, 0 for none) that brings the face's fine detail in `region` down to
-    the template's energy there."""
-    if tone.high_pass_energy(luma, region) <= 1.3 * t_energy:
+def _blur_to_match(luma: np.ndarray, detail: np.ndarray, t_energy: float,
+                   region: np.ndarray) -> float:
+    """The blur (sigma, 0 for none) that brings the face's fine detail (`detail` of `luma`)
+    in `region` down to the template's energy there."""
+    if _weighted_energy(detail, region) <= 1.3 * t_energy:
         return 0.0
     for sigma in (0.6, 0.9, 1.3, 1.8, 2.5, 3.5):
         if tone.high_pass_energy(cv2.GaussianBlur(luma, (0, 0), sigma), region) <= 1.15 * t_energy:
@@ -359,14 +389,14 @@ def _blur_to_match(luma: np.ndarray, t_energy: float, region: np.ndarray) -> flo
 
 
 def _soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:
-    """Compress values above the knee smoothly toward 255: a gain that brightens a dark
-    face must not burn its highlights (nose tip, forehead) to flat white."""
-    over = image - knee
-    np.maximum(over, 0, out=over)
-    if not over.any():
+    """Compress values above the knee smoothly toward 255 (in place): a gain that brightens
+    a dark face must not burn its highlights (nose tip, forehead) to flat white."""
+    bright = image > knee
+    if not bright.any():
         return image
-    room = 255.0 - knee
-    return image - over * over / (room + over)
+    over = image[bright] - knee
+    image[bright] -= over * over / ((255.0 - knee) + over)
+    return image
 
 
 def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndarray,

@@ -25,7 +25,7 @@ def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur; a wide one runs on a shrunken copy (same look, a fraction of the cost)."""
     if sigma < 0.3:
         return mask
-    if sigma <= 6:
+    if sigma <= 3:
         return cv2.GaussianBlur(mask, (0, 0), sigma)
     h, w = mask.shape[:2]
     factor = sigma / 3
@@ -79,7 +79,7 @@ def dark_lines(rgb: np.ndarray, width: float) -> np.ndarray:
     """Soft mask of thin, very dark structures (frames of glasses): pixels far darker
     than a closing of the image at `width` pixels. Shadows and folds are too wide or too
     faint to count."""
-    luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     size = max(3, int(2 * round(width) + 1))
     closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE,
                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))

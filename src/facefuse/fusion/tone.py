@@ -20,8 +20,9 @@ class SkinModel:
 
 
 def skin_features(rgb: np.ndarray) -> np.ndarray:
-    logs = np.log(rgb.astype(np.float32) + 8.0)
-    luma = np.log(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) + 8.0)
+    rgb = rgb.astype(np.float32)
+    logs = np.log(rgb + 8.0)
+    luma = np.log(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) + 8.0)
     return np.stack([logs[..., 0] - logs[..., 1], logs[..., 2] - logs[..., 1], luma], axis=-1)
 
 
@@ -44,8 +45,13 @@ def fit_skin_model(rgb: np.ndarray, points: np.ndarray, radius: float) -> SkinMo
 def skin_likelihood(rgb: np.ndarray, model: SkinModel) -> np.ndarray:
     """float32 (h, w) ~1 where the colour is the model's skin, ~0 far from it. Light
     and shadow change luminance much more than chroma, so luminance counts for little."""
-    z = (skin_features(rgb) - model.centre) / (model.spread * np.array([3.0, 3.0, 8.0], np.float32))
-    return np.exp(-0.5 * (z * z).sum(axis=-1)).astype(np.float32)
+    features = skin_features(rgb)
+    scale = model.spread * np.array([3.0, 3.0, 8.0], np.float32)
+    total = np.zeros(rgb.shape[:2], np.float32)
+    for channel in range(3):
+        z = (features[..., channel] - model.centre[channel]) * (1 / scale[channel])
+        total += z * z
+    return np.exp(-0.5 * total).astype(np.float32)
 
 
 def masked_log_lowpass(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
@@ -72,8 +78,8 @@ def is_grayscale(rgb: np.ndarray) -> bool:
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
-    luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return np.repeat(luma[..., None], 3, axis=2)
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
 
 
 def high_pass_energy(image: np.ndarray, weight: np.ndarray, sigma: float = 1.0) -> float:

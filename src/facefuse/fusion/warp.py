@@ -24,14 +24,38 @@ class TriangleRaster:
 
 def rasterize(vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int],
               cell: float, order: np.ndarray) -> TriangleRaster:
-    """Triangle ids at the grid cell centres, drawn in `order` (later ones on top)."""
+    """Triangle ids at the grid cell centres, drawn in `order` (later ones on top).
+
+    Vectorised: every (triangle, cell of its bounding box) pair is tested at once with the
+    triangle's barycentric coordinates; where triangles overlap the latest in `order` wins."""
     h, w = out_shape
-    grid_shape = (max(2, int(np.ceil(h / cell))), max(2, int(np.ceil(w / cell))))
-    ids = np.full(grid_shape, -1, dtype=np.int32)
-    corners = np.round(_to_grid(vertices, out_shape, grid_shape) * 16).astype(np.int32)
-    for index in order:
-        cv2.fillConvexPoly(ids, corners[triangles[index]], int(index), lineType=cv2.LINE_8, shift=4)
-    return TriangleRaster(ids, out_shape, _barycentric_inverse(vertices[triangles]))
+    gh, gw = max(2, int(np.ceil(h / cell))), max(2, int(np.ceil(w / cell)))
+    inverse, usable = _barycentric_inverse(vertices[triangles])
+    corners = _to_grid(vertices, out_shape, (gh, gw))[triangles]  # (K, 3, 2)
+    low = np.maximum(np.ceil(corners.min(axis=1) - 1e-3), 0).astype(np.int64)
+    high = np.minimum(np.floor(corners.max(axis=1) + 1e-3), [gw - 1, gh - 1]).astype(np.int64)
+    spans = np.maximum(high - low + 1, 0) * usable[:, None]
+    counts = spans[:, 0] * spans[:, 1]
+    tri = np.repeat(np.arange(len(triangles)), counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    cx = low[tri, 0] + local % np.maximum(spans[tri, 0], 1)
+    cy = low[tri, 1] + local // np.maximum(spans[tri, 0], 1)
+    px = ((cx + 0.5) * (w / gw) - 0.5).astype(np.float32)
+    py = ((cy + 0.5) * (h / gh) - 0.5).astype(np.float32)
+    coeff = inverse[:, :2].astype(np.float32)  # weights of corners 0 and 1; corner 2's is the rest
+    w0 = coeff[:, 0, 0][tri] * px + coeff[:, 0, 1][tri] * py + coeff[:, 0, 2][tri]
+    w1 = coeff[:, 1, 0][tri] * px + coeff[:, 1, 1][tri] * py + coeff[:, 1, 2][tri]
+    inside = (w0 >= -1e-4) & (w1 >= -1e-4) & (w0 + w1 <= 1 + 1e-4)
+    rank = np.empty(len(triangles), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    count = len(triangles)
+    keys = np.sort((cy * gw + cx)[inside] * count + rank[tri[inside]])  # by cell, then drawing order
+    cells = keys // count
+    last = np.ones(len(keys), dtype=bool)
+    last[:-1] = cells[1:] != cells[:-1]
+    ids = np.full(gh * gw, -1, dtype=np.int32)
+    ids[cells[last]] = order[keys[last] % count]
+    return TriangleRaster(ids.reshape(gh, gw), out_shape, inverse)
 
 
 def dense_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
@@ -82,13 +106,22 @@ def painter_order(vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray
                            index[front][np.argsort(near[front], kind="stable")]])
 
 
-def _barycentric_inverse(corners: np.ndarray) -> np.ndarray:
-    """(K, 3, 3) matrices B with B @ (x, y, 1) = barycentric weights in each triangle."""
-    m = np.concatenate([corners, np.ones((len(corners), 3, 1))], axis=2).astype(np.float64)
-    m = np.transpose(m, (0, 2, 1))  # columns are the corners
-    det = np.linalg.det(m)
-    m[np.abs(det) < 1e-9] = np.eye(3)  # a collapsed triangle covers no cell anyway
-    return np.linalg.inv(m)
+def _barycentric_inverse(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 3, 3) matrices B with B @ (x, y, 1) = barycentric weights in each triangle, and
+    which triangles have an area (a collapsed one gets the identity and covers nothing)."""
+    c = corners.astype(np.float64)
+    x, y = c[..., 0], c[..., 1]
+    det = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+    usable = np.abs(det) >= 1e-9
+    safe = np.where(usable, det, 1.0)
+    inverse = np.empty((len(c), 3, 3))
+    for i in range(3):  # weight of corner i: the area opposite it, over the whole
+        j, k = (i + 1) % 3, (i + 2) % 3
+        inverse[:, i, 0] = (y[:, j] - y[:, k]) / safe
+        inverse[:, i, 1] = (x[:, k] - x[:, j]) / safe
+        inverse[:, i, 2] = (x[:, j] * y[:, k] - x[:, k] * y[:, j]) / safe
+    inverse[~usable] = np.eye(3)
+    return inverse, usable
 
 
 def _to_grid(points: np.ndarray, out_shape: tuple[int, int],
