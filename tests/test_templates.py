@@ -152,6 +152,7 @@ def test_load_decodes_and_analyses_once(registry: TemplateRegistry, monkeypatch:
     assert first.image.shape == (512, 330, 3) and first.image.dtype == np.uint8
     assert not first.image.flags.writeable  # shared by every request
     assert not first.faces[0].landmarks.flags.writeable
+    assert len(first.prepared) == len(first.faces) and not first.prepared[0].patch.flags.writeable
     assert first.info == info
 
 
@@ -166,7 +167,10 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
     for template_id in ids:
         registry.load(template_id)
     assert registry.cache_stats()["templates"] == 2
-    assert registry.cache_stats()["bytes"] == 2 * 250 * 250 * 3
+    loaded = registry.load(ids[-1])
+    patch_bytes = sum(p.patch.nbytes for p in loaded.prepared)
+    assert 0 < patch_bytes <= 250 * 250 * 3  # the face crops kept for fusion count too
+    assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + patch_bytes)
 
 
 def test_remove_and_add_again_under_the_same_id(registry: TemplateRegistry) -> None:

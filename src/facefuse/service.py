@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from facefuse.errors import Err, FacefuseError
-from facefuse.fusion.fuse import FuseOptions, fuse_face
+from facefuse.fusion.fuse import FuseOptions, PreparedTemplate, fuse_prepared, prepare_template
 from facefuse.media.decode import check_image, decode_image, decode_image_reduced
 from facefuse.media.encode import encode_jpeg
 from facefuse.media.limits import ImageLimits
@@ -48,6 +48,7 @@ class TemplateScene:
     faces: list[Face]
     fuse_degree: int | None = None
     shape_degree: int | None = None
+    prepared: tuple[PreparedTemplate, ...] = ()  # per face, when worked out beforehand
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class FuseService:
             faces=loaded.faces,
             fuse_degree=loaded.info.fuse_degree,
             shape_degree=loaded.info.shape_degree,
+            prepared=loaded.prepared,
         )
 
     def place_users(self, users: list[UserPhoto], template_faces: list[Face]) -> list[PlacedUser]:
@@ -175,11 +177,16 @@ def assign_template_faces(users: list[UserPhoto], template_faces: list[Face]) ->
 
 
 def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOptions) -> np.ndarray:
-    """Each user's face into its template face, one after the other."""
+    """Each user's face into its template face, one after the other (the first one from
+    the template's prepared faces, the next ones from the result so far)."""
     result = scene.image
     for user in placed:
-        target = scene.faces[user.template_face_index]
-        result = fuse_face(result, target, user.image, user.face, options)
+        index = user.template_face_index
+        if result is scene.image and scene.prepared:
+            prepared = scene.prepared[index]
+        else:
+            prepared = prepare_template(result, scene.faces[index])
+        result = fuse_prepared(prepared, user.image, user.face, options)
     return result
 
 

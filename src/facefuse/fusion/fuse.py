@@ -337,25 +337,25 @@ def _match_detail(face: np.ndarray, template: np.ndarray, skin: np.ndarray,
 
     Sharpness is compared on luma; the template's grain is its luma's fine detail."""
     t_luma = _luma(template)
-    t_detail = t_luma - cv2.GaussianBlur(t_luma, (0, 0), 1.0)
+    t_power = _detail_power(t_luma)
     f_luma = _luma(face)
-    f_detail = f_luma - cv2.GaussianBlur(f_luma, (0, 0), 1.0)
+    f_power = _detail_power(f_luma)
     for region in (skin, features):
-        sigma = _blur_to_match(f_luma, f_detail, _weighted_energy(t_detail, region), region)
+        sigma = _blur_to_match(f_luma, f_power, _mean_in(t_power, region), region)
         if sigma > 0:
             blurred = cv2.GaussianBlur(face, (0, 0), sigma)
             blurred -= face
             blurred *= _channels(region)
             face += blurred
             f_luma = _luma(face)
-            f_detail = f_luma - cv2.GaussianBlur(f_luma, (0, 0), 1.0)
-    t_energy = _weighted_energy(t_detail, skin)
-    f_energy = _weighted_energy(f_detail, skin)
+            f_power = _detail_power(f_luma)
+    t_energy = _mean_in(t_power, skin)
+    f_energy = _mean_in(f_power, skin)
     if f_energy < 0.8 * t_energy:
         amount = float(np.sqrt(1 - f_energy / t_energy))
         # Clipped to the noise level: grain and pores come over, the template's edges do not.
         limit = 2.0 * float(np.sqrt(t_energy))
-        grain = np.clip(t_detail, -limit, limit)
+        grain = np.clip(t_luma - cv2.GaussianBlur(t_luma, (0, 0), 1.0), -limit, limit)
         grain *= skin
         grain *= amount
         face += _channels(grain)
@@ -371,19 +371,25 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def _weighted_energy(detail: np.ndarray, weight: np.ndarray) -> float:
-    """Mean squared `detail` where weight is high."""
-    return float((detail * detail * weight).sum() / max(float(weight.sum()), 1.0))
+def _detail_power(luma: np.ndarray) -> np.ndarray:
+    """Squared fine detail: luma minus its blur (sigma 1), squared."""
+    detail = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    return detail * detail
 
 
-def _blur_to_match(luma: np.ndarray, detail: np.ndarray, t_energy: float,
+def _mean_in(values: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted mean of `values` (a dot product: no temporaries)."""
+    return float(np.dot(values.ravel(), weight.ravel()) / max(float(weight.sum()), 1.0))
+
+
+def _blur_to_match(luma: np.ndarray, power: np.ndarray, t_energy: float,
                    region: np.ndarray) -> float:
-    """The blur (sigma, 0 for none) that brings the face's fine detail (`detail` of `luma`)
+    """The blur (sigma, 0 for none) that brings the face's fine detail (`power` of `luma`)
     in `region` down to the template's energy there."""
-    if _weighted_energy(detail, region) <= 1.3 * t_energy:
+    if _mean_in(power, region) <= 1.3 * t_energy:
         return 0.0
     for sigma in (0.6, 0.9, 1.3, 1.8, 2.5, 3.5):
-        if tone.high_pass_energy(cv2.GaussianBlur(luma, (0, 0), sigma), region) <= 1.15 * t_energy:
+        if _mean_in(_detail_power(cv2.GaussianBlur(luma, (0, 0), sigma)), region) <= 1.15 * t_energy:
             break
     return sigma
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,12 +61,11 @@ def _point_weights(inner: float, outline: float) -> np.ndarray:
 
 def _expression_free_shift(template_pts: np.ndarray, user_aligned: np.ndarray) -> np.ndarray:
     shift = (user_aligned - template_pts).astype(np.float32)
-    rigid = np.zeros(478, dtype=bool)
     for group, corners in _rigid_groups():
         idx = np.array(group)
         shift[idx] = _group_shift(template_pts, user_aligned, idx, corners)
-        rigid[idx] = True
-    return _smooth_free_points(shift, rigid)
+    shift[: mesh.MESH_POINTS] = _smoothing_operator() @ shift[: mesh.MESH_POINTS]
+    return shift
 
 
 def _rigid_groups() -> list[tuple[tuple[int, ...], tuple[int, int]]]:
@@ -95,16 +95,18 @@ def _group_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.nda
     return moved - template_pts[idx]
 
 
-def _smooth_free_points(shift: np.ndarray, fixed: np.ndarray, rounds: int = 6) -> np.ndarray:
-    """Average each free point's shift with its neighbours' so that expression-bound
-    differences (a cheek raised by a smile) fade while proportions stay."""
-    average = mesh.neighbour_mean_matrix()
-    free = ~fixed[: mesh.MESH_POINTS]
-    result = shift.copy()
-    for _ in range(rounds):
-        mean = average @ result[: mesh.MESH_POINTS]
-        result[: mesh.MESH_POINTS][free] = 0.5 * result[: mesh.MESH_POINTS][free] + 0.5 * mean[free]
-    return result
+@lru_cache(maxsize=1)
+def _smoothing_operator(rounds: int = 6) -> np.ndarray:
+    """(468, 468) linear map of the mesh points' shifts: `rounds` times, each free point's
+    shift is averaged half with its neighbours' mean, so that expression-bound differences
+    (a cheek raised by a smile) fade while proportions stay; the rigid groups (mouth,
+    eyes) keep theirs. Linear in the shifts, so it is worked out once."""
+    fixed = np.zeros(mesh.MESH_POINTS, dtype=bool)
+    for group, _ in _rigid_groups():
+        fixed[[i for i in group if i < mesh.MESH_POINTS]] = True
+    step = np.eye(mesh.MESH_POINTS, dtype=np.float64)
+    step[~fixed] = 0.5 * step[~fixed] + 0.5 * mesh.neighbour_mean_matrix()[~fixed]
+    return np.linalg.matrix_power(step, rounds).astype(np.float32)
 
 
 def _undo_folds(template_pts: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -80,10 +80,3 @@ def is_grayscale(rgb: np.ndarray) -> bool:
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
-
-
-def high_pass_energy(image: np.ndarray, weight: np.ndarray, sigma: float = 1.0) -> float:
-    """Mean squared fine detail (luma minus its blur) where weight is high."""
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    detail = gray - cv2.GaussianBlur(gray, (0, 0), sigma)
-    return float((detail * detail * weight).sum() / max(weight.sum(), 1.0))

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from facefuse.errors import Err, FacefuseError
+from facefuse.fusion.fuse import PreparedTemplate, prepare_template
 from facefuse.media.decode import check_image, decode_image
 from facefuse.media.limits import ImageLimits
 from facefuse.storage.db import Database, iso_utc
@@ -84,6 +85,11 @@ class LoadedTemplate:
     info: TemplateInfo
     image: np.ndarray  # RGB uint8 (H, W, 3)
     faces: list[Face]  # left to right
+    prepared: tuple[PreparedTemplate, ...] = ()  # what fusion needs of each face, worked out once
+
+    @property
+    def nbytes(self) -> int:
+        return self.image.nbytes + sum(p.patch.nbytes for p in self.prepared)
 
 
 class TemplateRegistry:
@@ -191,7 +197,10 @@ class TemplateRegistry:
         image = decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
         faces = [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
         image.setflags(write=False)
-        return LoadedTemplate(info=info, image=image, faces=faces)
+        prepared = tuple(prepare_template(image, face) for face in faces)
+        for item in prepared:
+            item.patch.setflags(write=False)
+        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared)
 
     def cache_stats(self) -> dict[str, int]:
         """Loaded templates kept in this process, their image bytes, hits and misses so far."""
@@ -251,16 +260,16 @@ class _LoadedCache:
             if key in self._items:
                 return
             self._items[key] = loaded
-            self._bytes += loaded.image.nbytes
+            self._bytes += loaded.nbytes
             while len(self._items) > 1 and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
                 _, evicted = self._items.popitem(last=False)
-                self._bytes -= evicted.image.nbytes
+                self._bytes -= evicted.nbytes
 
     def drop(self, info: TemplateInfo) -> None:
         with self._lock:
             evicted = self._items.pop((info.template_id, info.revision), None)
             if evicted is not None:
-                self._bytes -= evicted.image.nbytes
+                self._bytes -= evicted.nbytes
 
     def stats(self) -> dict[str, int]:
         with self._lock:
