@@ -19,8 +19,8 @@ from facefuse.vision.faces import Face
 
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
 RING_REACH = 1.3  # outer ring of the template warp, as a multiple of the oval's radius
-GRID_CELLS = 96  # warp grid cells across the face
-WORK_FACE = 128.0  # face size in pixels of the canvas where masks and light are computed
+GRID_CELLS = 64  # warp grid cells across the face
+WORK_FACE = 96.0  # face size in pixels of the canvas where masks and light are computed
 FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
 FACE_FEATHER = 0.015  # mask edge softness, of the face size
 SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
@@ -337,7 +337,8 @@ def _match_detail(face: np.ndarray, template: np.ndarray, skin: np.ndarray,
 
     Sharpness is compared on luma; the template's grain is its luma's fine detail."""
     t_luma = _luma(template)
-    t_power = _detail_power(t_luma)
+    t_detail = t_luma - cv2.GaussianBlur(t_luma, (0, 0), 1.0)
+    t_power = t_detail * t_detail
     f_luma = _luma(face)
     f_power = _detail_power(f_luma)
     for region in (skin, features):
@@ -355,7 +356,7 @@ def _match_detail(face: np.ndarray, template: np.ndarray, skin: np.ndarray,
         amount = float(np.sqrt(1 - f_energy / t_energy))
         # Clipped to the noise level: grain and pores come over, the template's edges do not.
         limit = 2.0 * float(np.sqrt(t_energy))
-        grain = np.clip(t_luma - cv2.GaussianBlur(t_luma, (0, 0), 1.0), -limit, limit)
+        grain = np.clip(t_detail, -limit, limit)
         grain *= skin
         grain *= amount
         face += _channels(grain)
@@ -397,11 +398,12 @@ def _blur_to_match(luma: np.ndarray, power: np.ndarray, t_energy: float,
 def _soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:
     """Compress values above the knee smoothly toward 255 (in place): a gain that brightens
     a dark face must not burn its highlights (nose tip, forehead) to flat white."""
-    bright = image > knee
-    if not bright.any():
+    flat = image.reshape(image.shape[0], -1)
+    _, over = cv2.threshold(flat, knee, 0, cv2.THRESH_TOZERO)  # the value where above the knee, else 0
+    if not cv2.countNonZero(over):
         return image
-    over = image[bright] - knee
-    image[bright] -= over * over / ((255.0 - knee) + over)
+    over = cv2.max(over - knee, 0.0)
+    flat -= over * over / ((255.0 - knee) + over)
     return image
 
 
