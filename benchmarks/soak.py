@@ -39,7 +39,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from facefuse.bench import TEMPLATE_PHOTO, USER_PHOTO, make_input
+from facefuse.bench import TEMPLATE_PHOTO, USER_PHOTO, child_pids, free_port, make_input, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "faces"
@@ -58,7 +58,7 @@ class Service:
 
     def rss_mb(self) -> float:
         """Resident memory of the server and its worker processes together."""
-        return sum(_rss_mb(pid) for pid in [self.process.pid, *_children(self.process.pid)])
+        return sum(rss_mb(pid) for pid in [self.process.pid, *child_pids(self.process.pid)])
 
     def stop(self) -> int:
         self.process.terminate()
@@ -70,7 +70,7 @@ class Service:
 
 
 def start_service(data_dir: Path, workers: int) -> Service:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir), "FACEFUSE_PORT": str(port),
            "FACEFUSE_HOST": "127.0.0.1", "FACEFUSE_WORKERS": str(workers), "PYTHONUNBUFFERED": "1",
            "FACEFUSE_RESULT_TTL_SECONDS": "120", "FACEFUSE_RESULT_CLEANUP_INTERVAL": "60"}
@@ -315,31 +315,6 @@ def progress(tally: Tally, samples: list[tuple[float, float]], stop: threading.E
         print(f"{(time.monotonic() - started) / 60:5.1f} min: sent {tally.sent} ok {len(tally.ok_ms)} "
               f"busy {len(tally.busy_ms)} unexpected {sum(tally.unexpected.values())} "
               f"p99 {np.percentile(recent, 99):.0f} ms rss {samples[-1][1]:.0f} MB", flush=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 if __name__ == "__main__":

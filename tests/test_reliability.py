@@ -64,7 +64,7 @@ def test_limits_are_shared_by_two_worker_processes(tmp_path_factory) -> None:
     try:
         auth = new_key(running, "--daily-quota", "10")
         statuses = []
-        for _ in range(16):  # a fresh connection each time: both workers get requests
+        for _ in range(16):  # a fresh connection each time; the limits are kept in SQLite, not per process
             with httpx.Client(base_url=running.base_url, trust_env=False, timeout=30) as client:
                 statuses.append(client.post("/v3/facefuse", params=auth, json={}).status_code)
         assert statuses.count(400) == 10 and statuses.count(429) == 6
@@ -184,7 +184,7 @@ def post_at_once(server: RunningServer, count: int) -> list[tuple[int, float, ht
 @pytest.fixture(scope="module")
 def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory):
     running = start_server(tmp_path_factory.mktemp("tiny") / "data",
-                           extra_env={"FACEFUSE_THREADS": "1", "FACEFUSE_QUEUE_SIZE": "1"})
+                           extra_env={"FACEFUSE_WORKERS": "1", "FACEFUSE_QUEUE_SIZE": "1"})
     yield running
     stop_server(running)
 
@@ -302,3 +302,78 @@ def test_a_body_trickling_in_is_cut_off_at_the_request_deadline(tmp_path_factory
             assert fused.json()["ErrorCode"] == 10002
     finally:
         stop_server(running)
+
+
+# ------------------------------------------------------------------ work processes
+
+def work_processes(server: RunningServer) -> list[int]:
+    """PIDs of the server's work processes (children of any of its threads)."""
+    from pathlib import Path
+
+    pids = []
+    for task in Path(f"/proc/{server.process.pid}/task").glob("*"):
+        try:
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def test_fusion_runs_in_one_work_process_per_worker(tmp_path_factory) -> None:
+    running = start_server(tmp_path_factory.mktemp("procs") / "data", extra_env={"FACEFUSE_WORKERS": "2"})
+    try:
+        assert len(work_processes(running)) == 2  # started, models loaded, before /readyz
+    finally:
+        stop_server(running)
+
+
+def test_a_crashed_work_process_costs_only_its_own_request(tmp_path_factory) -> None:
+    running = start_server(tmp_path_factory.mktemp("crash") / "data", extra_env={"FACEFUSE_WORKERS": "1"})
+    try:
+        with running.client() as client:
+            [idle] = work_processes(running)
+            os_kill(idle)  # dies while idle: the next request goes to a new process
+            assert client.post("/v3/facefuse", params=running.auth, json=selfie_body()).status_code == 200
+            [busy] = work_processes(running)
+            assert busy != idle
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(client.post, "/v3/facefuse", params=running.auth, json=selfie_body())
+                deadline = time.monotonic() + 30
+                while client.get("/readyz").json().get("queue", 0) < 1 and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                os_kill(busy)  # dies with the request in hand: a fusion is tried again
+                assert pending.result(timeout=60).status_code == 200
+            assert client.post("/v3/facefuse", params=running.auth, json=selfie_body()).status_code == 200
+            assert client.get("/readyz").status_code == 200
+        assert "Traceback" not in (running.data_dir.parent / f"server-{running.base_url.rsplit(':', 1)[1]}.log").read_text()
+    finally:
+        stop_server(running)
+
+
+def test_work_processes_leave_with_a_killed_server(tmp_path_factory) -> None:
+    running = start_server(tmp_path_factory.mktemp("orphans") / "data", extra_env={"FACEFUSE_WORKERS": "2"})
+    workers = work_processes(running)
+    running.process.kill()
+    running.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if alive(p)], "work processes outlived their server"
+    stop_server(running)
+
+
+def os_kill(pid: int) -> None:
+    import os
+
+    os.kill(pid, signal.SIGKILL)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ def _open_core(settings: Settings) -> Any:
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (env FACEFUSE_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (env FACEFUSE_PORT, default 8080).")
-@click.option("--workers", type=int, default=None, help="Worker processes (env FACEFUSE_WORKERS, default 1).")
+@click.option("--workers", type=int, default=None, help="Work processes (env FACEFUSE_WORKERS, default: one per CPU, at most 8).")
 @click.option("--data-dir", "serve_data_dir", type=click.Path(path_type=Path), default=None,
               help="Data directory (env FACEFUSE_DATA_DIR).")
 @click.pass_context
@@ -52,8 +51,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
             os.environ[f"FACEFUSE_{name}"] = str(value)
     settings = Settings()
     _bootstrap(settings)
-    if settings.workers > 1:
-        _enable_multiprocess_metrics(settings)
     import uvicorn
 
     click.echo(f"facefuse: listening on http://{_url_host(settings.host)}:{settings.port} "
@@ -63,7 +60,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=settings.workers,
+        workers=1,  # one event loop; the fusion runs in settings.workers work processes
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.request_deadline) + 5,
@@ -82,13 +79,6 @@ def _bootstrap(settings: Settings) -> None:
         click.echo(f"  api_key={key.api_key}")
         click.echo(f"  api_secret={secret}")
         sys.stdout.flush()
-
-
-def _enable_multiprocess_metrics(settings: Settings) -> None:
-    directory = settings.data_dir / "run" / "prometheus"
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _url_host(host: str) -> str:
@@ -228,7 +218,7 @@ def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
     """Fuse offline: each PHOTO's face into the template."""
     from tqdm import tqdm
 
-    from facefuse.service import FuseJob, UserPhoto
+    from facefuse.service import FuseJob, FuseService, UserPhoto
 
     if (template_id is None) == (template_photo is None):
         raise click.UsageError("give exactly one of --template ID or --template-photo PHOTO")
@@ -240,6 +230,7 @@ def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
     core = _open_core(settings)
     if settings.demo_template:
         core.registry.ensure_demo()  # offline use on a fresh data dir knows the demo too
+    service = FuseService(settings, core.registry)  # in this process: no server, no work pool
     template_bytes = template_photo.read_bytes() if template_photo else None
     failures = 0
     for path in tqdm(inputs, desc="fusing", unit="photo", disable=single or not sys.stderr.isatty()):
@@ -247,7 +238,7 @@ def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
                       template_photo=template_bytes, fuse_degree=fuse_degree, shape_degree=shape_degree)
         target = out if single else out / f"{path.stem}.jpg"
         try:
-            jpeg = core.service.fuse_to_jpeg(job)
+            jpeg = service.fuse_to_jpeg(job)
         except FacefuseError as exc:
             failures += 1
             click.echo(f"{path}: {exc.error.code} {exc.error.message}: {exc.detail}", err=True)
@@ -296,13 +287,11 @@ def main() -> None:
 @click.option("--quick", is_flag=True, help="A few requests, 1 worker, up to 1 MP (for CI).")
 @click.option("--template-photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Template to register (default: biden2 of --faces-dir, 1200x1200).")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Work threads per worker (FACEFUSE_THREADS) of the measured servers.")
-def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None, threads: int) -> None:
+def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None) -> None:
     """Measure the floor and the real service on 127.0.0.1 (see docs/performance.md)."""
     from facefuse.bench import print_table, run, to_json
 
-    report = run(faces_dir, quick, template_photo, threads)
+    report = run(faces_dir, quick, template_photo)
     out.write_text(to_json(report))
     print_table(report)
     click.echo(f"written to {out}")

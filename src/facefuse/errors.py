@@ -72,3 +72,7 @@ class FacefuseError(Exception):
 
     def body(self) -> dict[str, object]:
         return {"ErrorCode": self.error.code, "ErrorMsg": self.error.message, "Data": self.detail}
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross the pipe from the work processes: rebuild from (error, detail).
+        return (type(self), (self.error, self.detail))

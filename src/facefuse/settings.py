@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,15 @@ def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "facefuse"
 
 
+def default_workers() -> int:
+    """One work process per CPU this process may use, at most 8 (each holds its own models)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEFUSE_", extra="ignore")
 
@@ -20,7 +30,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(default_factory=default_workers, ge=1, le=64)  # work processes
     public_base_url: str = ""  # e.g. https://fuse.example.com; empty: taken from the request
     log_level: str = "info"
     demo_template: bool = True  # create the demo template on first start
@@ -49,9 +59,8 @@ class Settings(BaseSettings):
     url_total_timeout: float = 10.0
     url_max_redirects: int = 3
 
-    # Work queue and deadlines (per worker process)
-    threads: int = Field(2, ge=1, le=64)  # CPU threads fusing in parallel in one worker
-    queue_size: int = Field(16, ge=0)  # waiting requests before SERVER_BUSY
+    # Work queue and deadlines
+    queue_size: int = Field(16, ge=0)  # waiting requests (beyond one per worker) before SERVER_BUSY
     request_deadline: float = 30.0  # seconds
 
     # Results

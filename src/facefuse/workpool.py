@@ -1,15 +1,19 @@
-"""A bounded pool for CPU-bound work: a full queue refuses at once instead of growing latency."""
+"""A bounded pool of work processes for CPU-bound jobs: a full queue refuses at once instead of
+growing latency."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import ctypes.util
+import multiprocessing
+import os
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from facefuse.errors import Err, FacefuseError
 
@@ -21,23 +25,21 @@ _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 512 * 1024 * 1024
 SWITCH_INTERVAL = 0.001  # s; Python's default is 0.005
+_SINGLE_THREAD_LIBRARIES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def tune_for_compute() -> None:
-    """Process settings for CPU-bound image work, one request per thread (measured with
-    `facefuse bench`, docs/performance.md):
+    """Settings of a work process for CPU-bound image work (measured with `facefuse bench`,
+    docs/performance.md):
 
     - glibc keeps freed memory for the next request instead of handing every multi-MB
       array back to the kernel and faulting it in again, zeroed, on the next allocation:
       at 1 MP that was ~9,900 page faults (~40 MB zeroed) and ~16-40 ms of kernel time per
-      request; tuned, ~20 faults (1 worker: ~13 -> ~16 requests/s).
-      The heap then stays at the largest request's working set: flat, not growing.
-    - OpenCV runs each call on the calling thread: requests are the parallelism (one per
-      work thread, one worker per core); OpenCV's own pool only added spinning threads.
-    - The event loop waits at most 1 ms, not 5, for the GIL while a work thread runs
-      Python code: /healthz and busy answers stay quick under load (saturated, 1 worker:
-      healthz p99 ~115 -> ~60 ms, busy answers' p99 ~510 -> ~180 ms with clients that
-      retry at once on a loaded machine).
+      request; tuned, ~20 faults. The heap then stays at the largest request's working
+      set: flat, not growing.
+    - OpenCV runs each call on the calling thread: the work processes are the parallelism
+      (one per core); OpenCV's own pool only added spinning threads.
+    - A short GIL switch interval keeps the process's small helper threads responsive.
     """
     libc_name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(libc_name) if libc_name else None
@@ -52,17 +54,35 @@ def tune_for_compute() -> None:
 
 
 class WorkPool:
-    """`threads` jobs run at once; up to `queue_size` more wait; the rest get SERVER_BUSY."""
+    """`workers` processes each run one job at a time; up to `queue_size` more jobs wait;
+    the rest get SERVER_BUSY at once. A process that dies (a crash in native code) costs
+    its own job a PROCESS_ERROR; the pool starts afresh for the next ones."""
 
-    def __init__(self, threads: int, queue_size: int, deadline: float,
-                 thread_init: Callable[[], None] | None = None) -> None:
-        tune_for_compute()
-        self.threads = threads
-        self.capacity = threads + queue_size
+    def __init__(self, workers: int, queue_size: int, deadline: float,
+                 initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> None:
+        self.workers = workers
+        self.capacity = workers + queue_size
         self.deadline = deadline
-        self._executor = ThreadPoolExecutor(threads, "facefuse-work", initializer=thread_init)
+        self._initializer = initializer
+        self._initargs = initargs
+        self._context = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._executor: ProcessPoolExecutor | None = None  # started by warm_up() or the first job
         self._admitted = 0
         self._lock = threading.Lock()
+
+    def _new_executor(self, barrier: Any) -> ProcessPoolExecutor:
+        # Read by numpy's OpenBLAS when a work process imports it: its helper threads spin
+        # after every call and took a whole second core (1 MP: 62 -> 32 ms CPU per request).
+        for name in _SINGLE_THREAD_LIBRARIES:
+            os.environ.setdefault(name, "1")
+        return ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=self._initializer,
+                                   initargs=(*self._initargs, barrier))
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._new_executor(None)
+            return self._executor
 
     @property
     def admitted(self) -> int:
@@ -74,38 +94,87 @@ class WorkPool:
         if self._admitted >= self.capacity:
             raise _busy()
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run fn(*args) on a worker thread within the deadline, or refuse if the queue is full."""
+    async def run(self, fn: Callable[..., T], *args: object, idempotent: bool = False) -> T:
+        """fn(*args) in a work process within the deadline, or refuse if the queue is full.
+        fn must be a module-level function and args plain data: they cross a pipe.
+
+        If the process running it dies, an idempotent job is tried once more on a fresh
+        process (a crash of another job, or a kill, must not fail it); a second loss, or
+        the loss of a job with side effects, answers PROCESS_ERROR."""
         with self._lock:
             if self._admitted >= self.capacity:
                 raise _busy()
             self._admitted += 1
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        future.add_done_callback(self._release)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.deadline)
+            return await asyncio.wait_for(self._run_admitted(fn, args, 2 if idempotent else 1), self.deadline)
         except asyncio.TimeoutError:
             raise FacefuseError(
                 Err.PROCESS_TIMEOUT, f"processing took longer than {self.deadline:g} s"
             ) from None
 
-    def _release(self, _future: object) -> None:
+    async def _run_admitted(self, fn: Callable[..., T], args: tuple[object, ...], attempts: int) -> T:
+        """Run an admitted job; its admission ends when the job does (even after a deadline)."""
+        waited_out = False
+        try:
+            for attempt in range(1, attempts + 1):
+                executor, submitted = self._submit(fn, *args)
+                future = asyncio.wrap_future(submitted)
+                try:
+                    return await asyncio.shield(future)  # a deadline stops the wait, not the job
+                except BrokenProcessPool:
+                    lost = self._restart(executor)
+                    if attempt == attempts:
+                        raise lost from None
+                except asyncio.CancelledError:
+                    future.add_done_callback(self._release)
+                    waited_out = True
+                    raise
+            raise AssertionError("unreachable")
+        finally:
+            if not waited_out:
+                self._release()
+
+    def _submit(self, fn: Callable[..., T], *args: object) -> tuple[ProcessPoolExecutor, Any]:
+        """Submit to the pool; a pool found broken (a process died while idle) is replaced
+        and the job goes to the new one: only jobs running at a crash are lost."""
+        executor = self._current()
+        try:
+            return executor, executor.submit(fn, *args)
+        except BrokenProcessPool:
+            self._restart(executor)
+            executor = self._current()
+            return executor, executor.submit(fn, *args)
+
+    def _release(self, future: asyncio.Future[Any] | None = None) -> None:
+        if future is not None and not future.cancelled():
+            future.exception()  # retrieved: a job nobody waits for any more logs nothing
         with self._lock:
             self._admitted -= 1
 
-    def warm_up(self, fn: Callable[[], None]) -> None:
-        """Run fn once on every worker thread (loads the models before the first request)."""
-        barrier = threading.Barrier(self.threads)
+    def _restart(self, broken: ProcessPoolExecutor) -> FacefuseError:
+        """Replace a broken pool (once, however many jobs saw it break)."""
+        with self._lock:
+            if self._executor is broken:
+                self._executor = self._new_executor(None)  # its processes load models on their first job
+        broken.shutdown(wait=False, cancel_futures=True)
+        return FacefuseError(Err.PROCESS_ERROR, "the work process handling this request stopped")
 
-        def on_each_thread() -> None:
-            fn()
-            barrier.wait(timeout=120)
-
-        for future in [self._executor.submit(on_each_thread) for _ in range(self.threads)]:
-            future.result()
+    def warm_up(self, fn: Callable[[], object]) -> None:
+        """Start every work process and run fn once in each (fn waits on the pool's barrier,
+        so no process can take two): the models are loaded before the first request."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._new_executor(self._context.Barrier(self.workers))
+            executor = self._executor
+        futures = [executor.submit(fn) for _ in range(self.workers)]
+        for future in futures:
+            future.result(timeout=240)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=False)
 
 
 def _busy() -> FacefuseError:

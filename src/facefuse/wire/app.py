@@ -7,12 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import numpy as np
 from fastapi import FastAPI
 
+from facefuse import worker
 from facefuse.logs import configure_logging
 from facefuse.settings import Settings
-from facefuse.vision.detect import detect_faces
 from facefuse.wire.context import AppContext
 from facefuse.wire.errors import install_error_handlers
 from facefuse.wire.metrics import QUEUE
@@ -35,10 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         QUEUE.set_function(lambda: ctx.pool.admitted)
         if settings.demo_template:
             await asyncio.to_thread(ctx.registry.ensure_demo)
-        await asyncio.to_thread(ctx.pool.warm_up, _load_models)
+        await asyncio.to_thread(ctx.pool.warm_up, worker.warm_up)
         ctx.ready = True
         cleaner = asyncio.create_task(_clean_results_forever(ctx))
-        log.info("ready", extra={"data_dir": str(settings.data_dir), "threads": settings.threads})
+        log.info("ready", extra={"data_dir": str(settings.data_dir), "workers": settings.workers})
         try:
             yield
         finally:
@@ -61,10 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,
                        body_deadline=settings.request_deadline)
     return app
-
-
-def _load_models() -> None:
-    detect_faces(np.zeros((128, 128, 3), np.uint8))
 
 
 async def _clean_results_forever(ctx: AppContext) -> None:

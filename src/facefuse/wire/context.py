@@ -1,4 +1,4 @@
-"""What the routes share: the core objects of one worker process."""
+"""What the routes share: the core objects of the HTTP process and its work pool."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from facefuse.keys.limits import UsageLimiter
 from facefuse.keys.store import KeyStore
 from facefuse.media.limits import FetchLimits, ImageLimits
-from facefuse.service import FuseService
 from facefuse.settings import Settings
 from facefuse.storage.db import Database
 from facefuse.storage.results import ResultStore
 from facefuse.templates.registry import TemplateRegistry
+from facefuse import worker
 from facefuse.workpool import WorkPool
 
 
@@ -23,8 +23,7 @@ class AppContext:
     keys: KeyStore
     limiter: UsageLimiter
     results: ResultStore
-    service: FuseService
-    pool: WorkPool
+    pool: WorkPool  # work processes: fusion and template analysis run there
     image_limits: ImageLimits
     fetch_limits: FetchLimits
     ready: bool = field(default=False)
@@ -42,8 +41,8 @@ class AppContext:
             keys=KeyStore(db),
             limiter=UsageLimiter(db),
             results=ResultStore(db, settings.results_dir, settings.result_ttl_seconds),
-            service=FuseService(settings, registry),
-            pool=WorkPool(settings.threads, settings.queue_size, settings.request_deadline),
+            pool=WorkPool(settings.workers, settings.queue_size, settings.request_deadline,
+                          initializer=worker.start, initargs=(settings,)),
             image_limits=image_limits,
             fetch_limits=FetchLimits.from_settings(settings),
         )

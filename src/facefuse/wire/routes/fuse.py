@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from facefuse import worker
 from facefuse.errors import Err, FacefuseError
 from facefuse.service import FuseJob, UserPhoto
 from facefuse.wire.auth import authenticate
@@ -38,16 +39,11 @@ async def facefuse(request: Request) -> JsonResponse:
         )
     raw = [await fetch_if_url(ctx, item) for item in items]
     want_url = fuse_request.parameter.rsp_media_type == "url"
-
-    def work() -> bytes | str:
-        jpeg = ctx.service.fuse_to_jpeg(_build_job(ctx, fuse_request, raw))
-        if want_url:
-            return ctx.results.save(jpeg)
-        return base64.b64encode(jpeg).decode("ascii")
-
-    produced = await ctx.pool.run(work)
+    job = _build_job(ctx, fuse_request, raw)
+    produced = await ctx.pool.run(worker.fuse, job, not want_url, idempotent=True)
     if want_url:
-        media: dict[str, Any] = {"media_data": result_url(ctx, request, str(produced)),
+        token = await run_in_threadpool(ctx.results.save, produced)
+        media: dict[str, Any] = {"media_data": result_url(ctx, request, token),
                                  "media_profiles": {"media_data_type": "url"}}
     else:
         media = {"media_data": produced, "media_profiles": {"media_data_type": "jpg"}}

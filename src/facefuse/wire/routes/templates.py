@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from facefuse import worker
 from facefuse.errors import Err, FacefuseError
 from facefuse.wire.auth import authenticate
 from facefuse.wire.context import AppContext
@@ -32,17 +33,9 @@ async def create_template(request: Request) -> JsonResponse:
     raw = await fetch_if_url(ctx, create.media_info_list[0])
     parameter = create.parameter
 
-    def work() -> dict[str, object]:
-        info = ctx.registry.add(
-            as_bytes(ctx, raw),
-            template_id=parameter.template_id,
-            name=parameter.name,
-            fuse_degree=parameter.fuse_degree,
-            shape_degree=parameter.shape_degree,
-        )
-        return info.to_dict()
-
-    return JsonResponse(await ctx.pool.run(work))
+    added = await ctx.pool.run(worker.add_template, as_bytes(ctx, raw), parameter.template_id,
+                               parameter.name, parameter.fuse_degree, parameter.shape_degree)
+    return JsonResponse(added)
 
 
 @router.get("")

@@ -1,0 +1,81 @@
+"""What a work process runs: fusion and template analysis, on models loaded once per process.
+
+The HTTP process hands CPU-bound jobs to these processes (`facefuse.workpool.WorkPool`):
+each one runs one job at a time on its own interpreter, so N processes use N cores and the
+event loop never waits for the GIL behind a fusion. Every function here is called by name
+in a work process; arguments and results cross a pipe, so they are plain data.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from facefuse.service import FuseJob, FuseService
+from facefuse.settings import Settings
+from facefuse.storage.db import Database
+from facefuse.templates.registry import TemplateRegistry
+from facefuse.media.limits import ImageLimits
+from facefuse.vision.detect import detect_faces
+
+_PARENT_CHECK_SECONDS = 1.0
+
+_service: FuseService | None = None
+_registry: TemplateRegistry | None = None
+_barrier: Any = None
+
+
+def start(settings: Settings, barrier: Any) -> None:
+    """Process initializer: tuned for compute, opens the data dir, exits with its parent."""
+    global _service, _registry, _barrier
+    from facefuse.workpool import tune_for_compute
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    tune_for_compute()
+    _registry = TemplateRegistry(Database(settings.db_path), settings.templates_dir,
+                                 ImageLimits.from_settings(settings))
+    _service = FuseService(settings, _registry)
+    _barrier = barrier
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def warm_up() -> int:
+    """Load the models, then wait until every process of the pool has (one call each)."""
+    detect_faces(np.zeros((128, 128, 3), np.uint8))
+    if _barrier is not None:
+        _barrier.wait(timeout=180)
+    return os.getpid()
+
+
+def fuse(job: FuseJob, as_base64: bool) -> bytes | str:
+    """The fused JPEG, or its base64 text (encoded here, off the event loop)."""
+    jpeg = _ready_service().fuse_to_jpeg(job)
+    return base64.b64encode(jpeg).decode("ascii") if as_base64 else jpeg
+
+
+def add_template(photo: bytes, template_id: str | None, name: str | None,
+                 fuse_degree: int | None, shape_degree: int | None) -> dict[str, object]:
+    """Analyse and store a template photo (faces found here, the rows and files written here)."""
+    assert _registry is not None, "worker.start() was not called"
+    info = _registry.add(photo, template_id=template_id, name=name,
+                         fuse_degree=fuse_degree, shape_degree=shape_degree)
+    return info.to_dict()
+
+
+def _ready_service() -> FuseService:
+    assert _service is not None, "worker.start() was not called"
+    return _service
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A server killed with -9 cannot stop its work processes: they notice and leave."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(0)
