@@ -75,14 +75,30 @@ def inner_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     return hull_mask(shape, points[idx])
 
 
-def dark_lines(rgb: np.ndarray, width: float) -> np.ndarray:
+def glasses_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """Where the frames of glasses can be: brows, eyes and the bridge between them, down to
+    the upper cheeks (a dark shadow under the nose or a beard is not a frame)."""
+    parts = []
+    for eye, brow in ((mesh.RIGHT_EYE, mesh.RIGHT_BROW), (mesh.LEFT_EYE, mesh.LEFT_BROW)):
+        eye_points, brow_points = points[list(eye)], points[list(brow)]
+        down = eye_points.mean(axis=0) - brow_points.mean(axis=0)  # brow to eye: "down" in any pose
+        parts += [brow_points, eye_points, eye_points + 0.9 * down]
+    return feather(hull_mask(shape, np.concatenate(parts)), 0.02 * _size(points))
+
+
+def _size(points: np.ndarray) -> float:
+    oval = points[list(mesh.FACE_OVAL)]
+    return float(np.ptp(oval, axis=0).max())
+
+
+def dark_lines(luma: np.ndarray, width: float) -> np.ndarray:
     """Soft mask of thin, very dark structures (frames of glasses): pixels far darker
-    than a closing of the image at `width` pixels. Shadows and folds are too wide or too
-    faint to count."""
-    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    than a closing of the float32 luma at `width` pixels. Shadows and folds are too wide
+    or too faint to count."""
     size = max(3, int(2 * round(width) + 1))
     closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE,
                               cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     ratio = (luma + 4) / (closed + 4)
-    t = np.clip((0.6 - ratio) / 0.2, 0, 1)
-    return feather(t * t * (3 - 2 * t), width / 6)
+    t = np.clip((0.7 - ratio) / 0.2, 0, 1)
+    # Grown by a pixel: grown back to full size, a thin line must stay fully covered.
+    return feather(cv2.dilate(t * t * (3 - 2 * t), np.ones((3, 3), np.uint8)), width / 6)
