@@ -310,13 +310,9 @@ def work_processes(server: RunningServer) -> list[int]:
     """PIDs of the server's work processes (children of any of its threads)."""
     from pathlib import Path
 
-    pids = []
-    for task in Path(f"/proc/{server.process.pid}/task").glob("*"):
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    from facefuse.bench import child_pids
+
+    return [p for p in child_pids(server.process.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def alive(pid: int) -> bool:
