@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from facefuse.media.limits import ImageLimits
 from facefuse.service import FuseJob, FuseService
 from facefuse.settings import Settings
 from facefuse.storage.db import Database
 from facefuse.templates.registry import TemplateRegistry
-from facefuse.media.limits import ImageLimits
 from facefuse.vision.detect import detect_faces
 
 _PARENT_CHECK_SECONDS = 1.0
