@@ -82,7 +82,7 @@ def glasses_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     for eye, brow in ((mesh.RIGHT_EYE, mesh.RIGHT_BROW), (mesh.LEFT_EYE, mesh.LEFT_BROW)):
         eye_points, brow_points = points[list(eye)], points[list(brow)]
         down = eye_points.mean(axis=0) - brow_points.mean(axis=0)  # brow to eye: "down" in any pose
-        parts += [brow_points, eye_points, eye_points + 0.9 * down]
+        parts += [brow_points, eye_points, eye_points + 1.3 * down]
     return feather(hull_mask(shape, np.concatenate(parts)), 0.02 * _size(points))
 
 
