@@ -55,8 +55,9 @@ def tune_for_compute() -> None:
 
 class WorkPool:
     """`workers` processes each run one job at a time; up to `queue_size` more jobs wait;
-    the rest get SERVER_BUSY at once. A process that dies (a crash in native code) costs
-    its own job a PROCESS_ERROR; the pool starts afresh for the next ones."""
+    the rest get SERVER_BUSY at once. When a process dies (a crash in native code, a kill)
+    the pool starts afresh; the job it held is tried once more if idempotent, else it
+    answers PROCESS_ERROR."""
 
     def __init__(self, workers: int, queue_size: int, deadline: float,
                  initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> None:
