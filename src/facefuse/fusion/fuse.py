@@ -20,7 +20,7 @@ from facefuse.vision.faces import Face
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
 RING_REACH = 1.3  # outer ring of the template warp, as a multiple of the oval's radius
 GRID_CELLS = 64  # warp grid cells across the face
-WORK_FACE = 96.0  # face size in pixels of the canvas where masks and light are computed
+WORK_FACE = 96.0  # least face size in pixels on the canvas where masks and light are computed
 FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
 FACE_FEATHER = 0.015  # mask edge softness, of the face size
 SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
