@@ -70,3 +70,16 @@ def test_a_full_pool_refuses_and_a_deadline_releases_nothing_early() -> None:
 
 def _raise_template_not_found() -> None:
     raise FacefuseError(Err.TEMPLATE_NOT_FOUND, "nosuch")
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_a_whole_job_and_answer_fit_in_the_pipes(pool: WorkPool) -> None:
+    """Without 1 MB pipes a 0.5 MB answer crossed in 64 KB turns, each waiting for the other
+    process to be scheduled: ~10 % of both cores sat idle at 2 workers."""
+    import fcntl
+
+    upload = os.urandom(600_000)
+    assert run(pool, bytes, upload) == upload  # big payloads cross both ways intact
+    executor = pool._current()
+    for queue in (executor._call_queue, executor._result_queue):
+        assert fcntl.fcntl(queue._writer.fileno(), fcntl.F_GETPIPE_SZ) >= 1024 * 1024

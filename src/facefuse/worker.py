@@ -8,7 +8,6 @@ in a work process; arguments and results cross a pipe, so they are plain data.
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import threading
@@ -16,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pybase64
 
 from facefuse.media.limits import ImageLimits
 from facefuse.service import FuseJob, FuseService
@@ -57,7 +57,7 @@ def warm_up() -> int:
 def fuse(job: FuseJob, as_base64: bool) -> bytes | str:
     """The fused JPEG, or its base64 text (encoded here, off the event loop)."""
     jpeg = _ready_service().fuse_to_jpeg(job)
-    return base64.b64encode(jpeg).decode("ascii") if as_base64 else jpeg
+    return pybase64.b64encode_as_string(jpeg) if as_base64 else jpeg
 
 
 def add_template(photo: bytes, template_id: str | None, name: str | None,

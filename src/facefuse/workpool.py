@@ -24,29 +24,35 @@ _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 512 * 1024 * 1024
+PIPE_BYTES = 1024 * 1024
 SWITCH_INTERVAL = 0.001  # s; Python's default is 0.005
 _SINGLE_THREAD_LIBRARIES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def tune_for_compute() -> None:
-    """Settings of a work process for CPU-bound image work (measured with `facefuse bench`,
-    docs/performance.md):
-
-    - glibc keeps freed memory for the next request instead of handing every multi-MB
-      array back to the kernel and faulting it in again, zeroed, on the next allocation:
-      at 1 MP that was ~9,900 page faults (~40 MB zeroed) and ~16-40 ms of kernel time per
-      request; tuned, ~20 faults. The heap then stays at the largest request's working
-      set: flat, not growing.
-    - OpenCV runs each call on the calling thread: the work processes are the parallelism
-      (one per core); OpenCV's own pool only added spinning threads.
-    - A short GIL switch interval keeps the process's small helper threads responsive.
-    """
+def tune_allocator() -> None:
+    """glibc keeps freed memory for the next request instead of handing every multi-MB
+    buffer back to the kernel and faulting it in again, zeroed, on the next allocation
+    (a work process at 1 MP: ~9,900 page faults and ~16-40 ms of kernel time per request,
+    tuned ~20; the HTTP process: a 333 KB base64 upload decoded in 0.37 ms instead of
+    0.5). The heap then stays at the largest request's working set: flat, not growing."""
     libc_name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(libc_name) if libc_name else None
     if libc is not None and hasattr(libc, "mallopt"):  # glibc; elsewhere the defaults stay
         libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
         libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)
         libc.mallopt(_M_TOP_PAD, 64 * 1024 * 1024)
+
+
+def tune_for_compute() -> None:
+    """Settings of a work process for CPU-bound image work (measured with `facefuse bench`,
+    docs/performance.md):
+
+    - the allocator keeps freed memory (tune_allocator);
+    - OpenCV runs each call on the calling thread: the work processes are the parallelism
+      (one per core); OpenCV's own pool only added spinning threads.
+    - A short GIL switch interval keeps the process's small helper threads responsive.
+    """
+    tune_allocator()
     import cv2
 
     cv2.setNumThreads(1)
@@ -76,8 +82,10 @@ class WorkPool:
         # after every call and took a whole second core (1 MP: 62 -> 32 ms CPU per request).
         for name in _SINGLE_THREAD_LIBRARIES:
             os.environ.setdefault(name, "1")
-        return ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=self._initializer,
-                                   initargs=(*self._initargs, barrier))
+        executor = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=self._initializer,
+                                       initargs=(*self._initargs, barrier))
+        _widen_pipes(executor)
+        return executor
 
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -176,6 +184,19 @@ class WorkPool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=False)
+
+
+def _widen_pipes(executor: ProcessPoolExecutor) -> None:
+    """Let a whole job or result fit in the pipes between the processes (Linux: 64 KB by default)."""
+    import fcntl
+    for queue in (getattr(executor, "_call_queue", None), getattr(executor, "_result_queue", None)):
+        writer = getattr(queue, "_writer", None)
+        if writer is None:
+            continue
+        try:
+            fcntl.fcntl(writer.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass
 
 
 def _busy() -> FacefuseError:

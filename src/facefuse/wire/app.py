@@ -19,6 +19,7 @@ from facefuse.wire.middleware import RequestContextMiddleware
 from facefuse.wire.openapi import install_openapi
 from facefuse.wire.responses import JsonResponse
 from facefuse.wire.routes import fuse, ops, results, templates
+from facefuse.workpool import tune_allocator
 
 log = logging.getLogger("facefuse")
 
@@ -26,6 +27,7 @@ log = logging.getLogger("facefuse")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    tune_allocator()  # uploads and answers are large buffers, allocated on every request
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
