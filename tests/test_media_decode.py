@@ -30,7 +30,7 @@ from facefuse.media.decode import (
     read_dimensions,
     sniff_format,
 )
-from facefuse.media.encode import encode_jpeg
+from facefuse.media.encode import RowCodedJpeg, encode_jpeg
 from facefuse.media.limits import ImageLimits
 
 FACES = Path(os.environ.get("FACEFUSE_FACES_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "faces"))
@@ -455,6 +455,32 @@ def test_encode_jpeg_accepts_views_and_refuses_non_rgb(upright: Image.Image) -> 
         encode_jpeg(rgb[:, :, 0])
     with pytest.raises(ValueError):
         encode_jpeg(rgb.astype(np.float32))
+
+
+def _full_encode_with_restarts(rgb: np.ndarray, quality: int) -> bytes:
+    """What libjpeg-turbo writes for the whole image: 4:4:4, a restart every row of blocks."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [
+        cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        cv2.IMWRITE_JPEG_RST_INTERVAL, -(-rgb.shape[1] // 8)])
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize("height", [568, 563])  # a whole number of 8-px rows, and not
+@pytest.mark.parametrize("rows", [(100, 300), (0, 37), (421, 563), (203, 204), (0, 563)])
+def test_re_encoding_only_changed_rows_gives_the_bytes_of_a_full_encode(
+        upright: Image.Image, height: int, rows: tuple[int, int]) -> None:
+    template = np.ascontiguousarray(np.asarray(upright)[:height])
+    kept = RowCodedJpeg.encode(template, 93)
+    y0, y1 = rows
+    result = template.copy()
+    result[y0:y1, 40:400] = 255 - result[y0:y1, 40:400]  # a change confined to rows y0..y1
+    data = kept.with_rows(result, y0, y1)
+    assert data == _full_encode_with_restarts(result, 93)
+    assert mean_abs_diff(decode_image(data, LIMITS), result) < 2
+    assert kept.with_rows(template, 0, 0) == _full_encode_with_restarts(template, 93)
+    with pytest.raises(ValueError):
+        kept.with_rows(result[:-8], y0, y1)
 
 
 # --- properties --------------------------------------------------------------------------

@@ -156,6 +156,29 @@ def test_load_decodes_and_analyses_once(registry: TemplateRegistry, monkeypatch:
     assert first.info == info
 
 
+@pytest.mark.parametrize("template_photo, users", [(FRONTAL, [SMALL_FRONTAL]),
+                                                   (TWO_PEOPLE, [FRONTAL, SMALL_FRONTAL])])
+def test_results_of_a_kept_template_re_encode_only_the_face_rows(
+        tmp_path: Path, template_photo: str, users: list[str]) -> None:
+    """A registry that keeps templates encoded gives the pixels of a full encode."""
+    from facefuse.media.decode import decode_image
+    from facefuse.media.encode import encode_jpeg
+    from facefuse.service import FuseJob, FuseService, UserPhoto
+    from facefuse.settings import Settings
+
+    registry = TemplateRegistry(Database(tmp_path / "facefuse.sqlite3"), tmp_path / "templates",
+                                result_quality=95)
+    template_id = registry.add(photo(template_photo)).template_id
+    assert registry.load(template_id).encoded is not None
+    service = FuseService(Settings(data_dir=tmp_path), registry)
+    job = FuseJob(users=[UserPhoto(photo(name)) for name in users], template_id=template_id)
+    fast = decode_image(service.fuse_to_jpeg(job))
+    full = decode_image(encode_jpeg(service.fuse(job), 95))
+    assert np.array_equal(fast, full)
+    assert np.abs(fast.astype(int) - registry.load(template_id).image).max() > 50  # a face went in
+    registry.db.close()
+
+
 def test_load_of_unknown_template_is_template_not_found(registry: TemplateRegistry) -> None:
     assert error_of(lambda: registry.load("nosuchtemplate0000")) is Err.TEMPLATE_NOT_FOUND
     assert error_of(lambda: registry.load("../../etc/passwd")) is Err.TEMPLATE_NOT_FOUND

@@ -9,7 +9,7 @@ import numpy as np
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import FuseOptions, PreparedTemplate, fuse_prepared, prepare_template
 from facefuse.media.decode import check_image, decode_image, decode_image_reduced
-from facefuse.media.encode import encode_jpeg
+from facefuse.media.encode import RowCodedJpeg, encode_jpeg
 from facefuse.media.limits import ImageLimits
 from facefuse.settings import Settings
 from facefuse.templates.registry import TemplateRegistry
@@ -49,6 +49,7 @@ class TemplateScene:
     fuse_degree: int | None = None
     shape_degree: int | None = None
     prepared: tuple[PreparedTemplate, ...] = ()  # per face, when worked out beforehand
+    encoded: RowCodedJpeg | None = None  # the image encoded as results are, when kept
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,27 @@ class FuseService:
         )
 
     def fuse_to_jpeg(self, job: FuseJob) -> bytes:
-        return encode_jpeg(self.fuse(job), self.settings.jpeg_quality)
+        """The result as JPEG; with a template kept encoded, only the rows of blocks around
+        the faces are encoded again (the same bytes as encoding the whole result)."""
+        scene = self.load_scene(job)
+        placed = self.place_users(job.users, scene.faces)
+        result = fuse_scene(scene, placed, self._options(job, scene))
+        encoded = scene.encoded
+        if encoded is None or encoded.quality != self.settings.jpeg_quality or not scene.prepared:
+            return encode_jpeg(result, self.settings.jpeg_quality)
+        crops = [scene.prepared[user.template_face_index].crop for user in placed]
+        return encoded.with_rows(result, min(c[1] for c in crops), max(c[3] for c in crops))
 
     def fuse(self, job: FuseJob) -> np.ndarray:
         scene = self.load_scene(job)
         placed = self.place_users(job.users, scene.faces)
-        options = FuseOptions(
+        return fuse_scene(scene, placed, self._options(job, scene))
+
+    def _options(self, job: FuseJob, scene: TemplateScene) -> FuseOptions:
+        return FuseOptions(
             fuse_degree=_first_set(job.fuse_degree, scene.fuse_degree, self.settings.fuse_degree),
             shape_degree=_first_set(job.shape_degree, scene.shape_degree, self.settings.shape_degree),
         )
-        return fuse_scene(scene, placed, options)
 
     def load_scene(self, job: FuseJob) -> TemplateScene:
         """The registered template, or the ad-hoc one; template id errors come first (cheap)."""
@@ -103,6 +115,7 @@ class FuseService:
             fuse_degree=loaded.info.fuse_degree,
             shape_degree=loaded.info.shape_degree,
             prepared=loaded.prepared,
+            encoded=loaded.encoded,
         )
 
     def place_users(self, users: list[UserPhoto], template_faces: list[Face]) -> list[PlacedUser]:

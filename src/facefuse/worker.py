@@ -39,7 +39,7 @@ def start(settings: Settings, barrier: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
     tune_for_compute()
     _registry = TemplateRegistry(Database(settings.db_path), settings.templates_dir,
-                                 ImageLimits.from_settings(settings))
+                                 ImageLimits.from_settings(settings), result_quality=settings.jpeg_quality)
     _service = FuseService(settings, _registry)
     _barrier = barrier
     parent = os.getppid()

@@ -34,6 +34,7 @@ import numpy as np
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import PreparedTemplate, prepare_template
 from facefuse.media.decode import check_image, decode_image
+from facefuse.media.encode import RowCodedJpeg
 from facefuse.media.limits import ImageLimits
 from facefuse.storage.db import Database, iso_utc
 from facefuse.storage.files import write_atomic
@@ -86,10 +87,12 @@ class LoadedTemplate:
     image: np.ndarray  # RGB uint8 (H, W, 3)
     faces: list[Face]  # left to right
     prepared: tuple[PreparedTemplate, ...] = ()  # what fusion needs of each face, worked out once
+    encoded: RowCodedJpeg | None = None  # the image as results are encoded, for re-encoding only the face rows
 
     @property
     def nbytes(self) -> int:
-        return self.image.nbytes + sum(p.patch.nbytes for p in self.prepared)
+        encoded = self.encoded.nbytes if self.encoded is not None else 0
+        return self.image.nbytes + sum(p.patch.nbytes for p in self.prepared) + encoded
 
 
 class TemplateRegistry:
@@ -101,8 +104,10 @@ class TemplateRegistry:
     """
 
     def __init__(self, db: Database, templates_dir: Path, image_limits: ImageLimits = DEFAULT_LIMITS,
-                 cache_templates: int = CACHE_TEMPLATES, cache_bytes: int = CACHE_BYTES) -> None:
+                 cache_templates: int = CACHE_TEMPLATES, cache_bytes: int = CACHE_BYTES,
+                 result_quality: int | None = None) -> None:
         self.db = db
+        self.result_quality = result_quality  # when set, load() keeps the image encoded at it
         self.templates_dir = Path(templates_dir)
         self.image_limits = image_limits
         self.templates_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,8 @@ class TemplateRegistry:
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:
             item.patch.setflags(write=False)
-        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared)
+        encoded = None if self.result_quality is None else RowCodedJpeg.encode(image, self.result_quality)
+        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded)
 
     def cache_stats(self) -> dict[str, int]:
         """Loaded templates kept in this process, their image bytes, hits and misses so far."""
