@@ -99,6 +99,9 @@ def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face
     wx0, wy0, wx1, wy1 = _bounds(ring, patch_shape, 1.0)
     fx0, fy0, fx1, fy1 = _bounds(target[list(mesh.FACE_OVAL)], patch_shape, 2.0)
     fx0, fy0, fx1, fy1 = max(fx0, wx0), max(fy0, wy0), min(fx1, wx1), min(fy1, wy1)
+    factor = _canvas_factor(prepared.face_size)
+    fx0, fx1 = _whole_blocks(fx0, fx1, wx0, wx1, factor)
+    fy0, fy1 = _whole_blocks(fy0, fy1, wy0, wy1, factor)
     t_map, u_map, u_seen = _warp_maps(prepared, user_lms, target, ring, align,
                                       (wx0, wy0, wx1, wy1))
     result = prepared.patch.copy()
@@ -111,6 +114,22 @@ def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face
         target - np.array([fx0, fy0], np.float32), t_lms, user_lms, fuse, prepared)
     result[fy0:fy1, fx0:fx1] = face
     return result
+
+
+def _canvas_factor(face_size: float) -> int:
+    """How many times smaller the canvas of masks and light is than the output (see _Canvas)."""
+    return max(1, int(face_size // WORK_FACE))
+
+
+def _whole_blocks(start: int, stop: int, low: int, high: int, factor: int) -> tuple[int, int]:
+    """start..stop widened within low..high to a whole number of canvas blocks, so the canvas
+    shrinks it without padding a full-resolution copy first (unchanged if it cannot)."""
+    extra = -(stop - start) % factor
+    grow_stop = min(extra, high - stop)
+    grow_start = min(extra - grow_stop, start - low)
+    if grow_stop + grow_start < extra:
+        return start, stop
+    return start - grow_start, stop + grow_stop
 
 
 @dataclass(frozen=True)
@@ -173,7 +192,7 @@ class _Canvas:
 
     def __init__(self, out_shape: tuple[int, int], face_size: float, target: np.ndarray) -> None:
         h, w = out_shape
-        self.factor = max(1, int(face_size // WORK_FACE))
+        self.factor = _canvas_factor(face_size)
         self.out_shape = out_shape
         self.shape = (-(-h // self.factor), -(-w // self.factor))
         self.points = (target + 0.5) / self.factor - 0.5
@@ -333,12 +352,12 @@ def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray
     The local shading gain follows the template's light but leaves a residual cast where
     the user's features and skin texture differ (freckles, stubble, make-up); this
     settles the face's overall tone on the template's. Measured on the small canvas."""
-    region = weight > 0.5
-    if region.sum() < 64:
+    region = np.flatnonzero(weight > 0.5)
+    if len(region) < 64:
         return np.ones(3, np.float32)
-    step = max(1, int(region.sum()) // 4096)  # a median of ~4,000 samples is as good as of all
-    t_median = np.median(template[region][::step], axis=0)
-    f_median = np.median(face[region][::step], axis=0)
+    region = region[:: max(1, len(region) // 4096)]  # a median of ~4,000 samples is as good as of all
+    t_median = np.median(np.take(template.reshape(-1, 3), region, axis=0), axis=0)
+    f_median = np.median(np.take(face.reshape(-1, 3), region, axis=0), axis=0)
     gain = (t_median + 1.0) / (f_median + 1.0)
     return np.clip(gain, 0.5, 2.0).astype(np.float32)
 
@@ -431,14 +450,14 @@ def _blur_to_match(luma: np.ndarray, power: np.ndarray, t_energy: float,
 
 
 def _soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:
-    """Compress values above the knee smoothly toward 255 (in place): a gain that brightens
-    a dark face must not burn its highlights (nose tip, forehead) to flat white."""
-    flat = image.reshape(image.shape[0], -1)
-    _, over = cv2.threshold(flat, knee, 0, cv2.THRESH_TOZERO)  # the value where above the knee, else 0
-    if not cv2.countNonZero(over):
-        return image
-    over = cv2.max(over - knee, 0.0)
-    flat -= over * over / ((255.0 - knee) + over)
+    """Compress values above the knee smoothly toward 255 (in place when contiguous): a gain
+    that brightens a dark face must not burn its highlights (nose tip, forehead) to flat
+    white. Only the values above the knee are touched (a few percent of them)."""
+    image = np.ascontiguousarray(image)
+    values = image.reshape(-1)
+    hot = np.flatnonzero(values > knee)
+    over = values[hot] - knee
+    values[hot] -= over * over / ((255.0 - knee) + over)
     return image
 
 
