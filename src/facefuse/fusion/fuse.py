@@ -18,7 +18,7 @@ from facefuse.fusion.geometry import Similarity, fit_similarity, target_landmark
 from facefuse.vision.faces import Face
 
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
-RING_REACH = 1.3  # outer ring of the template warp, as a multiple of the oval's radius
+RING_REACH = 1.15  # outer ring of the template warp, as a multiple of the oval's radius
 GRID_CELLS = 64  # warp grid cells across the face
 WORK_FACE = 96.0  # least face size in pixels on the canvas where masks and light are computed
 FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
