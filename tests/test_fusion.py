@@ -98,6 +98,17 @@ def test_nothing_changes_outside_the_enlarged_face_box():
         assert psnr(result[outside], photo(template)[outside]) > 50
 
 
+def test_only_the_rows_the_template_warp_reaches_change():
+    """What lets a result re-encode only those rows of its template's JPEG."""
+    for template, user in ((TEMPLATE, USER), (SMILING, TEMPLATE), (NARROW, WIDE)):
+        prepared = prepare_template(photo(template), photo_face(template))
+        result = fuse_prepared(prepared, photo(user), photo_face(user), FuseOptions(100, 100))
+        changed = np.flatnonzero((result != photo(template)).any(axis=(1, 2)))
+        y0, y1 = prepared.changed_rows()
+        assert y0 <= changed.min() and changed.max() < y1
+        assert y1 - y0 < 1.5 * (changed.max() + 1 - changed.min())  # and not many more
+
+
 def test_fuse_degree_zero_gives_the_template():
     result = fuse(TEMPLATE, USER, fuse_degree=0, shape_degree=100)
     assert np.array_equal(result, photo(TEMPLATE))

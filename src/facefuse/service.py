@@ -83,8 +83,8 @@ class FuseService:
         encoded = scene.encoded
         if encoded is None or encoded.quality != self.settings.jpeg_quality or not scene.prepared:
             return encode_jpeg(result, self.settings.jpeg_quality)
-        crops = [scene.prepared[user.template_face_index].crop for user in placed]
-        return encoded.with_rows(result, min(c[1] for c in crops), max(c[3] for c in crops))
+        rows = [scene.prepared[user.template_face_index].changed_rows() for user in placed]
+        return encoded.with_rows(result, min(r[0] for r in rows), max(r[1] for r in rows))
 
     def fuse(self, job: FuseJob) -> np.ndarray:
         scene = self.load_scene(job)
