@@ -98,15 +98,15 @@ def test_nothing_changes_outside_the_enlarged_face_box():
         assert psnr(result[outside], photo(template)[outside]) > 50
 
 
-def test_only_the_rows_the_template_warp_reaches_change():
-    """What lets a result re-encode only those rows of its template's JPEG."""
+def test_only_the_box_the_template_warp_reaches_changes():
+    """What lets a result re-encode only that part of its template's JPEG."""
     for template, user in ((TEMPLATE, USER), (SMILING, TEMPLATE), (NARROW, WIDE)):
         prepared = prepare_template(photo(template), photo_face(template))
         result = fuse_prepared(prepared, photo(user), photo_face(user), FuseOptions(100, 100))
-        changed = np.flatnonzero((result != photo(template)).any(axis=(1, 2)))
-        y0, y1 = prepared.changed_rows()
-        assert y0 <= changed.min() and changed.max() < y1
-        assert y1 - y0 < 1.5 * (changed.max() + 1 - changed.min())  # and not many more
+        ys, xs = np.nonzero((result != photo(template)).any(axis=2))
+        x0, y0, x1, y1 = prepared.changed_box()
+        assert y0 <= ys.min() and ys.max() < y1 and x0 <= xs.min() and xs.max() < x1
+        assert (x1 - x0) * (y1 - y0) < 1.5 * (np.ptp(xs) + 1) * (np.ptp(ys) + 1)  # and not much more
 
 
 def test_fuse_degree_zero_gives_the_template():

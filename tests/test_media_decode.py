@@ -30,7 +30,7 @@ from facefuse.media.decode import (
     read_dimensions,
     sniff_format,
 )
-from facefuse.media.encode import RowCodedJpeg, encode_jpeg
+from facefuse.media.encode import TileCodedJpeg, encode_jpeg
 from facefuse.media.limits import ImageLimits
 
 FACES = Path(os.environ.get("FACEFUSE_FACES_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "faces"))
@@ -457,30 +457,34 @@ def test_encode_jpeg_accepts_views_and_refuses_non_rgb(upright: Image.Image) -> 
         encode_jpeg(rgb.astype(np.float32))
 
 
-def _full_encode_with_restarts(rgb: np.ndarray, quality: int) -> bytes:
-    """What libjpeg-turbo writes for the whole image: 4:4:4, a restart every row of blocks."""
+def _full_encode_with_restarts(rgb: np.ndarray, quality: int, interval: int) -> bytes:
+    """What libjpeg-turbo writes for the whole image: 4:4:4, a restart every `interval` blocks."""
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [
         cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-        cv2.IMWRITE_JPEG_RST_INTERVAL, -(-rgb.shape[1] // 8)])
+        cv2.IMWRITE_JPEG_RST_INTERVAL, interval])
     assert ok
     return data.tobytes()
 
 
-@pytest.mark.parametrize("height", [568, 563])  # a whole number of 8-px rows, and not
-@pytest.mark.parametrize("rows", [(100, 300), (0, 37), (421, 563), (203, 204), (0, 563)])
-def test_re_encoding_only_changed_rows_gives_the_bytes_of_a_full_encode(
-        upright: Image.Image, height: int, rows: tuple[int, int]) -> None:
-    template = np.ascontiguousarray(np.asarray(upright)[:height])
-    kept = RowCodedJpeg.encode(template, 93)
-    y0, y1 = rows
+@pytest.mark.parametrize("size", [(455, 568), (480, 563), (440, 560)])  # whole blocks or not, tiles or rows
+@pytest.mark.parametrize("box", [(40, 100, 400, 300), (0, 0, 37, 37), (201, 421, 480, 563),
+                                 (100, 203, 101, 204), (0, 0, 480, 568)])
+def test_re_encoding_only_changed_tiles_gives_the_bytes_of_a_full_encode(
+        upright: Image.Image, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    width, height = size
+    template = np.ascontiguousarray(np.asarray(upright.resize((width, 568)))[:height])
+    kept = TileCodedJpeg.encode(template, 93)
+    blocks = -(-width // 8)
+    assert blocks % kept.interval == 0 and (kept.interval < blocks) == (width == 480 or width == 440)
+    x0, y0, x1, y1 = box
     result = template.copy()
-    result[y0:y1, 40:400] = 255 - result[y0:y1, 40:400]  # a change confined to rows y0..y1
-    data = kept.with_rows(result, y0, y1)
-    assert data == _full_encode_with_restarts(result, 93)
+    result[y0:y1, x0:x1] = 255 - result[y0:y1, x0:x1]  # a change confined to the box
+    data = kept.with_region(result, box)
+    assert data == _full_encode_with_restarts(result, 93, kept.interval)
     assert mean_abs_diff(decode_image(data, LIMITS), result) < 2
-    assert kept.with_rows(template, 0, 0) == _full_encode_with_restarts(template, 93)
+    assert kept.with_region(template, (0, 0, 0, 0)) == _full_encode_with_restarts(template, 93, kept.interval)
     with pytest.raises(ValueError):
-        kept.with_rows(result[:-8], y0, y1)
+        kept.with_region(result[:-8], box)
 
 
 # --- properties --------------------------------------------------------------------------

@@ -29,6 +29,9 @@ def test_bench_quick_writes_a_complete_report(tmp_path: Path) -> None:
         assert report["ratios"][f"p50_over_floor_{label}"] > 0
     assert [run["concurrency"] for run in report["throughput_1_worker"]] == [1, 4]
     assert all(run["ok"] == run["requests"] == 12 for run in report["throughput_1_worker"])
+    for run in report["throughput_1_worker"]:  # where the CPU went: the work process does the fusion
+        assert run["cpu_ms_work"] > run["cpu_ms_http"] > 0 and run["cpu_ms_client"] > 0
+        assert 0 <= run["idle_pct"] <= 100
     saturation = report["saturation_1_worker"]
     assert saturation["ok"] + saturation["busy_503"] == saturation["requests"] == 72
     assert saturation["ok"] > 0 and saturation["other"] == 0

@@ -290,10 +290,12 @@ def throughput(service: Service, body: bytes, concurrency: int, count: int) -> d
 
     watcher = threading.Thread(target=health_loop, daemon=True)
     watcher.start()
+    cpu_before = CpuUse.now(service)
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(client_loop, _split(count, concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = CpuUse.now(service).minus(cpu_before)
     done.set()
     watcher.join()
     ok = [ms for ms, status in results if status == 200]
@@ -301,7 +303,39 @@ def throughput(service: Service, body: bytes, concurrency: int, count: int) -> d
     return {"concurrency": concurrency, "requests": len(results), "ok": len(ok), "busy_503": len(busy),
             "other": len(results) - len(ok) - len(busy), "rps": len(ok) / elapsed,
             "ok_p50_ms": _pct(ok, 50), "ok_p99_ms": _pct(ok, 99), "busy_p99_ms": _pct(busy, 99),
-            "healthz_p99_ms": _pct(health, 99), "healthz_max_ms": max(health, default=float("nan"))}
+            "healthz_p99_ms": _pct(health, 99), "healthz_max_ms": max(health, default=float("nan")),
+            **cpu.per_request(max(len(ok), 1))}
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds used so far by the HTTP process, the work processes and this load
+    generator (it shares the cores), and the machine's idle time: where a loaded run's
+    time went."""
+
+    http_s: float
+    work_s: float
+    client_s: float
+    idle_s: float
+
+    @classmethod
+    def now(cls, service: Service) -> "CpuUse":
+        tick = os.sysconf("SC_CLK_TCK")
+        children = sum(_cpu_ticks(pid) for pid in child_pids(service.process.pid))
+        own = os.times()
+        idle = int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[4])
+        return cls(_cpu_ticks(service.process.pid) / tick, children / tick,
+                   own.user + own.system, idle / tick)
+
+    def minus(self, before: "CpuUse") -> "CpuUse":
+        return CpuUse(self.http_s - before.http_s, self.work_s - before.work_s,
+                      self.client_s - before.client_s, self.idle_s - before.idle_s)
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        busy = self.http_s + self.work_s + self.client_s
+        return {"cpu_ms_http": 1000 * self.http_s / requests, "cpu_ms_work": 1000 * self.work_s / requests,
+                "cpu_ms_client": 1000 * self.client_s / requests,
+                "idle_pct": 100 * self.idle_s / max(busy + self.idle_s, 1e-9)}
 
 
 def memory_run(service: Service, body: bytes, count: int) -> dict[str, float]:
@@ -411,7 +445,13 @@ def ratios(report: dict[str, object]) -> dict[str, float]:
     floor, service = report["floor_ms"], report["service_ms"]  # type: ignore[assignment]
     out = {f"p50_over_floor_{label}": service[label]["p50"] / floor[label]["p50"] for label in service}  # type: ignore[index]
     if "throughput_2_worker" in report:
-        out["two_workers_over_one"] = _best_rps(report["throughput_2_worker"]) / _best_rps(report["throughput_1_worker"])  # type: ignore[arg-type]
+        one, two = _best(report["throughput_1_worker"]), _best(report["throughput_2_worker"])  # type: ignore[arg-type]
+        out["two_workers_over_one"] = two["rps"] / one["rps"]
+        # The most two work processes could give on this machine if no core ever idled and
+        # a process ran as fast beside another as alone: the cores over the CPU a request
+        # takes everywhere (HTTP process and load generator included), over one worker.
+        per_request = one["cpu_ms_work"] + two["cpu_ms_http"] + two["cpu_ms_client"]
+        out["two_workers_over_one_ceiling"] = (report["machine"]["cpus"] * 1000 / per_request) / one["rps"]  # type: ignore[index]
     return out
 
 
@@ -438,8 +478,8 @@ def _all_rss(report: dict[str, object]) -> list[float]:
     return [mb for key, value in report.items() if key.startswith("rss_mb_") for mb in value]  # type: ignore[union-attr]
 
 
-def _best_rps(runs: list[dict[str, float]]) -> float:
-    return max(r["rps"] for r in runs)
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return max(runs, key=lambda r: r["rps"])
 
 
 def to_json(report: dict[str, object]) -> str:
@@ -481,7 +521,8 @@ def table_lines(report: dict[str, object]) -> list[str]:
             lines.append(f"{key}: c={r['concurrency']:<2} {r['rps']:6.1f} req/s  ok {r['ok']}/{r['requests']} "
                          f"(p50 {r['ok_p50_ms']:.0f} ms, p99 {r['ok_p99_ms']:.0f} ms)  busy {r['busy_503']} "
                          f"(p99 {r['busy_p99_ms']:.1f} ms)  healthz p99 {r['healthz_p99_ms']:.1f} ms "
-                         f"max {r['healthz_max_ms']:.1f} ms")
+                         f"max {r['healthz_max_ms']:.1f} ms  cpu/ok: http {r['cpu_ms_http']:.1f} "
+                         f"work {r['cpu_ms_work']:.1f} client {r['cpu_ms_client']:.1f} ms, idle {r['idle_pct']:.0f} %")
     memory = report["memory_1_worker"]
     lines.append(f"memory (1 worker): {memory['rss_mb_after_warmup']:.0f} MB after warm-up, "  # type: ignore[index]
                  f"{memory['rss_mb_after']:.0f} MB after {memory['requests']} more requests "  # type: ignore[index]
@@ -503,6 +544,15 @@ def _split(count: int, parts: int) -> list[int]:
 
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 def _cmdline(pid: int) -> bytes:

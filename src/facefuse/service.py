@@ -9,7 +9,7 @@ import numpy as np
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import FuseOptions, PreparedTemplate, fuse_prepared, prepare_template
 from facefuse.media.decode import check_image, decode_image, decode_image_reduced
-from facefuse.media.encode import RowCodedJpeg, encode_jpeg
+from facefuse.media.encode import TileCodedJpeg, encode_jpeg
 from facefuse.media.limits import ImageLimits
 from facefuse.settings import Settings
 from facefuse.templates.registry import TemplateRegistry
@@ -49,7 +49,7 @@ class TemplateScene:
     fuse_degree: int | None = None
     shape_degree: int | None = None
     prepared: tuple[PreparedTemplate, ...] = ()  # per face, when worked out beforehand
-    encoded: RowCodedJpeg | None = None  # the image encoded as results are, when kept
+    encoded: TileCodedJpeg | None = None  # the image encoded as results are, when kept
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class FuseService:
         )
 
     def fuse_to_jpeg(self, job: FuseJob) -> bytes:
-        """The result as JPEG; with a template kept encoded, only the rows of blocks around
+        """The result as JPEG; with a template kept encoded, only the tiles of blocks around
         the faces are encoded again (the same bytes as encoding the whole result)."""
         scene = self.load_scene(job)
         placed = self.place_users(job.users, scene.faces)
@@ -83,8 +83,9 @@ class FuseService:
         encoded = scene.encoded
         if encoded is None or encoded.quality != self.settings.jpeg_quality or not scene.prepared:
             return encode_jpeg(result, self.settings.jpeg_quality)
-        rows = [scene.prepared[user.template_face_index].changed_rows() for user in placed]
-        return encoded.with_rows(result, min(r[0] for r in rows), max(r[1] for r in rows))
+        boxes = [scene.prepared[user.template_face_index].changed_box() for user in placed]
+        return encoded.with_region(result, (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                                            max(b[2] for b in boxes), max(b[3] for b in boxes)))
 
     def fuse(self, job: FuseJob) -> np.ndarray:
         scene = self.load_scene(job)

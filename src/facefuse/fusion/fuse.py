@@ -47,10 +47,10 @@ class PreparedTemplate:
     face_size: float
     grayscale: bool
 
-    def changed_rows(self) -> tuple[int, int]:
-        """The rows of the image fusion may change (those the template warp reaches)."""
-        _, y0, _, y1 = _bounds(_ring(self.landmarks[:, :2]), self.patch.shape[:2], 1.0)
-        return self.crop[1] + y0, self.crop[1] + y1
+    def changed_box(self) -> tuple[int, int, int, int]:
+        """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
+        x0, y0, x1, y1 = _bounds(_ring(self.landmarks[:, :2]), self.patch.shape[:2], 1.0)
+        return self.crop[0] + x0, self.crop[1] + y0, self.crop[0] + x1, self.crop[1] + y1
 
 
 def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedTemplate:

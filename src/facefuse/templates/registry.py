@@ -34,7 +34,7 @@ import numpy as np
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import PreparedTemplate, prepare_template
 from facefuse.media.decode import check_image, decode_image
-from facefuse.media.encode import RowCodedJpeg
+from facefuse.media.encode import TileCodedJpeg
 from facefuse.media.limits import ImageLimits
 from facefuse.storage.db import Database, iso_utc
 from facefuse.storage.files import write_atomic
@@ -87,7 +87,7 @@ class LoadedTemplate:
     image: np.ndarray  # RGB uint8 (H, W, 3)
     faces: list[Face]  # left to right
     prepared: tuple[PreparedTemplate, ...] = ()  # what fusion needs of each face, worked out once
-    encoded: RowCodedJpeg | None = None  # the image as results are encoded, for re-encoding only the face rows
+    encoded: TileCodedJpeg | None = None  # the image as results are encoded, for re-encoding only around faces
 
     @property
     def nbytes(self) -> int:
@@ -205,7 +205,7 @@ class TemplateRegistry:
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:
             item.patch.setflags(write=False)
-        encoded = None if self.result_quality is None else RowCodedJpeg.encode(image, self.result_quality)
+        encoded = None if self.result_quality is None else TileCodedJpeg.encode(image, self.result_quality)
         return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded)
 
     def cache_stats(self) -> dict[str, int]:
