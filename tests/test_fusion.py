@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import face
+from facefuse.fusion import masks, mesh
 from facefuse.fusion.fuse import FuseOptions, fuse_face, fuse_prepared, prepare_template
 from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
@@ -144,6 +145,18 @@ def test_shape_degree_moves_the_outline_toward_the_user():
     ratios = [width_over_height(largest_face(fuse(WIDE, NARROW, 100, degree))) for degree in (0, 100)]
     assert abs(user_ratio - template_ratio) > 0.03
     assert abs(ratios[1] - user_ratio) < abs(ratios[0] - user_ratio) - 0.01, (user_ratio, template_ratio, ratios)
+
+
+def test_a_fringe_over_the_users_brow_does_not_come_in_as_a_dark_blob():
+    """kun's fringe covers his right brow: the template's brow stays there. Measured: the
+    brow area 13 levels darker than the template's with the rule, 37 without it."""
+    template, user = "face_recognition__examples_biden.jpg", "insightface__bulk_kun.jpg"
+    result = fuse(template, user)
+    brow = masks.polygon_mask(result.shape[:2], masks.loop(photo_face(template).landmarks[:, :2],
+                                                           mesh.RIGHT_BROW))
+    area = masks.grow(brow, 4) > 0.5
+    darker = photo(template)[area].mean() - result[area].mean()
+    assert darker < 25
 
 
 def test_open_mouth_template_keeps_its_mouth_open():

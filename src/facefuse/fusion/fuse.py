@@ -283,8 +283,9 @@ class _Canvas:
         self._keep_template_feature(alpha, mesh.RIGHT_EYE, 0.045, trust["right_eye"])
         self._keep_template_feature(alpha, mesh.LEFT_EYE, 0.045, trust["left_eye"])
         for brow, top in ((mesh.RIGHT_BROW, _RIGHT_BROW_TOP), (mesh.LEFT_BROW, _LEFT_BROW_TOP)):
-            clear = min(self._skin_above(top, t_skin), self._skin_above(top, u_skin))
-            self._keep_template_feature(alpha, brow, 0.03, float(_smoothstep(clear, 0.15, 0.4)))
+            trust = min(_smoothstep(self._skin_above(top, t_skin), 0.15, 0.4),
+                        _smoothstep(self._skin_above(top, u_skin), 0.35, 0.55))
+            self._keep_template_feature(alpha, brow, 0.03, float(trust))
         return alpha
 
     def _keep_template_feature(self, alpha: np.ndarray, indices: tuple[int, ...], reach: float,
