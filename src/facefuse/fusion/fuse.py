@@ -167,10 +167,13 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
     t_skin = tone.skin_likelihood(t_small, canvas.skin_model(t_small))
     u_valid = masks.feather(coverage.on(canvas), 0.015 * canvas.size)
-    u_skin = tone.skin_likelihood(u_small, canvas.skin_model(u_small)) * u_valid
+    u_model = canvas.skin_model(u_small)
+    u_skin = tone.skin_likelihood(u_small, u_model) * u_valid
     skin_area = canvas.skin_area()
     gain = canvas.shading_gain(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
-    alpha = fuse * canvas.alpha(canvas.shrink_dark(t_face), t_skin, u_skin, _feature_trust(t_lms, u_lms))
+    u_hair = canvas.forehead_hair(canvas.shrink_dark(u_face), u_model)
+    alpha = fuse * canvas.alpha(canvas.shrink_dark(t_face), t_skin, u_skin * (1 - u_hair),
+                                _feature_trust(t_lms, u_lms))
     gain *= _median_tone_gain(_soft_highlights(u_small * gain), t_small, alpha)
 
     face = u_face.astype(np.float32)
@@ -240,6 +243,17 @@ class _Canvas:
     def features(self) -> np.ndarray:
         return masks.feather(masks.features_mask(self.shape, self.points, 0.015 * self.size),
                              0.01 * self.size)
+
+    def forehead_hair(self, dark: np.ndarray, model: tone.SkinModel) -> np.ndarray:
+        """Strands of hair (a fringe) on the forehead: far darker than the skin of the
+        cheeks. Dark hair has about the colour of skin, so the skin likelihood lets thin
+        strands through; their darkness does not (`dark`: luma shrunk by darkest pixels)."""
+        skin_luma = max(float(np.exp(model.centre[2])) - 8.0, 1.0)
+        hair = 1 - _smoothstep(dark / skin_luma, *_HAIR_LUMA)
+        forehead = masks.polygon_mask(self.shape, self.points[list(_FOREHEAD)])
+        brows = masks.grow(masks.polygon_mask(self.shape, masks.loop(self.points, mesh.RIGHT_BROW),
+                                              masks.loop(self.points, mesh.LEFT_BROW)), 0.02 * self.size)
+        return masks.feather(hair * forehead * (1 - brows), 0.01 * self.size)
 
     def skin_area(self) -> np.ndarray:
         """Where both faces show plain skin: inside the oval, away from eyes, brows, lips."""
@@ -331,6 +345,10 @@ class _Canvas:
         return region
 
 
+# Above the brows up to the top of the face oval, image left to right along the brows.
+_FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+             389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
+_HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
 # Between the inner eye corners, around the top of the nose (below any frown lines).
 _NOSE_BRIDGE = (133, 168, 362, 6)
 _RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
