@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,22 +84,17 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "p99": float(np.percentile(values, 99)), "n": len(samples)}
 
 
-def measure_floor(item: Input, result_rgb: np.ndarray, runs: int) -> dict[str, float]:
-    """The least any request costs: base64 text -> bytes -> full-size pixels -> faces and
-    landmarks, plus encoding a result-sized image (the template's own pixels) as the service
-    does (quality 95, 4:4:4). Nothing else: no fusion, no HTTP."""
-    text = base64.b64encode(item.jpeg).decode()
-    quality = Settings().jpeg_quality
-    samples = []
-    for index in range(runs + 2):
-        started = time.perf_counter()
-        rgb = decode_image(decode_base64(text))
-        faces = detect_faces(rgb)
-        encode_jpeg(result_rgb, quality)
-        if index >= 2:  # the first runs warm the models up
-            samples.append((time.perf_counter() - started) * 1000)
-        assert faces, "the benchmark photo must have a face"
-    return percentiles(samples)
+def floor_once(text: str, result_rgb: np.ndarray, quality: int) -> float:
+    """The least any request costs, in ms: base64 text -> bytes -> full-size pixels ->
+    faces and landmarks, plus encoding a result-sized image (the template's own pixels) as
+    the service does (quality 95, 4:4:4). Nothing else: no fusion, no HTTP."""
+    started = time.perf_counter()
+    rgb = decode_image(decode_base64(text))
+    faces = detect_faces(rgb)
+    encode_jpeg(result_rgb, quality)
+    elapsed = (time.perf_counter() - started) * 1000
+    assert faces, "the benchmark photo must have a face"
+    return elapsed
 
 
 # ------------------------------------------------------------------ the service
@@ -254,16 +250,35 @@ def _check_answer(client: LoopbackClient, answer: dict) -> None:
 
 def latency(service: Service, body: bytes, count: int) -> dict[str, float]:
     """One client, one request at a time: p50/p95/p99 in ms of the POST (answer checked after)."""
+    return percentiles(_timed_posts(service, body, count, None))
+
+
+def floor_and_latency(service: Service, item: Input, body: bytes, result_rgb: np.ndarray,
+                      count: int) -> tuple[dict[str, float], dict[str, float]]:
+    """The floor and the service's latency for the same input, one floor run before each
+    request: both see the machine in the same state, so their ratio does not drift with
+    whatever else the machine is doing (the floor alone moved 12.6-15.8 ms between runs)."""
+    text, quality = base64.b64encode(item.jpeg).decode(), Settings().jpeg_quality
+    for _ in range(2):  # the first runs warm the models up
+        floor_once(text, result_rgb, quality)
+    floor: list[float] = []
+    samples = _timed_posts(service, body, count, lambda: floor.append(floor_once(text, result_rgb, quality)))
+    return percentiles(floor), percentiles(samples)
+
+
+def _timed_posts(service: Service, body: bytes, count: int, before_each: Callable[[], None] | None) -> list[float]:
     with LoopbackClient(service.base_url, timeout=60) as client:
         for _ in range(3):
             post(client, service, body)
         samples = []
         for _ in range(count):
+            if before_each is not None:
+                before_each()
             ms, status = post(client, service, body)
             if status != 200:
                 raise RuntimeError(f"request failed with {status}")
             samples.append(ms)
-    return percentiles(samples)
+    return samples
 
 
 def throughput(service: Service, body: bytes, concurrency: int, count: int) -> dict[str, float]:
@@ -386,54 +401,63 @@ def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dic
                      "face_px": round(max(f.size for f in detect_faces(template_rgb)))},
         "inputs": [{"label": i.label, "width": i.width, "height": i.height, "bytes": len(i.jpeg),
                     "jpeg_quality": i.quality} for i in inputs]}
-    report["floor_ms"] = {i.label: measure_floor(i, template_rgb, plan.runs) for i in inputs}
     with tempfile.TemporaryDirectory(prefix="facefuse-bench-") as tmp:
-        report.update(_measure_service(Path(tmp) / "data", template_path, inputs, plan))
+        report.update(_measure_service(Path(tmp) / "data", template_path, template_rgb, inputs, plan))
     report["machine"]["load_after"] = os.getloadavg()[0]  # type: ignore[index]
     report["ratios"] = ratios(report)
     report["targets"] = targets(report)
     return report
 
 
-def _measure_service(data_dir: Path, template_path: Path, inputs: list[Input], plan: Plan) -> dict[str, object]:
-    """Every service measurement: 1 work process (latency, throughput, back-pressure,
-    memory), then 2 (throughput)."""
+def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarray, inputs: list[Input],
+                     plan: Plan) -> dict[str, object]:
+    """Every service measurement. One service per worker count, all started at once on the
+    same data dir; their throughput runs alternate (1 worker at c=1, 2 workers at c=1, 1
+    worker at c=4, ...) so that a machine slowing down for a while (seen here: the same
+    floor 17 -> 21 ms within a minute) does not make one of them look better. Latency,
+    back-pressure and memory run on the 1-worker service."""
     out: dict[str, object] = {}
-    service = start_service(data_dir, 1, None)
+    services: dict[int, Service] = {}
     try:
-        out["start_s_1_worker"] = service.cold_start_s
-        key = (service.auth["api_key"], service.auth["api_secret"])
+        services[1] = first = start_service(data_dir, 1, None)
+        out["start_s_1_worker"] = first.cold_start_s
+        key = (first.auth["api_key"], first.auth["api_secret"])
         template_id = register_template(data_dir, template_path)
         body = fuse_body(next(i for i in inputs if i.nominal == 1.0), template_id, "base64")
-        out.update(_latencies(service, inputs, template_id, plan))
-        out.update(_load(service, body, plan, "1_worker"))
-        out["saturation_1_worker"] = throughput(service, body, plan.saturation_concurrency,
+        out.update(_latencies(first, inputs, template_id, template_rgb, plan))
+        for workers in plan.workers[1:]:
+            services[workers] = start_service(data_dir, workers, key)
+            out[f"start_s_{workers}_worker"] = services[workers].cold_start_s
+        out.update(_load(services, body, plan))
+        out["saturation_1_worker"] = throughput(first, body, plan.saturation_concurrency,
                                                 3 * plan.saturation_concurrency)
-        out["memory_1_worker"] = memory_run(service, body, plan.memory_requests)
-        out["rss_mb_http_process"] = [service.http_rss_mb()]
+        out["memory_1_worker"] = memory_run(first, body, plan.memory_requests)
+        out["rss_mb_http_process"] = [first.http_rss_mb()]
     finally:
-        service.stop()
-    for workers in plan.workers[1:]:
-        name = f"{workers}_worker"
-        service = start_service(data_dir, workers, key)
-        try:
-            out[f"start_s_{name}"] = service.cold_start_s
-            out.update(_load(service, body, plan, name))
-        finally:
+        for service in services.values():
             service.stop()
     return out
 
 
-def _load(service: Service, body: bytes, plan: Plan, name: str) -> dict[str, object]:
-    latency(service, body, 4)  # every worker warm
-    return {f"throughput_{name}": [throughput(service, body, c, plan.throughput_requests)
-                                   for c in plan.concurrencies],
-            f"rss_mb_{name}": service.worker_rss_mb()}
+def _load(services: dict[int, Service], body: bytes, plan: Plan) -> dict[str, object]:
+    for service in services.values():
+        latency(service, body, 4)  # every worker warm
+    out: dict[str, object] = {f"throughput_{n}_worker": [] for n in services}
+    for concurrency in plan.concurrencies:
+        for workers, service in services.items():
+            out[f"throughput_{workers}_worker"].append(  # type: ignore[union-attr]
+                throughput(service, body, concurrency, plan.throughput_requests))
+    out.update({f"rss_mb_{n}_worker": service.worker_rss_mb() for n, service in services.items()})
+    return out
 
 
-def _latencies(service: Service, inputs: list[Input], template_id: str, plan: Plan) -> dict[str, object]:
-    return {"service_ms": {i.label: latency(service, fuse_body(i, template_id, "base64"), plan.runs)
-                           for i in inputs},
+def _latencies(service: Service, inputs: list[Input], template_id: str, template_rgb: np.ndarray,
+               plan: Plan) -> dict[str, object]:
+    floor, base64_out = {}, {}
+    for item in inputs:
+        floor[item.label], base64_out[item.label] = floor_and_latency(
+            service, item, fuse_body(item, template_id, "base64"), template_rgb, plan.runs)
+    return {"floor_ms": floor, "service_ms": base64_out,
             "service_url_out_ms": {i.label: latency(service, fuse_body(i, template_id, "url"), plan.runs)
                                    for i in inputs}}
 
