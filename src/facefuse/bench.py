@@ -2,11 +2,12 @@
 (also `python benchmarks/perf.py`); docs/performance.md explains every number.
 
 In one run: the physical floor (base64 decode + full JPEG decode + face detection and
-landmarks + JPEG encode of a result-sized image, nothing else) and the real service
-(`facefuse serve`, default settings) on 127.0.0.1 for the same inputs: latency
-p50/p95/p99 with base64 and url answers, throughput at concurrency 1/4/16 with 1 and 2
-workers, back-pressure beyond the queue, /healthz under load, resident memory per worker
-after warm-up and after 1,000 requests, cold start. Loopback only, bounded request
+landmarks + JPEG encode of a result-sized image, nothing else; one run just before each
+timed request of the same input) and the real service (`facefuse serve`, default
+settings) on 127.0.0.1 for the same inputs: latency p50/p95/p99 with base64 and url
+answers, throughput at concurrency 1/4/16 with 1 and 2 workers (both services up, runs
+alternating) and where its CPU went, back-pressure beyond the queue, /healthz under load,
+resident memory per worker after warm-up and after 1,000 requests, cold start. Loopback only, bounded request
 counts. The photos come from --faces-dir (never shipped); the report is printed with
 each target of the issue marked MET or MISS, and written as JSON.
 """
