@@ -51,7 +51,7 @@ class TileCodedJpeg:
     the interval divides the row, so tiles line up in columns."""
 
     header: bytes  # SOI up to the end of the SOS segment
-    tiles: tuple[bytes, ...]  # coded data of each tile in raster order, markers left out
+    tiles: tuple[bytes, ...]  # each tile's coded data in raster order and the marker after it
     width: int
     height: int
     quality: int
@@ -61,7 +61,8 @@ class TileCodedJpeg:
     def encode(cls, rgb: np.ndarray, quality: int = 95) -> "TileCodedJpeg":
         interval = _restart_interval(-(-rgb.shape[1] // _BLOCK))
         header, tiles = _split(_encode(rgb, _tile_params(quality, interval)))
-        return cls(header, tuple(tiles), rgb.shape[1], rgb.shape[0], _clamped(quality), interval)
+        return cls(header, tuple(_with_markers(tiles, 0, len(tiles))), rgb.shape[1], rgb.shape[0],
+                   _clamped(quality), interval)
 
     @property
     def nbytes(self) -> int:
@@ -85,16 +86,16 @@ class TileCodedJpeg:
             if len(new) != (r1 - r0) * (c1 - c0):
                 raise ValueError(f"{len(new)} coded tiles for {(r1 - r0) * (c1 - c0)}")
             for row in range(r0, r1):
-                start = (row - r0) * (c1 - c0)
-                tiles[row * per_row + c0: row * per_row + c1] = new[start: start + c1 - c0]
-        return self._assemble(tiles)
+                start, first = (row - r0) * (c1 - c0), row * per_row + c0
+                tiles[first: first + c1 - c0] = _with_markers(new[start: start + c1 - c0], first, len(tiles))
+        return b"".join([self.header, *tiles, _EOI])
 
-    def _assemble(self, tiles: list[bytes]) -> bytes:
-        parts = [self.header, tiles[0]]
-        for index, tile in enumerate(tiles[1:]):
-            parts += (_MARKERS[index % 8], tile)
-        parts.append(_EOI)
-        return b"".join(parts)
+
+def _with_markers(tiles: list[bytes], first: int, count: int) -> list[bytes]:
+    """Tiles `first`, `first + 1`, ... of `count`, each followed by its restart marker (the
+    numbers run 0-7 over the whole image; none after the last tile)."""
+    return [tile + _MARKERS[index % 8] if index < count - 1 else tile
+            for index, tile in enumerate(tiles, start=first)]
 
 
 def _encode(rgb: np.ndarray, params: list[int]) -> bytes:
