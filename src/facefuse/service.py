@@ -77,9 +77,7 @@ class FuseService:
     def fuse_to_jpeg(self, job: FuseJob) -> bytes:
         """The result as JPEG; with a template kept encoded, only the tiles of blocks around
         the faces are encoded again (the same bytes as encoding the whole result)."""
-        scene = self.load_scene(job)
-        placed = self.place_users(job.users, scene.faces)
-        result = fuse_scene(scene, placed, self._options(job, scene))
+        scene, placed, result = self._fused(job)
         encoded = scene.encoded
         if encoded is None or encoded.quality != self.settings.jpeg_quality or not scene.prepared:
             return encode_jpeg(result, self.settings.jpeg_quality)
@@ -88,15 +86,16 @@ class FuseService:
                                             max(b[2] for b in boxes), max(b[3] for b in boxes)))
 
     def fuse(self, job: FuseJob) -> np.ndarray:
+        return self._fused(job)[2]
+
+    def _fused(self, job: FuseJob) -> tuple[TemplateScene, list[PlacedUser], np.ndarray]:
         scene = self.load_scene(job)
         placed = self.place_users(job.users, scene.faces)
-        return fuse_scene(scene, placed, self._options(job, scene))
-
-    def _options(self, job: FuseJob, scene: TemplateScene) -> FuseOptions:
-        return FuseOptions(
+        options = FuseOptions(
             fuse_degree=_first_set(job.fuse_degree, scene.fuse_degree, self.settings.fuse_degree),
             shape_degree=_first_set(job.shape_degree, scene.shape_degree, self.settings.shape_degree),
         )
+        return scene, placed, fuse_scene(scene, placed, options)
 
     def load_scene(self, job: FuseJob) -> TemplateScene:
         """The registered template, or the ad-hoc one; template id errors come first (cheap)."""
