@@ -7,7 +7,8 @@ timed request of the same input) and the real service (`facefuse serve`, default
 settings) on 127.0.0.1 for the same inputs: latency p50/p95/p99 with base64 and url
 answers, throughput at concurrency 1/4/16 with 1 and 2 workers (both services up, runs
 alternating) and where its CPU went, back-pressure beyond the queue, /healthz under load,
-resident memory per worker after warm-up and after 1,000 requests, cold start. Loopback only, bounded request
+resident memory per worker after warm-up and after 1,000 requests, cold start.
+Loopback only, bounded request
 counts. The photos come from --faces-dir (never shipped); the report is printed with
 each target of the issue marked MET or MISS, and written as JSON.
 """
@@ -258,7 +259,7 @@ def floor_and_latency(service: Service, item: Input, body: bytes, result_rgb: np
                       count: int) -> tuple[dict[str, float], dict[str, float]]:
     """The floor and the service's latency for the same input, one floor run before each
     request: both see the machine in the same state, so their ratio does not drift with
-    whatever else the machine is doing (the floor alone moved 12.6-15.8 ms between runs)."""
+    whatever else the machine is doing (the floor alone moved 12.6-16.6 ms between runs)."""
     text, quality = base64.b64encode(item.jpeg).decode(), Settings().jpeg_quality
     for _ in range(2):  # the first runs warm the models up
         floor_once(text, result_rgb, quality)
