@@ -8,9 +8,9 @@ settings) on 127.0.0.1 for the same inputs: latency p50/p95/p99 with base64 and 
 answers, throughput at concurrency 1/4/16 with 1 and 2 workers (both services up, runs
 alternating) and where its CPU went, back-pressure beyond the queue, /healthz under load,
 resident memory per worker after warm-up and after 1,000 requests, cold start.
-Loopback only, bounded request
-counts. The photos come from --faces-dir (never shipped); the report is printed with
-each target of the issue marked MET or MISS, and written as JSON.
+Loopback only, bounded request counts. The photos come from --faces-dir (never shipped);
+the report is printed with each target of the issue marked MET or MISS, and written as
+JSON.
 """
 
 from __future__ import annotations
