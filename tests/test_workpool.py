@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 
 import pytest
@@ -80,6 +81,115 @@ def test_a_whole_job_and_answer_fit_in_the_pipes(pool: WorkPool) -> None:
 
     upload = os.urandom(600_000)
     assert run(pool, bytes, upload) == upload  # big payloads cross both ways intact
-    executor = pool._current()
-    for queue in (executor._call_queue, executor._result_queue):
-        assert fcntl.fcntl(queue._writer.fileno(), fcntl.F_GETPIPE_SZ) >= 1024 * 1024
+    (process,) = pool._processes
+    for connection in (process.jobs, process.answers):
+        assert fcntl.fcntl(connection.fileno(), fcntl.F_GETPIPE_SZ) >= 1024 * 1024
+
+
+def test_jobs_and_answers_larger_than_a_pipe_cross_without_blocking_the_loop(pool: WorkPool) -> None:
+    upload = os.urandom(5_000_000)  # five pipes full each way: written and read in turns
+
+    async def scenario() -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        counting = asyncio.create_task(ticker())
+        assert await pool.run(bytes, upload) == upload
+        counting.cancel()
+        assert ticks > 0  # the event loop kept running meanwhile
+
+    asyncio.run(scenario())
+
+
+def test_an_error_in_a_job_crosses_with_its_type_and_the_remote_traceback(pool: WorkPool) -> None:
+    with pytest.raises(ValueError) as caught:
+        run(pool, int, "not a number")
+    assert "int" in str(caught.value.__cause__) and "Traceback" in str(caught.value.__cause__)
+    assert run(pool, int, "7") == 7  # the process goes on
+
+
+def test_a_process_killed_while_idle_is_replaced_before_the_next_job(pool: WorkPool) -> None:
+    first = run(pool, os.getpid)
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.2)
+    second = run(pool, os.getpid)  # not PROCESS_ERROR: the job went to a fresh process
+    assert second not in (first, os.getpid())
+
+
+def test_a_crash_fails_only_the_job_in_that_process() -> None:
+    work = WorkPool(2, 2, deadline=30)
+    try:
+        async def scenario() -> None:
+            steady = [asyncio.create_task(work.run(_sleep_and_pid, 0.5)) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            with pytest.raises(FacefuseError) as lost:
+                await work.run(os._exit, 3)
+            assert lost.value.error is Err.PROCESS_ERROR
+            pids = await asyncio.gather(*steady)
+            assert all(pid != os.getpid() for pid in pids)
+
+        asyncio.run(scenario())
+        assert work.admitted == 0
+    finally:
+        work.shutdown()
+
+
+def test_waiting_jobs_run_as_processes_free_up() -> None:
+    work = WorkPool(2, 8, deadline=30)
+    try:
+        async def scenario() -> list[int]:
+            return await asyncio.gather(*(work.run(_sleep_and_pid, 0.05) for _ in range(10)))
+
+        pids = asyncio.run(scenario())
+        assert len(set(pids)) == 2 and work.admitted == 0
+    finally:
+        work.shutdown()
+
+
+def test_warm_up_starts_every_process_and_shutdown_stops_them() -> None:
+    work = WorkPool(2, 0, deadline=30)
+    work.warm_up(os.getpid)
+    pids = [p.process.pid for p in work._processes]
+    assert len(pids) == 2 and all(p.process.is_alive() for p in work._processes)
+    work.shutdown()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # gone and reaped
+            os.kill(pid, 0)
+
+
+def test_a_busy_process_holds_the_next_idempotent_job_and_a_crash_retries_it() -> None:
+    work = WorkPool(1, 4, deadline=30)
+    try:
+        async def scenario() -> None:
+            crash = asyncio.create_task(work.run(_sleep_then_exit, 0.3))
+            await asyncio.sleep(0.05)
+            queued = asyncio.create_task(work.run(os.getpid, idempotent=True))
+            side_effect = asyncio.create_task(work.run(os.getpid))
+            await asyncio.sleep(0.05)
+            (process,) = work._processes
+            assert len(process.held) == 2  # the running job and the next, already in its pipe
+            assert len(work._waiting) == 1  # a job with side effects waits for a free process
+            with pytest.raises(FacefuseError):
+                await crash
+            pid = await queued  # lost with the process before it ran: tried again
+            assert pid != os.getpid() and await side_effect == pid
+
+        asyncio.run(scenario())
+        assert work.admitted == 0
+    finally:
+        work.shutdown()
+
+
+def _sleep_then_exit(seconds: float) -> None:
+    time.sleep(seconds)
+    os._exit(3)
+
+
+def _sleep_and_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from typing import Any
 
 import numpy as np
 
@@ -27,12 +26,11 @@ _PARENT_CHECK_SECONDS = 1.0
 
 _service: FuseService | None = None
 _registry: TemplateRegistry | None = None
-_barrier: Any = None
 
 
-def start(settings: Settings, barrier: Any) -> None:
+def start(settings: Settings) -> None:
     """Process initializer: tuned for compute, opens the data dir, exits with its parent."""
-    global _service, _registry, _barrier
+    global _service, _registry
     from facefuse.workpool import tune_for_compute
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
@@ -40,16 +38,13 @@ def start(settings: Settings, barrier: Any) -> None:
     _registry = TemplateRegistry(Database(settings.db_path), settings.templates_dir,
                                  ImageLimits.from_settings(settings), result_quality=settings.jpeg_quality)
     _service = FuseService(settings, _registry)
-    _barrier = barrier
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def warm_up() -> int:
-    """Load the models, then wait until every process of the pool has (one call each)."""
+    """Load the models (the pool runs this once in each process before traffic)."""
     detect_faces(np.zeros((128, 128, 3), np.uint8))
-    if _barrier is not None:
-        _barrier.wait(timeout=180)
     return os.getpid()
 
 

@@ -1,18 +1,33 @@
 """A bounded pool of work processes for CPU-bound jobs: a full queue refuses at once instead of
-growing latency."""
+growing latency.
+
+Each work process has its own pair of pipes. The event loop writes a job straight into the
+process's pipe and reads the answer when the pipe turns readable: no helper threads, so no
+GIL hand-offs between them and the event loop (concurrent.futures' process pool used two
+threads and ~1.2 ms of the HTTP process's CPU per job, this ~0.3 ms). Messages are framed
+here (8-byte length), so the event loop never blocks on a pipe: a job larger than the pipe
+goes in as the process reads it, and an answer is gathered as it arrives."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import ctypes
 import ctypes.util
 import multiprocessing
 import os
+import pickle
+import select
+import struct
 import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 from facefuse.errors import Err, FacefuseError
@@ -61,9 +76,13 @@ def tune_for_compute() -> None:
 
 class WorkPool:
     """`workers` processes each run one job at a time; up to `queue_size` more jobs wait;
-    the rest get SERVER_BUSY at once. When a process dies (a crash in native code, a kill)
-    the pool starts afresh; the job it held is tried once more if idempotent, else it
-    answers PROCESS_ERROR."""
+    the rest get SERVER_BUSY at once. Each busy process is also handed the next waiting
+    job, which sits in its pipe until it is free: a process goes from one job to the next
+    without waiting for the event loop to be scheduled. A process that dies (a crash in
+    native code, a kill) is replaced; the jobs it held are tried once more if idempotent,
+    else they answer PROCESS_ERROR. Other processes and their jobs are not touched.
+
+    run() is called on an event loop; warm_up() and shutdown() from plain threads."""
 
     def __init__(self, workers: int, queue_size: int, deadline: float,
                  initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> None:
@@ -73,25 +92,10 @@ class WorkPool:
         self._initializer = initializer
         self._initargs = initargs
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded server
-        self._executor: ProcessPoolExecutor | None = None  # started by warm_up() or the first job
+        self._processes: list[_WorkProcess] = []
+        self._waiting: collections.deque[_Job] = collections.deque()
         self._admitted = 0
-        self._lock = threading.Lock()
-
-    def _new_executor(self, barrier: Any) -> ProcessPoolExecutor:
-        # Read by numpy's OpenBLAS when a work process imports it: its helper threads spin
-        # after every call and took a whole second core (1 MP: 62 -> 32 ms CPU per request).
-        for name in _SINGLE_THREAD_LIBRARIES:
-            os.environ.setdefault(name, "1")
-        executor = ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=self._initializer,
-                                       initargs=(*self._initargs, barrier))
-        _widen_pipes(executor)
-        return executor
-
-    def _current(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = self._new_executor(None)
-            return self._executor
+        self._lock = threading.RLock()
 
     @property
     def admitted(self) -> int:
@@ -110,93 +114,406 @@ class WorkPool:
         If the process running it dies, an idempotent job is tried once more on a fresh
         process (a crash of another job, or a kill, must not fail it); a second loss, or
         the loss of a job with side effects, answers PROCESS_ERROR."""
-        with self._lock:
-            if self._admitted >= self.capacity:
-                raise _busy()
-            self._admitted += 1
+        if self._admitted >= self.capacity:
+            raise _busy()
+        message = _frame(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL))
+        self._admitted += 1
         try:
-            return await asyncio.wait_for(self._run_admitted(fn, args, 2 if idempotent else 1), self.deadline)
+            return await asyncio.wait_for(self._run_admitted(message, 2 if idempotent else 1), self.deadline)
         except asyncio.TimeoutError:
             raise FacefuseError(
                 Err.PROCESS_TIMEOUT, f"processing took longer than {self.deadline:g} s"
             ) from None
 
-    async def _run_admitted(self, fn: Callable[..., T], args: tuple[object, ...], attempts: int) -> T:
-        """Run an admitted job; its admission ends when the job does (even after a deadline)."""
-        waited_out = False
+    async def _run_admitted(self, message: bytes, attempts: int) -> Any:
+        """Run an admitted job; its admission ends when the job does (even after a deadline:
+        a job handed to a process runs to its end and keeps its place until then)."""
+        loop = asyncio.get_running_loop()
+        job = _Job(message, loop.create_future(), idempotent=attempts > 1)
+        released_later = False
         try:
             for attempt in range(1, attempts + 1):
-                executor, submitted = self._submit(fn, *args)
-                future = asyncio.wrap_future(submitted)
+                if attempt > 1:
+                    job = _Job(message, loop.create_future(), idempotent=True)
+                self._submit(loop, job)
                 try:
-                    return await asyncio.shield(future)  # a deadline stops the wait, not the job
-                except BrokenProcessPool:
-                    lost = self._restart(executor)
+                    return await asyncio.shield(job.outcome)  # a deadline stops the wait, not the job
+                except _ProcessLost:
                     if attempt == attempts:
-                        raise lost from None
-                except asyncio.CancelledError:
-                    future.add_done_callback(self._release)
-                    waited_out = True
-                    raise
+                        raise FacefuseError(Err.PROCESS_ERROR,
+                                            "the work process handling this request stopped") from None
             raise AssertionError("unreachable")
+        except asyncio.CancelledError:
+            if not job.outcome.done() and job.sent:
+                job.outcome.add_done_callback(self._release)
+                released_later = True
+            elif not job.outcome.done():
+                self._drop_waiting(job)
+            raise
         finally:
-            if not waited_out:
+            if not released_later:
                 self._release()
 
-    def _submit(self, fn: Callable[..., T], *args: object) -> tuple[ProcessPoolExecutor, Any]:
-        """Submit to the pool; a pool found broken (a process died while idle) is replaced
-        and the job goes to the new one: only jobs running at a crash are lost."""
-        executor = self._current()
-        try:
-            return executor, executor.submit(fn, *args)
-        except BrokenProcessPool:
-            self._restart(executor)
-            executor = self._current()
-            return executor, executor.submit(fn, *args)
+    def _release(self, outcome: asyncio.Future[Any] | None = None) -> None:
+        if outcome is not None and not outcome.cancelled():
+            outcome.exception()  # retrieved: a job nobody waits for any more logs nothing
+        self._admitted -= 1
 
-    def _release(self, future: asyncio.Future[Any] | None = None) -> None:
-        if future is not None and not future.cancelled():
-            future.exception()  # retrieved: a job nobody waits for any more logs nothing
+    def _submit(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
         with self._lock:
-            self._admitted -= 1
+            self._waiting.append(job)
+            self._dispatch(loop)
 
-    def _restart(self, broken: ProcessPoolExecutor) -> FacefuseError:
-        """Replace a broken pool (once, however many jobs saw it break)."""
+    def _drop_waiting(self, job: _Job) -> None:
         with self._lock:
-            if self._executor is broken:
-                self._executor = self._new_executor(None)  # its processes load models on their first job
-        broken.shutdown(wait=False, cancel_futures=True)
-        return FacefuseError(Err.PROCESS_ERROR, "the work process handling this request stopped")
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(job)
+        job.outcome.cancel()
+
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand waiting jobs to processes: free ones first, then one more to each busy one.
+        Starts processes up to `workers`; called with the lock held."""
+        self._processes = [p for p in self._processes if p.usable()]
+        while self._waiting and len(self._processes) < self.workers:
+            self._processes.append(self._spawn())
+        for depth in (0, 1):
+            for process in self._processes:
+                # Only a job that may run twice waits in a busy process's pipe: if that
+                # process dies, the job is lost with it, though it never started.
+                if self._waiting and process.can_take(loop, depth) and (depth == 0 or self._waiting[0].idempotent):
+                    job = self._waiting.popleft()
+                    if not process.give(loop, job):
+                        self._waiting.appendleft(job)  # it never reached the process: it stays first
+                        process.fail()
+        if self._waiting and any(not p.alive() for p in self._processes):
+            loop.call_soon(self._redispatch, loop)  # replace the dead, then try again
+
+    def _redispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._dispatch(loop)
+
+    def _on_process_lost(self, process: _WorkProcess, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            if process in self._processes:
+                self._processes.remove(process)
+            self._dispatch(loop)
+
+    def job_done(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A process answered: waiting jobs may move up."""
+        if self._waiting:
+            with self._lock:
+                self._dispatch(loop)
+
+    def _spawn(self) -> _WorkProcess:
+        # Read by numpy's OpenBLAS when a work process imports it: its helper threads spin
+        # after every call and took a whole second core (1 MP: 62 -> 32 ms CPU per request).
+        for name in _SINGLE_THREAD_LIBRARIES:
+            os.environ.setdefault(name, "1")
+        return _WorkProcess.spawn(self._context, self._initializer, self._initargs, self)
 
     def warm_up(self, fn: Callable[[], object]) -> None:
-        """Start every work process and run fn once in each (fn waits on the pool's barrier,
-        so no process can take two): the models are loaded before the first request."""
+        """Start every work process and run fn once in each, so that the models are loaded
+        before the first request (called from a thread, before traffic)."""
         with self._lock:
-            if self._executor is None:
-                self._executor = self._new_executor(self._context.Barrier(self.workers))
-            executor = self._executor
-        futures = [executor.submit(fn) for _ in range(self.workers)]
-        for future in futures:
-            future.result(timeout=240)
+            fresh = [self._spawn() for _ in range(self.workers - len(self._processes))]
+        message = _frame(pickle.dumps((fn, ()), pickle.HIGHEST_PROTOCOL))
+        try:
+            for process in fresh:
+                process.send_blocking(message)
+            for process in fresh:
+                ok, value, _ = pickle.loads(process.receive_blocking(timeout=240))
+                if not ok:
+                    raise value
+        except BaseException:
+            for process in fresh:
+                process.kill()
+            raise
+        with self._lock:
+            self._processes.extend(fresh)
 
     def shutdown(self) -> None:
+        """Stop every process; a job still running gets a few seconds to finish."""
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=False)
+            processes, self._processes = self._processes, []
+        for process in processes:
+            process.stop_taking_jobs()
+        deadline = time.monotonic() + 10
+        for process in processes:
+            process.process.join(max(0.0, deadline - time.monotonic()))
+            process.kill()
 
 
-def _widen_pipes(executor: ProcessPoolExecutor) -> None:
-    """Let a whole job or result fit in the pipes between the processes (Linux: 64 KB by default)."""
-    import fcntl
-    for queue in (getattr(executor, "_call_queue", None), getattr(executor, "_result_queue", None)):
-        writer = getattr(queue, "_writer", None)
-        if writer is None:
-            continue
+@dataclass(eq=False)
+class _Job:
+    message: bytes
+    outcome: asyncio.Future[Any]
+    idempotent: bool
+    sent: bool = False  # handed to a process: it will run whatever happens to the waiter
+
+
+class _ProcessLost(Exception):
+    """The work process died before it answered."""
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an unexpected error in a work process, as its __cause__."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_HEADER = struct.Struct("!Q")
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+@dataclass(eq=False)
+class _WorkProcess:
+    """One work process, the parent's ends of its two pipes (non-blocking) and the jobs it
+    holds, oldest first: answers come back in that order."""
+
+    process: BaseProcess
+    jobs: Connection  # write end: jobs go in
+    answers: Connection  # read end: answers come out
+    pool: WorkPool
+    loop: asyncio.AbstractEventLoop | None = None  # the loop watching its pipes while it holds jobs
+    held: collections.deque[_Job] = field(default_factory=collections.deque)
+    _unwritten: collections.deque[memoryview] = field(default_factory=collections.deque)
+    _received: bytearray = field(default_factory=bytearray)
+
+    @classmethod
+    def spawn(cls, context: Any, initializer: Callable[..., None] | None,
+              initargs: tuple[Any, ...], pool: WorkPool) -> _WorkProcess:
+        job_read, job_write = context.Pipe(duplex=False)
+        answer_read, answer_write = context.Pipe(duplex=False)
+        for connection in (job_write, answer_write):
+            _widen(connection.fileno())
+        process = context.Process(target=_serve, args=(job_read, answer_write, initializer, initargs),
+                                  daemon=True, name="facefuse-work")
+        process.start()
+        job_read.close()  # the child holds its own copies: the pipes end when the child does
+        answer_write.close()
+        os.set_blocking(job_write.fileno(), False)
+        os.set_blocking(answer_read.fileno(), False)
+        return cls(process, job_write, answer_read, pool)
+
+    def alive(self) -> bool:
+        return not self.jobs.closed and self.process.exitcode is None
+
+    def usable(self) -> bool:
+        """Alive, and not holding jobs of an event loop that has closed (tests run one loop
+        per call; a closed loop never reads their answers): such a process is stopped."""
+        if self.alive() and not (self.held and self.loop is not None and self.loop.is_closed()):
+            return True
+        self.kill()
+        return False
+
+    def can_take(self, loop: asyncio.AbstractEventLoop, depth: int) -> bool:
+        """Holds `depth` jobs, of this loop (answers are read by the loop of the jobs)."""
+        return len(self.held) == depth and (not self.held or self.loop is loop)
+
+    def give(self, loop: asyncio.AbstractEventLoop, job: _Job) -> bool:
+        """Queue the job in the process's pipe and watch for its answer; False if the
+        process is gone."""
+        if not self.held:
+            self.loop = loop
+            self._received.clear()
+            loop.add_reader(self.answers.fileno(), self._on_readable)
+        self.held.append(job)
+        job.sent = True
+        was_writing = bool(self._unwritten)
+        self._unwritten.append(memoryview(job.message))
+        if not self._write_some():
+            self.held.pop()
+            job.sent = False
+            if not self.held:
+                loop.remove_reader(self.answers.fileno())
+            return False
+        if self._unwritten and not was_writing:
+            loop.add_writer(self.jobs.fileno(), self._on_writable)
+        return True
+
+    def _write_some(self) -> bool:
+        """Write what the pipe takes now; False if the process is gone."""
+        while self._unwritten:
+            view = self._unwritten[0]
+            try:
+                written = os.write(self.jobs.fileno(), view)
+            except BlockingIOError:
+                return True
+            except OSError:  # EPIPE: nobody reads any more
+                return False
+            if written < len(view):
+                self._unwritten[0] = view[written:]
+                return True
+            self._unwritten.popleft()
+        return True
+
+    def _on_writable(self) -> None:
+        assert self.loop is not None
+        if not self._write_some():
+            self._die()
+        elif not self._unwritten:
+            self.loop.remove_writer(self.jobs.fileno())
+
+    def _on_readable(self) -> None:
+        while self.held:
+            try:
+                chunk = os.read(self.answers.fileno(), PIPE_BYTES + _HEADER.size)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:  # end of file: the process died
+                return self._die()
+            if not self._received and len(chunk) >= _HEADER.size \
+                    and len(chunk) == _HEADER.size + _HEADER.unpack_from(chunk)[0]:
+                self._answer(memoryview(chunk)[_HEADER.size:])  # the usual case: no copy
+                continue
+            self._received += chunk
+            while len(self._received) >= _HEADER.size:
+                size = _HEADER.size + _HEADER.unpack_from(self._received)[0]
+                if len(self._received) < size:
+                    break
+                answer = bytes(memoryview(self._received)[_HEADER.size:size])
+                del self._received[:size]
+                self._answer(memoryview(answer))
+
+    def _answer(self, answer: memoryview) -> None:
+        job = self.held.popleft()
         try:
-            fcntl.fcntl(writer.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except OSError:
-            pass
+            ok, value, remote = pickle.loads(answer)
+        except Exception as exc:  # noqa: BLE001 - e.g. an exception class that needs arguments
+            ok, value, remote = False, exc, None
+        if not job.outcome.done():
+            if ok:
+                job.outcome.set_result(value)
+            else:
+                if remote:
+                    value.__cause__ = _RemoteTraceback(remote)
+                job.outcome.set_exception(value)
+        assert self.loop is not None
+        loop = self.loop
+        if not self.held:
+            loop.remove_reader(self.answers.fileno())
+        self.pool.job_done(loop)
+
+    def _die(self) -> None:
+        """The process is gone: every job it held is lost; the pool replaces it."""
+        assert self.loop is not None
+        loop = self.loop
+        self.fail()
+        self.pool._on_process_lost(self, loop)
+
+    def fail(self) -> None:
+        """Stop the process; every job it held is lost."""
+        self.kill()
+        while self.held:
+            job = self.held.popleft()
+            if not job.outcome.done():
+                job.outcome.set_exception(_ProcessLost())
+
+    def send_blocking(self, message: bytes) -> None:
+        view = memoryview(message)
+        while view:
+            select.select([], [self.jobs.fileno()], [], 60)
+            try:
+                view = view[os.write(self.jobs.fileno(), view):]
+            except BlockingIOError:
+                continue
+
+    def receive_blocking(self, timeout: float) -> bytes:
+        received, deadline = bytearray(), time.monotonic() + timeout
+        while len(received) < _HEADER.size or len(received) < _HEADER.size + _HEADER.unpack_from(received)[0]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("a work process did not start in time")
+            if select.select([self.answers.fileno()], [], [], left)[0]:
+                chunk = os.read(self.answers.fileno(), PIPE_BYTES)
+                if not chunk:
+                    raise RuntimeError("a work process stopped while starting")
+                received += chunk
+        return bytes(received[_HEADER.size:])
+
+    def stop_taking_jobs(self) -> None:
+        """Close the job pipe: the process leaves once its current job is done."""
+        if not self.jobs.closed:
+            if self.loop is not None and self._unwritten and not self.loop.is_closed():
+                self.loop.remove_writer(self.jobs.fileno())
+            self.jobs.close()
+
+    def kill(self) -> None:
+        """Stop the process (if it still runs) and close the pipes."""
+        if self.process.exitcode is None:
+            self.process.kill()
+        self.process.join(5)
+        if self.loop is not None and not self.loop.is_closed():
+            if self.held and not self.answers.closed:
+                self.loop.remove_reader(self.answers.fileno())
+            if self._unwritten and not self.jobs.closed:
+                self.loop.remove_writer(self.jobs.fileno())
+        self._unwritten.clear()
+        self.stop_taking_jobs()
+        if not self.answers.closed:
+            self.answers.close()
+
+
+def _serve(jobs: Connection, answers: Connection, initializer: Callable[..., None] | None,
+           initargs: tuple[Any, ...]) -> None:
+    """A work process: run jobs one at a time until the job pipe closes."""
+    if initializer is not None:
+        initializer(*initargs)
+    job_fd, answer_fd = jobs.fileno(), answers.fileno()
+    while True:
+        header = _read_exactly(job_fd, _HEADER.size)
+        if header is None:
+            return
+        payload = _read_exactly(job_fd, _HEADER.unpack(header)[0])
+        if payload is None:
+            return
+        fn, args = pickle.loads(payload)
+        del payload
+        try:
+            outcome: tuple[bool, Any, str | None] = (True, fn(*args), None)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+            remote = None if isinstance(exc, FacefuseError) else traceback.format_exc()
+            outcome = (False, exc, remote)
+        try:
+            message = _frame(pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:  # an answer that cannot cross the pipe
+            message = _frame(pickle.dumps((False, RuntimeError(f"unpicklable answer: {exc!r}"),
+                                           traceback.format_exc()), pickle.HIGHEST_PROTOCOL))
+        del outcome
+        view = memoryview(message)
+        while view:
+            view = view[os.write(answer_fd, view):]
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    """size bytes from a blocking fd, or None at end of file."""
+    if size == 0:
+        return b""
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, PIPE_BYTES))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _widen(fd: int) -> None:
+    """Let a whole job or answer fit in a pipe (Linux: 64 KB by default): without it a 0.5 MB
+    answer crossed in 64 KB turns, each waiting for the other process to be scheduled."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _busy() -> FacefuseError:
