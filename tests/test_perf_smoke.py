@@ -43,3 +43,20 @@ def test_bench_quick_writes_a_complete_report(tmp_path: Path) -> None:
 
 def _refuse(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def test_the_machine_probe_times_jobs_alone_and_on_every_core_at_once() -> None:
+    from PIL import Image
+
+    from facefuse.bench import TEMPLATE_PHOTO, USER_PHOTO, ComputeProbe, make_input
+
+    probe = ComputeProbe(make_input(Image.open(FACES / USER_PHOTO).convert("RGB"), 0.25),
+                         (FACES / TEMPLATE_PHOTO).read_bytes(), runs=2)
+    try:
+        probe.round()
+    finally:
+        probe.close()
+    result = probe.result()
+    assert len(probe.alone) == 2 and [len(t) for t in probe.together] == [2] * result["cores"]
+    assert result["alone_ms_p50"] > 0 and len(result["together_ms_p50"]) == result["cores"]
+    assert 0 < result["speedup"] <= result["cores"] * 1.5  # each job timed, none skipped

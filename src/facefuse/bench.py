@@ -7,8 +7,9 @@ timed request of the same input) and the real service (`facefuse serve`, default
 settings) on 127.0.0.1 for the same inputs: latency p50/p95/p99 with base64 and url
 answers, throughput at concurrency 1/4/16 with 1 and 2 workers (both services up, runs
 alternating) and where its CPU went, back-pressure beyond the queue, /healthz under load,
-resident memory per worker after warm-up and after 1,000 requests, cold start.
-Loopback only, bounded request counts. The photos come from --faces-dir (never shipped);
+resident memory per worker after warm-up and after 1,000 requests, cold start, and the
+machine's own two-core scaling (a work process's job alone and on every core at once,
+no HTTP), measured between the loaded runs. Loopback only, bounded request counts. The photos come from --faces-dir (never shipped);
 the report is printed with each target of the issue marked MET or MISS, and written as
 JSON.
 """
@@ -29,8 +30,10 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -39,6 +42,7 @@ import orjson
 from PIL import Image
 
 from facefuse.media.decode import decode_base64, decode_image
+from facefuse.fusion.fuse import FuseOptions, fuse_prepared, prepare_template
 from facefuse.media.encode import encode_jpeg
 from facefuse.settings import Settings
 from facefuse.vision.detect import detect_faces
@@ -97,6 +101,70 @@ def floor_once(text: str, result_rgb: np.ndarray, quality: int) -> float:
     elapsed = (time.perf_counter() - started) * 1000
     assert faces, "the benchmark photo must have a face"
     return elapsed
+
+
+class ComputeProbe:
+    """The machine's own scaling, no HTTP: a work process's job (decode, detect, fuse,
+    encode the 1 MP input into the template) in one process alone, then in one process
+    per core at once. Cores that share caches, memory bandwidth or a physical core make
+    each job slower when all compute; no pool of work processes can give more than that
+    over one. Measured in rounds between the service's loaded runs: on this kind of
+    machine it moves from minute to minute (1.53, 1.65, 1.97 in three runs in a row)."""
+
+    def __init__(self, item: Input, template_jpeg: bytes, runs: int) -> None:
+        self.cores = os.cpu_count() or 1
+        self._job = (base64.b64encode(item.jpeg).decode(), template_jpeg, runs)
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(self.cores, mp_context=context, initializer=_keep_barrier,
+                                         initargs=(context.Barrier(self.cores),))
+        self.alone: list[float] = []
+        self.together: list[list[float]] = [[] for _ in range(self.cores)]
+
+    def round(self) -> None:
+        """Jobs in one process, then in every process at once."""
+        self.alone += self._pool.submit(_compute_runs, *self._job, False).result()
+        futures = [self._pool.submit(_compute_runs, *self._job, True) for _ in range(self.cores)]
+        for times, future in zip(self.together, futures):
+            times += future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+    def result(self) -> dict[str, object]:
+        alone_ms = float(np.median(self.alone))
+        together_ms = [float(np.median(t)) for t in self.together]
+        return {"cores": self.cores, "alone_ms_p50": alone_ms, "together_ms_p50": together_ms,
+                "speedup": sum(alone_ms / t for t in together_ms)}
+
+
+_barrier: Any = None
+
+
+def _keep_barrier(barrier: Any) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _compute_runs(text: str, template_jpeg: bytes, runs: int, all_at_once: bool) -> list[float]:
+    """ms per job, `runs` jobs after a warm-up; with all_at_once, only when every process
+    of the pool is warm too (each holds one such call)."""
+    tune_for_compute()
+    template_rgb = decode_image(template_jpeg)
+    prepared = prepare_template(template_rgb, detect_faces(template_rgb)[0])
+    quality, options = Settings().jpeg_quality, FuseOptions()
+
+    def once() -> float:
+        started = time.perf_counter()
+        rgb = decode_image(decode_base64(text))
+        fused = fuse_prepared(prepared, rgb, detect_faces(rgb)[0], options)
+        encode_jpeg(fused, quality)
+        return (time.perf_counter() - started) * 1000
+
+    for _ in range(3):
+        once()
+    if all_at_once:
+        _barrier.wait(timeout=120)
+    return [once() for _ in range(runs)]
 
 
 # ------------------------------------------------------------------ the service
@@ -382,12 +450,13 @@ class Plan:
     workers: tuple[int, ...]
     memory_requests: int
     saturation_concurrency: int  # beyond 1 + queue_size of one worker
+    compute_runs: int  # jobs per process in each round of the machine's own scaling (0: not measured)
 
     @classmethod
     def make(cls, quick: bool) -> "Plan":
         if quick:
-            return cls(SIZES_MP[:2], 5, 12, (1, 4), (1,), 20, 24)
-        return cls(SIZES_MP, 40, 96, (1, 4, 16), (1, 2), 1000, 64)
+            return cls(SIZES_MP[:2], 5, 12, (1, 4), (1,), 20, 24, 0)
+        return cls(SIZES_MP, 40, 96, (1, 4, 16), (1, 2), 1000, 64, 25)
 
 
 def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dict[str, object]:
@@ -425,12 +494,18 @@ def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarr
         out["start_s_1_worker"] = first.cold_start_s
         key = (first.auth["api_key"], first.auth["api_secret"])
         template_id = register_template(data_dir, template_path)
-        body = fuse_body(next(i for i in inputs if i.nominal == 1.0), template_id, "base64")
+        one_mp = next(i for i in inputs if i.nominal == 1.0)
+        body = fuse_body(one_mp, template_id, "base64")
         out.update(_latencies(first, inputs, template_id, template_rgb, plan))
         for workers in plan.workers[1:]:
             services[workers] = start_service(data_dir, workers, key)
             out[f"start_s_{workers}_worker"] = services[workers].cold_start_s
-        out.update(_load(services, body, plan))
+        probe = ComputeProbe(one_mp, template_path.read_bytes(), plan.compute_runs) if plan.compute_runs else None
+        try:
+            out.update(_load(services, body, plan, probe))
+        finally:
+            if probe is not None:
+                probe.close()
         out["saturation_1_worker"] = throughput(first, body, plan.saturation_concurrency,
                                                 3 * plan.saturation_concurrency)
         out["memory_1_worker"] = memory_run(first, body, plan.memory_requests)
@@ -441,15 +516,19 @@ def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarr
     return out
 
 
-def _load(services: dict[int, Service], body: bytes, plan: Plan) -> dict[str, object]:
+def _load(services: dict[int, Service], body: bytes, plan: Plan, probe: ComputeProbe | None) -> dict[str, object]:
     for service in services.values():
         latency(service, body, 4)  # every worker warm
     out: dict[str, object] = {f"throughput_{n}_worker": [] for n in services}
     for concurrency in plan.concurrencies:
+        if probe is not None:
+            probe.round()  # the machine's own scaling, next to each pair of loaded runs
         for workers, service in services.items():
             out[f"throughput_{workers}_worker"].append(  # type: ignore[union-attr]
                 throughput(service, body, concurrency, plan.throughput_requests))
     out.update({f"rss_mb_{n}_worker": service.worker_rss_mb() for n, service in services.items()})
+    if probe is not None:
+        out["compute_scaling"] = probe.result()
     return out
 
 
@@ -478,6 +557,10 @@ def ratios(report: dict[str, object]) -> dict[str, float]:
         # takes everywhere (HTTP process and load generator included), over one worker.
         per_request = one["cpu_ms_work"] + two["cpu_ms_http"] + two["cpu_ms_client"]
         out["two_workers_over_one_ceiling"] = (report["machine"]["cpus"] * 1000 / per_request) / one["rps"]  # type: ignore[index]
+    if "compute_scaling" in report:
+        out["cores_compute_speedup"] = report["compute_scaling"]["speedup"]  # type: ignore[index]
+        if "two_workers_over_one" in out:  # how much of what the machine gives the service keeps
+            out["two_workers_over_one_of_machine"] = out["two_workers_over_one"] / out["cores_compute_speedup"]
     return out
 
 
@@ -559,6 +642,11 @@ def table_lines(report: dict[str, object]) -> list[str]:
         lines.append(f"memory {what}, after its load: {mbs}")
     starts = [f"{k[8:].replace('_', ' ')} {v:.2f} s" for k, v in report.items() if k.startswith("start_s_")]
     lines.append("cold start to /readyz: " + ", ".join(starts) + " (the first on a fresh data dir)")
+    scaling = report.get("compute_scaling")
+    if isinstance(scaling, dict):
+        together = "/".join(f"{ms:.1f}" for ms in scaling["together_ms_p50"])
+        lines.append(f"machine, no HTTP: a 1 MP job {scaling['alone_ms_p50']:.1f} ms alone, {together} ms with "
+                     f"one per core at once: {scaling['cores']} cores give {scaling['speedup']:.2f}x one")
     lines.append("ratios: " + "  ".join(f"{k} {v:.2f}" for k, v in report["ratios"].items()))  # type: ignore[union-attr]
     lines.extend(f"target {'MET ' if ok else 'MISS'}  {name}" for name, ok in report["targets"].items())  # type: ignore[union-attr]
     return lines
