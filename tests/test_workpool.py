@@ -185,6 +185,25 @@ def test_a_busy_process_holds_the_next_idempotent_job_and_a_crash_retries_it() -
         work.shutdown()
 
 
+def test_shutdown_from_a_thread_while_a_timed_out_job_still_runs() -> None:
+    """As the server's lifespan does it: the loop still runs and still watches the pipes
+    of a process whose job outlived its deadline."""
+    work = WorkPool(1, 0, deadline=0.2)
+
+    async def scenario() -> int:
+        with pytest.raises(FacefuseError) as late:
+            await work.run(time.sleep, 1.5)
+        assert late.value.error is Err.PROCESS_TIMEOUT
+        pid = work._processes[0].process.pid
+        await asyncio.to_thread(work.shutdown)
+        await asyncio.sleep(0.05)  # the loop goes on without the closed pipes
+        return pid
+
+    pid = asyncio.run(scenario())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
 def _sleep_then_exit(seconds: float) -> None:
     time.sleep(seconds)
     os._exit(3)

@@ -235,12 +235,40 @@ class WorkPool:
         """Stop every process; a job still running gets a few seconds to finish."""
         with self._lock:
             processes, self._processes = self._processes, []
+        _unwatch_on_their_loops(processes)
         for process in processes:
             process.stop_taking_jobs()
         deadline = time.monotonic() + 10
         for process in processes:
             process.process.join(max(0.0, deadline - time.monotonic()))
             process.kill()
+
+
+def _unwatch_on_their_loops(processes: list[_WorkProcess]) -> None:
+    """Stop the loops watching these processes' pipes, each on its own thread (shutdown()
+    runs on another thread; a loop's watchers are changed only by that loop)."""
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    for loop in {p.loop for p in processes if p.loop is not None and not p.loop.is_closed()}:
+        watched = [p for p in processes if p.loop is loop]
+        if loop is current:
+            for process in watched:
+                process.unwatch()
+            continue
+        done = threading.Event()
+
+        def unwatch_all(watched: list[_WorkProcess] = watched, done: threading.Event = done) -> None:
+            for process in watched:
+                process.unwatch()
+            done.set()
+
+        try:
+            loop.call_soon_threadsafe(unwatch_all)
+        except RuntimeError:  # the loop closed meanwhile: nothing watches any more
+            continue
+        done.wait(5)
 
 
 @dataclass(eq=False)
@@ -282,6 +310,8 @@ class _WorkProcess:
     held: collections.deque[_Job] = field(default_factory=collections.deque)
     _unwritten: collections.deque[memoryview] = field(default_factory=collections.deque)
     _received: bytearray = field(default_factory=bytearray)
+    _reading: bool = False  # the loop watches the answer pipe
+    _writing: bool = False  # the loop watches the job pipe (a job larger than the pipe)
 
     @classmethod
     def spawn(cls, context: Any, initializer: Callable[..., None] | None,
@@ -307,7 +337,7 @@ class _WorkProcess:
         per call; a closed loop never reads their answers): such a process is stopped."""
         if self.alive() and not (self.held and self.loop is not None and self.loop.is_closed()):
             return True
-        self.kill()
+        self.fail()  # its jobs are lost now, not when the end of its pipe is read
         return False
 
     def can_take(self, loop: asyncio.AbstractEventLoop, depth: int) -> bool:
@@ -321,18 +351,17 @@ class _WorkProcess:
             self.loop = loop
             self._received.clear()
             loop.add_reader(self.answers.fileno(), self._on_readable)
+            self._reading = True
         self.held.append(job)
         job.sent = True
-        was_writing = bool(self._unwritten)
         self._unwritten.append(memoryview(job.message))
         if not self._write_some():
             self.held.pop()
             job.sent = False
-            if not self.held:
-                loop.remove_reader(self.answers.fileno())
             return False
-        if self._unwritten and not was_writing:
+        if self._unwritten and not self._writing:
             loop.add_writer(self.jobs.fileno(), self._on_writable)
+            self._writing = True
         return True
 
     def _write_some(self) -> bool:
@@ -357,6 +386,7 @@ class _WorkProcess:
             self._die()
         elif not self._unwritten:
             self.loop.remove_writer(self.jobs.fileno())
+            self._writing = False
 
     def _on_readable(self) -> None:
         while self.held:
@@ -398,6 +428,7 @@ class _WorkProcess:
         loop = self.loop
         if not self.held:
             loop.remove_reader(self.answers.fileno())
+            self._reading = False
         self.pool.job_done(loop)
 
     def _die(self) -> None:
@@ -408,11 +439,11 @@ class _WorkProcess:
         self.pool._on_process_lost(self, loop)
 
     def fail(self) -> None:
-        """Stop the process; every job it held is lost."""
+        """Stop the process; every job it held is lost (told to waiters whose loop runs)."""
         self.kill()
         while self.held:
             job = self.held.popleft()
-            if not job.outcome.done():
+            if not job.outcome.done() and not job.outcome.get_loop().is_closed():
                 job.outcome.set_exception(_ProcessLost())
 
     def send_blocking(self, message: bytes) -> None:
@@ -437,11 +468,19 @@ class _WorkProcess:
                 received += chunk
         return bytes(received[_HEADER.size:])
 
+    def unwatch(self) -> None:
+        """The loop stops watching the pipes (call on the loop's thread)."""
+        if self.loop is not None and not self.loop.is_closed():
+            if self._reading:
+                self.loop.remove_reader(self.answers.fileno())
+            if self._writing:
+                self.loop.remove_writer(self.jobs.fileno())
+        self._reading = self._writing = False
+        self._unwritten.clear()
+
     def stop_taking_jobs(self) -> None:
         """Close the job pipe: the process leaves once its current job is done."""
         if not self.jobs.closed:
-            if self.loop is not None and self._unwritten and not self.loop.is_closed():
-                self.loop.remove_writer(self.jobs.fileno())
             self.jobs.close()
 
     def kill(self) -> None:
@@ -449,12 +488,7 @@ class _WorkProcess:
         if self.process.exitcode is None:
             self.process.kill()
         self.process.join(5)
-        if self.loop is not None and not self.loop.is_closed():
-            if self.held and not self.answers.closed:
-                self.loop.remove_reader(self.answers.fileno())
-            if self._unwritten and not self.jobs.closed:
-                self.loop.remove_writer(self.jobs.fileno())
-        self._unwritten.clear()
+        self.unwatch()
         self.stop_taking_jobs()
         if not self.answers.closed:
             self.answers.close()
