@@ -9,9 +9,9 @@ answers, throughput at concurrency 1/4/16 with 1 and 2 workers (both services up
 alternating) and where its CPU went, back-pressure beyond the queue, /healthz under load,
 resident memory per worker after warm-up and after 1,000 requests, cold start, and the
 machine's own two-core scaling (a work process's job alone and on every core at once,
-no HTTP), measured between the loaded runs. Loopback only, bounded request counts. The photos come from --faces-dir (never shipped);
-the report is printed with each target of the issue marked MET or MISS, and written as
-JSON.
+no HTTP), measured between the loaded runs. Loopback only, bounded request counts. The
+photos come from --faces-dir (never shipped); the report is printed with each target of
+the issue marked MET or MISS, and written as JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import base64
 import http.client
 import io
 import json
+import multiprocessing
 import os
 import re
 import socket
@@ -30,19 +31,18 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import orjson
 from PIL import Image
 
-from facefuse.media.decode import decode_base64, decode_image
 from facefuse.fusion.fuse import FuseOptions, fuse_prepared, prepare_template
+from facefuse.media.decode import decode_base64, decode_image
 from facefuse.media.encode import encode_jpeg
 from facefuse.settings import Settings
 from facefuse.vision.detect import detect_faces
