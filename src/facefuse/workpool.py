@@ -3,8 +3,9 @@ growing latency.
 
 Each work process has its own pair of pipes. The event loop writes a job straight into the
 process's pipe and reads the answer when the pipe turns readable: no helper threads, so no
-GIL hand-offs between them and the event loop (concurrent.futures' process pool used two
-threads and ~1.2 ms of the HTTP process's CPU per job, this ~0.3 ms). Messages are framed
+GIL hand-offs between them and the event loop (with concurrent.futures' process pool and
+its two threads, the HTTP process took 2.67 ms of CPU per 1 MP request under 2-worker
+load; with this, 2.20 ms; docs/performance.md). Messages are framed
 here (8-byte length), so the event loop never blocks on a pipe: a job larger than the pipe
 goes in as the process reads it, and an answer is gathered as it arrives."""
 
