@@ -190,17 +190,7 @@ class WorkPool:
             loop.call_soon(self._redispatch, loop)  # replace the dead, then try again
 
     def _redispatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            self._dispatch(loop)
-
-    def _on_process_lost(self, process: _WorkProcess, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            if process in self._processes:
-                self._processes.remove(process)
-            self._dispatch(loop)
-
-    def job_done(self, loop: asyncio.AbstractEventLoop) -> None:
-        """A process answered: waiting jobs may move up."""
+        """A process answered or died: waiting jobs may move (a dead process is replaced)."""
         if self._waiting:
             with self._lock:
                 self._dispatch(loop)
@@ -430,14 +420,14 @@ class _WorkProcess:
         if not self.held:
             loop.remove_reader(self.answers.fileno())
             self._reading = False
-        self.pool.job_done(loop)
+        self.pool._redispatch(loop)
 
     def _die(self) -> None:
         """The process is gone: every job it held is lost; the pool replaces it."""
         assert self.loop is not None
         loop = self.loop
         self.fail()
-        self.pool._on_process_lost(self, loop)
+        self.pool._redispatch(loop)
 
     def fail(self) -> None:
         """Stop the process; every job it held is lost (told to waiters whose loop runs)."""
