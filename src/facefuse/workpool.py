@@ -288,6 +288,18 @@ def _frame(payload: bytes) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
+def _take_frame(received: bytearray) -> bytes | None:
+    """The first whole message in `received`, taken out of it; None until one has come."""
+    if len(received) < _HEADER.size:
+        return None
+    end = _HEADER.size + _HEADER.unpack_from(received)[0]
+    if len(received) < end:
+        return None
+    message = bytes(received[_HEADER.size:end])
+    del received[:end]
+    return message
+
+
 @dataclass(eq=False)
 class _WorkProcess:
     """One work process, the parent's ends of its two pipes (non-blocking) and the jobs it
@@ -394,12 +406,7 @@ class _WorkProcess:
                 self._answer(memoryview(chunk)[_HEADER.size:])  # the usual case: no copy
                 continue
             self._received += chunk
-            while len(self._received) >= _HEADER.size:
-                size = _HEADER.size + _HEADER.unpack_from(self._received)[0]
-                if len(self._received) < size:
-                    break
-                answer = bytes(memoryview(self._received)[_HEADER.size:size])
-                del self._received[:size]
+            while (answer := _take_frame(self._received)) is not None:
                 self._answer(memoryview(answer))
 
     def _answer(self, answer: memoryview) -> None:
@@ -448,7 +455,7 @@ class _WorkProcess:
 
     def receive_blocking(self, timeout: float) -> bytes:
         received, deadline = bytearray(), time.monotonic() + timeout
-        while len(received) < _HEADER.size or len(received) < _HEADER.size + _HEADER.unpack_from(received)[0]:
+        while (message := _take_frame(received)) is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("a work process did not start in time")
@@ -457,7 +464,7 @@ class _WorkProcess:
                 if not chunk:
                     raise RuntimeError("a work process stopped while starting")
                 received += chunk
-        return bytes(received[_HEADER.size:])
+        return message
 
     def unwatch(self) -> None:
         """The loop stops watching the pipes (call on the loop's thread)."""
