@@ -229,8 +229,10 @@ def test_the_frames_of_the_templates_glasses_stay_in_front() -> None:
     t_luma, r_luma = luma(template), luma(result)
     frames = zone & ~eyes & ~brows & (t_luma < 50)
     assert frames.sum() > 2000  # the frames are there to look at
-    # Measured: 40 levels off with the frames kept, 82 when the user's skin replaces them.
-    assert np.abs(r_luma[frames] - t_luma[frames]).mean() < 55
+    # Measured: 3.9 levels off (90th percentile 11) with the frames taken from the unwarped
+    # template; 46 (124) when they were warped with the face and so bent and half-covered.
+    off = np.abs(r_luma[frames] - t_luma[frames])
+    assert off.mean() < 10 and np.percentile(off, 90) < 30
 
 
 def test_a_shadow_under_a_smiling_templates_nose_is_not_kept_as_a_dark_line() -> None:

@@ -46,6 +46,7 @@ class PreparedTemplate:
     landmarks: np.ndarray  # (478, 3) in patch pixels
     face_size: float
     grayscale: bool
+    glasses: bool  # wears glasses: their frames are put back unwarped (_keep_glasses)
 
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
@@ -59,9 +60,11 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     patch = np.ascontiguousarray(template_rgb[y0:y1, x0:x1])
     landmarks = template_face.landmarks.astype(np.float32).copy()
     landmarks[:, :2] -= (x0, y0)
+    canvas = _Canvas(patch.shape[:2], float(side), landmarks[:, :2])
+    glasses = bool(canvas.glasses_frames(canvas.shrink_dark(patch)).any())
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
-                            grayscale=tone.is_grayscale(patch))
+                            grayscale=tone.is_grayscale(patch), glasses=glasses)
 
 
 def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray,
@@ -114,9 +117,12 @@ def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face
     result[wy0:wy1, wx0:wx1] = t_warped
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
     u_map = (u_map[0][inner], u_map[1][inner])
+    origin = np.array([fx0, fy0], np.float32)
     face = _fuse_face_region(
         t_warped[inner], warp.remap(user_image, u_map), _UserCoverage(user_image.shape, u_map, u_seen[inner]),
-        target - np.array([fx0, fy0], np.float32), t_lms, user_lms, fuse, prepared)
+        target - origin, t_lms, user_lms, fuse, prepared)
+    if prepared.glasses:
+        _keep_glasses(face, prepared.patch[fy0:fy1, fx0:fx1], t_lms[:, :2] - origin, prepared.face_size)
     result[fy0:fy1, fx0:fx1] = face
     return result
 
@@ -172,8 +178,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     skin_area = canvas.skin_area()
     gain = canvas.shading_gain(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
     u_hair = canvas.forehead_hair(canvas.shrink_dark(u_face), u_model)
-    alpha = fuse * canvas.alpha(canvas.shrink_dark(t_face), t_skin, u_skin * (1 - u_hair),
-                                _feature_trust(t_lms, u_lms))
+    alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
     gain *= _median_tone_gain(_soft_highlights(u_small * gain), t_small, alpha)
 
     face = u_face.astype(np.float32)
@@ -191,6 +196,20 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
         face = tone.to_gray(face)
     np.maximum(face, 0, out=face)
     return cv2.convertScaleAbs(face)  # rounds and saturates at 255
+
+
+def _keep_glasses(face: np.ndarray, t_still: np.ndarray, t_points: np.ndarray,
+                  face_size: float) -> None:
+    """The frames of the template's glasses, as they are in the template, in front of the
+    fused face (in place). Frames are rigid: the warp that moves the template's features
+    to the user's proportions would bend them, so they are taken from the unwarped
+    template (`t_still`, the same region; `t_points` its landmarks there)."""
+    canvas = _Canvas(face.shape[:2], face_size, t_points)
+    frames = canvas.glasses_frames(canvas.shrink_dark(t_still))
+    if not frames.any():
+        return
+    weight = canvas.grow(frames)
+    face[:] = cv2.blendLinear(t_still, face, weight, 1 - weight)
 
 
 class _Canvas:
@@ -275,10 +294,8 @@ class _Canvas:
         centre = masks.feather(centre, 0.08 * self.size)[..., None]
         return gains[0] + centre * (gains[1] - gains[0])
 
-    def alpha(self, t_dark: np.ndarray, t_skin: np.ndarray, u_skin: np.ndarray,
-              trust: dict[str, float]) -> np.ndarray:
-        """How much of the user's face shows at each pixel (before fuse_degree); t_dark is
-        the template's luma shrunk by its darkest pixels (see shrink_dark)."""
+    def alpha(self, t_skin: np.ndarray, u_skin: np.ndarray, trust: dict[str, float]) -> np.ndarray:
+        """How much of the user's face shows at each pixel (before fuse_degree)."""
         pts, size = self.points, self.size
         base = masks.feather(masks.polygon_mask(self.shape, masks.shrunk_oval(pts, *FACE_SHRINK)),
                              FACE_FEATHER * size)
@@ -287,12 +304,10 @@ class _Canvas:
         centre = np.maximum(masks.feather(centre, 0.02 * size), features)
         # Off the centre, whatever is not skin stays in front: the template's hair over the
         # forehead, a beard along the jaw; the user's hair or background does not come in.
-        # In the centre the user's features always come, and the template keeps only dark
-        # frames of glasses.
+        # In the centre the user's features always come (glasses go on top: _keep_glasses).
         t_gate = _smoothstep(masks.feather(t_skin, 0.012 * size), 0.2, 0.55)
         u_gate = _smoothstep(masks.feather(u_skin, 0.01 * size), 0.15, 0.5)
-        frames = self._glasses_frames(t_dark)
-        alpha = base * (centre + (1 - centre) * t_gate * u_gate) * (1 - frames)
+        alpha = base * (centre + (1 - centre) * t_gate * u_gate)
         self._keep_template_feature(alpha, mesh.LIPS_OUTER, 0.03, trust["lips"])
         self._keep_template_feature(alpha, mesh.RIGHT_EYE, 0.045, trust["right_eye"])
         self._keep_template_feature(alpha, mesh.LEFT_EYE, 0.045, trust["left_eye"])
@@ -308,12 +323,12 @@ class _Canvas:
         if trust < 1:
             alpha *= 1 - self._feature_region(indices, reach) * (1 - trust)
 
-    def _glasses_frames(self, t_dark: np.ndarray) -> np.ndarray:
+    def glasses_frames(self, t_dark: np.ndarray) -> np.ndarray:
         """Soft mask of the frames of the template's glasses; zero when it wears none.
 
         Glasses are told by their bridge: a dark line across the nose between the eyes,
-        where a face has no other. Then every dark line around the eyes is frame (over
-        the brows too), but never the eyes themselves."""
+        where a face has no other. Frames are the dark lines around the eyes that hang
+        together with it (a brow counts only where a frame touches it), never the eyes."""
         pts, size = self.points, self.size
         lines = masks.dark_lines(t_dark, 0.03 * size)
         bridge = masks.polygon_mask(self.shape, pts[list(_NOSE_BRIDGE)])
@@ -322,7 +337,11 @@ class _Canvas:
             return np.zeros(self.shape, np.float32)
         eyes = masks.grow(masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE),
                                              masks.loop(pts, mesh.LEFT_EYE)), 0.01 * size)
-        return lines * masks.glasses_zone(self.shape, pts) * (1 - eyes)
+        frames = lines * masks.glasses_zone(self.shape, pts) * (1 - eyes)
+        _, pieces = cv2.connectedComponents((frames > 0.25).astype(np.uint8), connectivity=8)
+        on_bridge = np.unique(pieces[(bridge > 0.5) & (pieces > 0)])
+        attached = np.isin(pieces, on_bridge).astype(np.float32)
+        return frames * masks.feather(masks.grow(attached, 1.5), 0.5)
 
     def _skin_above(self, top: tuple[int, ...], skin: np.ndarray) -> np.float32:
         """Mean skin likelihood on the band of forehead just above a brow: low when hair

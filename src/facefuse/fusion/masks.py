@@ -77,13 +77,14 @@ def inner_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
 
 def glasses_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     """Where the frames of glasses can be: brows, eyes and the bridge between them, down to
-    the upper cheeks (a dark shadow under the nose or a beard is not a frame)."""
+    the cheeks below the lower rims and out to the temples."""
     parts = []
     for eye, brow in ((mesh.RIGHT_EYE, mesh.RIGHT_BROW), (mesh.LEFT_EYE, mesh.LEFT_BROW)):
         eye_points, brow_points = points[list(eye)], points[list(brow)]
         down = eye_points.mean(axis=0) - brow_points.mean(axis=0)  # brow to eye: "down" in any pose
-        parts += [brow_points, eye_points, eye_points + 1.3 * down]
-    return feather(hull_mask(shape, np.concatenate(parts)), 0.02 * _size(points))
+        parts += [brow_points, eye_points, eye_points + 1.7 * down]
+    size = _size(points)
+    return feather(grow(hull_mask(shape, np.concatenate(parts)), 0.04 * size), 0.01 * size)
 
 
 def _size(points: np.ndarray) -> float:
