@@ -129,3 +129,45 @@ def test_template_without_a_face_is_220003() -> None:
     with pytest.raises(FacefuseError) as raised:
         require_template_faces(detect_faces(decode_image(face("dlib__dlib_test_ffmpeg_data_eagle.jpg").read_bytes())))
     assert raised.value.error is Err.MODEL_PHOTO_NO_FACE
+
+
+@pytest.mark.parametrize("quarter_turns", [1, 2, 3])
+def test_a_turned_photo_gives_the_upright_landmarks_turned(quarter_turns: int) -> None:
+    upright_image = decode_image(face("insightface__rotate_rot_0.jpg").read_bytes())
+    (upright,) = detect_faces(upright_image)
+    turned_image = np.ascontiguousarray(np.rot90(upright_image, quarter_turns))
+    (turned,) = detect_faces(turned_image)
+    # np.rot90 turns counter-clockwise: (x, y) of the turned image back to the upright one.
+    h, w = upright_image.shape[:2]
+    back = _turn_back(turned.landmarks[:, :2].astype(np.float64), quarter_turns, h, w)
+    error = np.linalg.norm(back - upright.landmarks[:, :2], axis=1).mean()
+    assert error < 0.03 * upright.size
+
+
+def _turn_back(points: np.ndarray, quarter_turns: int, h: int, w: int) -> np.ndarray:
+    """Pixel coordinates in np.rot90(image, quarter_turns) -> in image (h x w)."""
+    x, y = points[:, 0], points[:, 1]
+    if quarter_turns == 1:  # turned image is w x h: its (x, y) came from (w - 1 - y, x)
+        return np.stack([w - 1 - y, x], axis=1)
+    if quarter_turns == 2:
+        return np.stack([w - 1 - x, h - 1 - y], axis=1)
+    return np.stack([y, h - 1 - x], axis=1)
+
+
+def test_brows_read_darker_than_the_cheeks_below_the_eyes_only_when_upright() -> None:
+    from facefuse.vision.upright import UPSIDE_DOWN_RATIO, brow_to_cheek_luma
+
+    ratios = []
+    for photo in ACCEPTED:
+        image = decode_image(face(photo.file).read_bytes())
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        ratios += [brow_to_cheek_luma(gray, found.landmarks) for found in detect_faces(image)]
+    assert len(ratios) >= len(ACCEPTED) and max(ratios) < 1.1  # measured: at most 1.0
+    # FaceMesh's own fit of an upside-down face (eyes on the eyes, brows on the cheeks)
+    from facefuse.vision.detect import _fit_in_box, find_face_boxes
+
+    image = decode_image(face("insightface__rotate_rot_180.jpg").read_bytes())
+    (box,) = find_face_boxes(image)
+    assert box.angle == 0  # BlazeFace's points read it as upright
+    mesh_fit, crop, _ = _fit_in_box(image, box, 0.0)
+    assert brow_to_cheek_luma(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), mesh_fit.landmarks) > UPSIDE_DOWN_RATIO

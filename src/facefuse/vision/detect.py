@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from facefuse.vision.faces import Face
+from facefuse.vision import upright
 from facefuse.vision.pose import head_pose
 
 DETECTION_SIDE = 640
@@ -98,14 +99,31 @@ def landmarks_in_box(rgb: np.ndarray, box: FaceBox) -> Face | None:
     """FaceMesh landmarks of the face in `box`, in full-image pixels.
 
     The crop is turned so the face stands upright (from BlazeFace's eye and mouth points):
-    FaceMesh fits an upright face even to one lying sideways or upside down.
+    FaceMesh fits an upright face even to one lying sideways or upside down. BlazeFace's
+    points do not tell upside down from upright, so that is checked on the fit itself.
     """
-    side = box.side * CROP_CONTEXT
-    crop, to_crop = _crop(rgb, box.center, side, CROP_SIDE, box.angle)
-    faces = _mesh_faces(crop, max_faces=1, score=box.score)
-    if not faces:
+    fitted = _fit_in_box(rgb, box, box.angle)
+    if fitted is None:
         return None
-    return _moved(faces[0], to_crop)
+    face, crop, to_crop = fitted
+    ratio = upright.brow_to_cheek_luma(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), face.landmarks)
+    if ratio > upright.UPSIDE_DOWN_RATIO:
+        # Fitted upside down (see vision/upright.py): fit the crop turned half a turn, and
+        # keep that only if it reads upright itself.
+        turned = _fit_in_box(rgb, box, box.angle + 180.0)
+        if turned is not None:
+            t_face, t_crop, t_to_crop = turned
+            if upright.brow_to_cheek_luma(cv2.cvtColor(t_crop, cv2.COLOR_RGB2GRAY), t_face.landmarks) < 1.0:
+                face, to_crop = t_face, t_to_crop
+    return _moved(face, to_crop)
+
+
+def _fit_in_box(rgb: np.ndarray, box: FaceBox, angle: float) -> tuple[Face, np.ndarray, np.ndarray] | None:
+    """FaceMesh on the box's crop turned by `angle`: the face in crop pixels, the crop, and
+    the affine matrix from image to crop pixels."""
+    crop, to_crop = _crop(rgb, box.center, box.side * CROP_CONTEXT, CROP_SIDE, angle)
+    faces = _mesh_faces(crop, max_faces=1, score=box.score)
+    return (faces[0], crop, to_crop) if faces else None
 
 
 def _landmarks_whole_image(rgb: np.ndarray, max_faces: int) -> list[Face]:
