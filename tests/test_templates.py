@@ -354,3 +354,42 @@ def test_two_processes_adding_at_once(tmp_path: Path) -> None:
     listed = {t.template_id for t in assert_consistent(open_registry(tmp_path))}
     added = {tid for o in outcomes for tid in o["added"]}
     assert len(added) == 12 and listed == added | {"contestedid00001"}
+
+
+def test_newest_lists_the_templates_added_last_first(registry: TemplateRegistry) -> None:
+    first = registry.add(photo(FRONTAL))
+    second = registry.add(photo(SMALL_FRONTAL))
+    assert [t.template_id for t in registry.newest(5)] == [second.template_id, first.template_id]
+    assert [t.template_id for t in registry.newest(1)] == [second.template_id]
+    assert registry.newest(0) == []
+
+
+def test_a_work_process_warms_up_with_a_fusion_and_the_newest_templates_loaded(tmp_path: Path) -> None:
+    import asyncio
+
+    from facefuse import worker
+    from facefuse.settings import Settings
+    from facefuse.workpool import WorkPool
+
+    settings = Settings(data_dir=tmp_path, preload_templates=2)
+    registry = open_registry(tmp_path)
+    registry.ensure_demo()
+    added = [registry.add(photo(name)).template_id for name in (FRONTAL, SMALL_FRONTAL, TWO_PEOPLE)]
+    pool = WorkPool(1, 1, deadline=60, initializer=worker.start, initargs=(settings,))
+    try:
+        pool.warm_up(worker.warm_up)
+        warm = asyncio.run(pool.run(worker.template_cache))
+        # the demo (the warm-up fusion's template) and the two newest; the oldest is not loaded
+        assert warm["templates"] == 3 and warm["misses"] == 3
+        asyncio.run(pool.run(worker.fuse, _job(added[-1])))
+        assert asyncio.run(pool.run(worker.template_cache))["hits"] == warm["hits"] + 1
+        asyncio.run(pool.run(worker.fuse, _job(added[0])))
+        assert asyncio.run(pool.run(worker.template_cache))["misses"] == warm["misses"] + 1
+    finally:
+        pool.shutdown()
+
+
+def _job(template_id: str):
+    from facefuse.service import FuseJob, UserPhoto
+
+    return FuseJob(users=[UserPhoto(photo(FRONTAL))], template_id=template_id)

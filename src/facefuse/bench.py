@@ -351,6 +351,23 @@ def _timed_posts(service: Service, body: bytes, count: int, before_each: Callabl
     return samples
 
 
+def first_answers(service: Service, body: bytes, clients: int) -> list[float]:
+    """The first requests a just-started service answers, `clients` at once (one per work
+    process): ms each, slowest last. A warm-up that missed something shows here."""
+    ready = threading.Barrier(clients)
+
+    def first(_: int) -> float:
+        with LoopbackClient(service.base_url, timeout=60) as client:
+            ready.wait()
+            ms, status = post(client, service, body)
+        if status != 200:
+            raise RuntimeError(f"request failed with {status}")
+        return ms
+
+    with ThreadPoolExecutor(clients) as pool:
+        return sorted(pool.map(first, range(clients)))
+
+
 def throughput(service: Service, body: bytes, concurrency: int, count: int) -> dict[str, float]:
     """`concurrency` clients send `count` requests in all: fused answers per second, latency
     of the fused and of the busy answers, and /healthz polled every 20 ms meanwhile."""
@@ -500,6 +517,7 @@ def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarr
         for workers in plan.workers[1:]:
             services[workers] = start_service(data_dir, workers, key)
             out[f"start_s_{workers}_worker"] = services[workers].cold_start_s
+            out[f"first_answers_ms_{workers}_worker"] = first_answers(services[workers], body, workers)
         probe = ComputeProbe(one_mp, template_path.read_bytes(), plan.compute_runs) if plan.compute_runs else None
         try:
             out.update(_load(services, body, plan, probe))
@@ -642,6 +660,9 @@ def table_lines(report: dict[str, object]) -> list[str]:
         lines.append(f"memory {what}, after its load: {mbs}")
     starts = [f"{k[8:].replace('_', ' ')} {v:.2f} s" for k, v in report.items() if k.startswith("start_s_")]
     lines.append("cold start to /readyz: " + ", ".join(starts) + " (the first on a fresh data dir)")
+    for key in (k for k in report if k.startswith("first_answers_ms_")):
+        answers = ", ".join(f"{ms:.0f}" for ms in report[key])  # type: ignore[union-attr]
+        lines.append(f"first answers after start ({key[17:].replace('_', ' ')}s, one client each): {answers} ms")
     scaling = report.get("compute_scaling")
     if isinstance(scaling, dict):
         together = "/".join(f"{ms:.1f}" for ms in scaling["together_ms_p50"])

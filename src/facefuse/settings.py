@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     public_base_url: str = ""  # e.g. https://fuse.example.com; empty: taken from the request
     log_level: str = "info"
     demo_template: bool = True  # create the demo template on first start
+    preload_templates: int = Field(4, ge=0)  # newest templates each work process loads at start
 
     # Image rules (API.md part A)
     max_image_bytes: int = 2 * 1024 * 1024

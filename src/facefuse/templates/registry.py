@@ -178,6 +178,14 @@ class TemplateRegistry:
         rows = self.db.query(f"SELECT {_INFO_COLUMNS} FROM templates ORDER BY created_at, template_id")
         return [_info_from_row(row) for row in rows]
 
+    def newest(self, count: int) -> list[TemplateInfo]:
+        """The `count` templates added last, newest first (insertion order: created_at is
+        to the second)."""
+        if count <= 0:
+            return []
+        rows = self.db.query(f"SELECT {_INFO_COLUMNS} FROM templates ORDER BY rowid DESC LIMIT ?", (count,))
+        return [_info_from_row(row) for row in rows]
+
     def load(self, template_id: str) -> LoadedTemplate:
         """The template's image and faces (cached); 10011 TEMPLATE_NOT_FOUND if there is none."""
         info = self.get(template_id)
