@@ -235,6 +235,26 @@ def test_the_frames_of_the_templates_glasses_stay_in_front() -> None:
     assert off.mean() < 10 and np.percentile(off, 90) < 30
 
 
+def test_a_user_in_glasses_brings_no_second_pair_into_a_glasses_template() -> None:
+    import cv2
+
+    from facefuse.fusion import masks, mesh
+
+    template, t_face = photo(GLASSES), photo_face(GLASSES)
+    result = fuse(GLASSES, "deepface__img25.jpg")  # the same man in other glasses
+    points, shape = t_face.landmarks[:, :2], template.shape[:2]
+    zone = masks.glasses_zone(shape, points) > 0.5
+    eyes = masks.grow(masks.polygon_mask(shape, points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]), 4) > 0
+    brows = masks.grow(masks.polygon_mask(shape, points[list(mesh.RIGHT_BROW)], points[list(mesh.LEFT_BROW)]), 4) > 0
+    t_luma = luma(template)
+    t_frames = cv2.dilate((t_luma < 90).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    beside_frames = zone & ~eyes & ~brows & ~t_frames
+    assert not (t_luma[beside_frames] < 70).any()
+    # Measured: 502 dark pixels there (the user's lashes and what is left of the frames),
+    # 966 when the user's frames came in beside the template's.
+    assert (luma(result)[beside_frames] < 70).sum() < 700
+
+
 def test_a_shadow_under_a_smiling_templates_nose_is_not_kept_as_a_dark_line() -> None:
     from facefuse.fusion import masks
 

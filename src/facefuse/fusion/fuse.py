@@ -177,8 +177,13 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     u_skin = tone.skin_likelihood(u_small, u_model) * u_valid
     skin_area = canvas.skin_area()
     gain = canvas.shading_gain(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
-    u_hair = canvas.forehead_hair(canvas.shrink_dark(u_face), u_model)
+    u_dark = canvas.shrink_dark(u_face)
+    u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
+    if prepared.glasses:
+        # The template's glasses go on top (_keep_glasses); the user's own would show as a
+        # second, bent pair of frames beside them.
+        alpha *= 1 - canvas.glasses_frames(u_dark)
     gain *= _median_tone_gain(_soft_highlights(u_small * gain), t_small, alpha)
 
     face = u_face.astype(np.float32)
