@@ -176,7 +176,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     u_model = canvas.skin_model(u_small)
     u_skin = tone.skin_likelihood(u_small, u_model) * u_valid
     skin_area = canvas.skin_area()
-    gain = canvas.shading_gain(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
+    gain, u_level = canvas.shading(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
@@ -184,10 +184,12 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
         alpha *= 1 - canvas.glasses_frames(u_dark)
-    gain *= _median_tone_gain(_soft_highlights(u_small * gain), t_small, alpha)
+    boost = np.maximum(gain - 1, 0)
+    tone_gain = _median_tone_gain(_soft_highlights(_lit(u_small.copy(), u_level, gain, boost)), t_small, alpha)
+    gain *= tone_gain
+    boost = np.maximum(gain - 1, 0)
 
-    face = u_face.astype(np.float32)
-    face *= canvas.grow(gain)
+    face = _lit(u_face.astype(np.float32), canvas.grow(u_level), canvas.grow(gain), canvas.grow(boost))
     face = _soft_highlights(face)
     t_float = t_face.astype(np.float32)
     t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -284,20 +286,22 @@ class _Canvas:
         oval = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, 0.08, 0.04, 0.04))
         return oval * (1 - masks.features_mask(self.shape, self.points, 0.02 * self.size))
 
-    def shading_gain(self, t_small: np.ndarray, u_small: np.ndarray, t_weight: np.ndarray,
-                     u_weight: np.ndarray) -> np.ndarray:
-        """Gain taking the user's local skin level to the template's: fine-grained near the
-        rim, where the template's light shapes the outline (and the jaw stays the template's),
-        coarse in the centre, where the user's own relief and shading keep the identity."""
-        gains = []
+    def shading(self, t_small: np.ndarray, u_small: np.ndarray, t_weight: np.ndarray,
+                u_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gain taking the user's local skin level to the template's, and that level of
+        the user's (per channel). Fine-grained near the rim, where the template's light
+        shapes the outline (and the jaw stays the template's); coarse in the centre, where
+        the user's own relief and shading keep the identity."""
+        gains, user_logs = [], []
         for sigma in SHADING_SIGMA:
+            user_logs.append(tone.masked_log_lowpass(u_small, u_weight, sigma * self.size))
             gains.append(tone.shading_gain(
-                tone.masked_log_lowpass(t_small, t_weight, sigma * self.size),
-                tone.masked_log_lowpass(u_small, u_weight, sigma * self.size)))
+                tone.masked_log_lowpass(t_small, t_weight, sigma * self.size), user_logs[-1]))
         c = 1 - SHADING_CENTRE
         centre = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, c, c, c))
         centre = masks.feather(centre, 0.08 * self.size)[..., None]
-        return gains[0] + centre * (gains[1] - gains[0])
+        user_level = np.exp(user_logs[0] + centre * (user_logs[1] - user_logs[0])) - 4.0
+        return gains[0] + centre * (gains[1] - gains[0]), user_level.astype(np.float32)
 
     def alpha(self, t_skin: np.ndarray, u_skin: np.ndarray, trust: dict[str, float]) -> np.ndarray:
         """How much of the user's face shows at each pixel (before fuse_degree)."""
@@ -391,6 +395,20 @@ def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray,
     x0, y0, x1, y1 = _bounds(lips, alpha.shape, 0.02 * face_size + 2)
     hole = masks.polygon_mask((y1 - y0, x1 - x0), lips - np.array([x0, y0], np.float32))
     alpha[y0:y1, x0:x1] *= 1 - open_amount * masks.feather(hole, 0.003 * face_size)
+
+
+def _lit(face: np.ndarray, level: np.ndarray, gain: np.ndarray, boost: np.ndarray) -> np.ndarray:
+    """The user's pixels in the template's light (float32, in place): `gain` times `face`,
+    except what is brighter than the user's skin `level` where the gain brightens (`boost`
+    = max(gain - 1, 0)). That part is light the skin reflects (shine, a glint), not skin
+    colour: it is added as it is rather than multiplied, or a dark, shiny face taken to a
+    light template gets blown-out, colour-shifted patches (a blue gain of ~3x there)."""
+    excess = cv2.subtract(face, level)
+    cv2.max(excess, 0.0, dst=excess)  # a scalar 0 is 0 in every channel
+    cv2.multiply(excess, boost, dst=excess)
+    cv2.multiply(face, gain, dst=face)
+    cv2.subtract(face, excess, dst=face)
+    return face
 
 
 def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray) -> np.ndarray:
