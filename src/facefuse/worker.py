@@ -79,7 +79,7 @@ def add_template(photo: bytes, template_id: str | None, name: str | None,
                  fuse_degree: int | None, shape_degree: int | None) -> dict[str, object]:
     """Analyse and store a template photo (faces found here, the rows and files written here)."""
     info = _ready_registry().add(photo, template_id=template_id, name=name,
-                         fuse_degree=fuse_degree, shape_degree=shape_degree)
+                                 fuse_degree=fuse_degree, shape_degree=shape_degree)
     return info.to_dict()
 
 

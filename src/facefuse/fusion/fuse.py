@@ -332,14 +332,15 @@ class _Canvas:
         if trust < 1:
             alpha *= 1 - self._feature_region(indices, reach) * (1 - trust)
 
-    def glasses_frames(self, t_dark: np.ndarray) -> np.ndarray:
-        """Soft mask of the frames of the template's glasses; zero when it wears none.
+    def glasses_frames(self, dark: np.ndarray) -> np.ndarray:
+        """Soft mask of the frames of this face's glasses (`dark`: its luma shrunk by the
+        darkest pixels, see shrink_dark); zero when it wears none.
 
         Glasses are told by their bridge: a dark line across the nose between the eyes,
         where a face has no other. Frames are the dark lines around the eyes that hang
         together with it (a brow counts only where a frame touches it), never the eyes."""
         pts, size = self.points, self.size
-        lines = masks.dark_lines(t_dark, 0.03 * size)
+        lines = masks.dark_lines(dark, 0.03 * size)
         bridge = masks.polygon_mask(self.shape, pts[list(_NOSE_BRIDGE)])
         # Measured on ../shared/faces: 0.66 and 0.80 with glasses, at most 0.30 without.
         if (lines * bridge).sum() < 0.5 * max(float(bridge.sum()), 1.0):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.vision.faces import Face
 from facefuse.vision import upright
+from facefuse.vision.faces import Face
 from facefuse.vision.pose import head_pose
 
 DETECTION_SIDE = 640

@@ -13,7 +13,7 @@ RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
-# Measured over ../shared/faces (docs/vision.md): at most 1.07 on 106 upright faces, 2.53
+# Measured over ../shared/faces (docs/vision.md): at most 1.07 on 106 upright faces, 2.55
 # on the one photo turned upside down.
 UPSIDE_DOWN_RATIO = 1.4
 
@@ -29,10 +29,6 @@ def brow_to_cheek_luma(gray: np.ndarray, landmarks: np.ndarray) -> float:
         if brow_luma is not None and cheek_luma is not None:
             ratios.append((brow_luma + 8) / (cheek_luma + 8))
     return float(np.mean(ratios)) if ratios else 0.0
-
-
-def looks_upside_down(gray: np.ndarray, landmarks: np.ndarray) -> bool:
-    return brow_to_cheek_luma(gray, landmarks) > UPSIDE_DOWN_RATIO
 
 
 def _median_inside(gray: np.ndarray, polygon: np.ndarray) -> float | None:
