@@ -50,13 +50,13 @@ def warm_up() -> int:
     set-up, first calls into the codecs and the template's decode and analysis."""
     service, registry = _ready_service(), _ready_registry()
     detect_faces(np.zeros((128, 128, 3), np.uint8))  # loads the whole-image fallback's graph
-    demo = demo_photo()
     on_demo = registry.get(DEMO_TEMPLATE_ID) is not None
     try:
+        demo = demo_photo()
         service.fuse_to_jpeg(FuseJob(users=[UserPhoto(demo)], template_id=DEMO_TEMPLATE_ID if on_demo else None,
                                      template_photo=None if on_demo else demo))
-    except FacefuseError:
-        pass  # image rules set to refuse the demo photo: the fallback's models are loaded all the same
+    except (FacefuseError, OSError):
+        pass  # image rules that refuse the demo photo, or no photo: the first request pays instead
     for info in registry.newest(service.settings.preload_templates):
         try:
             registry.load(info.template_id)
