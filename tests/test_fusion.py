@@ -180,6 +180,42 @@ def test_open_mouth_template_keeps_its_mouth_open():
     assert result_open > 0.7 * template_open
 
 
+def lip_fullness(f: Face) -> float:
+    """Height of both lips (outer to inner contour, at the middle) over the mouth's width."""
+    p = f.points
+    return float((np.linalg.norm(p[0] - p[13]) + np.linalg.norm(p[14] - p[17])) / np.linalg.norm(p[61] - p[291]))
+
+
+def mouth_curve(f: Face) -> float:
+    """How far the corners sit below the middle of the closed lips, over the width (< 0: a smile)."""
+    p = f.points[:, :2]
+    corners_dir = (p[291] - p[61]) / np.linalg.norm(p[291] - p[61])
+    down = np.array([-corners_dir[1], corners_dir[0]])
+    return float(((p[61] + p[291]) / 2 - (p[13] + p[14]) / 2) @ down / np.linalg.norm(p[291] - p[61]))
+
+
+def test_the_users_lips_take_the_templates_smile():
+    """Full lips stay full in a thin-lipped template (lip shape is much of a likeness), while
+    the template's closed smile keeps its curve (the expression is the template's)."""
+    user, template = "deepface__img10.jpg", "deepface__img16.jpg"  # full, straight lips; thin, smiling
+    u, t = photo_face(user), photo_face(template)
+    assert lip_fullness(u) - lip_fullness(t) > 0.08 and mouth_curve(u) - mouth_curve(t) > 0.06
+    result = largest_face(fuse(template, user))
+    assert abs(lip_fullness(result) - lip_fullness(u)) < 0.05  # the template's own: 0.09 off
+    assert abs(mouth_curve(result) - mouth_curve(t)) < 0.02  # the user's own: 0.08 off
+
+
+def test_closed_eyes_of_a_template_stay_closed():
+    from facefuse.fusion.geometry import openness
+
+    template = "insightface__reaction_close_eyes.jpeg"
+    result = largest_face(fuse(template, USER))
+    for span in (mesh.RIGHT_EYE_OPENING, mesh.LEFT_EYE_OPENING):
+        closed, user_open = openness(photo_face(template).points, span), openness(photo_face(USER).points, span)
+        assert closed < 0.15 < 0.3 < user_open
+        assert openness(result.points, span) < closed + 0.05
+
+
 def test_small_user_face_and_template_face_at_the_edge():
     # A small user face near a corner: the user photo shrunk onto a large canvas (no real
     # one in the set); its landmarks are scaled along, as the detector's job is not tested here.

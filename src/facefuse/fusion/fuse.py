@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from facefuse.fusion import masks, mesh, tone, warp
-from facefuse.fusion.geometry import Similarity, fit_similarity, target_landmarks
+from facefuse.fusion.geometry import Similarity, fit_similarity, openness, target_landmarks
 from facefuse.vision.faces import Face
 
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
@@ -389,7 +389,7 @@ def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray,
     """Take the template's open mouth (teeth, tongue) out of `alpha` (full resolution, in
     place): it stays the template's. A closed mouth has no hole: there the user's lips,
     lip line included, come in whole."""
-    open_amount = float(_smoothstep(np.float32(_openness(t_lms, 13, 14, 61, 291)), 0.02, 0.06))
+    open_amount = float(_smoothstep(np.float32(openness(t_lms, mesh.MOUTH_OPENING)), 0.02, 0.06))
     if open_amount <= 0:
         return
     lips = target[list(mesh.LIPS_INNER)]
@@ -433,19 +433,13 @@ def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
     """How far the user's lips and eyes can be stretched onto the template's: a user's
     open mouth squeezed onto closed lips smears teeth over them, and open eyes squeezed
     shut (or shut eyes pulled open) smear lashes; there the template's own feature stays."""
-    lips_gap = _openness(u_lms, 13, 14, 61, 291) - _openness(t_lms, 13, 14, 61, 291)
+    lips_gap = openness(u_lms, mesh.MOUTH_OPENING) - openness(t_lms, mesh.MOUTH_OPENING)
     trust = {"lips": 1 - _smoothstep(np.float32(lips_gap), 0.08, 0.25)}
-    for name, (top, bottom, a, b) in (("right_eye", (159, 145, 33, 133)),
-                                      ("left_eye", (386, 374, 263, 362))):
-        ratio = (_openness(u_lms, top, bottom, a, b) + 0.03) / (_openness(t_lms, top, bottom, a, b) + 0.03)
+    for name, span in (("right_eye", mesh.RIGHT_EYE_OPENING), ("left_eye", mesh.LEFT_EYE_OPENING)):
+        ratio = (openness(u_lms, span) + 0.03) / (openness(t_lms, span) + 0.03)
         mismatch = abs(float(np.log(ratio)))
         trust[name] = 1 - float(_smoothstep(np.float32(mismatch), 0.5, 0.9))
     return {k: float(v) for k, v in trust.items()}
-
-
-def _openness(lms: np.ndarray, top: int, bottom: int, a: int, b: int) -> float:
-    gap = np.linalg.norm(lms[top, :2] - lms[bottom, :2])
-    return float(gap / max(np.linalg.norm(lms[a, :2] - lms[b, :2]), 1e-3))
 
 
 def _match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,

@@ -41,13 +41,22 @@ def target_landmarks(template_pts: np.ndarray, user_aligned: np.ndarray,
     """(478, 2) landmarks of the fused face.
 
     Inner points move toward the user by inner_weight, the face outline by outline_weight.
-    Mouth and eyes move as rigid groups (position and size only) so the template's
-    expression — how open the mouth and eyes are — is kept.
+    The mouth and eyes keep the template's expression: how open they are, and the curve
+    of the mouth (a smile). Their shape within that (full or thin lips, the line of the
+    lids) is the user's when both faces hold the feature about as open; otherwise they
+    move as rigid groups, the template's feature placed at the user's centre and width.
     """
     shift = _expression_free_shift(template_pts, user_aligned)
     weights = _point_weights(inner_weight, outline_weight)
     target = template_pts + weights[:, None] * shift
     return _undo_folds(template_pts, target)
+
+
+def openness(points: np.ndarray, span: tuple[int, int, int, int]) -> float:
+    """How open a feature is (mesh.MOUTH_OPENING, ...): its gap over its width."""
+    top, bottom, a, b = span
+    gap = np.linalg.norm(points[top, :2] - points[bottom, :2])
+    return float(gap / max(np.linalg.norm(points[a, :2] - points[b, :2]), 1e-3))
 
 
 def _point_weights(inner: float, outline: float) -> np.ndarray:
@@ -61,9 +70,16 @@ def _point_weights(inner: float, outline: float) -> np.ndarray:
 
 def _expression_free_shift(template_pts: np.ndarray, user_aligned: np.ndarray) -> np.ndarray:
     shift = (user_aligned - template_pts).astype(np.float32)
-    for group, corners in _rigid_groups():
-        idx = np.array(group)
-        shift[idx] = _group_shift(template_pts, user_aligned, idx, corners)
+    groups = [(np.array(group), corners) for group, corners in _rigid_groups()]
+    mouth, right_eye, left_eye = (idx for idx, _ in groups)
+    own_shapes = (  # per group: how much of the user's own shape, and that shape's shift
+        (_mouth_shape_weight(template_pts, user_aligned), _mouth_shift(template_pts, user_aligned, mouth)),
+        (_eye_shape_weight(template_pts, user_aligned, mesh.RIGHT_EYE_OPENING), shift[right_eye]),
+        (_eye_shape_weight(template_pts, user_aligned, mesh.LEFT_EYE_OPENING), shift[left_eye]),
+    )
+    for (idx, corners), (weight, own) in zip(groups, own_shapes):
+        rigid = _group_shift(template_pts, user_aligned, idx, corners)
+        shift[idx] = rigid + weight * (own - rigid)
     shift[: mesh.MESH_POINTS] = _smoothing_operator() @ shift[: mesh.MESH_POINTS]
     return shift
 
@@ -80,6 +96,27 @@ def _rigid_groups() -> list[tuple[tuple[int, ...], tuple[int, int]]]:
 _LIP_BODY = (72, 73, 74, 183, 42, 41, 38, 11, 12, 268, 271, 272, 303, 302, 407, 184, 62, 76,
              77, 96, 89, 90, 179, 180, 86, 85, 15, 16, 316, 315, 403, 404, 320, 319, 325, 307,
              292, 306, 408, 304)
+# The user's own feature shape comes in fully while the two faces' openness differs by up
+# to the first value and not at all from the second: mouth, gap over width (closed ~0.0,
+# parted ~0.05, open 0.1 and more); eyes, |log| of the ratio (so a squint or a closed eye
+# stays the template's).
+_MOUTH_SHAPE_GAP = (0.025, 0.075)
+_EYE_SHAPE_LOG_RATIO = (0.15, 0.45)
+
+
+def _mouth_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray) -> float:
+    gap = abs(openness(user_aligned, mesh.MOUTH_OPENING) - openness(template_pts, mesh.MOUTH_OPENING))
+    return _fade(gap, *_MOUTH_SHAPE_GAP)
+
+
+def _eye_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray,
+                      span: tuple[int, int, int, int]) -> float:
+    ratio = (openness(user_aligned, span) + 0.03) / (openness(template_pts, span) + 0.03)
+    return _fade(abs(float(np.log(ratio))), *_EYE_SHAPE_LOG_RATIO)
+
+
+def _fade(value: float, full_below: float, none_above: float) -> float:
+    return float(np.clip((none_above - value) / (none_above - full_below), 0.0, 1.0))
 
 
 def _group_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray,
@@ -88,11 +125,61 @@ def _group_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.nda
     a, b = corners
     t_width = np.linalg.norm(template_pts[a] - template_pts[b])
     u_width = np.linalg.norm(user_aligned[a] - user_aligned[b])
-    scale = float(np.clip(u_width / max(t_width, 1e-3), 0.7, 1.4))
+    scale = _feature_scale(t_width, u_width)
     t_centre = (template_pts[a] + template_pts[b]) / 2
     u_centre = (user_aligned[a] + user_aligned[b]) / 2
     moved = u_centre + scale * (template_pts[idx] - t_centre)
     return moved - template_pts[idx]
+
+
+def _feature_scale(t_width: float, u_width: float) -> float:
+    return float(np.clip(u_width / max(t_width, 1e-3), 0.7, 1.4))
+
+
+def _mouth_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Shift of the mouth's points to the user's lips (their fullness and outline) laid
+    on the template's mouth line: its curve (a smile, a downturn) and tilt stay, at the
+    user's centre and width (as _group_shift places the template's mouth)."""
+    t_frame, u_frame = _MouthFrame.of(template_pts), _MouthFrame.of(user_aligned)
+    local = u_frame.to_local(user_aligned[idx])
+    local[:, 1] += t_frame.line_at(local[:, 0]) - u_frame.line_at(local[:, 0])
+    scale = _feature_scale(t_frame.half_width, u_frame.half_width)
+    moved = u_frame.centre + scale * t_frame.half_width * (
+        local[:, :1] * t_frame.x_axis + local[:, 1:] * t_frame.y_axis)
+    return (moved - template_pts[idx]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _MouthFrame:
+    """Coordinates of a mouth: origin between the corners, x toward the second corner,
+    unit half the mouth's width; its line = the middle of the inner lips, as y of x."""
+
+    centre: np.ndarray
+    half_width: float
+    x_axis: np.ndarray
+    y_axis: np.ndarray
+    line_x: np.ndarray
+    line_y: np.ndarray
+
+    @classmethod
+    def of(cls, points: np.ndarray) -> "_MouthFrame":
+        a, b = (points[i, :2].astype(np.float64) for i in mesh.MOUTH_CORNERS)
+        half = (b - a) / 2
+        half_width = max(float(np.linalg.norm(half)), 1e-3)
+        x_axis = half / half_width
+        frame = cls((a + b) / 2, half_width, x_axis, np.array([-x_axis[1], x_axis[0]]),
+                    np.zeros(0), np.zeros(0))
+        middle = (frame.to_local(points[list(mesh.LIPS_INNER_UPPER)])
+                  + frame.to_local(points[list(mesh.LIPS_INNER_LOWER)])) / 2
+        order = np.argsort(middle[:, 0])
+        return cls(frame.centre, half_width, x_axis, frame.y_axis, middle[order, 0], middle[order, 1])
+
+    def to_local(self, points: np.ndarray) -> np.ndarray:
+        offset = points[:, :2] - self.centre
+        return np.stack([offset @ self.x_axis, offset @ self.y_axis], axis=-1) / self.half_width
+
+    def line_at(self, x: np.ndarray) -> np.ndarray:
+        return np.interp(x, self.line_x, self.line_y)
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,13 @@ LEFT_CHEEK = (280, 330, 347, 352, 376, 411, 425, 266, 371, 346)
 MOUTH_CORNERS = (61, 291)
 RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (263, 362)
+# How open a feature is: (top, bottom, corner, corner), the gap over the width.
+MOUTH_OPENING = (13, 14, 61, 291)
+RIGHT_EYE_OPENING = (159, 145, 33, 133)
+LEFT_EYE_OPENING = (386, 374, 263, 362)
+# The inner lips' upper and lower contours, corner to corner, point facing point.
+LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 
 MESH_POINTS = 468
 
