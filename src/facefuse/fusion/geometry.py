@@ -41,10 +41,11 @@ def target_landmarks(template_pts: np.ndarray, user_aligned: np.ndarray,
     """(478, 2) landmarks of the fused face.
 
     Inner points move toward the user by inner_weight, the face outline by outline_weight.
-    The mouth and eyes keep the template's expression: how open they are, and the curve
-    of the mouth (a smile). Their shape within that (full or thin lips, the line of the
-    lids) is the user's when both faces hold the feature about as open; otherwise they
-    move as rigid groups, the template's feature placed at the user's centre and width.
+    The mouth and eyes keep the template's expression: how open they are and the curve of
+    the mouth (a smile). The lips around the template's opening have the user's fullness
+    and outline; the eyelids, and the lips' opening too, are the user's when both faces hold
+    the feature about as open. Otherwise an eye moves as a rigid group: the template's eye
+    at the user's centre and width.
     """
     shift = _expression_free_shift(template_pts, user_aligned)
     weights = _point_weights(inner_weight, outline_weight)
@@ -70,21 +71,18 @@ def _point_weights(inner: float, outline: float) -> np.ndarray:
 
 def _expression_free_shift(template_pts: np.ndarray, user_aligned: np.ndarray) -> np.ndarray:
     shift = (user_aligned - template_pts).astype(np.float32)
-    groups = [(np.array(group), corners) for group, corners in _rigid_groups()]
-    mouth, right_eye, left_eye = (idx for idx, _ in groups)
-    own_shapes = (  # per group: how much of the user's own shape, and that shape's shift
-        (_mouth_shape_weight(template_pts, user_aligned), _mouth_shift(template_pts, user_aligned, mouth)),
-        (_eye_shape_weight(template_pts, user_aligned, mesh.RIGHT_EYE_OPENING), shift[right_eye]),
-        (_eye_shape_weight(template_pts, user_aligned, mesh.LEFT_EYE_OPENING), shift[left_eye]),
-    )
-    for (idx, corners), (weight, own) in zip(groups, own_shapes):
+    mouth, right_eye, left_eye = ((np.array(group), corners) for group, corners in _feature_groups())
+    shift[mouth[0]] = _mouth_shift(template_pts, user_aligned, mouth[0],
+                                   _mouth_shape_weight(template_pts, user_aligned))
+    for (idx, corners), span in ((right_eye, mesh.RIGHT_EYE_OPENING), (left_eye, mesh.LEFT_EYE_OPENING)):
         rigid = _group_shift(template_pts, user_aligned, idx, corners)
-        shift[idx] = rigid + weight * (own - rigid)
+        shift[idx] = rigid + _eye_shape_weight(template_pts, user_aligned, span) * (shift[idx] - rigid)
     shift[: mesh.MESH_POINTS] = _smoothing_operator() @ shift[: mesh.MESH_POINTS]
     return shift
 
 
-def _rigid_groups() -> list[tuple[tuple[int, ...], tuple[int, int]]]:
+def _feature_groups() -> list[tuple[tuple[int, ...], tuple[int, int]]]:
+    """Mouth, right eye, left eye: their points and the two corners that place them."""
     return [
         (mesh.LIPS_OUTER + mesh.LIPS_INNER + _LIP_BODY, mesh.MOUTH_CORNERS),
         (mesh.RIGHT_EYE + mesh.RIGHT_IRIS, mesh.RIGHT_EYE_CORNERS),
@@ -96,10 +94,10 @@ def _rigid_groups() -> list[tuple[tuple[int, ...], tuple[int, int]]]:
 _LIP_BODY = (72, 73, 74, 183, 42, 41, 38, 11, 12, 268, 271, 272, 303, 302, 407, 184, 62, 76,
              77, 96, 89, 90, 179, 180, 86, 85, 15, 16, 316, 315, 403, 404, 320, 319, 325, 307,
              292, 306, 408, 304)
-# The user's own feature shape comes in fully while the two faces' openness differs by up
-# to the first value and not at all from the second: mouth, gap over width (closed ~0.0,
-# parted ~0.05, open 0.1 and more); eyes, |log| of the ratio (so a squint or a closed eye
-# stays the template's).
+# The user's own opening of a feature comes in fully while the two faces' openness differs
+# by up to the first value and not at all from the second: mouth, gap over width (closed
+# ~0.0, parted ~0.05, open 0.1 and more); eyes, |log| of the ratio (so a squint or a closed
+# eye stays the template's).
 _MOUTH_SHAPE_GAP = (0.025, 0.075)
 _EYE_SHAPE_LOG_RATIO = (0.15, 0.45)
 
@@ -136,30 +134,40 @@ def _feature_scale(t_width: float, u_width: float) -> float:
     return float(np.clip(u_width / max(t_width, 1e-3), 0.7, 1.4))
 
 
-def _mouth_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Shift of the mouth's points to the user's lips (their fullness and outline) laid
-    on the template's mouth line: its curve (a smile, a downturn) and tilt stay, at the
-    user's centre and width (as _group_shift places the template's mouth)."""
+def _mouth_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray,
+                 own_opening: float) -> np.ndarray:
+    """Shift of the mouth's points to the user's lips laid on the template's mouth.
+
+    The template's mouth line stays (its curve, a smile or a downturn, and its tilt), and
+    so does its opening (the inner lips) unless `own_opening` (0..1) brings in the user's;
+    around that opening each lip has the user's fullness and outline. Placed at the user's
+    centre and width, as _group_shift places a rigid group."""
     t_frame, u_frame = _MouthFrame.of(template_pts), _MouthFrame.of(user_aligned)
-    local = u_frame.to_local(user_aligned[idx])
-    local[:, 1] += t_frame.line_at(local[:, 0]) - u_frame.line_at(local[:, 0])
+    (t_x, t_y), (u_x, u_y) = t_frame.to_local(template_pts[idx]).T, u_frame.to_local(user_aligned[idx]).T
+    upper = t_y <= t_frame.line_at(t_x)
+    u_inner = u_frame.inner_lip_at(u_x, upper)
+    fullness = u_y - u_inner  # each point's height over (or under) its own inner lip
+    t_opening = t_frame.inner_lip_at(t_x, upper)
+    u_opening = u_inner + t_frame.line_at(u_x) - u_frame.line_at(u_x)  # on the template's line
+    x = t_x + own_opening * (u_x - t_x)
+    y = t_opening + own_opening * (u_opening - t_opening) + fullness
     scale = _feature_scale(t_frame.half_width, u_frame.half_width)
-    moved = u_frame.centre + scale * t_frame.half_width * (
-        local[:, :1] * t_frame.x_axis + local[:, 1:] * t_frame.y_axis)
+    moved = u_frame.centre + scale * t_frame.half_width * (x[:, None] * t_frame.x_axis + y[:, None] * t_frame.y_axis)
     return (moved - template_pts[idx]).astype(np.float32)
 
 
 @dataclass(frozen=True)
 class _MouthFrame:
     """Coordinates of a mouth: origin between the corners, x toward the second corner,
-    unit half the mouth's width; its line = the middle of the inner lips, as y of x."""
+    unit half the mouth's width. Its inner lips and its line (the middle between them)
+    are kept as y of x."""
 
     centre: np.ndarray
     half_width: float
     x_axis: np.ndarray
     y_axis: np.ndarray
-    line_x: np.ndarray
-    line_y: np.ndarray
+    upper: tuple[np.ndarray, np.ndarray] = (np.zeros(1), np.zeros(1))  # inner upper lip: x, y
+    lower: tuple[np.ndarray, np.ndarray] = (np.zeros(1), np.zeros(1))
 
     @classmethod
     def of(cls, points: np.ndarray) -> "_MouthFrame":
@@ -167,29 +175,35 @@ class _MouthFrame:
         half = (b - a) / 2
         half_width = max(float(np.linalg.norm(half)), 1e-3)
         x_axis = half / half_width
-        frame = cls((a + b) / 2, half_width, x_axis, np.array([-x_axis[1], x_axis[0]]),
-                    np.zeros(0), np.zeros(0))
-        middle = (frame.to_local(points[list(mesh.LIPS_INNER_UPPER)])
-                  + frame.to_local(points[list(mesh.LIPS_INNER_LOWER)])) / 2
-        order = np.argsort(middle[:, 0])
-        return cls(frame.centre, half_width, x_axis, frame.y_axis, middle[order, 0], middle[order, 1])
+        frame = cls((a + b) / 2, half_width, x_axis, np.array([-x_axis[1], x_axis[0]]))
+        upper, lower = (frame.to_local(points[list(lip)]) for lip in (mesh.LIPS_INNER_UPPER, mesh.LIPS_INNER_LOWER))
+        return cls(frame.centre, half_width, x_axis, frame.y_axis, _by_x(upper), _by_x(lower))
 
     def to_local(self, points: np.ndarray) -> np.ndarray:
         offset = points[:, :2] - self.centre
         return np.stack([offset @ self.x_axis, offset @ self.y_axis], axis=-1) / self.half_width
 
     def line_at(self, x: np.ndarray) -> np.ndarray:
-        return np.interp(x, self.line_x, self.line_y)
+        return (self.inner_lip_at(x, True) + self.inner_lip_at(x, False)) / 2
+
+    def inner_lip_at(self, x: np.ndarray, upper: np.ndarray | bool) -> np.ndarray:
+        """y of the inner upper lip (where `upper`) or inner lower lip at x."""
+        return np.where(upper, np.interp(x, *self.upper), np.interp(x, *self.lower))
+
+
+def _by_x(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(points[:, 0])
+    return points[order, 0], points[order, 1]
 
 
 @lru_cache(maxsize=1)
 def _smoothing_operator(rounds: int = 6) -> np.ndarray:
     """(468, 468) linear map of the mesh points' shifts: `rounds` times, each free point's
     shift is averaged half with its neighbours' mean, so that expression-bound differences
-    (a cheek raised by a smile) fade while proportions stay; the rigid groups (mouth,
+    (a cheek raised by a smile) fade while proportions stay; the feature groups (mouth,
     eyes) keep theirs. Linear in the shifts, so it is worked out once."""
     fixed = np.zeros(mesh.MESH_POINTS, dtype=bool)
-    for group, _ in _rigid_groups():
+    for group, _ in _feature_groups():
         fixed[[i for i in group if i < mesh.MESH_POINTS]] = True
     step = np.eye(mesh.MESH_POINTS, dtype=np.float64)
     step[~fixed] = 0.5 * step[~fixed] + 0.5 * mesh.neighbour_mean_matrix()[~fixed]
