@@ -205,6 +205,14 @@ def test_the_users_lips_take_the_templates_smile():
     assert abs(mouth_curve(result) - mouth_curve(t)) < 0.02  # the user's own: 0.08 off
 
 
+def test_the_users_full_lips_frame_the_templates_open_smile():
+    u, t = photo_face(USER), photo_face(TEMPLATE)  # closed full lips; a broad smile with teeth, thin lips
+    assert lip_fullness(u) - lip_fullness(t) > 0.15
+    result = largest_face(fuse(TEMPLATE, USER))
+    assert abs(lip_fullness(result) - lip_fullness(u)) < 0.05  # the template's own: 0.19 off
+    assert abs(mouth_openness(result) - mouth_openness(t)) < 0.03  # the smile stays open
+
+
 def test_closed_eyes_of_a_template_stay_closed():
     from facefuse.fusion.geometry import openness
 
