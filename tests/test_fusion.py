@@ -266,17 +266,23 @@ def test_the_frames_of_the_templates_glasses_stay_in_front() -> None:
     result = fuse(GLASSES, "deepface__img11.jpg")
     points = t_face.landmarks[:, :2]
     zone = masks.glasses_zone(template.shape[:2], points) > 0.5
-    eyes = masks.grow(masks.polygon_mask(template.shape[:2], points[list(mesh.RIGHT_EYE)],
-                                         points[list(mesh.LEFT_EYE)]), 4) > 0
+    eye_shapes = masks.polygon_mask(template.shape[:2], points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)])
+    near_eyes = masks.grow(eye_shapes, 0.04 * t_face.size) > 0  # lashes, lids, the corners' shadow
+    on_eyes = masks.grow(eye_shapes, 4) > 0
     brows = masks.polygon_mask(template.shape[:2], points[list(mesh.RIGHT_BROW)],
                                points[list(mesh.LEFT_BROW)]) > 0
     t_luma, r_luma = luma(template), luma(result)
-    frames = zone & ~eyes & ~brows & (t_luma < 50)
+    frames = zone & ~near_eyes & ~brows & (t_luma < 50)
     assert frames.sum() > 2000  # the frames are there to look at
-    # Measured: 3.9 levels off (90th percentile 11) with the frames taken from the unwarped
+    # Measured: 4.2 levels off (90th percentile 12) with the frames taken from the unwarped
     # template; 46 (124) when they were warped with the face and so bent and half-covered.
     off = np.abs(r_luma[frames] - t_luma[frames])
     assert off.mean() < 10 and np.percentile(off, 90) < 30
+    # Next to the eyes the template's dark lashes and eye-corner shadow touch the rims; they
+    # stay the user's. Measured: 492 of 1772 still dark (rims there, the user's lashes);
+    # 1431 when whatever touched a rim was taken for frame.
+    around_eyes = near_eyes & ~on_eyes & (t_luma < 50)
+    assert (r_luma[around_eyes] < 50).sum() < 0.5 * around_eyes.sum()
 
 
 def test_a_user_in_glasses_brings_no_second_pair_into_a_glasses_template() -> None:
@@ -288,15 +294,17 @@ def test_a_user_in_glasses_brings_no_second_pair_into_a_glasses_template() -> No
     result = fuse(GLASSES, "deepface__img25.jpg")  # the same man in other glasses
     points, shape = t_face.landmarks[:, :2], template.shape[:2]
     zone = masks.glasses_zone(shape, points) > 0.5
-    eyes = masks.grow(masks.polygon_mask(shape, points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]), 4) > 0
+    # Near the eyes are the user's own lashes and lids (they stay the user's, see above).
+    eyes = masks.grow(masks.polygon_mask(shape, points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
+                      0.04 * t_face.size) > 0
     brows = masks.grow(masks.polygon_mask(shape, points[list(mesh.RIGHT_BROW)], points[list(mesh.LEFT_BROW)]), 4) > 0
     t_luma = luma(template)
     t_frames = cv2.dilate((t_luma < 90).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     beside_frames = zone & ~eyes & ~brows & ~t_frames
     assert not (t_luma[beside_frames] < 70).any()
-    # Measured: 502 dark pixels there (the user's lashes and what is left of the frames),
-    # 966 when the user's frames came in beside the template's.
-    assert (luma(result)[beside_frames] < 70).sum() < 700
+    # Measured: 137 dark pixels there (what is left of the user's frames), 569 when they
+    # came in beside the template's.
+    assert (luma(result)[beside_frames] < 70).sum() < 300
 
 
 def test_a_shadow_under_a_smiling_templates_nose_is_not_kept_as_a_dark_line() -> None:

@@ -61,7 +61,7 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     landmarks = template_face.landmarks.astype(np.float32).copy()
     landmarks[:, :2] -= (x0, y0)
     canvas = _Canvas(patch.shape[:2], float(side), landmarks[:, :2])
-    glasses = bool(canvas.glasses_frames(canvas.shrink_dark(patch)).any())
+    glasses = bool(canvas.glasses_frames(canvas.shrink_dark(patch), _TEMPLATE_FRAMES_EYE_CLEARANCE).any())
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
                             grayscale=tone.is_grayscale(patch), glasses=glasses)
@@ -183,7 +183,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     if prepared.glasses:
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
-        alpha *= 1 - canvas.glasses_frames(u_dark)
+        alpha *= 1 - canvas.glasses_frames(u_dark, _USER_FRAMES_EYE_CLEARANCE)
     boost = np.maximum(gain - 1, 0)
     tone_gain = _median_tone_gain(_soft_highlights(_lit(u_small.copy(), u_level, gain, boost)), t_small, alpha)
     gain *= tone_gain
@@ -212,7 +212,7 @@ def _keep_glasses(face: np.ndarray, t_still: np.ndarray, t_points: np.ndarray,
     to the user's proportions would bend them, so they are taken from the unwarped
     template (`t_still`, the same region; `t_points` its landmarks there)."""
     canvas = _Canvas(face.shape[:2], face_size, t_points)
-    frames = canvas.glasses_frames(canvas.shrink_dark(t_still))
+    frames = canvas.glasses_frames(canvas.shrink_dark(t_still), _TEMPLATE_FRAMES_EYE_CLEARANCE)
     if not frames.any():
         return
     weight = canvas.grow(frames)
@@ -332,9 +332,10 @@ class _Canvas:
         if trust < 1:
             alpha *= 1 - self._feature_region(indices, reach) * (1 - trust)
 
-    def glasses_frames(self, dark: np.ndarray) -> np.ndarray:
+    def glasses_frames(self, dark: np.ndarray, eye_clearance: float) -> np.ndarray:
         """Soft mask of the frames of this face's glasses (`dark`: its luma shrunk by the
-        darkest pixels, see shrink_dark); zero when it wears none.
+        darkest pixels, see shrink_dark); zero when it wears none. Nothing within
+        `eye_clearance` (of the face size) of an eye counts as frame.
 
         Glasses are told by their bridge: a dark line across the nose between the eyes,
         where a face has no other. Frames are the dark lines around the eyes that hang
@@ -346,7 +347,7 @@ class _Canvas:
         if (lines * bridge).sum() < 0.5 * max(float(bridge.sum()), 1.0):
             return np.zeros(self.shape, np.float32)
         eyes = masks.grow(masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE),
-                                             masks.loop(pts, mesh.LEFT_EYE)), 0.01 * size)
+                                             masks.loop(pts, mesh.LEFT_EYE)), eye_clearance * size)
         frames = lines * masks.glasses_zone(self.shape, pts) * (1 - eyes)
         _, pieces = cv2.connectedComponents((frames > 0.25).astype(np.uint8), connectivity=8)
         on_bridge = np.unique(pieces[(bridge > 0.5) & (pieces > 0)])
@@ -378,6 +379,12 @@ class _Canvas:
 _FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
              389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
 _HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
+# How close to an eye (of the face size) frames may be. The template's frames are put back
+# over the user's eyes: nearer than this, what touches a rim is the template's lashes and
+# eye-corner shadow, which stay the user's (0.01 let them through: deepface img11 into
+# img24, d_user 0.60 -> 0.58). The user's own frames give way as close as they come.
+_TEMPLATE_FRAMES_EYE_CLEARANCE = 0.04
+_USER_FRAMES_EYE_CLEARANCE = 0.01
 # Between the inner eye corners, around the top of the nose (below any frown lines).
 _NOSE_BRIDGE = (133, 168, 362, 6)
 _RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
