@@ -213,6 +213,23 @@ def test_the_users_full_lips_frame_the_templates_open_smile():
     assert abs(mouth_openness(result) - mouth_openness(t)) < 0.03  # the smile stays open
 
 
+def test_a_grinning_users_mouth_leaves_the_templates_closed_lips_as_they_are():
+    """A wide grin's lips, stretched over the teeth, cannot stand in for closed lips: the
+    template's lips stay, and keep their own size and shape (they were scaled to the
+    grin's width, 1.26x here, and stretched to its lips' outline)."""
+    from facefuse.fusion.geometry import fit_similarity, target_landmarks, user_lips_trust
+
+    user, template = "deepface__img50.jpg", "deepface__img30.jpg"  # a grin with teeth; closed lips
+    t_points, u_points = photo_face(template).landmarks, photo_face(user).landmarks
+    assert user_lips_trust(t_points, u_points) == 0.0
+    aligned = fit_similarity(u_points[: mesh.MESH_POINTS], t_points[: mesh.MESH_POINTS]).apply(u_points)
+    target = target_landmarks(t_points[:, :2], aligned[:, :2], 1.0, 0.16)
+    lips = list(mesh.LIPS_OUTER + mesh.LIPS_INNER)
+    t_lips, r_lips = t_points[lips, :2], target[lips]
+    off = np.linalg.norm((r_lips - r_lips.mean(axis=0)) - (t_lips - t_lips.mean(axis=0)), axis=1)
+    assert off.max() < 0.02 * np.linalg.norm(t_points[61, :2] - t_points[291, :2])
+
+
 def test_closed_eyes_of_a_template_stay_closed():
     from facefuse.fusion.geometry import openness
 

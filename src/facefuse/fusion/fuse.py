@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from facefuse.fusion import masks, mesh, tone, warp
-from facefuse.fusion.geometry import Similarity, fit_similarity, openness, target_landmarks
+from facefuse.fusion.geometry import Similarity, fit_similarity, openness, target_landmarks, user_lips_trust
 from facefuse.vision.faces import Face
 
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
@@ -440,8 +440,7 @@ def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
     """How far the user's lips and eyes can be stretched onto the template's: a user's
     open mouth squeezed onto closed lips smears teeth over them, and open eyes squeezed
     shut (or shut eyes pulled open) smear lashes; there the template's own feature stays."""
-    lips_gap = openness(u_lms, mesh.MOUTH_OPENING) - openness(t_lms, mesh.MOUTH_OPENING)
-    trust = {"lips": 1 - _smoothstep(np.float32(lips_gap), 0.08, 0.25)}
+    trust = {"lips": user_lips_trust(t_lms, u_lms)}
     for name, span in (("right_eye", mesh.RIGHT_EYE_OPENING), ("left_eye", mesh.LEFT_EYE_OPENING)):
         ratio = (openness(u_lms, span) + 0.03) / (openness(t_lms, span) + 0.03)
         mismatch = abs(float(np.log(ratio)))

@@ -72,8 +72,12 @@ def _point_weights(inner: float, outline: float) -> np.ndarray:
 def _expression_free_shift(template_pts: np.ndarray, user_aligned: np.ndarray) -> np.ndarray:
     shift = (user_aligned - template_pts).astype(np.float32)
     mouth, right_eye, left_eye = ((np.array(group), corners) for group, corners in _feature_groups())
-    shift[mouth[0]] = _mouth_shift(template_pts, user_aligned, mouth[0],
-                                   _mouth_shape_weight(template_pts, user_aligned))
+    # Where the user's lips cannot stand in for the template's (fuse keeps the template's
+    # there), the template's mouth keeps its own shape and size too, hung from the top of
+    # the user's upper lip (a grin lifts its corners, and so the centre between them).
+    own_lips = _mouth_shift(template_pts, user_aligned, mouth[0], _mouth_shape_weight(template_pts, user_aligned))
+    template_lips = user_aligned[_UPPER_LIP_TOP] - template_pts[_UPPER_LIP_TOP]
+    shift[mouth[0]] = template_lips + user_lips_trust(template_pts, user_aligned) * (own_lips - template_lips)
     for (idx, corners), span in ((right_eye, mesh.RIGHT_EYE_OPENING), (left_eye, mesh.LEFT_EYE_OPENING)):
         rigid = _group_shift(template_pts, user_aligned, idx, corners)
         shift[idx] = rigid + _eye_shape_weight(template_pts, user_aligned, span) * (shift[idx] - rigid)
@@ -99,7 +103,18 @@ _LIP_BODY = (72, 73, 74, 183, 42, 41, 38, 11, 12, 268, 271, 272, 303, 302, 407, 
 # ~0.0, parted ~0.05, open 0.1 and more); eyes, |log| of the ratio (so a squint or a closed
 # eye stays the template's).
 _MOUTH_SHAPE_GAP = (0.025, 0.075)
+_LIPS_GAP_TRUST = (0.08, 0.25)  # the user's mouth more open than the template's by this
+_UPPER_LIP_TOP = 0  # the middle of the outer upper lip
 _EYE_SHAPE_LOG_RATIO = (0.15, 0.45)
+
+
+def user_lips_trust(template_pts: np.ndarray, user_pts: np.ndarray) -> float:
+    """How well the user's lips can stand in for the template's: 1, down to 0 as the
+    user's mouth is far more open (a grin: lips stretched thin over teeth, which would be
+    squeezed onto the template's closed lips)."""
+    gap = openness(user_pts, mesh.MOUTH_OPENING) - openness(template_pts, mesh.MOUTH_OPENING)
+    t = float(np.clip((gap - _LIPS_GAP_TRUST[0]) / (_LIPS_GAP_TRUST[1] - _LIPS_GAP_TRUST[0]), 0.0, 1.0))
+    return 1.0 - t * t * (3.0 - 2.0 * t)
 
 
 def _mouth_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray) -> float:
