@@ -42,6 +42,25 @@ def grow(mask: np.ndarray, pixels: float) -> np.ndarray:
     return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
 
 
+def shrink(mask: np.ndarray, pixels: float) -> np.ndarray:
+    """The opposite of grow: every value the least within `pixels`."""
+    size = int(2 * round(pixels) + 1)
+    if size < 3:
+        return mask
+    return cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+
+
+def lower_face(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """The face below the nose: the oval from cheek to cheek around the chin, closed
+    under the nose."""
+    oval = points[list(mesh.FACE_OVAL[_OVAL_CHEEK_TO_CHEEK])]
+    return polygon_mask(shape, np.concatenate([oval, points[[_NOSE_BOTTOM]]]))
+
+
+_OVAL_CHEEK_TO_CHEEK = slice(8, 29)  # FACE_OVAL from 454 to 234 (eye level), through the chin
+_NOSE_BOTTOM = 2
+
+
 def shrunk_oval(points: np.ndarray, top: float, side: float, chin: float) -> np.ndarray:
     """The face oval pulled toward the face centre: by `top` at the forehead, `side` at the
     cheeks and `chin` at the chin (fractions of each point's distance from the centre)."""
