@@ -184,21 +184,18 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
         alpha *= 1 - canvas.glasses_frames(u_dark, _USER_FRAMES_EYE_CLEARANCE)
-    boost = np.maximum(gain - 1, 0)
-    tone_gain = _median_tone_gain(_soft_highlights(_lit(u_small.copy(), u_level, gain, boost)), t_small, alpha)
+    tone_gain = _median_tone_gain(_soft_highlights(_lit(u_small, gain, u_level * np.maximum(gain - 1, 0))),
+                                  t_small, alpha)
     gain *= tone_gain
-    boost = np.maximum(gain - 1, 0)
 
-    face = _lit(u_face.astype(np.float32), canvas.grow(u_level), canvas.grow(gain), canvas.grow(boost))
+    face = _lit(u_face, canvas.grow(gain), canvas.grow(u_level * np.maximum(gain - 1, 0)))
     face = _soft_highlights(face)
     t_float = t_face.astype(np.float32)
     t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
     face = _match_detail(face, t_luma, canvas.grow(skin_area * t_skin), canvas.grow(canvas.features()))
     alpha = canvas.grow(alpha)
     _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
-    face -= t_float
-    face *= _channels(alpha)
-    face += t_float
+    face = cv2.blendLinear(face, t_float, alpha, 1 - alpha)
     if prepared.grayscale:
         face = tone.to_gray(face)
     np.maximum(face, 0, out=face)
@@ -414,18 +411,19 @@ def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray,
     alpha[y0:y1, x0:x1] *= 1 - open_amount * masks.feather(hole, 0.003 * face_size)
 
 
-def _lit(face: np.ndarray, level: np.ndarray, gain: np.ndarray, boost: np.ndarray) -> np.ndarray:
-    """The user's pixels in the template's light (float32, in place): `gain` times `face`,
-    except what is brighter than the user's skin `level` where the gain brightens (`boost`
-    = max(gain - 1, 0)). That part is light the skin reflects (shine, a glint), not skin
-    colour: it is added as it is rather than multiplied, or a dark, shiny face taken to a
-    light template gets blown-out, colour-shifted patches (a blue gain of ~3x there)."""
-    excess = cv2.subtract(face, level)
-    cv2.max(excess, 0.0, dst=excess)  # a scalar 0 is 0 in every channel
-    cv2.multiply(excess, boost, dst=excess)
-    cv2.multiply(face, gain, dst=face)
-    cv2.subtract(face, excess, dst=face)
-    return face
+def _lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndarray:
+    """The user's pixels (uint8 or float32) in the template's light, as a new float32 image:
+    `gain` times `face`, except what is brighter than the user's skin level where the gain
+    brightens. That part is light the skin reflects (shine, a glint), not skin colour: it
+    is added as it is rather than multiplied, or a dark, shiny face taken to a light
+    template gets blown-out, colour-shifted patches (a blue gain of ~3x there).
+
+    With level the skin level and boost = max(gain - 1, 0), that is gain * face -
+    max(face - level, 0) * boost, which equals min(gain * face, face + level * boost):
+    `shine_floor` = level * boost, worked out on the small canvas (three passes here)."""
+    lit = cv2.multiply(face, gain, dtype=cv2.CV_32F)
+    cv2.min(lit, cv2.add(face, shine_floor, dtype=cv2.CV_32F), dst=lit)
+    return lit
 
 
 def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray) -> np.ndarray:
