@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from facefuse.fusion import masks, mesh, tone, warp
-from facefuse.fusion.geometry import Similarity, fit_similarity, openness, target_landmarks, user_lips_trust
+from facefuse.fusion.geometry import (Similarity, eye_openness_mismatch, fit_similarity, openness, target_landmarks,
+                                      user_lips_trust)
 from facefuse.vision.faces import Face
 
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
@@ -312,9 +313,9 @@ class _Canvas:
         # forehead, a beard along the jaw; the user's hair or background does not come in.
         # In the centre the user's features always come (glasses go on top: _keep_glasses).
         t_gate = _smoothstep(masks.feather(t_skin, 0.012 * size), 0.2, 0.55)
-        # Below the nose the user's own face edge stays out too: where it meets a bright
-        # background, a collar or a beard, the blocks half over it pass as skin and left a
-        # light or dark line along the template's jaw.
+        # From eye level down the user's own face edge stays out too: where it meets a
+        # bright background, a collar or a beard, the blocks half over it pass as skin and
+        # left a light or dark line down the template's cheek and jaw.
         lower = masks.feather(masks.lower_face(self.shape, pts), 0.03 * size)
         u_skin = u_skin + lower * (masks.shrink(u_skin, _USER_EDGE_MARGIN * size) - u_skin)
         u_gate = _smoothstep(masks.feather(u_skin, 0.01 * size), 0.15, 0.5)
@@ -381,9 +382,9 @@ class _Canvas:
 _FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
              389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
 _HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
-# How far inside its own edge (of the face size) the user's skin counts, below the nose.
-# Measured (60 pairs): 0.015 there, pose 0.056 -> 0.054, id the same; over the whole face,
-# pose 0.051 but id 91.7 % (the temples and brows' surroundings are much of the likeness).
+# How far inside its own edge (of the face size) the user's skin counts, from eye level
+# down. Measured (60 pairs): pose 0.056 -> 0.054, id the same; over the whole face, pose
+# 0.051 but id 91.7 % (the skin around the brows and temples is much of the likeness).
 _USER_EDGE_MARGIN = 0.01
 # How close to an eye (of the face size) frames may be. The template's frames are put back
 # over the user's eyes: nearer than this, what touches a rim is the template's lashes and
@@ -449,8 +450,7 @@ def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
     shut (or shut eyes pulled open) smear lashes; there the template's own feature stays."""
     trust = {"lips": user_lips_trust(t_lms, u_lms)}
     for name, span in (("right_eye", mesh.RIGHT_EYE_OPENING), ("left_eye", mesh.LEFT_EYE_OPENING)):
-        ratio = (openness(u_lms, span) + 0.03) / (openness(t_lms, span) + 0.03)
-        mismatch = abs(float(np.log(ratio)))
+        mismatch = eye_openness_mismatch(t_lms, u_lms, span)
         trust[name] = 1 - float(_smoothstep(np.float32(mismatch), 0.5, 0.9))
     return {k: float(v) for k, v in trust.items()}
 

@@ -122,10 +122,17 @@ def _mouth_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray) -> f
     return _fade(gap, *_MOUTH_SHAPE_GAP)
 
 
+def eye_openness_mismatch(template_pts: np.ndarray, user_pts: np.ndarray,
+                          span: tuple[int, int, int, int]) -> float:
+    """How differently open an eye is in the two faces: |log| of the openness ratio
+    (0 alike; a squint against an open eye ~0.5, a closed eye against an open one > 1)."""
+    ratio = (openness(user_pts, span) + 0.03) / (openness(template_pts, span) + 0.03)
+    return abs(float(np.log(ratio)))
+
+
 def _eye_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray,
                       span: tuple[int, int, int, int]) -> float:
-    ratio = (openness(user_aligned, span) + 0.03) / (openness(template_pts, span) + 0.03)
-    return _fade(abs(float(np.log(ratio))), *_EYE_SHAPE_LOG_RATIO)
+    return _fade(eye_openness_mismatch(template_pts, user_aligned, span), *_EYE_SHAPE_LOG_RATIO)
 
 
 def _fade(value: float, full_below: float, none_above: float) -> float:

@@ -51,8 +51,8 @@ def shrink(mask: np.ndarray, pixels: float) -> np.ndarray:
 
 
 def lower_face(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
-    """The face below the nose: the oval from cheek to cheek around the chin, closed
-    under the nose."""
+    """The face from eye level down: the oval from one side to the other around the
+    chin, closed at the bottom of the nose."""
     oval = points[list(mesh.FACE_OVAL[_OVAL_CHEEK_TO_CHEEK])]
     return polygon_mask(shape, np.concatenate([oval, points[[_NOSE_BOTTOM]]]))
 
