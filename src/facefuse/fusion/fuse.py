@@ -467,16 +467,13 @@ def _match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
     t_power = t_detail * t_detail
     f_luma = _luma(face)
     f_power = _detail_power(f_luma)
-    for region in (skin, features):
-        sigma = _blur_to_match(f_luma, f_power, _mean_in(t_power, region), region)
+    t_energy = _mean_in(t_power, skin)
+    for region, t_region_energy in ((skin, t_energy), (features, _mean_in(t_power, features))):
+        sigma = _blur_to_match(f_luma, f_power, t_region_energy, region)
         if sigma > 0:
-            blurred = cv2.GaussianBlur(face, (0, 0), sigma)
-            blurred -= face
-            blurred *= _channels(region)
-            face += blurred
+            face = cv2.blendLinear(cv2.GaussianBlur(face, (0, 0), sigma), face, region, 1 - region)
             f_luma = _luma(face)
             f_power = _detail_power(f_luma)
-    t_energy = _mean_in(t_power, skin)
     f_energy = _mean_in(f_power, skin)
     if f_energy < 0.8 * t_energy:
         amount = float(np.sqrt(1 - f_energy / t_energy))
