@@ -7,6 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 
+# The eye and brow loops are the vision package's (it checks fits with them).
+from facefuse.vision.upright import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE  # noqa: F401
+
 # Closed loops of landmark indices, in drawing order.
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,
              400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21,
@@ -15,10 +18,6 @@ LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 
               39, 40, 185)
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82,
               81, 80, 191)
-RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
-RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
-LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 NOSTRILS = (129, 64, 98, 97, 2, 326, 327, 294, 358)
 RIGHT_IRIS = (468, 469, 470, 471, 472)  # centre first
 LEFT_IRIS = (473, 474, 475, 476, 477)

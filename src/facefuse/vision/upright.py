@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# Face-mesh loops (the same as facefuse.fusion.mesh's; vision does not import fusion).
+# Face-mesh loops of the eyes and brows (facefuse.fusion.mesh takes them from here).
 RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
