@@ -45,7 +45,7 @@ from facefuse.media.decode import decode_base64, decode_image
 from facefuse.media.encode import encode_jpeg
 from facefuse.settings import Settings
 from facefuse.vision.detect import detect_faces
-from facefuse.workpool import tune_for_compute
+from facefuse.workpool import single_threaded_libraries, tune_for_compute
 
 USER_PHOTO = "deepface__img2.jpg"  # 1536x1152 frontal portrait
 TEMPLATE_PHOTO = "face_recognition__examples_knn_examples_train_biden_biden2.jpg"
@@ -113,6 +113,7 @@ class ComputeProbe:
     def __init__(self, item: Input, template_jpeg: bytes, runs: int) -> None:
         self.cores = os.cpu_count() or 1
         self._job = (base64.b64encode(item.jpeg).decode(), template_jpeg, runs)
+        single_threaded_libraries()  # as the service's work processes
         context = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(self.cores, mp_context=context, initializer=_keep_barrier,
                                          initargs=(context.Barrier(self.cores),))

@@ -289,6 +289,11 @@ def main() -> None:
               help="Template to register (default: biden2 of --faces-dir, 1200x1200).")
 def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None) -> None:
     """Measure the floor and the real service on 127.0.0.1 (see docs/performance.md)."""
+    from facefuse.workpool import single_threaded_libraries
+
+    # Before numpy loads: the floor runs here, between the service's requests, and
+    # OpenBLAS's spinning helper threads took a core from the service (0.25 MP: +5 ms).
+    single_threaded_libraries()
     from facefuse.bench import print_table, run, to_json
 
     report = run(faces_dir, quick, template_photo)

@@ -45,6 +45,15 @@ SWITCH_INTERVAL = 0.001  # s; Python's default is 0.005
 _SINGLE_THREAD_LIBRARIES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def single_threaded_libraries() -> None:
+    """numpy's OpenBLAS (and OpenMP, MKL) on one thread in the processes started from now
+    on, and in this one if it has not imported numpy yet (read when numpy loads). Its
+    helper threads spin after every call and took a whole second core (a work process at
+    1 MP: 62 -> 32 ms CPU per request)."""
+    for name in _SINGLE_THREAD_LIBRARIES:
+        os.environ.setdefault(name, "1")
+
+
 def tune_allocator() -> None:
     """glibc keeps freed memory for the next request instead of handing every multi-MB
     buffer back to the kernel and faulting it in again, zeroed, on the next allocation
@@ -196,10 +205,7 @@ class WorkPool:
                 self._dispatch(loop)
 
     def _spawn(self) -> _WorkProcess:
-        # Read by numpy's OpenBLAS when a work process imports it: its helper threads spin
-        # after every call and took a whole second core (1 MP: 62 -> 32 ms CPU per request).
-        for name in _SINGLE_THREAD_LIBRARIES:
-            os.environ.setdefault(name, "1")
+        single_threaded_libraries()
         return _WorkProcess.spawn(self._context, self._initializer, self._initargs, self)
 
     def warm_up(self, fn: Callable[[], object]) -> None:

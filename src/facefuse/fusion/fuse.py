@@ -77,10 +77,9 @@ def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarra
 def fuse_prepared(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
                   options: FuseOptions) -> np.ndarray:
     result = prepared.image.copy()
-    if options.fuse_degree <= 0:
-        return result
-    x0, y0, x1, y1 = prepared.crop
-    result[y0:y1, x0:x1] = fuse_patch(prepared, user_rgb, user_face, options)
+    if options.fuse_degree > 0:
+        x0, y0, x1, y1 = prepared.crop
+        fuse_into(result[y0:y1, x0:x1], prepared, user_rgb, user_face, options)
     return result
 
 
@@ -92,9 +91,10 @@ def geometry_weights(fuse: float, shape: float) -> tuple[float, float]:
     return fuse, fuse * shape * shape
 
 
-def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
-               options: FuseOptions) -> np.ndarray:
-    """The template crop with the user's face fused in (uint8, the crop's size)."""
+def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
+              options: FuseOptions) -> None:
+    """Fuse the user's face into `out`, the template's crop (a view of the result, holding
+    the template's pixels): only what the warp reaches is written."""
     fuse = float(np.clip(options.fuse_degree, 0, 100)) / 100
     shape = float(np.clip(options.shape_degree, 0, 100)) / 100
     user_image, user_lms = _user_patch(user_rgb, user_face, prepared.face_size)
@@ -113,9 +113,8 @@ def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face
     fy0, fy1 = _whole_blocks(fy0, fy1, wy0, wy1, factor)
     t_map, u_map, u_seen = _warp_maps(prepared, user_lms, target, ring, align,
                                       (wx0, wy0, wx1, wy1))
-    result = prepared.patch.copy()
     t_warped = warp.remap(prepared.patch, t_map)
-    result[wy0:wy1, wx0:wx1] = t_warped
+    out[wy0:wy1, wx0:wx1] = t_warped
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
     u_map = (u_map[0][inner], u_map[1][inner])
     origin = np.array([fx0, fy0], np.float32)
@@ -124,8 +123,7 @@ def fuse_patch(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face
         target - origin, t_lms, user_lms, fuse, prepared)
     if prepared.glasses:
         _keep_glasses(face, prepared.patch[fy0:fy1, fx0:fx1], t_lms[:, :2] - origin, prepared.face_size)
-    result[fy0:fy1, fx0:fx1] = face
-    return result
+    out[fy0:fy1, fx0:fx1] = face
 
 
 def _canvas_factor(face_size: float) -> int:
@@ -290,11 +288,10 @@ class _Canvas:
         the user's (per channel). Fine-grained near the rim, where the template's light
         shapes the outline (and the jaw stays the template's); coarse in the centre, where
         the user's own relief and shading keep the identity."""
-        gains, user_logs = [], []
-        for sigma in SHADING_SIGMA:
-            user_logs.append(tone.masked_log_lowpass(u_small, u_weight, sigma * self.size))
-            gains.append(tone.shading_gain(
-                tone.masked_log_lowpass(t_small, t_weight, sigma * self.size), user_logs[-1]))
+        sigmas = tuple(sigma * self.size for sigma in SHADING_SIGMA)
+        user_logs = tone.masked_log_lowpass(u_small, u_weight, sigmas)
+        template_logs = tone.masked_log_lowpass(t_small, t_weight, sigmas)
+        gains = [tone.shading_gain(t, u) for t, u in zip(template_logs, user_logs)]
         c = 1 - SHADING_CENTRE
         centre = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, c, c, c))
         centre = masks.feather(centre, 0.08 * self.size)[..., None]

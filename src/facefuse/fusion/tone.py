@@ -54,15 +54,18 @@ def skin_likelihood(rgb: np.ndarray, model: SkinModel) -> np.ndarray:
     return np.exp(-0.5 * total).astype(np.float32)
 
 
-def masked_log_lowpass(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
-    """Weighted Gaussian low-pass of log(image) (normalised convolution), as log values.
+def masked_log_lowpass(image: np.ndarray, weight: np.ndarray, sigmas: tuple[float, ...]) -> list[np.ndarray]:
+    """Weighted Gaussian low-passes of log(image) (normalised convolution) at each of
+    `sigmas`, as log values.
 
     The log keeps a few highlights or dark pores from pulling the local skin level.
     """
-    logs = np.log(image.astype(np.float32) + 4.0)
-    weighted = feather(logs * weight[..., None], sigma)
-    total = feather(weight, sigma)
-    return weighted / np.maximum(total, 1e-4)[..., None]
+    weighted_logs = np.log(image.astype(np.float32) + 4.0) * weight[..., None]
+    lows = []
+    for sigma in sigmas:
+        total = np.maximum(feather(weight, sigma), 1e-4)
+        lows.append(feather(weighted_logs, sigma) / total[..., None])
+    return lows
 
 
 def shading_gain(template_log_low: np.ndarray, user_log_low: np.ndarray) -> np.ndarray:
