@@ -111,15 +111,15 @@ def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     factor = _canvas_factor(prepared.face_size)
     fx0, fx1 = _whole_blocks(fx0, fx1, wx0, wx1, factor)
     fy0, fy1 = _whole_blocks(fy0, fy1, wy0, wy1, factor)
-    t_map, u_map, u_seen = _warp_maps(prepared, user_lms, target, ring, align,
-                                      (wx0, wy0, wx1, wy1))
+    t_map, u_map, coverage = _warp_maps(prepared, user_lms, target, ring, align, (wx0, wy0, wx1, wy1),
+                                        user_image.shape, (fx0 - wx0, fy0 - wy0))
     t_warped = warp.remap(prepared.patch, t_map)
     out[wy0:wy1, wx0:wx1] = t_warped
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
     u_map = (u_map[0][inner], u_map[1][inner])
     origin = np.array([fx0, fy0], np.float32)
     face = _fuse_face_region(
-        t_warped[inner], warp.remap(user_image, u_map), _UserCoverage(user_image.shape, u_map, u_seen[inner]),
+        t_warped[inner], warp.remap(user_image, u_map), coverage,
         target - origin, t_lms, user_lms, fuse, prepared)
     if prepared.glasses:
         _keep_glasses(face, prepared.patch[fy0:fy1, fx0:fx1], t_lms[:, :2] - origin, prepared.face_size)
@@ -147,16 +147,22 @@ class _UserCoverage:
     """Where the user's photo really shows the face: inside the photo, not edge-on."""
 
     user_shape: tuple[int, ...]
-    user_map: tuple[np.ndarray, np.ndarray]  # region pixels -> user patch pixels
-    seen: np.ndarray  # (h, w) 0..1, low where the user's face is seen edge-on
+    raster: warp.TriangleRaster  # over the warp box
+    user_grid: tuple[np.ndarray, np.ndarray]  # grid cells -> user patch pixels
+    seen_grid: np.ndarray  # grid cells: 0..1, low where the user's face is seen edge-on
+    origin: tuple[int, int]  # x, y of the face region in the warp box
 
     def on(self, canvas: _Canvas) -> np.ndarray:
-        """float32 0..1 at the canvas size."""
+        """float32 0..1 at the canvas size (of the face region)."""
         inside = np.zeros(self.user_shape[:2], np.uint8)
         inside[1:-1, 1:-1] = 255
-        small_map = (canvas.shrink(self.user_map[0]), canvas.shrink(self.user_map[1]))
+
+        def at_canvas(grid: np.ndarray) -> np.ndarray:
+            return warp.sample_blocks(self.raster, grid, self.origin, canvas.factor, canvas.shape)
+
+        small_map = (at_canvas(self.user_grid[0]), at_canvas(self.user_grid[1]))
         valid = warp.remap(inside, small_map, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
-        return valid * canvas.shrink(self.seen)
+        return valid * at_canvas(self.seen_grid)
 
 
 def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCoverage,
@@ -532,10 +538,12 @@ def _soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:
 
 
 def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndarray,
-               ring: np.ndarray, align: Similarity, box: tuple[int, int, int, int]
-               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
+               ring: np.ndarray, align: Similarity, box: tuple[int, int, int, int],
+               user_shape: tuple[int, ...], face_origin: tuple[int, int]
+               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], _UserCoverage]:
     """remap() maps over `box` of the patch that pull the template and the user's face
-    onto the target landmarks, and how well the user's photo shows each bit of the face."""
+    onto the target landmarks, and how well the user's photo shows each bit of the face
+    region (at `face_origin` in the box)."""
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], dtype=np.float32)
     triangles, kinds = mesh.all_triangles()
@@ -552,13 +560,14 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
     u_fallback = to_user.copy()
     u_fallback[:, 2] += to_user[:, :2] @ origin
     u_vertices = _vertices(user_lms[:, :2], u_ring)
-    u_map = warp.dense_map(raster, u_vertices, triangles, u_fallback)
+    u_grid = warp.grid_map(raster, u_vertices, triangles, u_fallback)
     # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
     # ear, hair or background, not skin: there the template stays.
     squeeze = (warp.signed_areas(u_vertices, triangles) * align.scale ** 2
                / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3))
     seen = np.where(kinds == mesh.SKIN, _smoothstep(squeeze, 0.2, 0.5), 1.0)
-    return t_map, u_map, warp.per_triangle(raster, seen, outside=1.0)
+    coverage = _UserCoverage(user_shape, raster, u_grid, warp.grid_values(raster, seen, outside=1.0), face_origin)
+    return t_map, warp.upsample(raster, u_grid), coverage
 
 
 def _bounds(points: np.ndarray, shape: tuple[int, int], pad: float) -> tuple[int, int, int, int]:

@@ -62,6 +62,19 @@ def dense_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
               fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution (map_x, map_y) for cv2.remap taking each raster triangle onto the
     same triangle of `source` vertices; cells off the mesh use the `fallback` (2, 3) affine."""
+    return upsample(raster, grid_map(raster, source, triangles, fallback))
+
+
+def upsample(raster: TriangleRaster, grid: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A grid_map at full resolution."""
+    h, w = raster.out_shape
+    map_x, map_y = (cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR) for plane in grid)
+    return map_x, map_y
+
+
+def grid_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
+             fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dense_map at the raster's grid cells (before it is resized to the output)."""
     corners = source[triangles].astype(np.float64)  # (k, vertex, xy)
     affines = np.matmul(corners.transpose(0, 2, 1), raster.inverse)  # as einsum kvc,kvj->kcj, 2x faster
     table = np.concatenate([affines, fallback[None]]).astype(np.float32)
@@ -72,15 +85,27 @@ def dense_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
     coeff = table[raster.ids]  # id -1 picks the fallback, the last row
     map_x = coeff[..., 0, 0] * xs + coeff[..., 0, 1] * ys[:, None] + coeff[..., 0, 2]
     map_y = coeff[..., 1, 0] * xs + coeff[..., 1, 1] * ys[:, None] + coeff[..., 1, 2]
-    return (cv2.resize(map_x, (w, h), interpolation=cv2.INTER_LINEAR),
-            cv2.resize(map_y, (w, h), interpolation=cv2.INTER_LINEAR))
+    return map_x, map_y
 
 
-def per_triangle(raster: TriangleRaster, values: np.ndarray, outside: float = 0.0) -> np.ndarray:
-    """Full-resolution float32 map of one value per triangle (smoothly resized from the grid)."""
-    table = np.append(values.astype(np.float32), np.float32(outside))
+def grid_values(raster: TriangleRaster, values: np.ndarray, outside: float = 0.0) -> np.ndarray:
+    """One value per triangle, at the raster's grid cells (float32, `outside` off the mesh)."""
+    return np.append(values.astype(np.float32), np.float32(outside))[raster.ids]
+
+
+def sample_blocks(raster: TriangleRaster, grid: np.ndarray, origin: tuple[int, int], factor: int,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """A grid quantity (grid_map, grid_values) as it would be at full resolution averaged
+    over blocks of factor x factor pixels: `shape` blocks from `origin` (x, y) of the
+    output. Taken at the blocks' centres straight from the grid, it is the same (the map
+    is linear between cells) without making the full-resolution plane first."""
     h, w = raster.out_shape
-    return cv2.resize(table[raster.ids], (w, h), interpolation=cv2.INTER_LINEAR)
+    gh, gw = raster.ids.shape
+    sx, sy = gw / w, gh / h
+    to_grid = np.array([[factor * sx, 0, (origin[0] + 0.5 * factor) * sx - 0.5],
+                        [0, factor * sy, (origin[1] + 0.5 * factor) * sy - 0.5]], np.float32)
+    return cv2.warpAffine(grid, to_grid, (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
