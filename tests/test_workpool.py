@@ -212,3 +212,59 @@ def _sleep_then_exit(seconds: float) -> None:
 def _sleep_and_pid(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def _cores_of_a_new_thread() -> set[int]:
+    import threading
+
+    seen: list[set[int]] = []
+    thread = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs")
+def test_one_worker_per_cpu_each_runs_on_a_cpu_of_its_own_and_a_replacement_takes_the_freed_one() -> None:
+    cores = os.sched_getaffinity(0)
+    work = WorkPool(len(cores), 0, deadline=30)
+    try:
+        work.warm_up(os.getpid)
+        placed = [os.sched_getaffinity(p.process.pid) for p in work._processes]
+        assert all(len(one) == 1 for one in placed) and set().union(*placed) == cores
+        # Threads a job starts inherit it (mediapipe's graph threads are started in the job).
+        assert run(work, _cores_of_a_new_thread) in placed
+        victim = work._processes[0]
+        freed = os.sched_getaffinity(victim.process.pid)
+        os.kill(victim.process.pid, signal.SIGKILL)
+        victim.process.join(5)
+
+        async def until_replaced() -> set[int]:
+            while True:  # the pool notices the death at the next dispatch
+                results = await asyncio.gather(*(work.run(_sleep_and_cores, 0.05) for _ in range(len(cores))))
+                fresh = [p for p in work._processes if p is not victim]
+                if len(fresh) == len(cores):
+                    return set().union(*results)
+
+        assert asyncio.run(until_replaced()) == cores
+        assert freed in [os.sched_getaffinity(p.process.pid) for p in work._processes if p is not victim]
+    finally:
+        work.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs")
+def test_fewer_workers_than_cpus_or_pinning_off_leave_the_scheduler_free() -> None:
+    cores = os.sched_getaffinity(0)
+    for work in (WorkPool(len(cores) - 1, 0, deadline=30), WorkPool(len(cores), 0, deadline=30, pin_to_cores=False)):
+        try:
+            work.warm_up(os.getpid)
+            assert all(os.sched_getaffinity(p.process.pid) == cores for p in work._processes)
+        finally:
+            work.shutdown()
+
+
+def _sleep_and_cores(seconds: float) -> set[int]:
+    time.sleep(seconds)
+    return os.sched_getaffinity(0)

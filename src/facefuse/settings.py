@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(default_factory=default_workers, ge=1, le=64)  # work processes
+    pin_workers: bool = True  # with at least one worker per CPU, each on a CPU of its own
     public_base_url: str = ""  # e.g. https://fuse.example.com; empty: taken from the request
     log_level: str = "info"
     demo_template: bool = True  # create the demo template on first start
