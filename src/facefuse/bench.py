@@ -17,6 +17,7 @@ the issue marked MET or MISS, and written as JSON.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import multiprocessing
@@ -45,7 +46,7 @@ from facefuse.media.decode import decode_base64, decode_image
 from facefuse.media.encode import encode_jpeg
 from facefuse.settings import Settings
 from facefuse.vision.detect import detect_faces
-from facefuse.workpool import single_threaded_libraries, tune_for_compute
+from facefuse.workpool import single_threaded_libraries, tune_for_compute, usable_cores
 
 USER_PHOTO = "deepface__img2.jpg"  # 1536x1152 frontal portrait
 TEMPLATE_PHOTO = "face_recognition__examples_knn_examples_train_biden_biden2.jpg"
@@ -111,19 +112,21 @@ class ComputeProbe:
     machine it moves from minute to minute (1.53, 1.65, 1.97 in three runs in a row)."""
 
     def __init__(self, item: Input, template_jpeg: bytes, runs: int) -> None:
-        self.cores = os.cpu_count() or 1
+        self._cores = sorted(usable_cores()) or list(range(os.cpu_count() or 1))
+        self.cores = len(self._cores)
         self._job = (base64.b64encode(item.jpeg).decode(), template_jpeg, runs)
         single_threaded_libraries()  # as the service's work processes
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(self.cores, mp_context=context, initializer=_keep_barrier,
+        self._pool = ProcessPoolExecutor(self.cores, mp_context=context, initializer=_start_probe_process,
                                          initargs=(context.Barrier(self.cores),))
         self.alone: list[float] = []
         self.together: list[list[float]] = [[] for _ in range(self.cores)]
 
     def round(self) -> None:
-        """Jobs in one process, then in every process at once."""
-        self.alone += self._pool.submit(_compute_runs, *self._job, False).result()
-        futures = [self._pool.submit(_compute_runs, *self._job, True) for _ in range(self.cores)]
+        """Jobs in one process, then in every process at once, each on a core of its own (as the
+        service's work processes, one per core, run; one alone is not pinned either)."""
+        self.alone += self._pool.submit(_compute_runs, *self._job, None).result()
+        futures = [self._pool.submit(_compute_runs, *self._job, core) for core in self._cores]
         for times, future in zip(self.together, futures):
             times += future.result()
 
@@ -138,17 +141,23 @@ class ComputeProbe:
 
 
 _barrier: Any = None
+_cores: set[int] = set()
 
 
-def _keep_barrier(barrier: Any) -> None:
-    global _barrier
-    _barrier = barrier
+def _start_probe_process(barrier: Any) -> None:
+    global _barrier, _cores
+    _barrier, _cores = barrier, usable_cores()
 
 
-def _compute_runs(text: str, template_jpeg: bytes, runs: int, all_at_once: bool) -> list[float]:
-    """ms per job, `runs` jobs after a warm-up; with all_at_once, only when every process
-    of the pool is warm too (each holds one such call)."""
+def _compute_runs(text: str, template_jpeg: bytes, runs: int, core: int | None) -> list[float]:
+    """ms per job, `runs` jobs after a warm-up; with a core, all of this process's threads on
+    it and only when every process of the pool is warm too (each holds one such call)."""
     tune_for_compute()
+    cores = {core} if core is not None else _cores
+    if cores and hasattr(os, "sched_setaffinity"):
+        for thread in os.listdir("/proc/self/task"):  # mediapipe's threads too, started earlier
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(thread), cores)
     template_rgb = decode_image(template_jpeg)
     prepared = prepare_template(template_rgb, detect_faces(template_rgb)[0])
     quality, options = Settings().jpeg_quality, FuseOptions()
@@ -162,7 +171,7 @@ def _compute_runs(text: str, template_jpeg: bytes, runs: int, all_at_once: bool)
 
     for _ in range(3):
         once()
-    if all_at_once:
+    if core is not None:
         _barrier.wait(timeout=120)
     return [once() for _ in range(runs)]
 

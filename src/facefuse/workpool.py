@@ -105,7 +105,7 @@ class WorkPool:
         self.deadline = deadline
         self._initializer = initializer
         self._initargs = initargs
-        cores = sorted(_usable_cores())
+        cores = sorted(usable_cores())
         self._cores = cores if pin_to_cores and len(cores) > 1 and workers >= len(cores) else []
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._processes: list[_WorkProcess] = []
@@ -581,7 +581,7 @@ def _widen(fd: int) -> None:
         pass
 
 
-def _usable_cores() -> set[int]:
+def usable_cores() -> set[int]:
     """The CPUs this process may run on (Linux), else none known."""
     try:
         return os.sched_getaffinity(0)
