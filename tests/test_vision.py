@@ -171,3 +171,24 @@ def test_brows_read_darker_than_the_cheeks_below_the_eyes_only_when_upright() ->
     assert box.angle == 0  # BlazeFace's points read it as upright
     mesh_fit, crop, _ = _fit_in_box(image, box, 0.0)
     assert brow_to_cheek_luma(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), mesh_fit.landmarks) > UPSIDE_DOWN_RATIO
+
+
+def test_mediapipe_start_up_notices_stay_off_stderr_and_stderr_works_after() -> None:
+    """TFLite's "Created delegate" and absl's W0000 lines come on a graph's first runs; a
+    fresh process that finds a face prints none of them, and its stderr still works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from facefuse.media.decode import decode_image\n"
+        "from facefuse.vision.detect import detect_faces\n"
+        f"faces = detect_faces(decode_image(open({str(face('deepface__img2.jpg'))!r}, 'rb').read()))\n"
+        "faces += detect_faces(decode_image(open(sys.argv[1], 'rb').read()))\n"
+        "print(len(faces), file=sys.stderr, flush=True)\n"
+        "os.write(2, b'still here\\n')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(face("deepface__img11.jpg"))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "2\nstill here\n"

@@ -11,8 +11,13 @@ whose face touches the borders (LFW-style 150x150 photos) are found that way.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -63,7 +68,7 @@ def find_face_boxes(rgb: np.ndarray) -> list[FaceBox]:
     small, scale = _fit(rgb, DETECTION_SIDE)
     boxes: list[FaceBox] = []
     for model in (1, 0):
-        result = _detector(model).process(small)
+        result = _run(_detector(model), small)
         boxes = _boxes_from(result, small.shape, scale)
         if boxes:
             break
@@ -83,7 +88,7 @@ def _tiled_boxes(rgb: np.ndarray) -> list[FaceBox]:
     for y0 in _tile_starts(h):
         for x0 in _tile_starts(w):
             tile = np.ascontiguousarray(rgb[y0:y0 + TILE_SIDE, x0:x0 + TILE_SIDE])
-            for box in _boxes_from(_detector(1).process(tile), tile.shape, 1.0):
+            for box in _boxes_from(_run(_detector(1), tile), tile.shape, 1.0):
                 boxes.append(FaceBox(box.x + x0, box.y + y0, box.side, box.score, box.angle))
     return boxes
 
@@ -140,7 +145,7 @@ def _landmarks_whole_image(rgb: np.ndarray, max_faces: int) -> list[Face]:
 
 def _mesh_faces(rgb: np.ndarray, max_faces: int, score: float) -> list[Face]:
     h, w = rgb.shape[:2]
-    result = _mesh(max_faces).process(rgb)
+    result = _run(_mesh(max_faces), rgb, settled=lambda found: found.multi_face_landmarks is not None)
     faces = []
     for lms in result.multi_face_landmarks or []:
         pts = np.array([(p.x * w, p.y * h, p.z * w) for p in lms.landmark], dtype=np.float32)
@@ -293,9 +298,10 @@ def _detector(model: int):
 
     cache = _thread_cache("detectors")
     if model not in cache:
-        cache[model] = face_detection.FaceDetection(
-            model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE
-        )
+        with _native_stderr_silenced():
+            cache[model] = face_detection.FaceDetection(
+                model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE
+            )
     return cache[model]
 
 
@@ -304,13 +310,47 @@ def _mesh(max_faces: int):
 
     cache = _thread_cache("meshes")
     if max_faces not in cache:
-        cache[max_faces] = face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=0.5,
-        )
+        with _native_stderr_silenced():
+            cache[max_faces] = face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=0.5,
+            )
     return cache[max_faces]
+
+
+def _run(graph: Any, image: np.ndarray, settled: Callable[[Any], bool] = lambda _: True) -> Any:
+    """graph.process(image). mediapipe's C++ start-up notices (TFLite's "Created delegate",
+    absl's W0000 lines) come when a graph is built and on its first runs (the face mesh's
+    on its first face), on the process's stderr past Python's logging, and are not
+    errors: until `settled(result)`, a run's native stderr goes nowhere."""
+    if id(graph) in _settled_graphs:
+        return graph.process(image)
+    with _native_stderr_silenced():
+        result = graph.process(image)
+    if settled(result):
+        _settled_graphs.add(id(graph))
+    return result
+
+
+_settled_graphs: set[int] = set()
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 on /dev/null meanwhile (one such window at a time)."""
+    with _stderr_lock:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _thread_cache(name: str) -> dict:
