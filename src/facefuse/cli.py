@@ -291,8 +291,8 @@ def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None) 
     """Measure the floor and the real service on 127.0.0.1 (see docs/performance.md)."""
     from facefuse.workpool import single_threaded_libraries
 
-    # Before numpy loads: the floor runs here, between the service's requests, and
-    # OpenBLAS's spinning helper threads took a core from the service (0.25 MP: +5 ms).
+    # Before numpy loads: the floor runs in this process as the work processes run the
+    # service's jobs, and OpenBLAS's helper threads would spin beside the service's.
     single_threaded_libraries()
     from facefuse.bench import print_table, run, to_json
 
