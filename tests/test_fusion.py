@@ -373,3 +373,34 @@ def test_a_dark_shiny_face_in_a_light_template_has_no_blown_or_blue_patches() ->
     # when the shine was multiplied by the gain (x2-3) like the skin.
     assert (b > r).mean() < 0.05
     assert ((r > 245) & (g > 245) & (b > 245)).mean() < 0.02
+
+
+def _chroma_spread(image: np.ndarray, face_found: Face) -> float:
+    """p90 of each bare skin pixel's chroma distance (YCrCb) from the face's median chroma."""
+    import cv2
+
+    pts = face_found.landmarks[:, :2]
+    region = masks.polygon_mask(image.shape[:2], masks.shrunk_oval(pts, 0.1, 0.1, 0.1)) \
+        * (1 - masks.features_mask(image.shape[:2], pts, 0.02 * face_found.size))
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb).astype(np.float32)[region > 0.5]
+    distance = np.hypot(ycc[:, 1] - np.median(ycc[:, 1]), ycc[:, 2] - np.median(ycc[:, 2]))
+    return float(np.percentile(distance, 90))
+
+
+def test_a_dark_face_lifted_into_a_light_template_has_even_skin_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dark, low-resolution user (John Salley, 150 px) into a light template: the gain
+    that lifts the skin also lifted its chroma noise and colourless shine into grey-blue
+    patches. The skin's colour is now about as even as the template's own; a face that
+    is not lifted much is not touched."""
+    import facefuse.fusion.fuse as fusion
+
+    dark, light, lifted_little = "dlib__examples_johns_John_Salley_000179_02159509.jpg", "deepface__img11.jpg", \
+        "face_recognition__examples_obama.jpg"
+    evened = fuse(light, dark)
+    template_spread = _chroma_spread(photo(light), photo_face(light))
+    assert _chroma_spread(evened, largest_face(evened)) < 1.25 * template_spread  # 9.2 against 7.8
+    untouched = fuse("deepface__img10.jpg", lifted_little)
+    monkeypatch.setattr(fusion, "_EVEN_CHROMA_LIFT", (100.0, 101.0))  # never
+    before = fuse(light, dark)
+    assert _chroma_spread(before, largest_face(before)) > 1.6 * template_spread  # 13.5: the patches
+    assert np.array_equal(untouched, fuse("deepface__img10.jpg", lifted_little))

@@ -192,12 +192,19 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     tone_gain = _median_tone_gain(_soft_highlights(_lit(u_small, gain, u_level * np.maximum(gain - 1, 0))),
                                   t_small, alpha)
     gain *= tone_gain
+    shine_floor = u_level * np.maximum(gain - 1, 0)
 
-    face = _lit(u_face, canvas.grow(gain), canvas.grow(u_level * np.maximum(gain - 1, 0)))
+    face = _lit(u_face, canvas.grow(gain), canvas.grow(shine_floor))
     face = _soft_highlights(face)
+    skin = skin_area * t_skin
+    evening = float(_smoothstep(np.float32(_skin_lift(gain, skin)), *_EVEN_CHROMA_LIFT))
+    if evening > 0:
+        local = _skin_chroma(_soft_highlights(_lit(u_small, gain, shine_floor)), skin,
+                             _EVEN_CHROMA_SIGMA * canvas.size)
+        face = _even_chroma(face, canvas.grow(local), canvas.grow(canvas.bare_face() * evening))
     t_float = t_face.astype(np.float32)
     t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    face = _match_detail(face, t_luma, canvas.grow(skin_area * t_skin), canvas.grow(canvas.features()))
+    face = _match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features()))
     alpha = canvas.grow(alpha)
     _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
     face = cv2.blendLinear(face, t_float, alpha, 1 - alpha)
@@ -282,6 +289,11 @@ class _Canvas:
         brows = masks.grow(masks.polygon_mask(self.shape, masks.loop(self.points, mesh.RIGHT_BROW),
                                               masks.loop(self.points, mesh.LEFT_BROW)), 0.02 * self.size)
         return masks.feather(hair * forehead * (1 - brows), 0.01 * self.size)
+
+    def bare_face(self) -> np.ndarray:
+        """The whole oval but the eyes, brows, lips and nostrils."""
+        oval = masks.polygon_mask(self.shape, self.points[list(mesh.FACE_OVAL)])
+        return oval * (1 - masks.features_mask(self.shape, self.points, 0.01 * self.size))
 
     def skin_area(self) -> np.ndarray:
         """Where both faces show plain skin: inside the oval, away from eyes, brows, lips."""
@@ -389,6 +401,10 @@ _HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin abov
 # down. Measured (60 pairs): pose 0.056 -> 0.054, id the same; over the whole face, pose
 # 0.051 but id 91.7 % (the skin around the brows and temples is much of the likeness).
 _USER_EDGE_MARGIN = 0.01
+# A user's skin lifted this many times (the median gain, start and full) has its chroma
+# evened out over this much of the face (_even_chroma): dark faces into light templates.
+_EVEN_CHROMA_LIFT = (1.3, 2.0)
+_EVEN_CHROMA_SIGMA = 0.03
 # How close to an eye (of the face size) frames may be. The template's frames are put back
 # over the user's eyes: nearer than this, what touches a rim is the template's lashes and
 # eye-corner shadow, which stay the user's (0.01 let them through: deepface img11 into
@@ -428,6 +444,36 @@ def _lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndar
     lit = cv2.multiply(face, gain, dtype=cv2.CV_32F)
     cv2.min(lit, cv2.add(face, shine_floor, dtype=cv2.CV_32F), dst=lit)
     return lit
+
+
+def _skin_lift(gain: np.ndarray, skin: np.ndarray) -> float:
+    """How many times brighter the template's light makes the user's skin: the median gain
+    over the plain skin (the mean of the channels')."""
+    region = np.flatnonzero(skin > 0.5)
+    if len(region) < 64:
+        return 1.0
+    return float(np.median(np.take(gain.reshape(-1, 3), region, axis=0), axis=0).mean())
+
+
+def _skin_chroma(rgb: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarray:
+    """(h, w, 2) the skin's local chroma (Cr, Cb) around each pixel: a low-pass weighted by
+    `skin`, so that lips, brows and hair do not bleed into it."""
+    chroma = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 1:])
+    total = np.maximum(masks.feather(skin, sigma), 1e-4)
+    return masks.feather(chroma * skin[..., None], sigma) / total[..., None]
+
+
+def _even_chroma(face: np.ndarray, local: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The lit face (float32 RGB) with each pixel's chroma moved toward `local` by `weight`;
+    luma, which carries the features and their relief, is left as it is.
+
+    A dark face lifted into a light template gets gains of 2-3x, most in blue: its chroma
+    noise and the colourless shine of dark skin came out as grey-blue patches on the light
+    face. Evening the skin's chroma out removes them and keeps every shape."""
+    ycc = cv2.cvtColor(face, cv2.COLOR_RGB2YCrCb)
+    chroma = ycc[..., 1:]
+    chroma += weight[..., None] * (local - chroma)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
 def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray) -> np.ndarray:
