@@ -292,13 +292,16 @@ class _Canvas:
 
     def bare_face(self) -> np.ndarray:
         """The whole oval but the eyes, brows, lips and nostrils."""
-        oval = masks.polygon_mask(self.shape, self.points[list(mesh.FACE_OVAL)])
-        return oval * (1 - masks.features_mask(self.shape, self.points, 0.01 * self.size))
+        return self._oval_without_features(self.points[list(mesh.FACE_OVAL)], 0.01)
 
     def skin_area(self) -> np.ndarray:
         """Where both faces show plain skin: inside the oval, away from eyes, brows, lips."""
-        oval = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, 0.08, 0.04, 0.04))
-        return oval * (1 - masks.features_mask(self.shape, self.points, 0.02 * self.size))
+        return self._oval_without_features(masks.shrunk_oval(self.points, 0.08, 0.04, 0.04), 0.02)
+
+    def _oval_without_features(self, oval: np.ndarray, margin: float) -> np.ndarray:
+        """Inside `oval` and over `margin` of the face away from the features."""
+        inside = masks.polygon_mask(self.shape, oval)
+        return inside * (1 - masks.features_mask(self.shape, self.points, margin * self.size))
 
     def shading(self, t_small: np.ndarray, u_small: np.ndarray, t_weight: np.ndarray,
                 u_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
