@@ -298,10 +298,9 @@ def _detector(model: int):
 
     cache = _thread_cache("detectors")
     if model not in cache:
-        with _native_stderr_silenced():
-            cache[model] = face_detection.FaceDetection(
-                model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE
-            )
+        cache[model] = _built(lambda: face_detection.FaceDetection(
+            model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE
+        ))
     return cache[model]
 
 
@@ -310,21 +309,30 @@ def _mesh(max_faces: int):
 
     cache = _thread_cache("meshes")
     if max_faces not in cache:
-        with _native_stderr_silenced():
-            cache[max_faces] = face_mesh.FaceMesh(
-                static_image_mode=True,
-                max_num_faces=max_faces,
-                refine_landmarks=True,
-                min_detection_confidence=0.5,
-            )
+        cache[max_faces] = _built(lambda: face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+        ))
     return cache[max_faces]
 
 
+# mediapipe's C++ start-up notices (TFLite's "Created TensorFlow Lite XNNPACK delegate",
+# absl's W0000 lines) go to the process's stderr past Python's logging and are not errors.
+# They come while a graph opens its calculators, on mediapipe's own threads after the
+# graph's start has returned, and the face mesh's last one on its first face.
+def _built(make: Callable[[], Any]) -> Any:
+    """A new graph, made and run once on a blank image with native stderr silenced: a run
+    returns when the graph is idle, so every calculator has opened (and printed) by then."""
+    with _native_stderr_silenced():
+        graph = make()
+        graph.process(np.zeros((64, 64, 3), np.uint8))
+    return graph
+
+
 def _run(graph: Any, image: np.ndarray, settled: Callable[[Any], bool] = lambda _: True) -> Any:
-    """graph.process(image). mediapipe's C++ start-up notices (TFLite's "Created delegate",
-    absl's W0000 lines) come when a graph is built and on its first runs (the face mesh's
-    on its first face), on the process's stderr past Python's logging, and are not
-    errors: until `settled(result)`, a run's native stderr goes nowhere."""
+    """graph.process(image), its native stderr silenced until `settled(result)`."""
     if id(graph) in _settled_graphs:
         return graph.process(image)
     with _native_stderr_silenced():
