@@ -452,10 +452,8 @@ def _lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndar
 def _skin_lift(gain: np.ndarray, skin: np.ndarray) -> float:
     """How many times brighter the template's light makes the user's skin: the median gain
     over the plain skin (the mean of the channels')."""
-    region = np.flatnonzero(skin > 0.5)
-    if len(region) < 64:
-        return 1.0
-    return float(np.median(np.take(gain.reshape(-1, 3), region, axis=0), axis=0).mean())
+    medians = _channel_medians(skin, gain)
+    return 1.0 if medians is None else float(medians[0].mean())
 
 
 def _skin_chroma(rgb: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarray:
@@ -486,14 +484,22 @@ def _median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray
     The local shading gain follows the template's light but leaves a residual cast where
     the user's features and skin texture differ (freckles, stubble, make-up); this
     settles the face's overall tone on the template's. Measured on the small canvas."""
-    region = np.flatnonzero(weight > 0.5)
-    if len(region) < 64:
+    medians = _channel_medians(weight, template, face)
+    if medians is None:
         return np.ones(3, np.float32)
-    region = region[:: max(1, len(region) // 4096)]  # a median of ~4,000 samples is as good as of all
-    t_median = np.median(np.take(template.reshape(-1, 3), region, axis=0), axis=0)
-    f_median = np.median(np.take(face.reshape(-1, 3), region, axis=0), axis=0)
+    t_median, f_median = medians
     gain = (t_median + 1.0) / (f_median + 1.0)
     return np.clip(gain, 0.5, 2.0).astype(np.float32)
+
+
+def _channel_medians(weight: np.ndarray, *images: np.ndarray) -> list[np.ndarray] | None:
+    """Each (h, w, 3) image's per-channel median where `weight` is over 0.5; None when
+    that is under 64 pixels."""
+    region = np.flatnonzero(weight > 0.5)
+    if len(region) < 64:
+        return None
+    region = region[:: max(1, len(region) // 4096)]  # a median of ~4,000 samples is as good as of all
+    return [np.median(np.take(image.reshape(-1, 3), region, axis=0), axis=0) for image in images]
 
 
 def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
