@@ -122,3 +122,17 @@ def dark_lines(luma: np.ndarray, width: float) -> np.ndarray:
     t = np.clip((0.7 - ratio) / 0.2, 0, 1)
     # Grown by a pixel: grown back to full size, a thin line must stay fully covered.
     return feather(cv2.dilate(t * t * (3 - 2 * t), np.ones((3, 3), np.uint8)), width / 6)
+
+
+def bounds(points: np.ndarray, shape: tuple[int, int], pad: float) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of the points' box grown by `pad`, within an image of `shape` (h, w)."""
+    h, w = shape
+    x0, y0 = np.floor(points.min(axis=0) - pad).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0) + pad).astype(int) + 1
+    return max(0, x0), max(0, y0), max(min(w, x1), max(0, x0) + 1), max(min(h, y1), max(0, y0) + 1)
+
+
+def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """0 below lo, 1 above hi, a smooth S between."""
+    t = np.clip((x - lo) / (hi - lo), 0, 1)
+    return t * t * (3 - 2 * t)

@@ -83,3 +83,83 @@ def is_grayscale(rgb: np.ndarray) -> bool:
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
+
+
+def lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndarray:
+    """The user's pixels (uint8 or float32) in the template's light, as a new float32 image:
+    `gain` times `face`, except what is brighter than the user's skin level where the gain
+    brightens. That part is light the skin reflects (shine, a glint), not skin colour: it
+    is added as it is rather than multiplied, or a dark, shiny face taken to a light
+    template gets blown-out, colour-shifted patches (a blue gain of ~3x there).
+
+    With level the skin level and boost = max(gain - 1, 0), that is gain * face -
+    max(face - level, 0) * boost, which equals min(gain * face, face + level * boost):
+    `shine_floor` = level * boost, worked out on the small canvas (three passes here)."""
+    out = cv2.multiply(face, gain, dtype=cv2.CV_32F)
+    cv2.min(out, cv2.add(face, shine_floor, dtype=cv2.CV_32F), dst=out)
+    return out
+
+
+def skin_lift(gain: np.ndarray, skin: np.ndarray) -> float:
+    """How many times brighter the template's light makes the user's skin: the median gain
+    over the plain skin (the mean of the channels')."""
+    medians = _channel_medians(skin, gain)
+    return 1.0 if medians is None else float(medians[0].mean())
+
+
+def skin_chroma(rgb: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarray:
+    """(h, w, 2) the skin's local chroma (Cr, Cb) around each pixel: a low-pass weighted by
+    `skin`, so that lips, brows and hair do not bleed into it."""
+    chroma = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 1:])
+    total = np.maximum(feather(skin, sigma), 1e-4)
+    return feather(chroma * skin[..., None], sigma) / total[..., None]
+
+
+def even_chroma(face: np.ndarray, local: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The lit face (float32 RGB) with each pixel's chroma moved toward `local` by `weight`;
+    luma, which carries the features and their relief, is left as it is.
+
+    A dark face lifted into a light template gets gains of 2-3x, most in blue: its chroma
+    noise and the colourless shine of dark skin came out as grey-blue patches on the light
+    face. Evening the skin's chroma out removes them and keeps every shape."""
+    ycc = cv2.cvtColor(face, cv2.COLOR_RGB2YCrCb)
+    chroma = ycc[..., 1:]
+    chroma += weight[..., None] * (local - chroma)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+
+
+def median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """One gain per channel so the median colour of what the user brings (eyes, brows and
+    lips included) is the template's there.
+
+    The local shading gain follows the template's light but leaves a residual cast where
+    the user's features and skin texture differ (freckles, stubble, make-up); this
+    settles the face's overall tone on the template's. Measured on the small canvas."""
+    medians = _channel_medians(weight, template, face)
+    if medians is None:
+        return np.ones(3, np.float32)
+    t_median, f_median = medians
+    gain = (t_median + 1.0) / (f_median + 1.0)
+    return np.clip(gain, 0.5, 2.0).astype(np.float32)
+
+
+def _channel_medians(weight: np.ndarray, *images: np.ndarray) -> list[np.ndarray] | None:
+    """Each (h, w, 3) image's per-channel median where `weight` is over 0.5; None when
+    that is under 64 pixels."""
+    region = np.flatnonzero(weight > 0.5)
+    if len(region) < 64:
+        return None
+    region = region[:: max(1, len(region) // 4096)]  # a median of ~4,000 samples is as good as of all
+    return [np.median(np.take(image.reshape(-1, 3), region, axis=0), axis=0) for image in images]
+
+
+def soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:
+    """Compress values above the knee smoothly toward 255 (in place when contiguous): a gain
+    that brightens a dark face must not burn its highlights (nose tip, forehead) to flat
+    white. Only the values above the knee are touched (a few percent of them)."""
+    image = np.ascontiguousarray(image)
+    values = image.reshape(-1)
+    hot = np.flatnonzero(values > knee)
+    over = values[hot] - knee
+    values[hot] -= over * over / ((255.0 - knee) + over)
+    return image

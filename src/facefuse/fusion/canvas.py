@@ -1,0 +1,209 @@
+"""The canvas: the fused face's region shrunk by a whole factor, where masks and light
+are worked out (how much of the user shows where, the template's light on the user's skin,
+hair on the forehead, glasses frames). Only their results are grown back to full size."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facefuse.fusion import masks, mesh, tone
+
+WORK_FACE = 96.0  # least face size in pixels on the canvas where masks and light are computed
+FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
+FACE_FEATHER = 0.015  # mask edge softness, of the face size
+SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
+SHADING_CENTRE = 0.75  # the centre's extent, of the oval's
+
+
+def canvas_factor(face_size: float) -> int:
+    """How many times smaller the canvas of masks and light is than the output (see Canvas)."""
+    return max(1, int(face_size // WORK_FACE))
+
+
+class Canvas:
+    """A copy of the output crop shrunk by a whole factor (face >= WORK_FACE px) for masks
+    and light. A whole factor keeps the shrink a plain block average, the cheapest there is;
+    the crop is padded (edge pixels repeated) to a multiple of it."""
+
+    def __init__(self, out_shape: tuple[int, int], face_size: float, target: np.ndarray) -> None:
+        h, w = out_shape
+        self.factor = canvas_factor(face_size)
+        self.out_shape = out_shape
+        self.shape = (-(-h // self.factor), -(-w // self.factor))
+        self.points = (target + 0.5) / self.factor - 0.5
+        self.size = face_size / self.factor
+
+    def shrink(self, image: np.ndarray) -> np.ndarray:
+        """float32 copy at the canvas size (uint8 input is shrunk before it is converted)."""
+        if self.factor > 1:
+            h, w = self.out_shape
+            pad_h, pad_w = self.shape[0] * self.factor - h, self.shape[1] * self.factor - w
+            if pad_h or pad_w:
+                image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+            image = cv2.resize(image, self.shape[::-1], interpolation=cv2.INTER_AREA)
+        return image.astype(np.float32)
+
+    def shrink_dark(self, rgb: np.ndarray) -> np.ndarray:
+        """float32 luma at the canvas size, each block its darkest pixel: thin dark lines
+        (frames of glasses) keep their darkness where an average would wash them out."""
+        luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if self.factor > 1:
+            luma = cv2.erode(luma, np.ones((self.factor, self.factor), np.uint8),
+                             anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+            luma = luma[:: self.factor, :: self.factor]
+            h, w = self.shape
+            if luma.shape != (h, w):  # the crop's last partial block
+                luma = cv2.copyMakeBorder(luma, 0, h - luma.shape[0], 0, w - luma.shape[1], cv2.BORDER_REPLICATE)
+        return luma.astype(np.float32)
+
+    def grow(self, image: np.ndarray) -> np.ndarray:
+        if self.factor == 1:
+            return image
+        h, w = self.out_shape
+        grown = cv2.resize(image, (self.shape[1] * self.factor, self.shape[0] * self.factor),
+                           interpolation=cv2.INTER_LINEAR)
+        return grown[:h, :w]
+
+    def skin_model(self, image: np.ndarray) -> tone.SkinModel:
+        return tone.fit_skin_model(image, self.points, 0.035 * self.size)
+
+    def features(self) -> np.ndarray:
+        return masks.feather(masks.features_mask(self.shape, self.points, 0.015 * self.size),
+                             0.01 * self.size)
+
+    def forehead_hair(self, dark: np.ndarray, model: tone.SkinModel) -> np.ndarray:
+        """Strands of hair (a fringe) on the forehead: far darker than the skin of the
+        cheeks. Dark hair has about the colour of skin, so the skin likelihood lets thin
+        strands through; their darkness does not (`dark`: luma shrunk by darkest pixels)."""
+        skin_luma = max(float(np.exp(model.centre[2])) - 8.0, 1.0)
+        hair = 1 - masks.smoothstep(dark / skin_luma, *_HAIR_LUMA)
+        forehead = masks.polygon_mask(self.shape, self.points[list(_FOREHEAD)])
+        brows = masks.grow(masks.polygon_mask(self.shape, masks.loop(self.points, mesh.RIGHT_BROW),
+                                              masks.loop(self.points, mesh.LEFT_BROW)), 0.02 * self.size)
+        return masks.feather(hair * forehead * (1 - brows), 0.01 * self.size)
+
+    def bare_face(self) -> np.ndarray:
+        """The whole oval but the eyes, brows, lips and nostrils."""
+        return self._oval_without_features(self.points[list(mesh.FACE_OVAL)], 0.01)
+
+    def skin_area(self) -> np.ndarray:
+        """Where both faces show plain skin: inside the oval, away from eyes, brows, lips."""
+        return self._oval_without_features(masks.shrunk_oval(self.points, 0.08, 0.04, 0.04), 0.02)
+
+    def _oval_without_features(self, oval: np.ndarray, margin: float) -> np.ndarray:
+        """Inside `oval` and over `margin` of the face away from the features."""
+        inside = masks.polygon_mask(self.shape, oval)
+        return inside * (1 - masks.features_mask(self.shape, self.points, margin * self.size))
+
+    def shading(self, t_small: np.ndarray, u_small: np.ndarray, t_weight: np.ndarray,
+                u_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The gain taking the user's local skin level to the template's, and that level of
+        the user's (per channel). Fine-grained near the rim, where the template's light
+        shapes the outline (and the jaw stays the template's); coarse in the centre, where
+        the user's own relief and shading keep the identity."""
+        sigmas = tuple(sigma * self.size for sigma in SHADING_SIGMA)
+        user_logs = tone.masked_log_lowpass(u_small, u_weight, sigmas)
+        template_logs = tone.masked_log_lowpass(t_small, t_weight, sigmas)
+        gains = [tone.shading_gain(t, u) for t, u in zip(template_logs, user_logs)]
+        c = 1 - SHADING_CENTRE
+        centre = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, c, c, c))
+        centre = masks.feather(centre, 0.08 * self.size)[..., None]
+        user_level = np.exp(user_logs[0] + centre * (user_logs[1] - user_logs[0])) - 4.0
+        return gains[0] + centre * (gains[1] - gains[0]), user_level.astype(np.float32)
+
+    def alpha(self, t_skin: np.ndarray, u_skin: np.ndarray, trust: dict[str, float]) -> np.ndarray:
+        """How much of the user's face shows at each pixel (before fuse_degree)."""
+        pts, size = self.points, self.size
+        base = masks.feather(masks.polygon_mask(self.shape, masks.shrunk_oval(pts, *FACE_SHRINK)),
+                             FACE_FEATHER * size)
+        features = masks.feather(masks.features_mask(self.shape, pts, 0.015 * size), 0.01 * size)
+        centre = masks.grow(masks.inner_zone(self.shape, pts), 0.02 * size)
+        centre = np.maximum(masks.feather(centre, 0.02 * size), features)
+        # Off the centre, whatever is not skin stays in front: the template's hair over the
+        # forehead, a beard along the jaw; the user's hair or background does not come in.
+        # In the centre the user's features always come (glasses go on top: _keep_glasses).
+        t_gate = masks.smoothstep(masks.feather(t_skin, 0.012 * size), 0.2, 0.55)
+        # From eye level down the user's own face edge stays out too: where it meets a
+        # bright background, a collar or a beard, the blocks half over it pass as skin and
+        # left a light or dark line down the template's cheek and jaw.
+        lower = masks.feather(masks.lower_face(self.shape, pts), 0.03 * size)
+        u_skin = u_skin + lower * (masks.shrink(u_skin, _USER_EDGE_MARGIN * size) - u_skin)
+        u_gate = masks.smoothstep(masks.feather(u_skin, 0.01 * size), 0.15, 0.5)
+        alpha = base * (centre + (1 - centre) * t_gate * u_gate)
+        self._keep_template_feature(alpha, mesh.LIPS_OUTER, 0.03, trust["lips"])
+        self._keep_template_feature(alpha, mesh.RIGHT_EYE, 0.045, trust["right_eye"])
+        self._keep_template_feature(alpha, mesh.LEFT_EYE, 0.045, trust["left_eye"])
+        for brow, top in ((mesh.RIGHT_BROW, _RIGHT_BROW_TOP), (mesh.LEFT_BROW, _LEFT_BROW_TOP)):
+            trust = min(masks.smoothstep(self._skin_above(top, t_skin), 0.15, 0.4),
+                        masks.smoothstep(self._skin_above(top, u_skin), 0.35, 0.55))
+            self._keep_template_feature(alpha, brow, 0.03, float(trust))
+        return alpha
+
+    def _keep_template_feature(self, alpha: np.ndarray, indices: tuple[int, ...], reach: float,
+                               trust: float) -> None:
+        """Lower alpha (in place) over a feature the user's photo cannot supply well."""
+        if trust < 1:
+            alpha *= 1 - self._feature_region(indices, reach) * (1 - trust)
+
+    def glasses_frames(self, dark: np.ndarray, eye_clearance: float) -> np.ndarray:
+        """Soft mask of the frames of this face's glasses (`dark`: its luma shrunk by the
+        darkest pixels, see shrink_dark); zero when it wears none. Nothing within
+        `eye_clearance` (of the face size) of an eye counts as frame.
+
+        Glasses are told by their bridge: a dark line across the nose between the eyes,
+        where a face has no other. Frames are the dark lines around the eyes that hang
+        together with it (a brow counts only where a frame touches it), never the eyes."""
+        pts, size = self.points, self.size
+        lines = masks.dark_lines(dark, 0.03 * size)
+        bridge = masks.polygon_mask(self.shape, pts[list(_NOSE_BRIDGE)])
+        # Measured on ../shared/faces: 0.66 and 0.80 with glasses, at most 0.30 without.
+        if (lines * bridge).sum() < 0.5 * max(float(bridge.sum()), 1.0):
+            return np.zeros(self.shape, np.float32)
+        eyes = masks.grow(masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE),
+                                             masks.loop(pts, mesh.LEFT_EYE)), eye_clearance * size)
+        frames = lines * masks.glasses_zone(self.shape, pts) * (1 - eyes)
+        _, pieces = cv2.connectedComponents((frames > 0.25).astype(np.uint8), connectivity=8)
+        on_bridge = np.unique(pieces[(bridge > 0.5) & (pieces > 0)])
+        attached = np.isin(pieces, on_bridge).astype(np.float32)
+        return frames * masks.feather(masks.grow(attached, 1.5), 0.5)
+
+    def _skin_above(self, top: tuple[int, ...], skin: np.ndarray) -> np.float32:
+        """Mean skin likelihood on the band of forehead just above a brow: low when hair
+        (a fringe) covers it, and so most likely the brow too."""
+        edge = self.points[list(top)]
+        up = edge - self.points[[1, 168]].mean(axis=0)
+        band = np.concatenate([edge, (edge + 0.25 * up)[::-1]])
+        area = masks.polygon_mask(self.shape, band)
+        return np.float32((skin * area).sum() / max(area.sum(), 1.0))
+
+    def _feature_region(self, indices: tuple[int, ...], reach: float) -> np.ndarray:
+        """The feature's polygon grown and feathered by `reach` of the face size (drawn in
+        a window around the feature: the rest of the canvas is 0)."""
+        region = np.zeros(self.shape, np.float32)
+        polygon = masks.loop(self.points, indices)
+        pad = 2.5 * reach * self.size + 2
+        x0, y0, x1, y1 = masks.bounds(polygon, self.shape, pad)
+        mask = masks.polygon_mask((y1 - y0, x1 - x0), polygon - np.array([x0, y0], np.float32))
+        region[y0:y1, x0:x1] = masks.feather(masks.grow(mask, reach * self.size), reach * self.size * 0.6)
+        return region
+
+
+# Above the brows up to the top of the face oval, image left to right along the brows.
+_FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+             389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
+_HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
+# How far inside its own edge (of the face size) the user's skin counts, from eye level
+# down. Measured (60 pairs): pose 0.056 -> 0.054, id the same; over the whole face, pose
+# 0.051 but id 91.7 % (the skin around the brows and temples is much of the likeness).
+_USER_EDGE_MARGIN = 0.01
+# How close to an eye (of the face size) frames may be. The template's frames are put back
+# over the user's eyes: nearer than this, what touches a rim is the template's lashes and
+# eye-corner shadow, which stay the user's (0.01 let them through: deepface img11 into
+# img24, d_user 0.60 -> 0.58). The user's own frames give way as close as they come.
+TEMPLATE_FRAMES_EYE_CLEARANCE = 0.04
+USER_FRAMES_EYE_CLEARANCE = 0.01
+# Between the inner eye corners, around the top of the nose (below any frown lines).
+_NOSE_BRIDGE = (133, 168, 362, 6)
+_RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
+_LEFT_BROW_TOP = (300, 293, 334, 296, 336)

@@ -1,0 +1,74 @@
+"""The template's sharpness and grain on the fused face: a soft-focus or low-resolution
+template stays soft, a grainy one lends the user's skin its grain."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
+                  features: np.ndarray) -> np.ndarray:
+    """Blur the user's skin and features where they are sharper than the template's, then
+    lend the skin whatever grain the template has beyond it, so the fused face has the
+    template's sharpness and noise (a soft-focus or low-resolution template stays soft).
+
+    Sharpness is compared on luma; the template's grain is its luma's fine detail."""
+    t_smooth = cv2.GaussianBlur(template_luma, (0, 0), 1.0)
+    t_power = _sampled_power(template_luma, t_smooth)
+    f_luma = _luma(face)
+    f_power = _sampled_power(f_luma)
+    t_energy = _mean_in(t_power, skin)
+    for region, t_region_energy in ((skin, t_energy), (features, _mean_in(t_power, features))):
+        sigma = _blur_to_match(f_luma, f_power, t_region_energy, region)
+        if sigma > 0:
+            face = cv2.blendLinear(cv2.GaussianBlur(face, (0, 0), sigma), face, region, 1 - region)
+            f_luma = _luma(face)
+            f_power = _sampled_power(f_luma)
+    f_energy = _mean_in(f_power, skin)
+    if f_energy < 0.8 * t_energy:
+        amount = float(np.sqrt(1 - f_energy / t_energy))
+        # Clipped to the noise level: grain and pores come over, the template's edges do not.
+        limit = 2.0 * float(np.sqrt(t_energy))
+        grain = cv2.subtract(template_luma, t_smooth)
+        np.clip(grain, -limit, limit, out=grain)
+        grain *= skin
+        grain *= amount
+        face += _channels(grain)
+    return face
+
+
+def _channels(plane: np.ndarray) -> np.ndarray:
+    """(h, w) -> (h, w, 3): cv2.merge, several times faster than numpy's broadcasting here."""
+    return cv2.merge((plane, plane, plane))
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def _sampled_power(luma: np.ndarray, smooth: np.ndarray | None = None) -> np.ndarray:
+    """Squared fine detail (luma minus its blur at sigma 1, `smooth` when given) on every
+    other row and column: a statistic of hundreds of thousands of pixels needs a quarter."""
+    if smooth is None:
+        smooth = cv2.GaussianBlur(luma, (0, 0), 1.0)
+    detail = luma[::2, ::2] - smooth[::2, ::2]
+    return detail * detail
+
+
+def _mean_in(power: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted mean of a `_sampled_power` over the full-resolution `weight`."""
+    w = np.ascontiguousarray(weight[::2, ::2])
+    return float(np.dot(power.ravel(), w.ravel()) / max(float(w.sum()), 1.0))
+
+
+def _blur_to_match(luma: np.ndarray, power: np.ndarray, t_energy: float,
+                   region: np.ndarray) -> float:
+    """The blur (sigma, 0 for none) that brings the face's fine detail (`power` of `luma`)
+    in `region` down to the template's energy there."""
+    if _mean_in(power, region) <= 1.3 * t_energy:
+        return 0.0
+    for sigma in (0.6, 0.9, 1.3, 1.8, 2.5, 3.5):
+        if _mean_in(_sampled_power(cv2.GaussianBlur(luma, (0, 0), sigma)), region) <= 1.15 * t_energy:
+            break
+    return sigma
