@@ -103,7 +103,11 @@ _LIP_BODY = (72, 73, 74, 183, 42, 41, 38, 11, 12, 268, 271, 272, 303, 302, 407, 
 # ~0.0, parted ~0.05, open 0.1 and more); eyes, |log| of the ratio (so a squint or a closed
 # eye stays the template's).
 _MOUTH_SHAPE_GAP = (0.025, 0.075)
-_LIPS_GAP_TRUST = (0.08, 0.25)  # the user's mouth more open than the template's by this
+# The user's lips stand in for the template's while the user's mouth is at most this much
+# more open, and not at all from the second value: a grin showing teeth (0.15 and more)
+# into closed lips keeps the template's lips whole. A wider fade blended the two mouths
+# there, the squeezed grin showing through the closed lips as a second, parted mouth.
+_LIPS_GAP_TRUST = (0.10, 0.15)
 _UPPER_LIP_TOP = 0  # the middle of the outer upper lip
 _EYE_SHAPE_LOG_RATIO = (0.15, 0.45)
 
