@@ -230,6 +230,24 @@ def test_a_grinning_users_mouth_leaves_the_templates_closed_lips_as_they_are():
     assert off.max() < 0.02 * np.linalg.norm(t_points[61, :2] - t_points[291, :2])
 
 
+@pytest.mark.parametrize("user", ["deepface__img9.jpg", "deepface__img50.jpg"])  # grins, teeth showing
+def test_a_grins_lifted_upper_lip_does_not_lift_the_templates_mouth(user):
+    """The template's closed mouth hangs from the user's philtrum, not from the top of the
+    grin's upper lip, which a grin pulls up toward the nose: hung there, the mouth sat
+    0.11 of the eye distance under the nose (the template's own: 0.19)."""
+    from facefuse.fusion.geometry import fit_similarity, target_landmarks
+
+    t_points, u_points = photo_face("deepface__img30.jpg").landmarks, photo_face(user).landmarks
+    aligned = fit_similarity(u_points[: mesh.MESH_POINTS], t_points[: mesh.MESH_POINTS]).apply(u_points)
+    target = target_landmarks(t_points[:, :2], aligned[:, :2], 1.0, 0.16)
+
+    def nose_to_lip(p: np.ndarray) -> float:  # subnasale to the top of the upper lip, over the eye distance
+        return float(np.linalg.norm(p[0, :2] - p[2, :2]) / np.linalg.norm(p[33, :2] - p[263, :2]))
+
+    assert nose_to_lip(aligned) < 0.6 * nose_to_lip(t_points)  # the grin's
+    assert nose_to_lip(target) > 0.9 * nose_to_lip(t_points)
+
+
 @pytest.mark.parametrize("user", ["deepface__img9.jpg", "deepface__img17.jpg"])  # grins, teeth showing
 def test_a_grin_into_closed_lips_gives_one_closed_mouth(user):
     """The template's closed lips are kept whole, not blended with the squeezed grin: a

@@ -73,10 +73,10 @@ def _expression_free_shift(template_pts: np.ndarray, user_aligned: np.ndarray) -
     shift = (user_aligned - template_pts).astype(np.float32)
     mouth, right_eye, left_eye = ((np.array(group), corners) for group, corners in _feature_groups())
     # Where the user's lips cannot stand in for the template's (fuse keeps the template's
-    # there), the template's mouth keeps its own shape and size too, hung from the top of
-    # the user's upper lip (a grin lifts its corners, and so the centre between them).
+    # there), the template's mouth keeps its own shape and size too, hung from the user's
+    # philtrum (a grin lifts the mouth's corners and the upper lip, hardly the philtrum).
     own_lips = _mouth_shift(template_pts, user_aligned, mouth[0], _mouth_shape_weight(template_pts, user_aligned))
-    template_lips = user_aligned[_UPPER_LIP_TOP] - template_pts[_UPPER_LIP_TOP]
+    template_lips = user_aligned[_PHILTRUM] - template_pts[_PHILTRUM]
     shift[mouth[0]] = template_lips + user_lips_trust(template_pts, user_aligned) * (own_lips - template_lips)
     for (idx, corners), span in ((right_eye, mesh.RIGHT_EYE_OPENING), (left_eye, mesh.LEFT_EYE_OPENING)):
         rigid = _group_shift(template_pts, user_aligned, idx, corners)
@@ -108,7 +108,7 @@ _MOUTH_SHAPE_GAP = (0.025, 0.075)
 # into closed lips keeps the template's lips whole. A wider fade blended the two mouths
 # there, the squeezed grin showing through the closed lips as a second, parted mouth.
 _LIPS_GAP_TRUST = (0.10, 0.15)
-_UPPER_LIP_TOP = 0  # the middle of the outer upper lip
+_PHILTRUM = 164  # between the nose and the upper lip, on the midline
 _EYE_SHAPE_LOG_RATIO = (0.15, 0.45)
 
 
