@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from facefuse.fusion import mesh
+from facefuse.fusion import masks, mesh
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,7 @@ def user_lips_trust(template_pts: np.ndarray, user_pts: np.ndarray) -> float:
     user's mouth is far more open (a grin: lips stretched thin over teeth, which would be
     squeezed onto the template's closed lips)."""
     gap = openness(user_pts, mesh.MOUTH_OPENING) - openness(template_pts, mesh.MOUTH_OPENING)
-    t = float(np.clip((gap - _LIPS_GAP_TRUST[0]) / (_LIPS_GAP_TRUST[1] - _LIPS_GAP_TRUST[0]), 0.0, 1.0))
-    return 1.0 - t * t * (3.0 - 2.0 * t)
+    return 1.0 - float(masks.smoothstep(gap, *_LIPS_GAP_TRUST))
 
 
 def _mouth_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray) -> float:
