@@ -76,12 +76,41 @@ class Canvas:
         """Strands of hair (a fringe) on the forehead: far darker than the skin of the
         cheeks. Dark hair has about the colour of skin, so the skin likelihood lets thin
         strands through; their darkness does not (`dark`: luma shrunk by darkest pixels)."""
-        skin_luma = max(float(np.exp(model.centre[2])) - 8.0, 1.0)
-        hair = 1 - masks.smoothstep(dark / skin_luma, *_HAIR_LUMA)
+        hair = 1 - masks.smoothstep(dark / _skin_luma(model), *_HAIR_LUMA)
         forehead = masks.polygon_mask(self.shape, self.points[list(_FOREHEAD)])
         brows = masks.grow(masks.polygon_mask(self.shape, masks.loop(self.points, mesh.RIGHT_BROW),
                                               masks.loop(self.points, mesh.LEFT_BROW)), 0.02 * self.size)
         return masks.feather(hair * forehead * (1 - brows), 0.01 * self.size)
+
+    def template_fringe(self, dark: np.ndarray, model: tone.SkinModel) -> np.ndarray:
+        """The template's hair hanging over its forehead (a fringe), to stay in front of the
+        user's face, over the brows too, where the user's features otherwise always come.
+        Hair is far darker than the cheeks (`dark`: luma shrunk by darkest pixels); a
+        fringe is the hair above eye level reached straight down the face from the hair
+        above it, so a brow with skin above it is never part of it."""
+        pts, size = self.points, self.size
+        right, left = pts[list(mesh.RIGHT_EYE)].mean(axis=0), pts[list(mesh.LEFT_EYE)].mean(axis=0)
+        eye_level = (right + left) / 2
+        across = (left - right) / max(float(np.linalg.norm(left - right)), 1e-3)
+        up = np.array([across[1], -across[0]], np.float32)
+        if up @ (pts[10] - pts[152]) < 0:
+            up = -up
+        h, w = self.shape
+        height = ((np.arange(w, dtype=np.float32) - eye_level[0]) * up[0]
+                  + (np.arange(h, dtype=np.float32)[:, None] - eye_level[1]) * up[1])
+        brows_top = float(((pts[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - eye_level) @ up).max())
+        above_face = height > brows_top + _FRINGE_ROOT * size
+        face = masks.polygon_mask(self.shape, pts[list(mesh.FACE_OVAL)])
+        oval = face > 0.5
+        hair = 1 - masks.smoothstep(dark / _skin_luma(model), *_HAIR_LUMA)
+        roots = (hair > 0.5) & ~oval & above_face
+        if not roots.any():
+            return np.zeros(self.shape, np.float32)
+        eyes = masks.grow(masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE),
+                                             masks.loop(pts, mesh.LEFT_EYE)), 0.01 * size) > 0.5
+        candidates = (hair > 0.5) & (height > 0) & ~eyes & (oval | above_face)
+        fringe = masks.reached_from_above(candidates, roots, up) * face * hair
+        return masks.feather(masks.grow(fringe, 0.005 * size), 0.008 * size)
 
     def bare_face(self) -> np.ndarray:
         """The whole oval but the eyes, brows, lips and nostrils."""
@@ -193,6 +222,14 @@ class Canvas:
 _FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
              389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
 _HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
+# A template's fringe hangs from hair at least this far (of the face size) above its brows,
+# outside the face oval: the hair of the head, not the hair at the temples beside the brows.
+_FRINGE_ROOT = 0.08
+
+
+def _skin_luma(model: tone.SkinModel) -> float:
+    """The luma of the plain skin of the cheeks (the skin model's centre)."""
+    return max(float(np.exp(model.centre[2])) - 8.0, 1.0)
 # How far inside its own edge (of the face size) the user's skin counts, from eye level
 # down. Measured (60 pairs): pose 0.056 -> 0.054, id the same; over the whole face, pose
 # 0.051 but id 91.7 % (the skin around the brows and temples is much of the likeness).

@@ -171,7 +171,8 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     region_shape = t_face.shape[:2]
     canvas = Canvas(region_shape, prepared.face_size, target)
     t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
-    t_skin = tone.skin_likelihood(t_small, canvas.skin_model(t_small))
+    t_model = canvas.skin_model(t_small)
+    t_skin = tone.skin_likelihood(t_small, t_model)
     u_valid = masks.feather(coverage.on(canvas), 0.015 * canvas.size)
     u_model = canvas.skin_model(u_small)
     u_skin = tone.skin_likelihood(u_small, u_model) * u_valid
@@ -180,6 +181,9 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
+    # The template's fringe stays in front, brows and all: the user's features showing
+    # through it came out as ghosted brows under a see-through fringe.
+    alpha *= 1 - canvas.template_fringe(canvas.shrink_dark(t_face), t_model)
     if prepared.glasses:
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.

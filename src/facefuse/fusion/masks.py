@@ -136,3 +136,33 @@ def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """0 below lo, 1 above hi, a smooth S between."""
     t = np.clip((x - lo) / (hi - lo), 0, 1)
     return t * t * (3 - 2 * t)
+
+
+def reached_from_above(mask: np.ndarray, seeds: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """float32 1 where `mask` (bool) is reached from a seed straight down, `up` (a unit
+    vector in image x, y) being up, through the mask only: what hangs from the seeds."""
+    reached = np.zeros(mask.shape, np.float32)
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return reached
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    reached[window] = _reached_from_above(mask[window], seeds[window], up)
+    return reached
+
+
+def _reached_from_above(mask: np.ndarray, seeds: np.ndarray, up: np.ndarray) -> np.ndarray:
+    h, w = mask.shape
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(np.degrees(np.arctan2(up[0], -up[1]))), 1.0)
+    cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+    turned_w, turned_h = int(h * sin + w * cos) + 2, int(h * cos + w * sin) + 2
+    turn[:, 2] += (turned_w / 2 - w / 2, turned_h / 2 - h / 2)
+
+    def upright(image: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(image.astype(np.uint8), turn, (turned_w, turned_h), flags=cv2.INTER_NEAREST) > 0
+
+    inside, start = upright(mask), upright(seeds & mask)
+    rows = np.arange(turned_h, dtype=np.int32)[:, None]
+    last_gap = np.maximum.accumulate(np.where(inside, np.int32(-1), rows), axis=0)
+    last_seed = np.maximum.accumulate(np.where(start, rows, np.int32(-1)), axis=0)
+    reached = (inside & (last_seed > last_gap)).astype(np.uint8)
+    return cv2.warpAffine(reached, turn, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP).astype(np.float32)
