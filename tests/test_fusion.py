@@ -444,6 +444,28 @@ def test_a_dark_shiny_face_in_a_light_template_has_no_blown_or_blue_patches() ->
     assert ((r > 245) & (g > 245) & (b > 245)).mean() < 0.02
 
 
+def _darkest_brow_chroma(image: np.ndarray, face_found: Face) -> np.ndarray:
+    """Mean (Cr, Cb) - 128 of the darkest third of the brows' pixels: the brow hair."""
+    import cv2
+
+    pts = face_found.landmarks[:, :2]
+    brows = masks.polygon_mask(image.shape[:2], masks.loop(pts, mesh.RIGHT_BROW), masks.loop(pts, mesh.LEFT_BROW)) > 0.5
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb).astype(np.float32)[brows]
+    hair = ycc[ycc[:, 0] < np.percentile(ycc[:, 0], 33)]
+    return hair[:, 1:].mean(axis=0) - 128
+
+
+def test_a_dark_users_brows_lifted_into_a_light_template_are_not_blue() -> None:
+    """The gain that lifts a dark face (~2x red, ~3x blue) turned near-black brows blue. Dark
+    pixels keep their own hue now. Measured: Cb +5.4 -> -3.4, and the brows' chroma 24 -> 11
+    from the template's own brows (Cr +23, Cb -11)."""
+    template = "deepface__img11.jpg"
+    result = fuse(template, "dlib__examples_johns_John_Salley_000179_02159509.jpg")
+    brows = _darkest_brow_chroma(result, largest_face(result))
+    assert brows[1] < 0, brows
+    assert np.hypot(*(brows - _darkest_brow_chroma(photo(template), photo_face(template)))) < 16, brows
+
+
 def _chroma_spread(image: np.ndarray, face_found: Face) -> float:
     """p90 of each bare skin pixel's chroma distance (YCrCb) from the face's median chroma."""
     import cv2

@@ -190,16 +190,20 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
         alpha *= 1 - canvas.glasses_frames(u_dark, USER_FRAMES_EYE_CLEARANCE)
     u_lit = tone.soft_highlights(tone.lit(u_small, gain, u_level * np.maximum(gain - 1, 0)))
     gain *= tone.median_tone_gain(u_lit, t_small, alpha)
+    skin = skin_area * t_skin
+    evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, skin)), *_EVEN_CHROMA_LIFT))
+    bare_face = canvas.bare_face() * evening if evening > 0 else None
+    if bare_face is not None:
+        # The bare skin's chroma is evened out below; brows, lashes and hair keep their own hue.
+        gain = tone.dark_keeps_its_hue(gain, u_dark, u_level, evening - bare_face)
     shine_floor = u_level * np.maximum(gain - 1, 0)
 
     face = tone.lit(u_face, canvas.grow(gain), canvas.grow(shine_floor))
     face = tone.soft_highlights(face)
-    skin = skin_area * t_skin
-    evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, skin)), *_EVEN_CHROMA_LIFT))
-    if evening > 0:
+    if bare_face is not None:
         local = tone.skin_chroma(tone.soft_highlights(tone.lit(u_small, gain, shine_floor)), skin,
                                  _EVEN_CHROMA_SIGMA * canvas.size)
-        face = tone.even_chroma(face, canvas.grow(local), canvas.grow(canvas.bare_face() * evening))
+        face = tone.even_chroma(face, canvas.grow(local), canvas.grow(bare_face))
     t_float = t_face.astype(np.float32)
     t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
     face = detail.match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features()))
