@@ -8,4 +8,5 @@ canvas.py   the shrunk copy of the face where masks and light are worked out
 masks.py    soft masks from landmark polygons
 tone.py     skin colour model, shading gain, the user's skin in the template's light, grayscale
 detail.py   the template's sharpness and grain on the fused face
+beard.py    a template's beard: told once per template, kept from the jaw inward
 """

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.fusion import detail, masks, mesh, tone, warp
+from facefuse.fusion import beard, detail, masks, mesh, tone, warp
 from facefuse.fusion.canvas import TEMPLATE_FRAMES_EYE_CLEARANCE, USER_FRAMES_EYE_CLEARANCE, Canvas, canvas_factor
 from facefuse.fusion.geometry import (Similarity, eye_openness_mismatch, fit_similarity, openness, target_landmarks,
                                       user_lips_trust)
@@ -48,6 +48,7 @@ class PreparedTemplate:
     face_size: float
     grayscale: bool
     glasses: bool  # wears glasses: their frames are put back unwarped (_keep_glasses)
+    beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
 
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
@@ -65,7 +66,8 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     glasses = bool(canvas.glasses_frames(canvas.shrink_dark(patch), TEMPLATE_FRAMES_EYE_CLEARANCE).any())
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
-                            grayscale=tone.is_grayscale(patch), glasses=glasses)
+                            grayscale=tone.is_grayscale(patch), glasses=glasses,
+                            beard=beard.beard_amount(canvas, canvas.shrink(patch)))
 
 
 def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray,
@@ -184,6 +186,8 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     # The template's fringe stays in front, brows and all: the user's features showing
     # through it came out as ghosted brows under a see-through fringe.
     alpha *= 1 - canvas.template_fringe(canvas.shrink_dark(t_face), t_model)
+    if prepared.beard > 0:
+        alpha *= 1 - beard.beard_kept(canvas, t_small, prepared.beard)
     if prepared.glasses:
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
