@@ -183,11 +183,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
-    # The template's fringe stays in front, brows and all: the user's features showing
-    # through it came out as ghosted brows under a see-through fringe.
-    alpha *= 1 - canvas.template_fringe(canvas.shrink_dark(t_face), t_model)
-    if prepared.beard > 0:
-        alpha *= 1 - beard.beard_kept(canvas, t_small, prepared.beard)
+    alpha *= 1 - _template_hair_in_front(canvas, t_face, t_small, t_model, prepared.beard)
     if prepared.glasses:
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
@@ -196,18 +192,18 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     gain *= tone.median_tone_gain(u_lit, t_small, alpha)
     skin = skin_area * t_skin
     evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, skin)), *_EVEN_CHROMA_LIFT))
-    bare_face = canvas.bare_face() * evening if evening > 0 else None
-    if bare_face is not None:
+    evened = canvas.bare_face() * evening if evening > 0 else None
+    if evened is not None:
         # The bare skin's chroma is evened out below; brows, lashes and hair keep their own hue.
-        gain = tone.dark_keeps_its_hue(gain, u_dark, u_level, evening - bare_face)
+        gain = tone.dark_keeps_its_hue(gain, u_dark, u_level, evening - evened)
     shine_floor = u_level * np.maximum(gain - 1, 0)
 
     face = tone.lit(u_face, canvas.grow(gain), canvas.grow(shine_floor))
     face = tone.soft_highlights(face)
-    if bare_face is not None:
+    if evened is not None:
         local = tone.skin_chroma(tone.soft_highlights(tone.lit(u_small, gain, shine_floor)), skin,
                                  _EVEN_CHROMA_SIGMA * canvas.size)
-        face = tone.even_chroma(face, canvas.grow(local), canvas.grow(bare_face))
+        face = tone.even_chroma(face, canvas.grow(local), canvas.grow(evened))
     t_float = t_face.astype(np.float32)
     t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
     face = detail.match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features()))
@@ -218,6 +214,17 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
         face = tone.to_gray(face)
     cv2.threshold(face, 0, 0, cv2.THRESH_TOZERO, dst=face)  # negatives to 0, as np.maximum, 6x faster
     return cv2.convertScaleAbs(face)  # rounds and saturates at 255
+
+
+def _template_hair_in_front(canvas: Canvas, t_face: np.ndarray, t_small: np.ndarray,
+                            t_model: tone.SkinModel, beard_amount: float) -> np.ndarray:
+    """How much of the template stays in front for its hair (canvas size, 0..1): its fringe,
+    over the brows too (the user's features showing through it came out as ghosted brows
+    under a see-through fringe), and its beard from the jaw inward."""
+    kept = canvas.template_fringe(canvas.shrink_dark(t_face), t_model)
+    if beard_amount > 0:
+        kept = 1 - (1 - kept) * (1 - beard.beard_kept(canvas, t_small, beard_amount))
+    return kept
 
 
 def _keep_glasses(face: np.ndarray, t_still: np.ndarray, t_points: np.ndarray,
