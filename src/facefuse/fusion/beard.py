@@ -75,8 +75,9 @@ def _below_nose(shape: tuple[int, int], points: np.ndarray, lips_margin: float) 
     lips = masks.grow(masks.polygon_mask(shape, points[list(mesh.LIPS_OUTER)]), lips_margin)
     down = points[152] - points[168]
     down = down / max(float(np.linalg.norm(down)), 1e-3)
-    ys, xs = np.mgrid[0: shape[0], 0: shape[1]].astype(np.float32)
-    below = ((xs - points[2, 0]) * down[0] + (ys - points[2, 1]) * down[1] > 0).astype(np.float32)
+    across = (np.arange(shape[1], dtype=np.float32) - points[2, 0]) * down[0]
+    along = (np.arange(shape[0], dtype=np.float32)[:, None] - points[2, 1]) * down[1]
+    below = (across + along > 0).astype(np.float32)
     return oval * below * (1 - lips)
 
 
