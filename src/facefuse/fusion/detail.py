@@ -31,7 +31,8 @@ def match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
         # Clipped to the noise level: grain and pores come over, the template's edges do not.
         limit = 2.0 * float(np.sqrt(t_energy))
         grain = cv2.subtract(template_luma, t_smooth)
-        np.clip(grain, -limit, limit, out=grain)
+        cv2.min(grain, limit, dst=grain)  # np.clip, 4x slower here
+        cv2.max(grain, -limit, dst=grain)
         grain *= skin
         grain *= amount
         face += _channels(grain)
