@@ -225,11 +225,6 @@ _HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin abov
 # A template's fringe hangs from hair at least this far (of the face size) above its brows,
 # outside the face oval: the hair of the head, not the hair at the temples beside the brows.
 _FRINGE_ROOT = 0.08
-
-
-def _skin_luma(model: tone.SkinModel) -> float:
-    """The luma of the plain skin of the cheeks (the skin model's centre)."""
-    return max(float(np.exp(model.centre[2])) - 8.0, 1.0)
 # How far inside its own edge (of the face size) the user's skin counts, from eye level
 # down. Measured (60 pairs): pose 0.056 -> 0.054, id the same; over the whole face, pose
 # 0.051 but id 91.7 % (the skin around the brows and temples is much of the likeness).
@@ -244,3 +239,8 @@ USER_FRAMES_EYE_CLEARANCE = 0.01
 _NOSE_BRIDGE = (133, 168, 362, 6)
 _RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
 _LEFT_BROW_TOP = (300, 293, 334, 296, 336)
+
+
+def _skin_luma(model: tone.SkinModel) -> float:
+    """The luma of the plain skin of the cheeks (the skin model's centre)."""
+    return max(float(np.exp(model.centre[2])) - 8.0, 1.0)
