@@ -29,3 +29,41 @@ def test_quality_benchmark_small_run(tmp_path: Path) -> None:
     assert summary["tone_median"] <= 4
     assert summary["gray_kept"] == 1.0
     assert sheet.stat().st_size > 10_000
+
+
+def test_reference_methods_small_run(tmp_path: Path) -> None:
+    """The issue's two reference methods run through the same judge (benchmarks/references.py)."""
+    out = tmp_path / "references.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "references.py"), "--pairs", "2",
+                           "--faces-dir", str(FACES), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {"classical", "mesh"}
+    for method, found in report.items():
+        summary = found["summary"]
+        assert summary["success"] == 1.0, method
+        assert found["published"]["pose"] > 0
+        # Each changed the face (far from the template to the judge) and nothing else.
+        assert all(pair["d_template"] > 0.3 for pair in found["pairs"]), method
+        assert summary["psnr_bg"] >= 45, method
+        assert summary["pose"] < summary["pose_eye_centres"], method
+    # Only the classical swap keeps the template's outline and skin: its colour stays, the
+    # mesh's pasted face does not.
+    assert report["classical"]["summary"]["tone_median"] < report["mesh"]["summary"]["tone_median"]
+
+
+def test_pose_is_divided_by_the_outer_eye_corners() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import numpy as np
+    import quality
+
+    points = np.zeros((68, 2))
+    points[36:42] = [[0, 0], [10, -3], [20, -3], [30, 0], [20, 3], [10, 3]]  # eye centre x 15
+    points[42:48] = points[36:42] + [70, 0]  # eye centre x 85, outer corner x 100
+    assert quality.interocular_distance(points) == 100
+    assert quality.eye_centres_distance(points) == 70
+    moved = points.copy()
+    moved[:17] += [3, 4]  # every jaw point 5 px away
+    assert quality.jaw_error(moved, points) == 0.05
+    assert quality.jaw_error(moved, points, quality.eye_centres_distance) == 5 / 70
