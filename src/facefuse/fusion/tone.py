@@ -157,13 +157,27 @@ def median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray)
 
     The local shading gain follows the template's light but leaves a residual cast where
     the user's features and skin texture differ (freckles, stubble, make-up); this
-    settles the face's overall tone on the template's. Measured on the small canvas."""
-    medians = _channel_medians(weight, template, face)
+    settles the face's overall tone on the template's. The medians are taken in CIELAB,
+    the space a colour difference is seen in (per-channel RGB medians of a face are not
+    the colour of its median: its shadows and highlights pull each channel differently),
+    and turned back into RGB for the gain. Measured on the small canvas."""
+    medians = _channel_medians(weight, _to_lab(template), _to_lab(face))
     if medians is None:
         return np.ones(3, np.float32)
-    t_median, f_median = medians
+    t_median, f_median = (_lab_to_rgb(m) for m in medians)
     gain = (t_median + 1.0) / (f_median + 1.0)
     return np.clip(gain, 0.5, 2.0).astype(np.float32)
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    """float32 RGB 0..255 (h, w, 3) -> CIELAB (L 0..100)."""
+    return cv2.cvtColor(np.clip(rgb, 0, 255) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
+
+
+def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """One CIELAB colour -> float RGB 0..255 (out-of-gamut channels clipped)."""
+    rgb = cv2.cvtColor(lab.astype(np.float32).reshape(1, 1, 3), cv2.COLOR_Lab2RGB).reshape(3)
+    return np.clip(rgb, 0, 1) * 255
 
 
 def _channel_medians(weight: np.ndarray, *images: np.ndarray) -> list[np.ndarray] | None:
