@@ -32,8 +32,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     if sheet_rows:
         Image.fromarray(contact_sheet(sheet_rows)).save(args.sheet)
     print(f"pairs {summary.pairs}  success {summary.success:.1%}  id_transfer {summary.id_transfer:.1%}  "
-          f"top1 {summary.top1:.1%}  psnr_bg {summary.psnr_bg:.1f} dB  pose {summary.pose:.3f} (by eye centres {summary.pose_eye_centres:.3f})  "
+          f"top1 {summary.top1:.1%}  psnr_bg {summary.psnr_bg:.1f} dB  "
+          f"pose {summary.pose:.3f} (by eye centres {summary.pose_eye_centres:.3f})  "
           f"tone {summary.tone_median:.2f} (p90 {summary.tone_p90:.2f})  gray_kept {summary.gray_kept:.0%}  "
           f"{summary.ms_median:.0f} ms/fuse  targets met: {sum(checks.values())}/{len(checks)} "
           f"{'' if all(checks.values()) else '(missed: ' + ', '.join(k for k, v in checks.items() if not v) + ')'}")
