@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality  # noqa: E402  (the judge, the pairs and the scoring)
 from facefuse.fusion import mesh, warp  # noqa: E402
+from facefuse.fusion.geometry import fit_similarity  # noqa: E402
 from facefuse.media.decode import decode_image  # noqa: E402
 from facefuse.media.encode import encode_jpeg  # noqa: E402
 from facefuse.vision.detect import detect_faces  # noqa: E402
@@ -122,16 +123,9 @@ def _mesh_points(rgb: np.ndarray) -> np.ndarray:
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(2, 3) least-squares similarity taking source points onto target points."""
-    s_mean, t_mean = source.mean(axis=0), target.mean(axis=0)
-    s, t = source - s_mean, target - t_mean
-    s_scale, t_scale = np.sqrt((s ** 2).sum()), np.sqrt((t ** 2).sum())
-    u, _, vt = np.linalg.svd((t / t_scale).T @ (s / s_scale))
-    rotation = u @ vt
-    if np.linalg.det(rotation) < 0:
-        rotation = u @ np.diag([1.0, -1.0]) @ vt
-    linear = (t_scale / s_scale) * rotation
-    return np.hstack([linear, (t_mean - linear @ s_mean)[:, None]]).astype(np.float32)
+    """(2, 3) least-squares similarity (Procrustes) taking source points onto target points."""
+    flat = fit_similarity(*(np.hstack([p, np.zeros((len(p), 1), p.dtype)]) for p in (source, target)))
+    return np.hstack([flat.scale * flat.rotation[:2, :2], flat.shift[:2, None]]).astype(np.float32)
 
 
 def _hulls_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
