@@ -84,6 +84,20 @@ def test_json_within_the_limits_reads_back_and_beyond_them_is_refused(value: Any
     assert not (too_deep or too_long) and parsed == json.loads(body)
 
 
+@pytest.mark.parametrize("body", [
+    b'\xef\xbb\xbf{"a": 1}',  # a UTF-8 byte order mark
+    '{"a": "\u00e9"}'.encode("utf-16"),  # UTF-16, as json.loads detects it
+    b'{"a": NaN, "b": -Infinity}',
+    b'{"a": 123456789012345678901234567890, "b": [-9223372036854775809]}',  # beyond 64 bits
+    b'{"a": 18446744073709551615, "b": 1e300, "c": "x"}',
+])
+def test_the_reader_reads_what_the_standard_parser_reads(body: bytes) -> None:
+    parsed = parse_json_object(body, MAX_DEPTH, MAX_LIST)
+    expected = json.loads(body)
+    assert json.dumps(parsed) == json.dumps(expected)  # NaN-safe; ints stay ints
+    assert [type(v) for v in parsed.values()] == [type(v) for v in expected.values()]
+
+
 @pytest.mark.parametrize("levels", [17, 1000, 100_000])
 def test_deep_nesting_is_refused_quickly_without_recursion_errors(levels: int) -> None:
     body = ("[" * levels + "]" * levels).encode()

@@ -6,11 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from facefuse.errors import Err, FacefuseError
 
 M = TypeVar("M", bound=BaseModel)
+_FLOAT_FROM_BIG_INTEGER = 2.0**63  # orjson reads integers beyond 64 bits as floats
 
 
 def parse_json_object(body: bytes, max_depth: int, max_list_length: int) -> dict[str, Any]:
@@ -18,15 +20,41 @@ def parse_json_object(body: bytes, max_depth: int, max_list_length: int) -> dict
     if not body.strip():
         raise FacefuseError(Err.INVALID_JSON, "the request body is empty; send a JSON object")
     try:
-        value = json.loads(body)
-    except RecursionError:
-        raise FacefuseError(Err.INVALID_JSON, "the JSON is nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FacefuseError(Err.INVALID_JSON, f"the body is not valid JSON: {_short(exc)}") from None
+        # orjson reads a 0.4 MB upload in half the time. What it refuses (a BOM, UTF-16, NaN,
+        # nesting past 1024) or reads differently (an integer past 64 bits becomes a float)
+        # goes to the standard parser, which decides as it always did.
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = _parse_leniently(body)
+    else:
+        if _holds_huge_number(value):
+            value = _parse_leniently(body)
     if not isinstance(value, dict):
         raise FacefuseError(Err.INVALID_JSON, "the body must be a JSON object")
     _check_shape(value, max_depth, max_list_length)
     return value
+
+
+def _parse_leniently(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise FacefuseError(Err.INVALID_JSON, "the JSON is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FacefuseError(Err.INVALID_JSON, f"the body is not valid JSON: {_short(exc)}") from None
+
+
+def _holds_huge_number(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, float) and abs(node) >= _FLOAT_FROM_BIG_INTEGER:
+            return True
+    return False
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:
