@@ -60,3 +60,15 @@ def test_the_machine_probe_times_jobs_alone_and_on_every_core_at_once() -> None:
     assert len(probe.alone) == 2 and [len(t) for t in probe.together] == [2] * result["cores"]
     assert result["alone_ms_p50"] > 0 and len(result["together_ms_p50"]) == result["cores"]
     assert 0 < result["speedup"] <= result["cores"] * 1.5  # each job timed, none skipped
+
+
+def test_a_throughput_cell_is_its_median_round_with_the_worst_healthz() -> None:
+    from facefuse.bench import median_round
+
+    runs = [{"rps": rps, "healthz_p99_ms": h, "healthz_max_ms": h + 1, "cpu_ms_work": rps / 10}
+            for rps, h in ((31.0, 2.0), (24.0, 40.0), (28.0, 3.0))]
+    cell = median_round(runs)
+    assert cell["rps"] == 28.0 and cell["cpu_ms_work"] == 2.8  # one real round, not a blend
+    assert cell["rounds_rps"] == [31.0, 24.0, 28.0]
+    assert cell["healthz_p99_ms"] == 40.0 and cell["healthz_max_ms"] == 41.0  # a slow /healthz is not hidden
+    assert median_round(runs[:1])["rps"] == 31.0
