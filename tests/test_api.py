@@ -203,6 +203,27 @@ def test_request_id_is_echoed_or_made(server: RunningServer) -> None:
         assert len(made) >= 16
 
 
+def test_the_fusion_route_keeps_its_request_id_log_and_metrics(server: RunningServer) -> None:
+    """POST /v3/facefuse takes the short way in (wire/fastlane.py): the same plumbing as the rest."""
+    def fused_count(metrics: str, status: str) -> float:
+        prefix = f'facefuse_requests_total{{error_code="",method="POST",route="/v3/facefuse",status="{status}"}} '
+        return sum(float(line[len(prefix):]) for line in metrics.splitlines() if line.startswith(prefix))
+
+    with server.client() as client:
+        before = client.get("/metrics").text
+        answer = client.post("/v3/facefuse", params=server.auth, headers={"X-Request-Id": "fuse-7"},
+                             content=json.dumps(fuse_body(b64(SELFIE))))
+        refused = client.post("/v3/facefuse", params={"api_key": "nobody", "api_secret": "x"}, content=b"{}")
+        after = client.get("/metrics").text
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "fuse-7"
+    assert_error(refused, 401, 10102, "AUTH_FAILED")
+    assert fused_count(after, "200") == fused_count(before, "200") + 1
+    assert fused_count(after, "401") == fused_count(before, "401") + 1
+    log_file = server.data_dir.parent / f"server-{server.base_url.rsplit(':', 1)[1]}.log"
+    logged = [json.loads(line) for line in log_file.read_text().splitlines() if '"fuse-7"' in line]
+    assert [(e["path"], e["status"]) for e in logged] == [("/v3/facefuse", 200)]
+
+
 def test_ops_endpoints(server: RunningServer) -> None:
     with server.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}

@@ -56,7 +56,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     click.echo(f"facefuse: listening on http://{_url_host(settings.host)}:{settings.port} "
                f"({settings.workers} worker{'s' if settings.workers > 1 else ''})", err=True)
     uvicorn.run(
-        "facefuse.wire.app:create_app",
+        "facefuse.wire.app:create_server_app",
         factory=True,
         host=settings.host,
         port=settings.port,

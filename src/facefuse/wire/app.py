@@ -14,6 +14,7 @@ from facefuse.logs import configure_logging
 from facefuse.settings import Settings
 from facefuse.wire.context import AppContext
 from facefuse.wire.errors import install_error_handlers
+from facefuse.wire.fastlane import FastLane
 from facefuse.wire.metrics import QUEUE
 from facefuse.wire.middleware import RequestContextMiddleware
 from facefuse.wire.openapi import install_openapi
@@ -22,6 +23,12 @@ from facefuse.wire.routes import fuse, ops, results, templates
 from facefuse.workpool import tune_allocator
 
 log = logging.getLogger("facefuse")
+
+
+def create_server_app(settings: Settings | None = None) -> FastLane:
+    """What `facefuse serve` runs: the app, with the fusion route's short way in."""
+    settings = settings or Settings()
+    return FastLane(create_app(settings), settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

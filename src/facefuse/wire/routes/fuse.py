@@ -22,9 +22,10 @@ from facefuse.wire.validation import parse_json_object, validate
 
 router = APIRouter()
 VERSION = "1.0.1"
+PATH = "/v3/facefuse"
 
 
-@router.post("/v3/facefuse")
+@router.post(PATH)
 async def facefuse(request: Request) -> JsonResponse:
     ctx: AppContext = request.app.state.ctx
     authenticate(ctx, request)
