@@ -72,3 +72,15 @@ def test_a_throughput_cell_is_its_median_round_with_the_worst_healthz() -> None:
     assert cell["rounds_rps"] == [31.0, 24.0, 28.0]
     assert cell["healthz_p99_ms"] == 40.0 and cell["healthz_max_ms"] == 41.0  # a slow /healthz is not hidden
     assert median_round(runs[:1])["rps"] == 31.0
+
+
+def test_the_scaling_ratio_pairs_rounds_run_back_to_back_with_more_clients_than_workers() -> None:
+    from facefuse.bench import paired_ratios
+
+    one = [{"concurrency": 1, "rounds_rps": [20.0, 20.0, 20.0]},
+           {"concurrency": 4, "rounds_rps": [20.0, 25.0, 22.0]},
+           {"concurrency": 16, "rounds_rps": [24.0]}]
+    two = [{"concurrency": 1, "rounds_rps": [20.0, 20.0, 20.0]},  # one client: no scaling to see
+           {"concurrency": 4, "rounds_rps": [36.0, 45.0, 44.0]},
+           {"concurrency": 16, "rounds_rps": [48.0]}]
+    assert paired_ratios(one, two) == [1.8, 1.8, 2.0, 2.0]
