@@ -527,8 +527,8 @@ class CpuUse:
 
 
 def median_round(runs: list[dict[str, float]]) -> dict[str, float]:
-    """The round of median throughput, with every round's req/s and the worst /healthz of
-    them all. The host's speed moves by 10-15 % within minutes here: the best single run
+    """The round of median throughput (the lower middle one of an even number), with every
+    round's req/s and the worst /healthz of them all. The host's speed moves by 10-15 % within minutes here: the best single run
     of each service told more about when it ran than about the service."""
     median = dict(sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2])
     median["rounds_rps"] = [r["rps"] for r in runs]  # type: ignore[assignment]
@@ -571,7 +571,7 @@ class Plan:
     def make(cls, quick: bool) -> "Plan":
         if quick:
             return cls(SIZES_MP[:2], 5, 12, 1, (1, 4), (1,), 20, 24, 0)
-        return cls(SIZES_MP, 40, 96, 3, (1, 4, 16), (1, 2), 1000, 64, 25)
+        return cls(SIZES_MP, 40, 96, 4, (1, 4, 16), (1, 2), 1000, 64, 25)
 
 
 def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dict[str, object]:
@@ -598,8 +598,8 @@ def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dic
 def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarray, inputs: list[Input],
                      plan: Plan) -> dict[str, object]:
     """Every service measurement. One service per worker count, all started at once on the
-    same data dir; their throughput runs alternate (1 worker at c=1, 2 workers at c=1, then
-    2 before 1, then 1 before 2; then c=4, ...) so that a machine slowing down for a while (seen here: the
+    same data dir; their throughput runs alternate in four rounds (1 worker at c=1, 2 workers
+    at c=1; 2 then 1; 2 then 1; 1 then 2; then c=4, ...) so that a machine slowing down for a while (seen here: the
     same floor 17 -> 21 ms within a minute) does not make one of them look better. Latency,
     back-pressure and memory run on the 1-worker service."""
     out: dict[str, object] = {}
@@ -642,7 +642,7 @@ def _load(services: dict[int, Service], body: bytes, plan: Plan, probe: ComputeP
         rounds: dict[int, list[dict[str, float]]] = {n: [] for n in services}
         for round_index in range(plan.throughput_rounds):
             order = list(services.items())
-            for workers, service in order if round_index % 2 == 0 else reversed(order):  # ABBA: a trend cancels
+            for workers, service in order if round_index % 4 in (0, 3) else reversed(order):  # ABBA: a trend cancels
                 rounds[workers].append(throughput(service, body, concurrency, plan.throughput_requests))
         for workers, runs in rounds.items():
             out[f"throughput_{workers}_worker"].append(median_round(runs))  # type: ignore[union-attr]
