@@ -528,8 +528,9 @@ class CpuUse:
 
 def median_round(runs: list[dict[str, float]]) -> dict[str, float]:
     """The round of median throughput (the lower middle one of an even number), with every
-    round's req/s and the worst /healthz of them all. The host's speed moves by 10-15 % within minutes here: the best single run
-    of each service told more about when it ran than about the service."""
+    round's req/s and the worst /healthz of them all. The host's speed moves by 10-15 %
+    within minutes here: the best single run of each service told more about when it ran
+    than about the service."""
     median = dict(sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2])
     median["rounds_rps"] = [r["rps"] for r in runs]  # type: ignore[assignment]
     median["healthz_p99_ms"] = max(r["healthz_p99_ms"] for r in runs)
@@ -599,9 +600,9 @@ def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarr
                      plan: Plan) -> dict[str, object]:
     """Every service measurement. One service per worker count, all started at once on the
     same data dir; their throughput runs alternate in four rounds (1 worker at c=1, 2 workers
-    at c=1; 2 then 1; 2 then 1; 1 then 2; then c=4, ...) so that a machine slowing down for a while (seen here: the
-    same floor 17 -> 21 ms within a minute) does not make one of them look better. Latency,
-    back-pressure and memory run on the 1-worker service."""
+    at c=1; 2 then 1; 2 then 1; 1 then 2; then c=4, ...) so that a machine slowing down for
+    a while (seen here: the same floor 17 -> 21 ms within a minute) does not make one of
+    them look better. Latency, back-pressure and memory run on the 1-worker service."""
     out: dict[str, object] = {}
     services: dict[int, Service] = {}
     try:
