@@ -48,6 +48,8 @@ class PreparedTemplate:
     face_size: float
     grayscale: bool
     glasses: bool  # wears glasses: their frames are put back unwarped (_keep_glasses)
+    skin_model: tone.SkinModel  # the colour of its cheeks
+    canvas_skin: np.ndarray  # its skin likelihood on the patch's canvas, warped onto each fusion's
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
 
     def changed_box(self) -> tuple[int, int, int, int]:
@@ -63,11 +65,14 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     landmarks = template_face.landmarks.astype(np.float32).copy()
     landmarks[:, :2] -= (x0, y0)
     canvas = Canvas(patch.shape[:2], float(side), landmarks[:, :2])
+    small = canvas.shrink(patch)
     glasses = bool(canvas.glasses_frames(canvas.shrink_dark(patch), TEMPLATE_FRAMES_EYE_CLEARANCE).any())
+    model = canvas.skin_model(small)
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
-                            grayscale=tone.is_grayscale(patch), glasses=glasses,
-                            beard=beard.beard_amount(canvas, canvas.shrink(patch)))
+                            grayscale=tone.is_grayscale(patch), glasses=glasses, skin_model=model,
+                            canvas_skin=tone.skin_likelihood(small, model),
+                            beard=beard.beard_amount(canvas, small))
 
 
 def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray,
@@ -113,15 +118,15 @@ def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     factor = canvas_factor(prepared.face_size)
     fx0, fx1 = _whole_blocks(fx0, fx1, wx0, wx1, factor)
     fy0, fy1 = _whole_blocks(fy0, fy1, wy0, wy1, factor)
-    t_map, u_map, coverage = _warp_maps(prepared, user_lms, target, ring, align, (wx0, wy0, wx1, wy1),
-                                        user_image.shape, (fx0 - wx0, fy0 - wy0))
+    t_map, u_map, warps = _warp_maps(prepared, user_lms, target, ring, align, (wx0, wy0, wx1, wy1),
+                                     user_image.shape, (fx0 - wx0, fy0 - wy0))
     t_warped = warp.remap(prepared.patch, t_map)
     out[wy0:wy1, wx0:wx1] = t_warped
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
     u_map = (u_map[0][inner], u_map[1][inner])
     origin = np.array([fx0, fy0], np.float32)
     face = _fuse_face_region(
-        t_warped[inner], warp.remap(user_image, u_map), coverage,
+        t_warped[inner], warp.remap(user_image, u_map), warps,
         target - origin, t_lms, user_lms, fuse, prepared)
     if prepared.glasses:
         _keep_glasses(face, prepared.patch[fy0:fy1, fx0:fx1], t_lms[:, :2] - origin, prepared.face_size)
@@ -140,29 +145,47 @@ def _whole_blocks(start: int, stop: int, low: int, high: int, factor: int) -> tu
 
 
 @dataclass(frozen=True)
-class _UserCoverage:
-    """Where the user's photo really shows the face: inside the photo, not edge-on."""
+class _RegionWarps:
+    """The warps of the face region on a coarse grid (warp.grid_map), to be sampled at a
+    canvas's blocks: into the user's photo, into the template's patch, and how squarely
+    the user's photo shows each bit (seen edge-on: low)."""
 
     user_shape: tuple[int, ...]
     raster: warp.TriangleRaster  # over the warp box
-    user_grid: tuple[np.ndarray, np.ndarray]  # grid cells -> user patch pixels
-    seen_grid: np.ndarray  # grid cells: 0..1, low where the user's face is seen edge-on
+    grids: np.ndarray  # (gh, gw, 5): user patch x, y; seen 0..1; template patch x, y
     origin: tuple[int, int]  # x, y of the face region in the warp box
 
-    def on(self, canvas: Canvas) -> np.ndarray:
+    def on(self, canvas: Canvas) -> _CanvasWarps:
+        blocks = warp.sample_blocks(self.raster, self.grids, self.origin, canvas.factor, canvas.shape)
+        return _CanvasWarps(self.user_shape, canvas.factor, blocks)
+
+
+@dataclass(frozen=True)
+class _CanvasWarps:
+    """_RegionWarps at a canvas's blocks: where the user's photo really shows the face
+    (inside the photo, not edge-on), and the template's own canvas quantities (worked out
+    once per template) moved onto this canvas."""
+
+    user_shape: tuple[int, ...]
+    factor: int
+    blocks: np.ndarray  # (h, w, 5) as _RegionWarps.grids
+
+    def user_coverage(self) -> np.ndarray:
         """float32 0..1 at the canvas size (of the face region)."""
         inside = np.zeros(self.user_shape[:2], np.uint8)
         inside[1:-1, 1:-1] = 255
+        to_user = (self.blocks[..., 0], self.blocks[..., 1])
+        valid = warp.remap(inside, to_user, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
+        return valid * self.blocks[..., 2]
 
-        def at_canvas(grid: np.ndarray) -> np.ndarray:
-            return warp.sample_blocks(self.raster, grid, self.origin, canvas.factor, canvas.shape)
+    def template_plane(self, plane: np.ndarray) -> np.ndarray:
+        """`plane` on the template patch's canvas (same factor), as on this canvas: each
+        block takes the value at the template point its centre comes from."""
+        to_patch_canvas = (self.blocks[..., 3:] + 0.5) * (1 / self.factor) - 0.5
+        return warp.remap(plane, (to_patch_canvas[..., 0], to_patch_canvas[..., 1]))
 
-        small_map = (at_canvas(self.user_grid[0]), at_canvas(self.user_grid[1]))
-        valid = warp.remap(inside, small_map, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
-        return valid * at_canvas(self.seen_grid)
 
-
-def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCoverage,
+def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarps,
                       target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray, fuse: float,
                       prepared: PreparedTemplate) -> np.ndarray:
     """Both faces already warped onto `target` (pixels of this region): light, blend.
@@ -173,9 +196,10 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     region_shape = t_face.shape[:2]
     canvas = Canvas(region_shape, prepared.face_size, target)
     t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
-    t_model = canvas.skin_model(t_small)
-    t_skin = tone.skin_likelihood(t_small, t_model)
-    u_valid = masks.feather(coverage.on(canvas), 0.015 * canvas.size)
+    on_canvas = warps.on(canvas)
+    t_model = prepared.skin_model
+    t_skin = on_canvas.template_plane(prepared.canvas_skin)
+    u_valid = masks.feather(on_canvas.user_coverage(), 0.015 * canvas.size)
     u_model = canvas.skin_model(u_small)
     u_skin = tone.skin_likelihood(u_small, u_model) * u_valid
     skin_area = canvas.skin_area()
@@ -183,7 +207,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
-    alpha *= 1 - _template_hair_in_front(canvas, t_face, t_small, t_model, prepared.beard)
+    alpha *= 1 - _template_hair_in_front(canvas, canvas.shrink_dark(t_face), t_small, t_model, prepared.beard)
     if prepared.glasses:
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
@@ -216,12 +240,12 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, coverage: _UserCov
     return cv2.convertScaleAbs(face)  # rounds and saturates at 255
 
 
-def _template_hair_in_front(canvas: Canvas, t_face: np.ndarray, t_small: np.ndarray,
+def _template_hair_in_front(canvas: Canvas, t_dark: np.ndarray, t_small: np.ndarray,
                             t_model: tone.SkinModel, beard_amount: float) -> np.ndarray:
     """How much of the template stays in front for its hair (canvas size, 0..1): its fringe,
     over the brows too (the user's features showing through it came out as ghosted brows
     under a see-through fringe), and its beard from the jaw inward."""
-    kept = canvas.template_fringe(canvas.shrink_dark(t_face), t_model)
+    kept = canvas.template_fringe(t_dark, t_model)
     if beard_amount > 0:
         kept = 1 - (1 - kept) * (1 - beard.beard_kept(canvas, t_small, beard_amount))
     return kept
@@ -269,10 +293,10 @@ def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
 def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndarray,
                ring: np.ndarray, align: Similarity, box: tuple[int, int, int, int],
                user_shape: tuple[int, ...], face_origin: tuple[int, int]
-               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], _UserCoverage]:
+               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], _RegionWarps]:
     """remap() maps over `box` of the patch that pull the template and the user's face
     onto the target landmarks, and how well the user's photo shows each bit of the face
-    region (at `face_origin` in the box)."""
+    region (at `face_origin` in the box) and the template's canvas moves onto its canvas."""
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], dtype=np.float32)
     triangles, kinds = mesh.all_triangles()
@@ -282,8 +306,7 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
                             max(1.0, prepared.face_size / GRID_CELLS), order)
     shift = np.array([[0, 0, x0], [0, 0, y0]], dtype=np.float32)
     t_pts = prepared.landmarks[:, :2]
-    t_map = warp.dense_map(raster, _vertices(t_pts, ring), triangles,
-                           np.eye(2, 3, dtype=np.float32) + shift)
+    t_grid = warp.grid_map(raster, _vertices(t_pts, ring), triangles, np.eye(2, 3, dtype=np.float32) + shift)
     to_user = _inverse_in_plane(align)
     u_ring = ring @ to_user[:, :2].T + to_user[:, 2]
     u_fallback = to_user.copy()
@@ -295,8 +318,9 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
     squeeze = (warp.signed_areas(u_vertices, triangles) * align.scale ** 2
                / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3))
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, 0.2, 0.5), 1.0)
-    coverage = _UserCoverage(user_shape, raster, u_grid, warp.grid_values(raster, seen, outside=1.0), face_origin)
-    return t_map, warp.upsample(raster, u_grid), coverage
+    grids = cv2.merge((*u_grid, warp.grid_values(raster, seen, outside=1.0), *t_grid))
+    warps = _RegionWarps(user_shape, raster, grids, face_origin)
+    return warp.upsample(raster, t_grid), warp.upsample(raster, u_grid), warps
 
 
 def _user_patch(user_rgb: np.ndarray, user_face: Face,
