@@ -30,12 +30,11 @@ _BEARD_FADE = 0.06
 _CHEEKS = ((117, 118, 101, 36, 206, 207, 187, 123), (346, 347, 330, 266, 426, 427, 411, 352))
 
 
-def beard_amount(canvas: Canvas, image: np.ndarray) -> float:
-    """How surely the face on `canvas` (`image`: float32 RGB at the canvas size) has a beard,
-    0..1; judged once per template."""
-    points = canvas.points
+def beard_amount(image: np.ndarray, points: np.ndarray) -> float:
+    """How surely the face with landmarks `points` (pixels of `image`, RGB) has a beard, 0..1;
+    judged once per template, at a set eye distance whatever the canvas."""
     scale = _JUDGED_EYE_DISTANCE / max(float(np.linalg.norm(points[33] - points[263])), 1.0)
-    small = cv2.resize(image, None, fx=scale, fy=scale,
+    small = cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale,
                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     at_scale = (points + 0.5) * scale - 0.5
     luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)

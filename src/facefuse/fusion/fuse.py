@@ -72,7 +72,7 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
                             landmarks=landmarks, face_size=float(side),
                             grayscale=tone.is_grayscale(patch), glasses=glasses, skin_model=model,
                             canvas_skin=tone.skin_likelihood(small, model),
-                            beard=beard.beard_amount(canvas, small))
+                            beard=beard.beard_amount(patch, landmarks[:, :2]))
 
 
 def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray,
