@@ -9,7 +9,7 @@ import numpy as np
 
 from facefuse.fusion import masks, mesh, tone
 
-WORK_FACE = 96.0  # least face size in pixels on the canvas where masks and light are computed
+WORK_FACE = 80.0  # least face size in pixels on the canvas where masks and light are computed
 FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
 FACE_FEATHER = 0.015  # mask edge softness, of the face size
 SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
