@@ -572,7 +572,7 @@ class Plan:
     def make(cls, quick: bool) -> "Plan":
         if quick:
             return cls(SIZES_MP[:2], 5, 12, 1, (1, 4), (1,), 20, 24, 0)
-        return cls(SIZES_MP, 40, 96, 4, (1, 4, 16), (1, 2), 1000, 64, 25)
+        return cls(SIZES_MP, 40, 96, 8, (1, 4, 16), (1, 2), 1000, 64, 25)
 
 
 def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dict[str, object]:
@@ -599,10 +599,10 @@ def run(faces_dir: Path, quick: bool, template_photo: Path | None = None) -> dic
 def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarray, inputs: list[Input],
                      plan: Plan) -> dict[str, object]:
     """Every service measurement. One service per worker count, all started at once on the
-    same data dir; their throughput runs alternate in four rounds (1 worker at c=1, 2 workers
-    at c=1; 2 then 1; 2 then 1; 1 then 2; then c=4, ...) so that a machine slowing down for
-    a while (seen here: the same floor 17 -> 21 ms within a minute) does not make one of
-    them look better. Latency, back-pressure and memory run on the 1-worker service."""
+    same data dir; their throughput runs alternate in eight rounds (1 worker at c=1, 2
+    workers at c=1; 2 then 1; 2 then 1; 1 then 2; twice; then c=4, ...) so that a machine
+    slowing down for a while (seen here: the same floor 17 -> 21 ms within a minute) does
+    not make one of them look better. Latency, back-pressure and memory run on the 1-worker service."""
     out: dict[str, object] = {}
     services: dict[int, Service] = {}
     try:
