@@ -8,6 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from facefuse.fusion import masks, mesh
+from facefuse.fusion.warp import signed_areas
 
 
 @dataclass(frozen=True)
@@ -241,12 +242,12 @@ def _undo_folds(template_pts: np.ndarray, target: np.ndarray) -> np.ndarray:
     Only the corners of offending triangles are pulled back (halving their move each
     round), so one tight spot does not cancel the shape change of the whole face."""
     tri = mesh.mesh_triangles()
-    base = _signed_areas(template_pts, tri)
+    base = signed_areas(template_pts, tri)
     usable = np.abs(base) > 0.5
     tri_used, base_used = tri[usable], base[usable]
     move = (target - template_pts).astype(np.float32)
     for _ in range(40):
-        ratio = _signed_areas(template_pts + move, tri_used) / base_used
+        ratio = signed_areas(template_pts + move, tri_used) / base_used
         bad = ratio <= 0.1
         if not bad.any():
             return (template_pts + move).astype(np.float32)
@@ -260,11 +261,6 @@ def _scaled_back(template_pts: np.ndarray, target: np.ndarray, tri: np.ndarray,
     """The whole move scaled down until nothing folds (the fallback)."""
     for step in np.linspace(1.0, 0.0, 9):
         candidate = template_pts + step * (target - template_pts)
-        if (_signed_areas(candidate, tri) / base).min(initial=1.0) > 0.1:
+        if (signed_areas(candidate, tri) / base).min(initial=1.0) > 0.1:
             return candidate.astype(np.float32)
     return template_pts.astype(np.float32)
-
-
-def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = (points[triangles[:, k]] for k in range(3))
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
