@@ -74,6 +74,18 @@ def test_a_throughput_cell_is_its_median_round_with_the_worst_healthz() -> None:
     assert median_round(runs[:1])["rps"] == 31.0
 
 
+def test_the_saturated_cell_is_its_round_of_median_busy_p99_with_the_host_steal_listed() -> None:
+    from facefuse.bench import median_round
+
+    runs = [{"rps": rps, "busy_p99_ms": busy, "healthz_p99_ms": 5.0, "healthz_max_ms": worst, "steal_ms": steal}
+            for rps, busy, worst, steal in ((20.0, 134.6, 118.0, 130.0), (21.0, 14.0, 8.0, 0.0),
+                                            (22.0, 25.0, 9.0, 10.0), (23.0, float("nan"), 7.0, 0.0))]
+    cell = median_round(runs, by="busy_p99_ms")
+    assert cell["busy_p99_ms"] == 25.0 and cell["rps"] == 22.0  # a round with no busy answer sorts last
+    assert cell["rounds_busy_p99_ms"][:3] == [134.6, 14.0, 25.0] and cell["rounds_steal_ms"] == [130.0, 0.0, 10.0, 0.0]
+    assert cell["healthz_max_ms"] == 118.0  # the stall stays in sight
+
+
 def test_the_scaling_ratio_pairs_rounds_run_back_to_back_with_more_clients_than_workers() -> None:
     from facefuse.bench import paired_ratios
 
