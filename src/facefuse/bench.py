@@ -552,7 +552,7 @@ def saturation(service: Service, body: bytes, plan: "Plan") -> dict[str, float]:
     of median busy-answer p99. A busy answer waits on nothing but the HTTP process, so a
     moment the host takes the CPUs away delays every one in flight at once: twice here a
     single ~100-130 ms stall (healthz max 105 and 118 ms, p99 5 ms) took one run's busy p99
-    over 100 ms where its other runs read 13-30 ms."""
+    over 100 ms, where runs on their own read 13-30 ms."""
     runs = [throughput(service, body, plan.saturation_concurrency, 3 * plan.saturation_concurrency,
                        SATURATED_HEALTH_EVERY_S) for _ in range(plan.saturation_rounds)]
     return median_round(runs, by="busy_p99_ms")
