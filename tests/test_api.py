@@ -233,6 +233,13 @@ def test_ops_endpoints(server: RunningServer) -> None:
     assert "facefuse_request_seconds_bucket" in metrics
 
 
+def test_the_server_leaves_its_start_up_objects_out_of_garbage_collection(server: RunningServer) -> None:
+    # A full collection that walked them stalled every request in flight for ~125 ms.
+    log_file = server.data_dir.parent / f"server-{server.base_url.rsplit(':', 1)[1]}.log"
+    ready = [json.loads(line) for line in log_file.read_text().splitlines() if '"msg": "ready"' in line]
+    assert len(ready) == 1 and ready[0]["frozen_objects"] > 20_000
+
+
 def test_logs_are_json_and_never_hold_secrets(server: RunningServer) -> None:
     post_fuse(server, fuse_body(b64(SELFIE)))
     log_file = server.data_dir.parent / f"server-{server.base_url.rsplit(':', 1)[1]}.log"

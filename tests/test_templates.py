@@ -389,6 +389,34 @@ def test_a_work_process_warms_up_with_a_fusion_and_the_newest_templates_loaded(t
         pool.shutdown()
 
 
+def test_a_work_process_leaves_its_start_up_objects_out_of_garbage_collection(tmp_path: Path) -> None:
+    """Once its models are loaded: after the warm-up, or after the first fusion of a process
+    that replaced one that died (not warmed up)."""
+    import asyncio
+    import gc
+    import os
+
+    from facefuse import worker
+    from facefuse.settings import Settings
+    from facefuse.workpool import WorkPool
+
+    settings = Settings(data_dir=tmp_path, preload_templates=0)
+    registry = open_registry(tmp_path)
+    registry.ensure_demo()
+    template_id = registry.add(photo(FRONTAL)).template_id
+    pool = WorkPool(1, 1, deadline=60, initializer=worker.start, initargs=(settings,))
+    try:
+        pool.warm_up(worker.warm_up)
+        assert asyncio.run(pool.run(gc.get_freeze_count)) > 20_000
+        os.kill(asyncio.run(pool.run(os.getpid)), signal.SIGKILL)
+        time.sleep(0.5)
+        assert asyncio.run(pool.run(gc.get_freeze_count)) == 0  # the replacement, models not loaded
+        asyncio.run(pool.run(worker.fuse, _job(template_id)))
+        assert asyncio.run(pool.run(gc.get_freeze_count)) > 20_000
+    finally:
+        pool.shutdown()
+
+
 def _job(template_id: str):
     from facefuse.service import FuseJob, UserPhoto
 

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import gc
 import ctypes.util
 import multiprocessing
 import os
@@ -66,6 +67,18 @@ def tune_allocator() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
         libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)
         libc.mallopt(_M_TOP_PAD, 64 * 1024 * 1024)
+
+
+def freeze_startup_objects() -> int:
+    """A full collection now, then every object still alive (modules, models, the app) is
+    left out of later ones; what is made afterwards is collected as usual. Under load a full
+    collection walked them all: 125 ms in the HTTP process (every request in flight and
+    /healthz waited; a bench run's saturated round read busy answers at 105-150 ms instead
+    of 13-30), 45-65 ms in a work process (added to its job). Returns how many objects are
+    left out now."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def tune_for_compute() -> None:

@@ -20,18 +20,19 @@ from facefuse.wire.middleware import RequestContextMiddleware
 from facefuse.wire.openapi import install_openapi
 from facefuse.wire.responses import JsonResponse
 from facefuse.wire.routes import fuse, ops, results, templates
-from facefuse.workpool import tune_allocator
+from facefuse.workpool import freeze_startup_objects, tune_allocator
 
 log = logging.getLogger("facefuse")
 
 
 def create_server_app(settings: Settings | None = None) -> FastLane:
-    """What `facefuse serve` runs: the app, with the fusion route's short way in."""
+    """What `facefuse serve` runs: the app, with the fusion route's short way in; once ready,
+    the process's start-up objects are left out of garbage collection (freeze_startup_objects)."""
     settings = settings or Settings()
-    return FastLane(create_app(settings), settings)
+    return FastLane(create_app(settings, freeze_when_ready=True), settings)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, freeze_when_ready: bool = False) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
     tune_allocator()  # uploads and answers are large buffers, allocated on every request
@@ -44,9 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.demo_template:
             await asyncio.to_thread(ctx.registry.ensure_demo)
         await asyncio.to_thread(ctx.pool.warm_up, worker.warm_up)
+        frozen = freeze_startup_objects() if freeze_when_ready else 0
         ctx.ready = True
         cleaner = asyncio.create_task(_clean_results_forever(ctx))
-        log.info("ready", extra={"data_dir": str(settings.data_dir), "workers": settings.workers})
+        log.info("ready", extra={"data_dir": str(settings.data_dir), "workers": settings.workers,
+                                 "frozen_objects": frozen})
         try:
             yield
         finally:
