@@ -549,10 +549,10 @@ def median_round(runs: list[dict[str, float]], by: str = "rps") -> dict[str, flo
 
 def saturation(service: Service, body: bytes, plan: "Plan") -> dict[str, float]:
     """`plan.saturation_concurrency` clients against a 1-worker service, in rounds: the round
-    of median busy-answer p99. A busy answer waits on nothing but the HTTP process, so a
-    moment the host takes the CPUs away delays every one in flight at once: twice here a
-    single ~100-130 ms stall (healthz max 105 and 118 ms, p99 5 ms) took one run's busy p99
-    over 100 ms, where runs on their own read 13-30 ms."""
+    of median busy-answer p99. A busy answer waits on nothing but the HTTP process, so one
+    stall of it delays every one in flight at once: a full garbage collection there
+    (125 ms, before freeze_startup_objects) took the first round's busy p99 to 105-150 ms
+    in three runs, where the next rounds read 13-30 ms. One round should not decide."""
     runs = [throughput(service, body, plan.saturation_concurrency, 3 * plan.saturation_concurrency,
                        SATURATED_HEALTH_EVERY_S) for _ in range(plan.saturation_rounds)]
     return median_round(runs, by="busy_p99_ms")
