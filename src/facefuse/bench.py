@@ -547,7 +547,7 @@ def median_round(runs: list[dict[str, float]], by: str = "rps") -> dict[str, flo
     return median
 
 
-def saturation(service: Service, body: bytes, plan: "Plan") -> dict[str, float]:
+def saturation(service: Service, body: bytes, plan: Plan) -> dict[str, float]:
     """`plan.saturation_concurrency` clients against a 1-worker service, in rounds: the round
     of median busy-answer p99. A busy answer waits on nothing but the HTTP process, so one
     stall of it delays every one in flight at once: a full garbage collection there

@@ -295,8 +295,8 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
                user_shape: tuple[int, ...], face_origin: tuple[int, int]
                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], _RegionWarps]:
     """remap() maps over `box` of the patch that pull the template and the user's face
-    onto the target landmarks, and how well the user's photo shows each bit of the face
-    region (at `face_origin` in the box) and the template's canvas moves onto its canvas."""
+    onto the target landmarks, and the face region's warps (at `face_origin` in the box)
+    on their coarse grid, for its canvas (_RegionWarps)."""
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], dtype=np.float32)
     triangles, kinds = mesh.all_triangles()
