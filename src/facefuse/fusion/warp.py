@@ -32,8 +32,9 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int,
     gh, gw = max(2, int(np.ceil(h / cell))), max(2, int(np.ceil(w / cell)))
     inverse, usable = _barycentric_inverse(vertices[triangles])
     corners = _to_grid(vertices, out_shape, (gh, gw))[triangles]  # (K, 3, 2)
-    low = np.maximum(np.ceil(corners.min(axis=1) - 1e-3), 0).astype(np.int64)
-    high = np.minimum(np.floor(corners.max(axis=1) + 1e-3), [gw - 1, gh - 1]).astype(np.int64)
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]  # min/max over axis 1 of 3: ~7x slower
+    low = np.maximum(np.ceil(np.minimum(np.minimum(a, b), c) - 1e-3), 0).astype(np.int64)
+    high = np.minimum(np.floor(np.maximum(np.maximum(a, b), c) + 1e-3), [gw - 1, gh - 1]).astype(np.int64)
     spans = np.maximum(high - low + 1, 0) * usable[:, None]
     counts = spans[:, 0] * spans[:, 1]
     tri = np.repeat(np.arange(len(triangles)), counts)
@@ -129,7 +130,8 @@ def painter_order(vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray
     area = signed_areas(vertices, triangles)
     surface = kinds == surface_kind
     index = np.arange(len(triangles))
-    near = -depth[np.minimum(triangles, len(depth) - 1)].mean(axis=1)
+    corner_depth = depth.take(np.minimum(triangles, len(depth) - 1))
+    near = -(corner_depth[:, 0] + corner_depth[:, 1] + corner_depth[:, 2]) / 3
     front = surface & (area > 0)
     return np.concatenate([index[~surface], index[surface & ~front],
                            index[front][np.argsort(near[front], kind="stable")]])
