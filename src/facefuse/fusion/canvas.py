@@ -4,6 +4,8 @@ hair on the forehead, glasses frames). Only their results are grown back to full
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import cv2
 import numpy as np
 
@@ -68,9 +70,18 @@ class Canvas:
     def skin_model(self, image: np.ndarray) -> tone.SkinModel:
         return tone.fit_skin_model(image, self.points, 0.035 * self.size)
 
+    @cached_property
     def features(self) -> np.ndarray:
-        return masks.feather(masks.features_mask(self.shape, self.points, 0.015 * self.size),
-                             0.01 * self.size)
+        """Eyes, brows, lips and nostrils, soft-edged (the mask and the light both use it)."""
+        return masks.feather(self._features_grown(0.015), 0.01 * self.size)
+
+    @cached_property
+    def _feature_outlines(self) -> np.ndarray:
+        return masks.features_outline(self.shape, self.points)
+
+    def _features_grown(self, margin: float) -> np.ndarray:
+        """The features (masks.features_mask) grown by `margin` of the face size."""
+        return masks.grow(self._feature_outlines, margin * self.size)
 
     def forehead_hair(self, dark: np.ndarray, model: tone.SkinModel) -> np.ndarray:
         """Strands of hair (a fringe) on the forehead: far darker than the skin of the
@@ -123,7 +134,7 @@ class Canvas:
     def _oval_without_features(self, oval: np.ndarray, margin: float) -> np.ndarray:
         """Inside `oval` and over `margin` of the face away from the features."""
         inside = masks.polygon_mask(self.shape, oval)
-        return inside * (1 - masks.features_mask(self.shape, self.points, margin * self.size))
+        return inside * (1 - self._features_grown(margin))
 
     def shading(self, t_small: np.ndarray, u_small: np.ndarray, t_weight: np.ndarray,
                 u_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,9 +157,8 @@ class Canvas:
         pts, size = self.points, self.size
         base = masks.feather(masks.polygon_mask(self.shape, masks.shrunk_oval(pts, *FACE_SHRINK)),
                              FACE_FEATHER * size)
-        features = masks.feather(masks.features_mask(self.shape, pts, 0.015 * size), 0.01 * size)
         centre = masks.grow(masks.inner_zone(self.shape, pts), 0.02 * size)
-        centre = np.maximum(masks.feather(centre, 0.02 * size), features)
+        centre = np.maximum(masks.feather(centre, 0.02 * size), self.features)
         # Off the centre, whatever is not skin stays in front: the template's hair over the
         # forehead, a beard along the jaw; the user's hair or background does not come in.
         # In the centre the user's features always come (glasses go on top: _keep_glasses).
@@ -164,8 +174,9 @@ class Canvas:
         self._keep_template_feature(alpha, mesh.RIGHT_EYE, 0.045, trust["right_eye"])
         self._keep_template_feature(alpha, mesh.LEFT_EYE, 0.045, trust["left_eye"])
         for brow, top in ((mesh.RIGHT_BROW, _RIGHT_BROW_TOP), (mesh.LEFT_BROW, _LEFT_BROW_TOP)):
-            trust = min(masks.smoothstep(self._skin_above(top, t_skin), 0.15, 0.4),
-                        masks.smoothstep(self._skin_above(top, u_skin), 0.35, 0.55))
+            band = self._band_above(top)
+            trust = min(masks.smoothstep(_mean_over(t_skin, band), 0.15, 0.4),
+                        masks.smoothstep(_mean_over(u_skin, band), 0.35, 0.55))
             self._keep_template_feature(alpha, brow, 0.03, float(trust))
         return alpha
 
@@ -197,14 +208,12 @@ class Canvas:
         attached = np.isin(pieces, on_bridge).astype(np.float32)
         return frames * masks.feather(masks.grow(attached, 1.5), 0.5)
 
-    def _skin_above(self, top: tuple[int, ...], skin: np.ndarray) -> np.float32:
-        """Mean skin likelihood on the band of forehead just above a brow: low when hair
-        (a fringe) covers it, and so most likely the brow too."""
+    def _band_above(self, top: tuple[int, ...]) -> np.ndarray:
+        """The band of forehead just above a brow: where the skin is low when hair (a
+        fringe) covers it, and so most likely the brow too."""
         edge = self.points[list(top)]
         up = edge - self.points[[1, 168]].mean(axis=0)
-        band = np.concatenate([edge, (edge + 0.25 * up)[::-1]])
-        area = masks.polygon_mask(self.shape, band)
-        return np.float32((skin * area).sum() / max(area.sum(), 1.0))
+        return masks.polygon_mask(self.shape, np.concatenate([edge, (edge + 0.25 * up)[::-1]]))
 
     def _feature_region(self, indices: tuple[int, ...], reach: float) -> np.ndarray:
         """The feature's polygon grown and feathered by `reach` of the face size (drawn in
@@ -239,6 +248,11 @@ USER_FRAMES_EYE_CLEARANCE = 0.01
 _NOSE_BRIDGE = (133, 168, 362, 6)
 _RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
 _LEFT_BROW_TOP = (300, 293, 334, 296, 336)
+
+
+def _mean_over(values: np.ndarray, area: np.ndarray) -> np.float32:
+    """The mean of `values` weighted by `area`."""
+    return np.float32((values * area).sum() / max(area.sum(), 1.0))
 
 
 def _skin_luma(model: tone.SkinModel) -> float:

@@ -15,17 +15,18 @@ def match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
 
     Sharpness is compared on luma; the template's grain is its luma's fine detail."""
     t_smooth = cv2.GaussianBlur(template_luma, (0, 0), 1.0)
+    skin_weight, feature_weight = _SampledWeight(skin), _SampledWeight(features)
     t_power = _sampled_power(template_luma, t_smooth)
     f_luma = _luma(face)
     f_power = _sampled_power(f_luma)
-    t_energy = _mean_in(t_power, skin)
-    for region, t_region_energy in ((skin, t_energy), (features, _mean_in(t_power, features))):
+    t_energy = skin_weight.mean_of(t_power)
+    for region, t_region_energy in ((skin_weight, t_energy), (feature_weight, feature_weight.mean_of(t_power))):
         sigma = _blur_to_match(f_luma, f_power, t_region_energy, region)
         if sigma > 0:
-            face = cv2.blendLinear(cv2.GaussianBlur(face, (0, 0), sigma), face, region, 1 - region)
+            face = cv2.blendLinear(cv2.GaussianBlur(face, (0, 0), sigma), face, region.full, 1 - region.full)
             f_luma = _luma(face)
             f_power = _sampled_power(f_luma)
-    f_energy = _mean_in(f_power, skin)
+    f_energy = skin_weight.mean_of(f_power)
     if f_energy < 0.8 * t_energy:
         amount = float(np.sqrt(1 - f_energy / t_energy))
         # Clipped to the noise level: grain and pores come over, the template's edges do not.
@@ -33,8 +34,7 @@ def match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
         grain = cv2.subtract(template_luma, t_smooth)
         cv2.min(grain, limit, dst=grain)  # np.clip, 4x slower here
         cv2.max(grain, -limit, dst=grain)
-        grain *= skin
-        grain *= amount
+        cv2.multiply(grain, skin, dst=grain, scale=amount)
         face += _channels(grain)
     return face
 
@@ -57,19 +57,26 @@ def _sampled_power(luma: np.ndarray, smooth: np.ndarray | None = None) -> np.nda
     return detail * detail
 
 
-def _mean_in(power: np.ndarray, weight: np.ndarray) -> float:
-    """Weighted mean of a `_sampled_power` over the full-resolution `weight`."""
-    w = np.ascontiguousarray(weight[::2, ::2])
-    return float(np.dot(power.ravel(), w.ravel()) / max(float(w.sum()), 1.0))
+class _SampledWeight:
+    """A full-resolution weight plane and its every other row and column (as _sampled_power)."""
+
+    def __init__(self, full: np.ndarray) -> None:
+        self.full = full
+        self.sampled = np.ascontiguousarray(full[::2, ::2]).ravel()
+        self.total = max(float(self.sampled.sum()), 1.0)
+
+    def mean_of(self, power: np.ndarray) -> float:
+        """The weighted mean of a _sampled_power."""
+        return float(np.dot(power.ravel(), self.sampled) / self.total)
 
 
 def _blur_to_match(luma: np.ndarray, power: np.ndarray, t_energy: float,
-                   region: np.ndarray) -> float:
+                   region: _SampledWeight) -> float:
     """The blur (sigma, 0 for none) that brings the face's fine detail (`power` of `luma`)
     in `region` down to the template's energy there."""
-    if _mean_in(power, region) <= 1.3 * t_energy:
+    if region.mean_of(power) <= 1.3 * t_energy:
         return 0.0
     for sigma in (0.6, 0.9, 1.3, 1.8, 2.5, 3.5):
-        if _mean_in(_sampled_power(cv2.GaussianBlur(luma, (0, 0), sigma)), region) <= 1.15 * t_energy:
+        if region.mean_of(_sampled_power(cv2.GaussianBlur(luma, (0, 0), sigma))) <= 1.15 * t_energy:
             break
     return sigma

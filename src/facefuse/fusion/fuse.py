@@ -50,11 +50,13 @@ class PreparedTemplate:
     glasses: bool  # wears glasses: their frames are put back unwarped (_keep_glasses)
     skin_model: tone.SkinModel  # the colour of its cheeks
     canvas_skin: np.ndarray  # its skin likelihood on the patch's canvas, warped onto each fusion's
+    ring: np.ndarray  # the outer ring of the warp (_ring), patch pixels
+    warp_vertices: np.ndarray  # the template's vertices of the warp mesh (_vertices)
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
 
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
-        x0, y0, x1, y1 = masks.bounds(_ring(self.landmarks[:, :2]), self.patch.shape[:2], 1.0)
+        x0, y0, x1, y1 = masks.bounds(self.ring, self.patch.shape[:2], 1.0)
         return self.crop[0] + x0, self.crop[1] + y0, self.crop[0] + x1, self.crop[1] + y1
 
 
@@ -68,10 +70,12 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     small = canvas.shrink(patch)
     glasses = bool(canvas.glasses_frames(canvas.shrink_dark(patch), TEMPLATE_FRAMES_EYE_CLEARANCE).any())
     model = canvas.skin_model(small)
+    ring = _ring(landmarks[:, :2])
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
                             grayscale=tone.is_grayscale(patch), glasses=glasses, skin_model=model,
-                            canvas_skin=tone.skin_likelihood(small, model),
+                            canvas_skin=tone.skin_likelihood(small, model), ring=ring,
+                            warp_vertices=_vertices(landmarks[:, :2], ring),
                             beard=beard.beard_amount(patch, landmarks[:, :2]))
 
 
@@ -109,7 +113,7 @@ def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     align = fit_similarity(user_lms[: mesh.MESH_POINTS], t_lms[: mesh.MESH_POINTS])
     target = target_landmarks(t_lms[:, :2], align.apply(user_lms)[:, :2],
                               *geometry_weights(fuse, shape))
-    ring = _ring(t_lms[:, :2])
+    ring = prepared.ring
     patch_shape = prepared.patch.shape[:2]
     # Only the warp ring can change; only the face oval can take the user's pixels.
     wx0, wy0, wx1, wy1 = masks.bounds(ring, patch_shape, 1.0)
@@ -230,7 +234,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
         face = tone.even_chroma(face, canvas.grow(local), canvas.grow(evened))
     t_float = t_face.astype(np.float32)
     t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    face = detail.match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features()))
+    face = detail.match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features))
     alpha = canvas.grow(alpha)
     _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
     face = cv2.blendLinear(face, t_float, alpha, 1 - alpha)
@@ -305,14 +309,13 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
     raster = warp.rasterize(g_vertices, triangles, (y1 - y0, x1 - x0),
                             max(1.0, prepared.face_size / GRID_CELLS), order)
     shift = np.array([[0, 0, x0], [0, 0, y0]], dtype=np.float32)
-    t_pts = prepared.landmarks[:, :2]
-    t_grid = warp.grid_map(raster, _vertices(t_pts, ring), triangles, np.eye(2, 3, dtype=np.float32) + shift)
     to_user = _inverse_in_plane(align)
     u_ring = ring @ to_user[:, :2].T + to_user[:, 2]
     u_fallback = to_user.copy()
     u_fallback[:, 2] += to_user[:, :2] @ origin
     u_vertices = _vertices(user_lms[:, :2], u_ring)
-    u_grid = warp.grid_map(raster, u_vertices, triangles, u_fallback)
+    t_grid, u_grid = warp.grid_maps(raster, (prepared.warp_vertices, u_vertices), triangles,
+                                    (np.eye(2, 3, dtype=np.float32) + shift, u_fallback))
     # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
     # ear, hair or background, not skin: there the template stays.
     squeeze = (warp.signed_areas(u_vertices, triangles) * align.scale ** 2

@@ -83,9 +83,14 @@ def loop(points: np.ndarray, indices: tuple[int, ...]) -> np.ndarray:
 
 def features_mask(shape: tuple[int, int], points: np.ndarray, grow_by: float) -> np.ndarray:
     """Eyes, brows, lips and nostrils, each grown by `grow_by` pixels."""
+    return grow(features_outline(shape, points), grow_by)
+
+
+def features_outline(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """Eyes, brows, lips and nostrils, as drawn by their landmark loops."""
     loops = (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_BROW, mesh.LEFT_BROW, mesh.LIPS_OUTER,
              mesh.NOSTRILS)
-    return grow(polygon_mask(shape, *(loop(points, l) for l in loops)), grow_by)
+    return polygon_mask(shape, *(loop(points, l) for l in loops))
 
 
 def inner_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:

@@ -76,17 +76,24 @@ def upsample(raster: TriangleRaster, grid: tuple[np.ndarray, np.ndarray]) -> tup
 def grid_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
              fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """dense_map at the raster's grid cells (before it is resized to the output)."""
-    corners = source[triangles].astype(np.float64)  # (k, vertex, xy)
+    return grid_maps(raster, (source,), triangles, (fallback,))[0]
+
+
+def grid_maps(raster: TriangleRaster, sources: tuple[np.ndarray, ...], triangles: np.ndarray,
+              fallbacks: tuple[np.ndarray, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """grid_map for several vertex sets over one raster, worked out together (one lookup
+    of each cell's triangle for all)."""
+    corners = np.concatenate([source[triangles].astype(np.float64) for source in sources], axis=2)  # (k, vertex, xy...)
     affines = np.matmul(corners.transpose(0, 2, 1), raster.inverse)  # as einsum kvc,kvj->kcj, 2x faster
-    table = np.concatenate([affines, fallback[None]]).astype(np.float32)
+    table = np.concatenate([affines, np.concatenate(fallbacks)[None]]).astype(np.float32)
     gh, gw = raster.ids.shape
     h, w = raster.out_shape
     xs = (np.arange(gw, dtype=np.float32) + 0.5) * (w / gw) - 0.5
     ys = (np.arange(gh, dtype=np.float32) + 0.5) * (h / gh) - 0.5
-    coeff = table[raster.ids]  # id -1 picks the fallback, the last row
-    map_x = coeff[..., 0, 0] * xs + coeff[..., 0, 1] * ys[:, None] + coeff[..., 0, 2]
-    map_y = coeff[..., 1, 0] * xs + coeff[..., 1, 1] * ys[:, None] + coeff[..., 1, 2]
-    return map_x, map_y
+    coeff = table[raster.ids]  # id -1 picks the fallbacks, the last row
+    planes = [coeff[..., row, 0] * xs + coeff[..., row, 1] * ys[:, None] + coeff[..., row, 2]
+              for row in range(2 * len(sources))]
+    return [(planes[2 * i], planes[2 * i + 1]) for i in range(len(sources))]
 
 
 def grid_values(raster: TriangleRaster, values: np.ndarray, outside: float = 0.0) -> np.ndarray:
