@@ -110,6 +110,44 @@ def test_only_the_box_the_template_warp_reaches_changes():
         assert (x1 - x0) * (y1 - y0) < 1.5 * (np.ptp(xs) + 1) * (np.ptp(ys) + 1)  # and not much more
 
 
+def test_the_template_beyond_the_warp_ring_keeps_every_pixel():
+    """Only the ring's triangles move the template: beyond them (one warp grid cell of
+    interpolation further) its pixels stay, also along the edges of the box the warp covers."""
+    import cv2
+
+    from facefuse.fusion.fuse import GRID_CELLS
+
+    for template, user in ((TEMPLATE, USER), (NARROW, WIDE)):
+        prepared = prepare_template(photo(template), photo_face(template))
+        result = fuse_prepared(prepared, photo(user), photo_face(user), FuseOptions(100, 100))
+        ring = np.round(prepared.ring + prepared.crop[:2]).astype(np.int32)
+        reach = np.zeros(result.shape[:2], np.uint8)
+        cv2.fillPoly(reach, [ring], 1)
+        cell = int(np.ceil(prepared.face_size / GRID_CELLS))
+        reach = cv2.dilate(reach, np.ones((4 * cell + 1, 4 * cell + 1), np.uint8)) > 0
+        x0, y0, x1, y1 = prepared.changed_box()
+        beyond = ~reach
+        beyond[:y0] = beyond[y1:] = False
+        beyond[:, :x0] = beyond[:, x1:] = False
+        assert beyond.sum() > 1000  # the box's corners
+        assert np.array_equal(result[beyond], photo(template)[beyond])
+
+
+def test_upsampled_maps_stay_linear_up_to_the_edges():
+    from facefuse.fusion import warp
+
+    h, w, gh, gw = 100, 90, 12, 11
+    raster = warp.TriangleRaster(np.full((gh, gw), -1, np.int32), (h, w), np.zeros((0, 3, 3)))
+    xs = (np.arange(gw, dtype=np.float32) + 0.5) * (w / gw) - 0.5
+    ys = (np.arange(gh, dtype=np.float32) + 0.5) * (h / gh) - 0.5
+    grid = (np.broadcast_to(2 * xs + 5, (gh, gw)).astype(np.float32),
+            np.broadcast_to(0.5 * ys[:, None] - 3, (gh, gw)).astype(np.float32))
+    map_x, map_y = warp.upsample(raster, grid)
+    columns, rows = np.meshgrid(np.arange(w), np.arange(h))
+    assert np.abs(map_x - (2 * columns + 5)).max() < 1e-3
+    assert np.abs(map_y - (0.5 * rows - 3)).max() < 1e-3
+
+
 def test_fuse_degree_zero_gives_the_template():
     result = fuse(TEMPLATE, USER, fuse_degree=0, shape_degree=100)
     assert np.array_equal(result, photo(TEMPLATE))

@@ -67,10 +67,29 @@ def dense_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
 
 
 def upsample(raster: TriangleRaster, grid: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """A grid_map at full resolution."""
+    """A grid_map at full resolution: linear between the cells' centres and beyond the
+    outer ones (where the resize alone would repeat the edge cells' values: a strip up to
+    half a cell deep along each edge pulled from one line of the image)."""
     h, w = raster.out_shape
-    map_x, map_y = (cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR) for plane in grid)
+    map_x, map_y = (_extend_edges(cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR), plane.shape)
+                    for plane in grid)
     return map_x, map_y
+
+
+def _extend_edges(full: np.ndarray, grid_shape: tuple[int, ...]) -> np.ndarray:
+    """`full` (a grid resized up, in place) continued linearly past the outer cell centres."""
+    for axis, cells in ((1, grid_shape[1]), (0, grid_shape[0])):
+        size = full.shape[axis]
+        view = full if axis == 1 else full.T
+        half = 0.5 * size / cells - 0.5  # the first cell's centre, in pixels
+        first, last = int(np.ceil(half)), int(np.floor(size - 1 - half))
+        if first > 0:
+            slope = view[:, first + 1] - view[:, first]
+            view[:, :first] = view[:, first, None] + np.arange(-first, 0, dtype=np.float32) * slope[:, None]
+        if last < size - 1:
+            slope = view[:, last] - view[:, last - 1]
+            view[:, last + 1:] = view[:, last, None] + np.arange(1, size - last, dtype=np.float32) * slope[:, None]
+    return full
 
 
 def grid_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
