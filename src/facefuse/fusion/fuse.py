@@ -211,7 +211,8 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
-    alpha *= 1 - _template_hair_in_front(canvas, canvas.shrink_dark(t_face), t_small, t_model, prepared.beard)
+    t_gray = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY)
+    alpha *= 1 - _template_hair_in_front(canvas, canvas.shrink_dark(t_gray), t_small, t_model, prepared.beard)
     if prepared.glasses:
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
@@ -233,8 +234,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
                                  _EVEN_CHROMA_SIGMA * canvas.size)
         face = tone.even_chroma(face, canvas.grow(local), canvas.grow(evened))
     t_float = t_face.astype(np.float32)
-    t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    face = detail.match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features))
+    face = detail.match_detail(face, t_gray.astype(np.float32), canvas.grow(skin), canvas.grow(canvas.features))
     alpha = canvas.grow(alpha)
     _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
     face = cv2.blendLinear(face, t_float, alpha, 1 - alpha)
