@@ -191,9 +191,12 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
         registry.load(template_id)
     assert registry.cache_stats()["templates"] == 2
     loaded = registry.load(ids[-1])
+    prepared_bytes = sum(p.nbytes for p in loaded.prepared)
     patch_bytes = sum(p.patch.nbytes for p in loaded.prepared)
-    assert 0 < patch_bytes <= 250 * 250 * 3  # the face crops kept for fusion count too
-    assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + patch_bytes)
+    # The face crops count too, with their skin likelihood (a float per canvas pixel: at most
+    # one per crop pixel) and landmarks.
+    assert 0 < patch_bytes < prepared_bytes <= patch_bytes * (1 + 4 / 3) + 20_000
+    assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + prepared_bytes)
 
 
 def test_remove_and_add_again_under_the_same_id(registry: TemplateRegistry) -> None:

@@ -54,6 +54,11 @@ class PreparedTemplate:
     warp_vertices: np.ndarray  # the template's vertices of the warp mesh (_vertices)
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
 
+    @property
+    def nbytes(self) -> int:
+        """The arrays it keeps of its own (the whole template `image` is shared, not counted)."""
+        return sum(a.nbytes for a in (self.patch, self.landmarks, self.canvas_skin, self.ring, self.warp_vertices))
+
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
         x0, y0, x1, y1 = masks.bounds(self.ring, self.patch.shape[:2], 1.0)

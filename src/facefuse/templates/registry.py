@@ -92,7 +92,7 @@ class LoadedTemplate:
     @property
     def nbytes(self) -> int:
         encoded = self.encoded.nbytes if self.encoded is not None else 0
-        return self.image.nbytes + sum(p.patch.nbytes for p in self.prepared) + encoded
+        return self.image.nbytes + sum(p.nbytes for p in self.prepared) + encoded
 
 
 class TemplateRegistry:
