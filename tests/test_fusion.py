@@ -398,6 +398,25 @@ def test_closed_eyes_of_a_template_stay_closed():
         assert openness(result.points, span) < closed + 0.05
 
 
+@pytest.mark.parametrize("user, template", [
+    ("dlib__examples_johns_John_Schneider_000307_00925823.jpg", "insightface__bulk_kun.jpg"),
+    ("deepface__img20.jpg", "dlib__examples_johns_John_Schneider_000288_00925786.jpg"),
+])
+def test_the_eyes_come_as_a_pair(user: str, template: str) -> None:
+    """A smile's squint and a turned head make one eye's openness differ more than the
+    other's: judged one by one, one eye came from the user and the other stayed the
+    template's (two people in one face). Both change alike now."""
+    import cv2
+
+    result = fuse(template, user)
+    changed = []
+    for eye in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        inside = np.zeros(result.shape[:2], np.uint8)
+        cv2.fillPoly(inside, [np.round(photo_face(template).points[list(eye)]).astype(np.int32)], 1)
+        changed.append(float(np.abs(result[inside > 0].astype(int) - photo(template)[inside > 0]).mean()))
+    assert min(changed) > 0.6 * max(changed), changed  # one eye kept as the template's: ~0.33
+
+
 def test_small_user_face_and_template_face_at_the_edge():
     # A small user face near a corner: the user photo shrunk onto a large canvas (no real
     # one in the set); its landmarks are scaled along, as the detector's job is not tested here.

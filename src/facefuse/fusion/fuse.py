@@ -291,11 +291,15 @@ def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray,
 def _feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
     """How far the user's lips and eyes can be stretched onto the template's: a user's
     open mouth squeezed onto closed lips smears teeth over them, and open eyes squeezed
-    shut (or shut eyes pulled open) smear lashes; there the template's own feature stays."""
+    shut (or shut eyes pulled open) smear lashes; there the template's own feature stays.
+
+    The eyes go as a pair, on their mismatch taken together: one eye the user's and the other
+    the template's read as two people, and a turned head or a smile's squint makes the two
+    eyes' openness differ more than the faces do."""
     trust = {"lips": user_lips_trust(t_lms, u_lms)}
-    for name, span in (("right_eye", mesh.RIGHT_EYE_OPENING), ("left_eye", mesh.LEFT_EYE_OPENING)):
-        mismatch = eye_openness_mismatch(t_lms, u_lms, span)
-        trust[name] = 1 - float(masks.smoothstep(np.float32(mismatch), 0.5, 0.9))
+    mismatch = np.mean([eye_openness_mismatch(t_lms, u_lms, span)
+                        for span in (mesh.RIGHT_EYE_OPENING, mesh.LEFT_EYE_OPENING)])
+    trust["right_eye"] = trust["left_eye"] = 1 - float(masks.smoothstep(np.float32(mismatch), 0.5, 0.9))
     return {k: float(v) for k, v in trust.items()}
 
 
