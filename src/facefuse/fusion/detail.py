@@ -16,7 +16,7 @@ def match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
     Sharpness is compared on luma; the template's grain is its luma's fine detail."""
     t_smooth = cv2.GaussianBlur(template_luma, (0, 0), 1.0)
     skin_weight, feature_weight = _SampledWeight(skin), _SampledWeight(features)
-    t_power = _sampled_power(template_luma, t_smooth)
+    t_power = _sampled_power(template_luma)
     f_luma = _luma(face)
     f_power = _sampled_power(f_luma)
     t_energy = skin_weight.mean_of(t_power)
@@ -48,12 +48,12 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def _sampled_power(luma: np.ndarray, smooth: np.ndarray | None = None) -> np.ndarray:
-    """Squared fine detail (luma minus its blur at sigma 1, `smooth` when given) on every
-    other row and column: a statistic of hundreds of thousands of pixels needs a quarter."""
-    if smooth is None:
-        smooth = cv2.GaussianBlur(luma, (0, 0), 1.0)
-    detail = luma[::2, ::2] - smooth[::2, ::2]
+def _sampled_power(luma: np.ndarray) -> np.ndarray:
+    """Squared fine detail (luma minus its blur at sigma 1) on every other row and column:
+    a statistic of hundreds of thousands of pixels needs a quarter. pyrDown's 5-tap
+    binomial is such a blur (its variance is 1) worked out at those pixels only: ~5x
+    cheaper than blurring them all."""
+    detail = luma[::2, ::2] - cv2.pyrDown(luma)
     return detail * detail
 
 
