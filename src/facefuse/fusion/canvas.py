@@ -46,11 +46,10 @@ class Canvas:
             image = cv2.resize(image, self.shape[::-1], interpolation=cv2.INTER_AREA)
         return image.astype(np.float32)
 
-    def shrink_dark(self, image: np.ndarray) -> np.ndarray:
-        """float32 luma of an RGB image (or the uint8 luma itself) at the canvas size, each
-        block its darkest pixel: thin dark lines (frames of glasses) keep their darkness
-        where an average would wash them out."""
-        luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    def shrink_dark(self, rgb: np.ndarray) -> np.ndarray:
+        """float32 luma at the canvas size, each block its darkest pixel: thin dark lines
+        (frames of glasses) keep their darkness where an average would wash them out."""
+        luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if self.factor > 1:
             luma = cv2.erode(luma, np.ones((self.factor, self.factor), np.uint8),
                              anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)

@@ -50,6 +50,7 @@ class PreparedTemplate:
     glasses: bool  # wears glasses: their frames are put back unwarped (_keep_glasses)
     skin_model: tone.SkinModel  # the colour of its cheeks
     canvas_skin: np.ndarray  # its skin likelihood on the patch's canvas, warped onto each fusion's
+    canvas_in_front: np.ndarray  # what of it stays in front for its hair (0..1), likewise
     ring: np.ndarray  # the outer ring of the warp (_ring), patch pixels
     warp_vertices: np.ndarray  # the template's vertices of the warp mesh (_vertices)
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
@@ -57,7 +58,8 @@ class PreparedTemplate:
     @property
     def nbytes(self) -> int:
         """The arrays it keeps of its own (the whole template `image` is shared, not counted)."""
-        return sum(a.nbytes for a in (self.patch, self.landmarks, self.canvas_skin, self.ring, self.warp_vertices))
+        return sum(a.nbytes for a in (self.patch, self.landmarks, self.canvas_skin, self.canvas_in_front, self.ring,
+                                      self.warp_vertices))
 
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
@@ -72,16 +74,17 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     landmarks = template_face.landmarks.astype(np.float32).copy()
     landmarks[:, :2] -= (x0, y0)
     canvas = Canvas(patch.shape[:2], float(side), landmarks[:, :2])
-    small = canvas.shrink(patch)
-    glasses = bool(canvas.glasses_frames(canvas.shrink_dark(patch), TEMPLATE_FRAMES_EYE_CLEARANCE).any())
+    small, dark = canvas.shrink(patch), canvas.shrink_dark(patch)
+    glasses = bool(canvas.glasses_frames(dark, TEMPLATE_FRAMES_EYE_CLEARANCE).any())
     model = canvas.skin_model(small)
+    beard_amount = beard.beard_amount(patch, landmarks[:, :2])
     ring = _ring(landmarks[:, :2])
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
                             grayscale=tone.is_grayscale(patch), glasses=glasses, skin_model=model,
-                            canvas_skin=tone.skin_likelihood(small, model), ring=ring,
-                            warp_vertices=_vertices(landmarks[:, :2], ring),
-                            beard=beard.beard_amount(patch, landmarks[:, :2]))
+                            canvas_skin=tone.skin_likelihood(small, model),
+                            canvas_in_front=_template_hair_in_front(canvas, dark, small, model, beard_amount),
+                            ring=ring, warp_vertices=_vertices(landmarks[:, :2], ring), beard=beard_amount)
 
 
 def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray,
@@ -206,7 +209,6 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
     canvas = Canvas(region_shape, prepared.face_size, target)
     t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
     on_canvas = warps.on(canvas)
-    t_model = prepared.skin_model
     t_skin = on_canvas.template_plane(prepared.canvas_skin)
     u_valid = masks.feather(on_canvas.user_coverage(), 0.015 * canvas.size)
     u_model = canvas.skin_model(u_small)
@@ -216,8 +218,7 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
-    t_gray = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY)
-    alpha *= 1 - _template_hair_in_front(canvas, canvas.shrink_dark(t_gray), t_small, t_model, prepared.beard)
+    alpha *= 1 - on_canvas.template_plane(prepared.canvas_in_front)
     if prepared.glasses:
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
@@ -239,7 +240,8 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
                                  _EVEN_CHROMA_SIGMA * canvas.size)
         face = tone.even_chroma(face, canvas.grow(local), canvas.grow(evened))
     t_float = t_face.astype(np.float32)
-    face = detail.match_detail(face, t_gray.astype(np.float32), canvas.grow(skin), canvas.grow(canvas.features))
+    t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    face = detail.match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features))
     alpha = canvas.grow(alpha)
     _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
     face = cv2.blendLinear(face, t_float, alpha, 1 - alpha)
