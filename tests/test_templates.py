@@ -193,9 +193,9 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
     loaded = registry.load(ids[-1])
     prepared_bytes = sum(p.nbytes for p in loaded.prepared)
     patch_bytes = sum(p.patch.nbytes for p in loaded.prepared)
-    # The face crops count too, with their skin likelihood (a float per canvas pixel: at most
-    # one per crop pixel) and landmarks.
-    assert 0 < patch_bytes < prepared_bytes <= patch_bytes * (1 + 4 / 3) + 20_000
+    # The face crops count too, with their canvas planes (skin likelihood, what stays in
+    # front: a float per canvas pixel each, at most one canvas pixel per crop pixel) and landmarks.
+    assert 0 < patch_bytes < prepared_bytes <= patch_bytes * (1 + 2 * 4 / 3) + 20_000
     assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + prepared_bytes)
 
 
