@@ -48,7 +48,6 @@ class PreparedTemplate:
     face_size: float
     grayscale: bool
     glasses: bool  # wears glasses: their frames are put back unwarped (_keep_glasses)
-    skin_model: tone.SkinModel  # the colour of its cheeks
     canvas_skin: np.ndarray  # its skin likelihood on the patch's canvas, warped onto each fusion's
     canvas_in_front: np.ndarray  # what of it stays in front for its hair (0..1), likewise
     ring: np.ndarray  # the outer ring of the warp (_ring), patch pixels
@@ -81,7 +80,7 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     ring = _ring(landmarks[:, :2])
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
-                            grayscale=tone.is_grayscale(patch), glasses=glasses, skin_model=model,
+                            grayscale=tone.is_grayscale(patch), glasses=glasses,
                             canvas_skin=tone.skin_likelihood(small, model),
                             canvas_in_front=_template_hair_in_front(canvas, dark, small, model, beard_amount),
                             ring=ring, warp_vertices=_vertices(landmarks[:, :2], ring), beard=beard_amount)
