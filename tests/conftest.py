@@ -101,3 +101,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("facefuse") / "data")
     yield running
     stop_server(running)
+
+
+@pytest.fixture(params=[False, True], ids=["one core", "a spare core"])
+def spare_core(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Run the test with and without a spare core for a job's pieces (facefuse.parallel)."""
+    from facefuse import parallel
+
+    parallel.use_spare_cores(lambda: request.param)
+    yield request.param
+    parallel.use_spare_cores(lambda: False)

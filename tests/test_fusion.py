@@ -159,6 +159,23 @@ def test_prepared_template_gives_the_same_result():
     assert np.array_equal(once, fuse(TEMPLATE, USER, 80, 60))
 
 
+@pytest.mark.parametrize("template", [TEMPLATE, "deepface__img24.jpg", "gray"])  # glasses; black and white
+def test_a_spare_core_gives_the_same_result(template: str) -> None:
+    from facefuse import parallel
+
+    gray = template == "gray"
+    image = np.asarray(Image.fromarray(photo(TEMPLATE)).convert("L").convert("RGB")) if gray else photo(template)
+    prepared = prepare_template(image, photo_face(TEMPLATE if gray else template))
+    results = []
+    for spare in (False, True):
+        parallel.use_spare_cores(lambda spare=spare: spare)
+        try:
+            results.append(fuse_prepared(prepared, photo(USER), photo_face(USER), FuseOptions()))
+        finally:
+            parallel.use_spare_cores(lambda: False)
+    assert np.array_equal(*results)
+
+
 def test_fuse_degree_is_monotonic():
     inside = face_region(photo_face(TEMPLATE), photo(TEMPLATE).shape)
     changes = [float(np.abs(fuse(TEMPLATE, USER, degree).astype(int) - photo(TEMPLATE))[inside].mean())

@@ -470,7 +470,7 @@ def _full_encode_with_restarts(rgb: np.ndarray, quality: int, interval: int) -> 
 @pytest.mark.parametrize("box", [(40, 100, 400, 300), (0, 0, 37, 37), (201, 421, 480, 563),
                                  (100, 203, 101, 204), (0, 0, 480, 568)])
 def test_re_encoding_only_changed_tiles_gives_the_bytes_of_a_full_encode(
-        upright: Image.Image, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+        upright: Image.Image, size: tuple[int, int], box: tuple[int, int, int, int], spare_core: bool) -> None:
     width, height = size
     template = np.ascontiguousarray(np.asarray(upright.resize((width, 568)))[:height])
     kept = TileCodedJpeg.encode(template, 93)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from facefuse.errors import Err, FacefuseError
-from facefuse.workpool import WorkPool
+from facefuse.workpool import WorkPool, spare_core
 
 
 def run(pool: WorkPool, fn, *args, idempotent: bool = False):
@@ -268,3 +268,33 @@ def test_fewer_workers_than_cpus_or_pinning_off_leave_the_scheduler_free() -> No
 def _sleep_and_cores(seconds: float) -> set[int]:
     time.sleep(seconds)
     return os.sched_getaffinity(0)
+
+
+def _spare_core_midway(seconds: float) -> bool:
+    """spare_core() halfway through a job of 2 * seconds: while the jobs beside it still run."""
+    time.sleep(seconds)
+    spare = spare_core()
+    time.sleep(seconds)
+    return spare
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs")
+def test_a_lone_job_may_take_a_spare_core_and_none_does_under_load() -> None:
+    cores = len(os.sched_getaffinity(0))
+    for workers in (1, cores):  # not pinned, pinned
+        work = WorkPool(workers, 2 * cores, deadline=30)
+        try:
+            work.warm_up(os.getpid)  # every process up: jobs given at once run at once
+            assert run(work, spare_core) is True
+
+            async def loaded() -> list[bool]:  # as many jobs as cores: none to spare while all are in
+                return await asyncio.gather(*(work.run(_spare_core_midway, 0.2) for _ in range(cores)))
+
+            seen = asyncio.run(loaded())
+            # One worker runs them in turn: the last one, left alone, may take the spare core.
+            assert seen == ([False] * cores if workers == cores else [False] * (cores - 1) + [True])
+            assert run(work, spare_core) is True and work.admitted == 0
+        finally:
+            work.shutdown()
+    assert spare_core() is False  # outside a work process nothing is spare

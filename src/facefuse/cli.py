@@ -218,6 +218,7 @@ def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
     """Fuse offline: each PHOTO's face into the template."""
     from tqdm import tqdm
 
+    from facefuse import parallel
     from facefuse.service import FuseJob, FuseService, UserPhoto
 
     if (template_id is None) == (template_photo is None):
@@ -231,6 +232,8 @@ def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
     if settings.demo_template:
         core.registry.ensure_demo()  # offline use on a fresh data dir knows the demo too
     service = FuseService(settings, core.registry)  # in this process: no server, no work pool
+    if settings.spare_cores:
+        parallel.use_spare_cores(lambda: True)  # one photo at a time: the other cores are idle
     template_bytes = template_photo.read_bytes() if template_photo else None
     failures = 0
     for path in tqdm(inputs, desc="fusing", unit="photo", disable=single or not sys.stderr.isatty()):

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(default_factory=default_workers, ge=1, le=64)  # work processes
     pin_workers: bool = True  # with at least one worker per CPU, each on a CPU of its own
+    spare_cores: bool = True  # a lone request's fusion hands pieces to an idle core (facefuse.parallel)
     public_base_url: str = ""  # e.g. https://fuse.example.com; empty: taken from the request
     log_level: str = "info"
     demo_template: bool = True  # create the demo template on first start

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from facefuse import parallel
 from facefuse.errors import FacefuseError
 from facefuse.media.limits import ImageLimits
 from facefuse.service import FuseJob, FuseService, UserPhoto
@@ -33,10 +34,12 @@ _settled = False  # start-up objects left out of garbage collection (after the f
 def start(settings: Settings) -> None:
     """Process initializer: tuned for compute, opens the data dir, exits with its parent."""
     global _service, _registry
-    from facefuse.workpool import tune_for_compute
+    from facefuse.workpool import pool_cores, spare_core, tune_for_compute
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
     tune_for_compute()
+    if settings.spare_cores:
+        parallel.use_spare_cores(spare_core, pool_cores())
     _registry = TemplateRegistry(Database(settings.db_path), settings.templates_dir,
                                  ImageLimits.from_settings(settings), result_quality=settings.jpeg_quality)
     _service = FuseService(settings, _registry)

@@ -45,6 +45,11 @@ PIPE_BYTES = 1024 * 1024
 SWITCH_INTERVAL = 0.001  # s; Python's default is 0.005
 _SINGLE_THREAD_LIBRARIES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
+# In a work process: the pool's count of jobs running or waiting (shared memory, written by
+# the pool) and the cores the process could use before it was pinned.
+_pool_admitted: Any = None
+_pool_cores: set[int] = set()
+
 
 def single_threaded_libraries() -> None:
     """numpy's OpenBLAS (and OpenMP, MKL) on one thread in the processes started from now
@@ -124,12 +129,17 @@ class WorkPool:
         self._processes: list[_WorkProcess] = []
         self._waiting: collections.deque[_Job] = collections.deque()
         self._admitted = 0
+        self._shared_admitted = self._context.RawValue("i", 0)  # what the work processes read of it
         self._lock = threading.RLock()
 
     @property
     def admitted(self) -> int:
         """Jobs running or waiting."""
         return self._admitted
+
+    def _admit(self, change: int) -> None:
+        self._admitted += change
+        self._shared_admitted.value = self._admitted
 
     def refuse_if_full(self) -> None:
         """SERVER_BUSY now if run() would refuse: lets a caller skip parsing a request it cannot take."""
@@ -146,7 +156,7 @@ class WorkPool:
         if self._admitted >= self.capacity:
             raise _busy()
         message = _frame(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL))
-        self._admitted += 1
+        self._admit(1)
         try:
             return await asyncio.wait_for(self._run_admitted(message, 2 if idempotent else 1), self.deadline)
         except asyncio.TimeoutError:
@@ -186,7 +196,7 @@ class WorkPool:
     def _release(self, outcome: asyncio.Future[Any] | None = None) -> None:
         if outcome is not None and not outcome.cancelled():
             outcome.exception()  # retrieved: a job nobody waits for any more logs nothing
-        self._admitted -= 1
+        self._admit(-1)
 
     def _submit(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
         with self._lock:
@@ -225,7 +235,7 @@ class WorkPool:
 
     def _spawn(self, starting: Sequence[_WorkProcess] = ()) -> _WorkProcess:
         single_threaded_libraries()
-        return _WorkProcess.spawn(self._context, self._initializer, self._initargs, self,
+        return _WorkProcess.spawn(self._context, self._initializer, self._initargs, self._shared_admitted, self,
                                   self._free_core(starting))
 
     def _free_core(self, starting: Sequence[_WorkProcess]) -> int | None:
@@ -361,12 +371,12 @@ class _WorkProcess:
 
     @classmethod
     def spawn(cls, context: Any, initializer: Callable[..., None] | None,
-              initargs: tuple[Any, ...], pool: WorkPool, core: int | None) -> _WorkProcess:
+              initargs: tuple[Any, ...], admitted: Any, pool: WorkPool, core: int | None) -> _WorkProcess:
         job_read, job_write = context.Pipe(duplex=False)
         answer_read, answer_write = context.Pipe(duplex=False)
         for connection in (job_write, answer_write):
             _widen(connection.fileno())
-        process = context.Process(target=_serve, args=(job_read, answer_write, initializer, initargs, core),
+        process = context.Process(target=_serve, args=(job_read, answer_write, initializer, initargs, admitted, core),
                                   daemon=True, name="facefuse-work")
         process.start()
         job_read.close()  # the child holds its own copies: the pipes end when the child does
@@ -536,8 +546,10 @@ class _WorkProcess:
 
 
 def _serve(jobs: Connection, answers: Connection, initializer: Callable[..., None] | None,
-           initargs: tuple[Any, ...], core: int | None = None) -> None:
+           initargs: tuple[Any, ...], admitted: Any = None, core: int | None = None) -> None:
     """A work process: run jobs one at a time until the job pipe closes."""
+    global _pool_admitted, _pool_cores
+    _pool_admitted, _pool_cores = admitted, usable_cores()
     if core is not None:  # before any model starts its threads: they inherit it
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {core})
@@ -592,6 +604,18 @@ def _widen(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     except (ImportError, AttributeError, OSError):
         pass
+
+
+def spare_core() -> bool:
+    """In a work process: whether a job may take a second core, the pool's jobs (running or
+    waiting) being at most half as many as the cores (each job then has one to itself and one
+    to share). A lone request's job takes the idle one; under load no job does."""
+    return _pool_admitted is not None and 2 * _pool_admitted.value <= len(_pool_cores)
+
+
+def pool_cores() -> set[int]:
+    """In a work process: the cores the pool runs on (this process may be pinned to one)."""
+    return set(_pool_cores)
 
 
 def usable_cores() -> set[int]:

@@ -3,20 +3,35 @@ template stays soft, a grainy one lends the user's skin its grain."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 
-def match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
-                  features: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class TemplateDetail:
+    """The template face's luma and its fine detail, as match_detail reads them."""
+
+    luma: np.ndarray  # float32
+    smooth: np.ndarray  # the luma blurred at sigma 1: luma - smooth is the grain
+    power: np.ndarray  # _sampled_power of the luma
+
+    @classmethod
+    def of(cls, template_rgb: np.ndarray) -> "TemplateDetail":
+        luma = cv2.cvtColor(template_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return cls(luma, cv2.GaussianBlur(luma, (0, 0), 1.0), _sampled_power(luma))
+
+
+def match_detail(face: np.ndarray, template: TemplateDetail, skin: np.ndarray,
+                 features: np.ndarray) -> np.ndarray:
     """Blur the user's skin and features where they are sharper than the template's, then
     lend the skin whatever grain the template has beyond it, so the fused face has the
     template's sharpness and noise (a soft-focus or low-resolution template stays soft).
 
     Sharpness is compared on luma; the template's grain is its luma's fine detail."""
-    t_smooth = cv2.GaussianBlur(template_luma, (0, 0), 1.0)
     skin_weight, feature_weight = _SampledWeight(skin), _SampledWeight(features)
-    t_power = _sampled_power(template_luma)
+    t_power = template.power
     f_luma = _luma(face)
     f_power = _sampled_power(f_luma)
     t_energy = skin_weight.mean_of(t_power)
@@ -31,7 +46,7 @@ def match_detail(face: np.ndarray, template_luma: np.ndarray, skin: np.ndarray,
         amount = float(np.sqrt(1 - f_energy / t_energy))
         # Clipped to the noise level: grain and pores come over, the template's edges do not.
         limit = 2.0 * float(np.sqrt(t_energy))
-        grain = cv2.subtract(template_luma, t_smooth)
+        grain = cv2.subtract(template.luma, template.smooth)
         cv2.min(grain, limit, dst=grain)  # np.clip, 4x slower here
         cv2.max(grain, -limit, dst=grain)
         cv2.multiply(grain, skin, dst=grain, scale=amount)

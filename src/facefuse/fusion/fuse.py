@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facefuse import parallel
 from facefuse.fusion import beard, detail, masks, mesh, tone, warp
 from facefuse.fusion.canvas import TEMPLATE_FRAMES_EYE_CLEARANCE, USER_FRAMES_EYE_CLEARANCE, Canvas, canvas_factor
 from facefuse.fusion.geometry import (Similarity, eye_openness_mismatch, fit_similarity, openness, target_landmarks,
@@ -129,19 +130,43 @@ def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     factor = canvas_factor(prepared.face_size)
     fx0, fx1 = _whole_blocks(fx0, fx1, wx0, wx1, factor)
     fy0, fy1 = _whole_blocks(fy0, fy1, wy0, wy1, factor)
-    t_map, u_map, warps = _warp_maps(prepared, user_lms, target, ring, align, (wx0, wy0, wx1, wy1),
-                                     user_image.shape, (fx0 - wx0, fy0 - wy0))
-    t_warped = warp.remap(prepared.patch, t_map)
-    out[wy0:wy1, wx0:wx1] = t_warped
+    box = (wx0, wy0, wx1, wy1)
+    t_grid, u_map, warps = _warp_maps(prepared, user_lms, target, ring, align, box,
+                                      user_image.shape, (fx0 - wx0, fy0 - wy0))
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
-    u_map = (u_map[0][inner], u_map[1][inner])
     origin = np.array([fx0, fy0], np.float32)
-    face = _fuse_face_region(
-        t_warped[inner], warp.remap(user_image, u_map), warps,
-        target - origin, t_lms, user_lms, fuse, prepared)
+    canvas = Canvas((fy1 - fy0, fx1 - fx0), prepared.face_size, target - origin)
+    template = parallel.start(_warp_template, prepared.patch, warps.raster, t_grid, out[wy0:wy1, wx0:wx1],
+                              inner, canvas)
+    face = _fuse_face_region(template, warp.remap(user_image, (u_map[0][inner], u_map[1][inner])), canvas,
+                             warps, target - origin, t_lms, user_lms, fuse, prepared)
     if prepared.glasses:
         _keep_glasses(face, prepared.patch[fy0:fy1, fx0:fx1], t_lms[:, :2] - origin, prepared.face_size)
     out[fy0:fy1, fx0:fx1] = face
+
+
+@dataclass(frozen=True)
+class _WarpedTemplate:
+    """The template's face region warped onto the target: as it is, on the canvas, and its
+    detail (for detail.match_detail)."""
+
+    face: np.ndarray  # uint8
+    small: np.ndarray  # float32, on the canvas
+    pending_detail: parallel.Pending[detail.TemplateDetail]
+
+    @property
+    def detail(self) -> detail.TemplateDetail:
+        return self.pending_detail.result()
+
+
+def _warp_template(patch: np.ndarray, raster: warp.TriangleRaster, grid: tuple[np.ndarray, np.ndarray],
+                   out: np.ndarray, inner: tuple[slice, slice], canvas: Canvas) -> _WarpedTemplate:
+    """The template patch warped over the warp box into `out` (a view of the result), and
+    its face region (`inner`) on `canvas`; the region's detail is started meanwhile."""
+    warped = warp.remap(patch, warp.upsample(raster, grid))
+    out[:] = warped
+    face = warped[inner]
+    return _WarpedTemplate(face, canvas.shrink(face), parallel.start(detail.TemplateDetail.of, face))
 
 
 def _whole_blocks(start: int, stop: int, low: int, high: int, factor: int) -> tuple[int, int]:
@@ -196,24 +221,22 @@ class _CanvasWarps:
         return warp.remap(plane, (to_patch_canvas[..., 0], to_patch_canvas[..., 1]))
 
 
-def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarps,
-                      target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray, fuse: float,
-                      prepared: PreparedTemplate) -> np.ndarray:
-    """Both faces already warped onto `target` (pixels of this region): light, blend.
+def _fuse_face_region(template: parallel.Pending[_WarpedTemplate], u_face: np.ndarray, canvas: Canvas,
+                      warps: _RegionWarps, target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray,
+                      fuse: float, prepared: PreparedTemplate) -> np.ndarray:
+    """Both faces warped onto `target` (pixels of this region; the template's on its way):
+    light, blend.
 
     Masks, light and tone are worked out on a small canvas; at full resolution only the
     user's pixels are scaled by the grown gain, given the template's sharpness and grain,
     and blended: a handful of passes over the region."""
-    region_shape = t_face.shape[:2]
-    canvas = Canvas(region_shape, prepared.face_size, target)
-    t_small, u_small = canvas.shrink(t_face), canvas.shrink(u_face)
+    u_small = canvas.shrink(u_face)
     on_canvas = warps.on(canvas)
     t_skin = on_canvas.template_plane(prepared.canvas_skin)
     u_valid = masks.feather(on_canvas.user_coverage(), 0.015 * canvas.size)
     u_model = canvas.skin_model(u_small)
     u_skin = tone.skin_likelihood(u_small, u_model) * u_valid
     skin_area = canvas.skin_area()
-    gain, u_level = canvas.shading(t_small, u_small, skin_area * t_skin, skin_area * u_skin)
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
@@ -222,9 +245,12 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
         alpha *= 1 - canvas.glasses_frames(u_dark, USER_FRAMES_EYE_CLEARANCE)
+    t = template.result()
+    gain, u_level = canvas.shading(t.small, u_small, skin_area * t_skin, skin_area * u_skin)
     u_lit = tone.soft_highlights(tone.lit(u_small, gain, u_level * np.maximum(gain - 1, 0)))
-    gain *= tone.median_tone_gain(u_lit, t_small, alpha)
+    gain *= tone.median_tone_gain(u_lit, t.small, alpha)
     skin = skin_area * t_skin
+    weights = parallel.start(_full_size_weights, canvas, skin, alpha, target, t_lms, prepared.face_size)
     evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, skin)), *_EVEN_CHROMA_LIFT))
     evened = canvas.bare_face() * evening if evening > 0 else None
     if evened is not None:
@@ -232,22 +258,49 @@ def _fuse_face_region(t_face: np.ndarray, u_face: np.ndarray, warps: _RegionWarp
         gain = tone.dark_keeps_its_hue(gain, u_dark, u_level, evening - evened)
     shine_floor = u_level * np.maximum(gain - 1, 0)
 
-    face = tone.lit(u_face, canvas.grow(gain), canvas.grow(shine_floor))
-    face = tone.soft_highlights(face)
+    face = _lit_face(u_face, canvas.grow(gain), canvas.grow(shine_floor))
     if evened is not None:
         local = tone.skin_chroma(tone.soft_highlights(tone.lit(u_small, gain, shine_floor)), skin,
                                  _EVEN_CHROMA_SIGMA * canvas.size)
         face = tone.even_chroma(face, canvas.grow(local), canvas.grow(evened))
-    t_float = t_face.astype(np.float32)
-    t_luma = cv2.cvtColor(t_face, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    face = detail.match_detail(face, t_luma, canvas.grow(skin), canvas.grow(canvas.features))
+    skin_full, features_full, alpha = weights.result()
+    face = detail.match_detail(face, t.detail, skin_full, features_full)
+    return _blended(face, t.face, alpha, prepared.grayscale)
+
+
+def _lit_face(u_face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndarray:
+    """tone.lit and tone.soft_highlights at full size, by halves (float32)."""
+    face = np.empty(u_face.shape, np.float32)
+
+    def light(rows: slice) -> None:
+        tone.soft_highlights(tone.lit(u_face[rows], gain[rows], shine_floor[rows], out=face[rows]))
+
+    parallel.in_halves(light, len(face))
+    return face
+
+
+def _blended(face: np.ndarray, t_face: np.ndarray, alpha: np.ndarray, grayscale: bool) -> np.ndarray:
+    """The fused face over the template's by alpha, as uint8, by halves."""
+    fused = np.empty(t_face.shape, np.uint8)
+
+    def blend(rows: slice) -> None:
+        weight = alpha[rows]
+        mixed = cv2.blendLinear(face[rows], t_face[rows].astype(np.float32), weight, 1 - weight)
+        if grayscale:
+            mixed = tone.to_gray(mixed)
+        cv2.threshold(mixed, 0, 0, cv2.THRESH_TOZERO, dst=mixed)  # negatives to 0, as np.maximum, 6x faster
+        cv2.convertScaleAbs(mixed, dst=fused[rows])  # rounds and saturates at 255
+
+    parallel.in_halves(blend, len(fused))
+    return fused
+
+
+def _full_size_weights(canvas: Canvas, skin: np.ndarray, alpha: np.ndarray, target: np.ndarray,
+                       t_lms: np.ndarray, face_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The skin, the features and alpha (with the template's open mouth cut out) at full size."""
     alpha = canvas.grow(alpha)
-    _cut_mouth_hole(alpha, target, t_lms, prepared.face_size)
-    face = cv2.blendLinear(face, t_float, alpha, 1 - alpha)
-    if prepared.grayscale:
-        face = tone.to_gray(face)
-    cv2.threshold(face, 0, 0, cv2.THRESH_TOZERO, dst=face)  # negatives to 0, as np.maximum, 6x faster
-    return cv2.convertScaleAbs(face)  # rounds and saturates at 255
+    _cut_mouth_hole(alpha, target, t_lms, face_size)
+    return canvas.grow(skin), canvas.grow(canvas.features), alpha
 
 
 def _template_hair_in_front(canvas: Canvas, t_dark: np.ndarray, t_small: np.ndarray,
@@ -308,8 +361,8 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
                ring: np.ndarray, align: Similarity, box: tuple[int, int, int, int],
                user_shape: tuple[int, ...], face_origin: tuple[int, int]
                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], _RegionWarps]:
-    """remap() maps over `box` of the patch that pull the template and the user's face
-    onto the target landmarks, and the face region's warps (at `face_origin` in the box)
+    """The template's warp on the coarse grid (warp.upsample makes its remap() map), the
+    user's remap() map over `box` of the patch, both onto the target landmarks, and the face region's warps (at `face_origin` in the box)
     on their coarse grid, for its canvas (_RegionWarps)."""
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], dtype=np.float32)
@@ -333,7 +386,7 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, 0.2, 0.5), 1.0)
     grids = cv2.merge((*u_grid, warp.grid_values(raster, seen, outside=1.0), *t_grid))
     warps = _RegionWarps(user_shape, raster, grids, face_origin)
-    return warp.upsample(raster, t_grid), warp.upsample(raster, u_grid), warps
+    return t_grid, warp.upsample(raster, u_grid), warps
 
 
 def _user_patch(user_rgb: np.ndarray, user_face: Face,

@@ -85,7 +85,7 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
 
 
-def lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndarray:
+def lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The user's pixels (uint8 or float32) in the template's light, as a new float32 image:
     `gain` times `face`, except what is brighter than the user's skin level where the gain
     brightens. That part is light the skin reflects (shine, a glint), not skin colour: it
@@ -94,8 +94,9 @@ def lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndarr
 
     With level the skin level and boost = max(gain - 1, 0), that is gain * face -
     max(face - level, 0) * boost, which equals min(gain * face, face + level * boost):
-    `shine_floor` = level * boost, worked out on the small canvas (three passes here)."""
-    out = cv2.multiply(face, gain, dtype=cv2.CV_32F)
+    `shine_floor` = level * boost, worked out on the small canvas (three passes here).
+    `out`: where to write it instead (float32, the face's shape)."""
+    out = cv2.multiply(face, gain, dst=out, dtype=cv2.CV_32F)
     cv2.min(out, cv2.add(face, shine_floor, dtype=cv2.CV_32F), dst=out)
     return out
 
