@@ -136,15 +136,15 @@ class Canvas:
         inside = masks.polygon_mask(self.shape, oval)
         return inside * (1 - self._features_grown(margin))
 
-    def shading(self, t_small: np.ndarray, u_small: np.ndarray, t_weight: np.ndarray,
-                u_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The gain taking the user's local skin level to the template's, and that level of
-        the user's (per channel). Fine-grained near the rim, where the template's light
-        shapes the outline (and the jaw stays the template's); coarse in the centre, where
-        the user's own relief and shading keep the identity."""
-        sigmas = tuple(sigma * self.size for sigma in SHADING_SIGMA)
-        user_logs = tone.masked_log_lowpass(u_small, u_weight, sigmas)
-        template_logs = tone.masked_log_lowpass(t_small, t_weight, sigmas)
+    def skin_levels(self, small: np.ndarray, weight: np.ndarray) -> list[np.ndarray]:
+        """A face's local skin level (log, per channel) at the scales of `shading`."""
+        return tone.masked_log_lowpass(small, weight, tuple(sigma * self.size for sigma in SHADING_SIGMA))
+
+    def shading(self, template_logs: list[np.ndarray], user_logs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The gain taking the user's local skin level to the template's (`skin_levels`), and
+        that level of the user's (per channel). Fine-grained near the rim, where the
+        template's light shapes the outline (and the jaw stays the template's); coarse in the
+        centre, where the user's own relief and shading keep the identity."""
         gains = [tone.shading_gain(t, u) for t, u in zip(template_logs, user_logs)]
         c = 1 - SHADING_CENTRE
         centre = masks.polygon_mask(self.shape, masks.shrunk_oval(self.points, c, c, c))

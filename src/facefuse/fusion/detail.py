@@ -23,11 +23,29 @@ class TemplateDetail:
         return cls(luma, cv2.GaussianBlur(luma, (0, 0), 1.0), _sampled_power(luma))
 
 
+@dataclass(frozen=True)
+class Grain:
+    """How much of the template's grain the fused skin takes (see match_detail)."""
+
+    amount: float
+    limit: float  # clipped to the noise level: grain and pores come over, the template's edges do not
+
+    def add(self, face: np.ndarray, template_luma: np.ndarray, template_smooth: np.ndarray,
+            skin: np.ndarray) -> None:
+        """Into `face` (in place), over any band of rows given of all four."""
+        grain = cv2.subtract(template_luma, template_smooth)
+        cv2.min(grain, self.limit, dst=grain)  # np.clip, 4x slower here
+        cv2.max(grain, -self.limit, dst=grain)
+        cv2.multiply(grain, skin, dst=grain, scale=self.amount)
+        face += _channels(grain)
+
+
 def match_detail(face: np.ndarray, template: TemplateDetail, skin: np.ndarray,
-                 features: np.ndarray) -> np.ndarray:
-    """Blur the user's skin and features where they are sharper than the template's, then
-    lend the skin whatever grain the template has beyond it, so the fused face has the
-    template's sharpness and noise (a soft-focus or low-resolution template stays soft).
+                 features: np.ndarray) -> tuple[np.ndarray, Grain | None]:
+    """Blur the user's skin and features where they are sharper than the template's, and
+    tell how much grain the template has beyond it (to add where the skin is), so the
+    fused face has the template's sharpness and noise (a soft-focus or low-resolution
+    template stays soft).
 
     Sharpness is compared on luma; the template's grain is its luma's fine detail."""
     skin_weight, feature_weight = _SampledWeight(skin), _SampledWeight(features)
@@ -43,15 +61,8 @@ def match_detail(face: np.ndarray, template: TemplateDetail, skin: np.ndarray,
             f_power = _sampled_power(f_luma)
     f_energy = skin_weight.mean_of(f_power)
     if f_energy < 0.8 * t_energy:
-        amount = float(np.sqrt(1 - f_energy / t_energy))
-        # Clipped to the noise level: grain and pores come over, the template's edges do not.
-        limit = 2.0 * float(np.sqrt(t_energy))
-        grain = cv2.subtract(template.luma, template.smooth)
-        cv2.min(grain, limit, dst=grain)  # np.clip, 4x slower here
-        cv2.max(grain, -limit, dst=grain)
-        cv2.multiply(grain, skin, dst=grain, scale=amount)
-        face += _channels(grain)
-    return face
+        return face, Grain(float(np.sqrt(1 - f_energy / t_energy)), 2.0 * float(np.sqrt(t_energy)))
+    return face, None
 
 
 def _channels(plane: np.ndarray) -> np.ndarray:

@@ -8,7 +8,9 @@ mouth interior and anything else on the template face that is not skin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
@@ -136,9 +138,8 @@ def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
     origin = np.array([fx0, fy0], np.float32)
     canvas = Canvas((fy1 - fy0, fx1 - fx0), prepared.face_size, target - origin)
-    template = parallel.start(_warp_template, prepared.patch, warps.raster, t_grid, out[wy0:wy1, wx0:wx1],
-                              inner, canvas)
-    face = _fuse_face_region(template, warp.remap(user_image, (u_map[0][inner], u_map[1][inner])), canvas,
+    warp_template = partial(_warp_template, prepared.patch, warps.raster, t_grid, out[wy0:wy1, wx0:wx1], inner, canvas)
+    face = _fuse_face_region(warp_template, user_image, (u_map[0][inner], u_map[1][inner]), canvas,
                              warps, target - origin, t_lms, user_lms, fuse, prepared)
     if prepared.glasses:
         _keep_glasses(face, prepared.patch[fy0:fy1, fx0:fx1], t_lms[:, :2] - origin, prepared.face_size)
@@ -147,11 +148,12 @@ def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
 
 @dataclass(frozen=True)
 class _WarpedTemplate:
-    """The template's face region warped onto the target: as it is, on the canvas, and its
-    detail (for detail.match_detail)."""
+    """The template's face region warped onto the target: as it is, its skin levels on the
+    canvas (Canvas.skin_levels), and its detail (for detail.match_detail)."""
 
     face: np.ndarray  # uint8
     small: np.ndarray  # float32, on the canvas
+    levels: list[np.ndarray]
     pending_detail: parallel.Pending[detail.TemplateDetail]
 
     @property
@@ -160,13 +162,16 @@ class _WarpedTemplate:
 
 
 def _warp_template(patch: np.ndarray, raster: warp.TriangleRaster, grid: tuple[np.ndarray, np.ndarray],
-                   out: np.ndarray, inner: tuple[slice, slice], canvas: Canvas) -> _WarpedTemplate:
-    """The template patch warped over the warp box into `out` (a view of the result), and
-    its face region (`inner`) on `canvas`; the region's detail is started meanwhile."""
+                   out: np.ndarray, inner: tuple[slice, slice], canvas: Canvas, skin: np.ndarray) -> _WarpedTemplate:
+    """The template patch warped over the warp box into `out` (a view of the result), its
+    face region (`inner`) on `canvas` and its levels there over `skin`; the region's detail
+    is started meanwhile."""
     warped = warp.remap(patch, warp.upsample(raster, grid))
     out[:] = warped
     face = warped[inner]
-    return _WarpedTemplate(face, canvas.shrink(face), parallel.start(detail.TemplateDetail.of, face))
+    pending = parallel.start(detail.TemplateDetail.of, face)
+    small = canvas.shrink(face)
+    return _WarpedTemplate(face, small, canvas.skin_levels(small, skin), pending)
 
 
 def _whole_blocks(start: int, stop: int, low: int, high: int, factor: int) -> tuple[int, int]:
@@ -221,22 +226,26 @@ class _CanvasWarps:
         return warp.remap(plane, (to_patch_canvas[..., 0], to_patch_canvas[..., 1]))
 
 
-def _fuse_face_region(template: parallel.Pending[_WarpedTemplate], u_face: np.ndarray, canvas: Canvas,
-                      warps: _RegionWarps, target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray,
-                      fuse: float, prepared: PreparedTemplate) -> np.ndarray:
-    """Both faces warped onto `target` (pixels of this region; the template's on its way):
-    light, blend.
+def _fuse_face_region(warp_template: Callable[[np.ndarray], _WarpedTemplate], user_image: np.ndarray,
+                      u_map: tuple[np.ndarray, np.ndarray], canvas: Canvas, warps: _RegionWarps,
+                      target: np.ndarray, t_lms: np.ndarray, u_lms: np.ndarray, fuse: float,
+                      prepared: PreparedTemplate) -> np.ndarray:
+    """Both faces warped onto `target` (pixels of this region: the user's by `u_map`, the
+    template's by `warp_template`, given its skin on the canvas): light, blend.
 
     Masks, light and tone are worked out on a small canvas; at full resolution only the
     user's pixels are scaled by the grown gain, given the template's sharpness and grain,
     and blended: a handful of passes over the region."""
-    u_small = canvas.shrink(u_face)
     on_canvas = warps.on(canvas)
     t_skin = on_canvas.template_plane(prepared.canvas_skin)
+    skin_area = canvas.skin_area()
+    skin = skin_area * t_skin
+    template = parallel.start(warp_template, skin)
+    u_face = warp.remap(user_image, u_map)
+    u_small = canvas.shrink(u_face)
     u_valid = masks.feather(on_canvas.user_coverage(), 0.015 * canvas.size)
     u_model = canvas.skin_model(u_small)
     u_skin = tone.skin_likelihood(u_small, u_model) * u_valid
-    skin_area = canvas.skin_area()
     u_dark = canvas.shrink_dark(u_face)
     u_hair = canvas.forehead_hair(u_dark, u_model)
     alpha = fuse * canvas.alpha(t_skin, u_skin * (1 - u_hair), _feature_trust(t_lms, u_lms))
@@ -245,12 +254,12 @@ def _fuse_face_region(template: parallel.Pending[_WarpedTemplate], u_face: np.nd
         # The template's glasses go on top (_keep_glasses); the user's own would show as a
         # second, bent pair of frames beside them.
         alpha *= 1 - canvas.glasses_frames(u_dark, USER_FRAMES_EYE_CLEARANCE)
+    weights = parallel.start(_full_size_weights, canvas, skin, alpha, target, t_lms, prepared.face_size)
+    u_levels = canvas.skin_levels(u_small, skin_area * u_skin)
     t = template.result()
-    gain, u_level = canvas.shading(t.small, u_small, skin_area * t_skin, skin_area * u_skin)
+    gain, u_level = canvas.shading(t.levels, u_levels)
     u_lit = tone.soft_highlights(tone.lit(u_small, gain, u_level * np.maximum(gain - 1, 0)))
     gain *= tone.median_tone_gain(u_lit, t.small, alpha)
-    skin = skin_area * t_skin
-    weights = parallel.start(_full_size_weights, canvas, skin, alpha, target, t_lms, prepared.face_size)
     evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, skin)), *_EVEN_CHROMA_LIFT))
     evened = canvas.bare_face() * evening if evening > 0 else None
     if evened is not None:
@@ -258,18 +267,22 @@ def _fuse_face_region(template: parallel.Pending[_WarpedTemplate], u_face: np.nd
         gain = tone.dark_keeps_its_hue(gain, u_dark, u_level, evening - evened)
     shine_floor = u_level * np.maximum(gain - 1, 0)
 
-    face = _lit_face(u_face, canvas.grow(gain), canvas.grow(shine_floor))
+    face = _lit_face(canvas, u_face, gain, shine_floor)
     if evened is not None:
         local = tone.skin_chroma(tone.soft_highlights(tone.lit(u_small, gain, shine_floor)), skin,
                                  _EVEN_CHROMA_SIGMA * canvas.size)
         face = tone.even_chroma(face, canvas.grow(local), canvas.grow(evened))
     skin_full, features_full, alpha = weights.result()
-    face = detail.match_detail(face, t.detail, skin_full, features_full)
-    return _blended(face, t.face, alpha, prepared.grayscale)
+    face, grain = detail.match_detail(face, t.detail, skin_full, features_full)
+    return _blended(face, t, alpha, grain, skin_full, prepared.grayscale)
 
 
-def _lit_face(u_face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndarray:
-    """tone.lit and tone.soft_highlights at full size, by halves (float32)."""
+def _lit_face(canvas: Canvas, u_face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> np.ndarray:
+    """tone.lit and tone.soft_highlights at full size (the canvas's gain and shine grown), by
+    halves (float32)."""
+    pending_shine = parallel.start(canvas.grow, shine_floor)
+    gain = canvas.grow(gain)
+    shine_floor = pending_shine.result()
     face = np.empty(u_face.shape, np.float32)
 
     def light(rows: slice) -> None:
@@ -279,13 +292,17 @@ def _lit_face(u_face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray) -> 
     return face
 
 
-def _blended(face: np.ndarray, t_face: np.ndarray, alpha: np.ndarray, grayscale: bool) -> np.ndarray:
-    """The fused face over the template's by alpha, as uint8, by halves."""
-    fused = np.empty(t_face.shape, np.uint8)
+def _blended(face: np.ndarray, template: _WarpedTemplate, alpha: np.ndarray, grain: detail.Grain | None,
+             skin: np.ndarray, grayscale: bool) -> np.ndarray:
+    """The fused face, given the template's grain over its skin, over the template's face by
+    alpha, as uint8, by halves."""
+    fused = np.empty(template.face.shape, np.uint8)
 
     def blend(rows: slice) -> None:
+        if grain is not None:
+            grain.add(face[rows], template.detail.luma[rows], template.detail.smooth[rows], skin[rows])
         weight = alpha[rows]
-        mixed = cv2.blendLinear(face[rows], t_face[rows].astype(np.float32), weight, 1 - weight)
+        mixed = cv2.blendLinear(face[rows], template.face[rows].astype(np.float32), weight, 1 - weight)
         if grayscale:
             mixed = tone.to_gray(mixed)
         cv2.threshold(mixed, 0, 0, cv2.THRESH_TOZERO, dst=mixed)  # negatives to 0, as np.maximum, 6x faster
