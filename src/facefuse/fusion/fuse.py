@@ -240,8 +240,16 @@ def _fuse_face_region(warp_template: Callable[[np.ndarray], _WarpedTemplate], us
     t_skin = on_canvas.template_plane(prepared.canvas_skin)
     skin_area = canvas.skin_area()
     skin = skin_area * t_skin
+    # The helper's first piece is half the user's face (needed first), then the template's.
+    u_face = np.empty((*u_map[0].shape, 3), np.uint8)
+
+    def remap_user(rows: slice) -> None:
+        warp.remap(user_image, (u_map[0][rows], u_map[1][rows]), out=u_face[rows])
+
+    upper = parallel.start(remap_user, slice(0, len(u_face) // 2))
     template = parallel.start(warp_template, skin)
-    u_face = warp.remap(user_image, u_map)
+    remap_user(slice(len(u_face) // 2, len(u_face)))
+    upper.result()
     u_small = canvas.shrink(u_face)
     u_valid = masks.feather(on_canvas.user_coverage(), 0.015 * canvas.size)
     u_model = canvas.skin_model(u_small)

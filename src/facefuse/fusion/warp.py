@@ -144,8 +144,8 @@ def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 
 def remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
-          border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
-    return cv2.remap(image, maps[0], maps[1], interpolation=cv2.INTER_LINEAR, borderMode=border)
+          border: int = cv2.BORDER_REPLICATE, out: np.ndarray | None = None) -> np.ndarray:
+    return cv2.remap(image, maps[0], maps[1], dst=out, interpolation=cv2.INTER_LINEAR, borderMode=border)
 
 
 def painter_order(vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray,
