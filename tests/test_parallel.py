@@ -37,6 +37,16 @@ def test_halves_cover_every_row_once(spare_core: bool, length: int) -> None:
     assert (seen == 1).all()
 
 
+def test_a_piece_that_waits_for_one_queued_behind_it_fails_instead_of_hanging() -> None:
+    parallel.use_spare_cores(lambda: True)
+    try:
+        outer = parallel.start(lambda: parallel.start(_thread_name).result())
+        with pytest.raises(RuntimeError, match="queued behind"):
+            outer.result()
+    finally:
+        parallel.use_spare_cores(lambda: False)
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux and two CPUs")
 def test_the_helper_reaches_the_cores_given_though_the_caller_is_pinned() -> None:

@@ -25,6 +25,13 @@ _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
 
 
+class _ThreadFlag(threading.local):
+    active = False  # per thread: True on the helper
+
+
+_on_helper = _ThreadFlag()
+
+
 def use_spare_cores(spare: Callable[[], bool], cores: set[int] | None = None) -> None:
     """From now on hand pieces to the helper thread whenever `spare()` is true (asked once
     per piece); the helper may run on `cores` (a process pinned to one core passes the
@@ -34,7 +41,8 @@ def use_spare_cores(spare: Callable[[], bool], cores: set[int] | None = None) ->
 
 
 def start(fn: Callable[..., T], *args: object) -> Pending[T]:
-    """fn(*args) on the helper thread when a core is spare, else now; `.result()` gives it."""
+    """fn(*args) on the helper thread when a core is spare, else now; `.result()` gives it.
+    A piece may start others (on the helper they queue behind it) but not wait for them."""
     if _spare():
         return Pending(_ready_helper().submit(fn, *args))
     done: Future[T] = Future()
@@ -61,6 +69,8 @@ class Pending(Generic[T]):
         self._future = future
 
     def result(self) -> T:
+        if _on_helper.active and not self._future.done():
+            raise RuntimeError("a piece on the helper thread waited for one queued behind it")
         return self._future.result()
 
 
@@ -73,6 +83,7 @@ def _ready_helper() -> ThreadPoolExecutor:
 
 
 def _on_spare_cores() -> None:
+    _on_helper.active = True
     if _cores and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, _cores)

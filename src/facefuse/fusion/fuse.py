@@ -132,8 +132,7 @@ def fuse_into(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     factor = canvas_factor(prepared.face_size)
     fx0, fx1 = _whole_blocks(fx0, fx1, wx0, wx1, factor)
     fy0, fy1 = _whole_blocks(fy0, fy1, wy0, wy1, factor)
-    box = (wx0, wy0, wx1, wy1)
-    t_grid, u_map, warps = _warp_maps(prepared, user_lms, target, ring, align, box,
+    t_grid, u_map, warps = _warp_maps(prepared, user_lms, target, ring, align, (wx0, wy0, wx1, wy1),
                                       user_image.shape, (fx0 - wx0, fy0 - wy0))
     inner = (slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0))
     origin = np.array([fx0, fy0], np.float32)
@@ -386,9 +385,10 @@ def _warp_maps(prepared: PreparedTemplate, user_lms: np.ndarray, target: np.ndar
                ring: np.ndarray, align: Similarity, box: tuple[int, int, int, int],
                user_shape: tuple[int, ...], face_origin: tuple[int, int]
                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], _RegionWarps]:
-    """The template's warp on the coarse grid (warp.upsample makes its remap() map), the
-    user's remap() map over `box` of the patch, both onto the target landmarks, and the face region's warps (at `face_origin` in the box)
-    on their coarse grid, for its canvas (_RegionWarps)."""
+    """The template's warp on the coarse grid (warp.upsample makes its remap() map) and
+    the user's remap() map over `box` of the patch, both onto the target landmarks, and the
+    face region's warps (at `face_origin` in the box) on their coarse grid, for its canvas
+    (_RegionWarps)."""
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], dtype=np.float32)
     triangles, kinds = mesh.all_triangles()
