@@ -115,7 +115,7 @@ def test_the_template_beyond_the_warp_ring_keeps_every_pixel():
     interpolation further) its pixels stay, also along the edges of the box the warp covers."""
     import cv2
 
-    from facefuse.fusion.fuse import GRID_CELLS
+    from facefuse.fusion.placement import GRID_CELLS
 
     for template, user in ((TEMPLATE, USER), (NARROW, WIDE)):
         prepared = prepare_template(photo(template), photo_face(template))
@@ -593,7 +593,7 @@ def test_a_dark_face_lifted_into_a_light_template_has_even_skin_colour(monkeypat
     that lifts the skin also lifted its chroma noise and colourless shine into grey-blue
     patches. The skin's colour is now about as even as the template's own; a face that
     is not lifted much is not touched."""
-    import facefuse.fusion.fuse as fusion
+    from facefuse.fusion import light as light_step
 
     dark, light, lifted_little = "dlib__examples_johns_John_Salley_000179_02159509.jpg", "deepface__img11.jpg", \
         "face_recognition__examples_obama.jpg"
@@ -601,7 +601,7 @@ def test_a_dark_face_lifted_into_a_light_template_has_even_skin_colour(monkeypat
     template_spread = _chroma_spread(photo(light), photo_face(light))
     assert _chroma_spread(evened, largest_face(evened)) < 1.25 * template_spread  # 9.2 against 7.8
     untouched = fuse("deepface__img10.jpg", lifted_little)
-    monkeypatch.setattr(fusion, "_EVEN_CHROMA_LIFT", (100.0, 101.0))  # never
+    monkeypatch.setattr(light_step, "EVEN_CHROMA_LIFT", (100.0, 101.0))  # never
     before = fuse(light, dark)
     assert _chroma_spread(before, largest_face(before)) > 1.6 * template_spread  # 13.5: the patches
     assert np.array_equal(untouched, fuse("deepface__img10.jpg", lifted_little))

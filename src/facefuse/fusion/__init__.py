@@ -1,12 +1,19 @@
 """Face fusion: a user's face into a template face, pure functions on numpy arrays.
 
-fuse.py     the API: FuseOptions, fuse_face, prepare_template / fuse_prepared; the steps in order
-geometry.py target landmarks: the template's, moved toward the user's proportions
-mesh.py     the 478-point mesh: landmark groups, triangles, hole fans, outer ring
-warp.py     piecewise-affine warps computed on a coarse grid
-canvas.py   the shrunk copy of the face where masks and light are worked out
-masks.py    soft masks from landmark polygons
-tone.py     skin colour model, shading gain, the user's skin in the template's light, grayscale
-detail.py   the template's sharpness and grain on the fused face
-beard.py    a template's beard: told once per template, kept from the jaw inward
+fuse.py       the API: FuseOptions, fuse_face, prepare_template / fuse_prepared
+pipeline.py   fill_face: the steps in order, and which of them run on a spare core
+template.py   a template face prepared once: region, landmarks, warp ring, skin, what stays in front
+placement.py  the user's face region, its alignment, the fused landmarks, the boxes, the warps
+skin.py       what of each warped face is skin, on the canvas
+alpha.py      how much of the user shows at each pixel
+light.py      the template's light and tone on the user's skin
+detail.py     the template's sharpness and grain on the fused face
+blend.py      the fused face over the template; the template's glasses in front
+geometry.py   the fused landmarks: the template's, moved toward the user's proportions
+mesh.py       the 478-point mesh: landmark groups, triangles, hole fans, outer ring
+warp.py       piecewise-affine warps computed on a coarse grid
+canvas.py     the shrunk copy of the face where masks and light are worked out
+masks.py      soft masks from landmark polygons
+tone.py       skin colour model, shading gain, the user's skin in the template's light, grayscale
+beard.py      a template's beard: told once per template, kept from the jaw inward
 """

@@ -1,9 +1,9 @@
 """A template's beard: told once per template, then faded from the jaw inward on each fusion.
 
-A beard has about the colour of skin, so the skin test lets its inner part through: the
-user's shaven chin replaced it and what was left along the jaw read as a chinstrap. The
-beard now stays near the face's edge and thins out toward the mouth, where the user's
-mouth and chin, much of the likeness, still come in.
+A beard has about the colour of skin, so the skin test alone lets its inner part through,
+and a user's shaven chin in its place leaves what is left along the jaw reading as a
+chinstrap. So the beard stays near the face's edge and thins out toward the mouth, where
+the user's mouth and chin, much of the likeness, come in.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ class Canvas:
         centre = np.maximum(masks.feather(centre, 0.02 * size), self.features)
         # Off the centre, whatever is not skin stays in front: the template's hair over the
         # forehead, a beard along the jaw; the user's hair or background does not come in.
-        # In the centre the user's features always come (glasses go on top: _keep_glasses).
+        # In the centre the user's features always come (glasses go on top: blend.keep_template_glasses).
         t_gate = masks.smoothstep(masks.feather(t_skin, 0.012 * size), 0.2, 0.55)
         # From eye level down the user's own face edge stays out too: where it meets a
         # bright background, a collar or a beard, the blocks half over it pass as skin and
@@ -197,7 +197,7 @@ class Canvas:
         pts, size = self.points, self.size
         lines = masks.dark_lines(dark, 0.03 * size)
         bridge = masks.polygon_mask(self.shape, pts[list(_NOSE_BRIDGE)])
-        # Measured on ../shared/faces: 0.66 and 0.80 with glasses, at most 0.30 without.
+        # On ../shared/faces glasses darken 0.66-0.80 of the bridge, a bare nose at most 0.30.
         if (lines * bridge).sum() < 0.5 * max(float(bridge.sum()), 1.0):
             return np.zeros(self.shape, np.float32)
         eyes = masks.grow(masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE),
@@ -235,13 +235,12 @@ _HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin abov
 # outside the face oval: the hair of the head, not the hair at the temples beside the brows.
 _FRINGE_ROOT = 0.08
 # How far inside its own edge (of the face size) the user's skin counts, from eye level
-# down. Measured (60 pairs): pose 0.056 -> 0.054, id the same; over the whole face, pose
-# 0.051 but id 91.7 % (the skin around the brows and temples is much of the likeness).
+# down: where the user's face edge meets a background, a collar or a beard. Above the eyes
+# the skin around the brows and temples is much of the likeness, so it counts to the edge.
 _USER_EDGE_MARGIN = 0.01
 # How close to an eye (of the face size) frames may be. The template's frames are put back
 # over the user's eyes: nearer than this, what touches a rim is the template's lashes and
-# eye-corner shadow, which stay the user's (0.01 let them through: deepface img11 into
-# img24, d_user 0.60 -> 0.58). The user's own frames give way as close as they come.
+# eye-corner shadow, which stay the user's. The user's own frames give way as close as they come.
 TEMPLATE_FRAMES_EYE_CLEARANCE = 0.04
 USER_FRAMES_EYE_CLEARANCE = 0.01
 # Between the inner eye corners, around the top of the nose (below any frown lines).

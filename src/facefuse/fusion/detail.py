@@ -34,7 +34,7 @@ class Grain:
             skin: np.ndarray) -> None:
         """Into `face` (in place), over any band of rows given of all four."""
         grain = cv2.subtract(template_luma, template_smooth)
-        cv2.min(grain, self.limit, dst=grain)  # np.clip, 4x slower here
+        cv2.min(grain, self.limit, dst=grain)  # as np.clip, cheaper
         cv2.max(grain, -self.limit, dst=grain)
         cv2.multiply(grain, skin, dst=grain, scale=self.amount)
         face += _channels(grain)
@@ -66,7 +66,7 @@ def match_detail(face: np.ndarray, template: TemplateDetail, skin: np.ndarray,
 
 
 def _channels(plane: np.ndarray) -> np.ndarray:
-    """(h, w) -> (h, w, 3): cv2.merge, several times faster than numpy's broadcasting here."""
+    """(h, w) -> (h, w, 3): cv2.merge, cheaper than numpy's broadcasting here."""
     return cv2.merge((plane, plane, plane))
 
 
@@ -77,7 +77,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 def _sampled_power(luma: np.ndarray) -> np.ndarray:
     """Squared fine detail (luma minus its blur at sigma 1) on every other row and column:
     a statistic of hundreds of thousands of pixels needs a quarter. pyrDown's 5-tap
-    binomial is such a blur (its variance is 1) worked out at those pixels only: ~5x
+    binomial is such a blur (its variance is 1) worked out at those pixels only, far
     cheaper than blurring them all."""
     detail = luma[::2, ::2] - cv2.pyrDown(luma)
     return detail * detail

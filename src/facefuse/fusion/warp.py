@@ -32,7 +32,7 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int,
     gh, gw = max(2, int(np.ceil(h / cell))), max(2, int(np.ceil(w / cell)))
     inverse, usable = _barycentric_inverse(vertices[triangles])
     corners = _to_grid(vertices, out_shape, (gh, gw))[triangles]  # (K, 3, 2)
-    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]  # min/max over axis 1 of 3: ~7x slower
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]  # cheaper than min/max over an axis of 3
     low = np.maximum(np.ceil(np.minimum(np.minimum(a, b), c) - 1e-3), 0).astype(np.int64)
     high = np.minimum(np.floor(np.maximum(np.maximum(a, b), c) + 1e-3), [gw - 1, gh - 1]).astype(np.int64)
     spans = np.maximum(high - low + 1, 0) * usable[:, None]
@@ -103,7 +103,7 @@ def grid_maps(raster: TriangleRaster, sources: tuple[np.ndarray, ...], triangles
     """grid_map for several vertex sets over one raster, worked out together (one lookup
     of each cell's triangle for all)."""
     corners = np.concatenate([source[triangles].astype(np.float64) for source in sources], axis=2)  # (k, vertex, xy...)
-    affines = np.matmul(corners.transpose(0, 2, 1), raster.inverse)  # as einsum kvc,kvj->kcj, 2x faster
+    affines = np.matmul(corners.transpose(0, 2, 1), raster.inverse)  # einsum kvc,kvj->kcj, as a cheaper matmul
     table = np.concatenate([affines, np.concatenate(fallbacks)[None]]).astype(np.float32)
     gh, gw = raster.ids.shape
     h, w = raster.out_shape
@@ -138,7 +138,7 @@ def sample_blocks(raster: TriangleRaster, grid: np.ndarray, origin: tuple[int, i
 def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Each triangle's area, positive when its corners run clockwise on screen (y down)."""
     x, y = vertices[:, 0], vertices[:, 1]
-    a, b, c = triangles.T  # one coordinate gathered at a time: 2.5x faster than vertices[triangles[:, k]]
+    a, b, c = triangles.T  # one coordinate gathered at a time: cheaper than vertices[triangles[:, k]]
     ax, bx, cx, ay, by, cy = x.take(a), x.take(b), x.take(c), y.take(a), y.take(b), y.take(c)
     return 0.5 * ((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
 

@@ -1,0 +1,60 @@
+"""The template's light and tone on the user's skin: a gain worked out on the canvas (the
+template's local skin level over the user's, settled on the template's median colour),
+applied at full resolution with shine added rather than multiplied, and, for a face lifted
+much brighter, its skin's chroma evened out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefuse.fusion import masks, tone
+from facefuse.fusion.canvas import Canvas
+from facefuse.fusion.skin import TemplateSkin, UserSkin
+
+# A user's skin lifted this many times (the median gain, start and full) has its chroma
+# evened out over this much of the face (tone.even_chroma): dark faces into light templates.
+EVEN_CHROMA_LIFT = (1.3, 2.0)
+EVEN_CHROMA_SIGMA = 0.03
+
+
+@dataclass(frozen=True)
+class Light:
+    """The canvas-size light for the user's face (see tone.lit)."""
+
+    gain: np.ndarray  # (h, w, 3)
+    shine_floor: np.ndarray  # (h, w, 3): the user's skin level times the brightening part of the gain
+    evened: np.ndarray | None  # how far the skin's chroma is evened out (0..1), None: nowhere
+
+
+def relight(canvas: Canvas, user: UserSkin, template: TemplateSkin, template_levels: list[np.ndarray],
+            template_small: np.ndarray, alpha: np.ndarray) -> Light:
+    """The gain taking the user's skin to the template's light (Canvas.shading), then to its
+    median colour over what the user brings (`alpha`)."""
+    u_levels = canvas.skin_levels(user.small, template.plain * user.likelihood)
+    gain, u_level = canvas.shading(template_levels, u_levels)
+    u_lit = tone.soft_highlights(tone.lit(user.small, gain, u_level * np.maximum(gain - 1, 0)))
+    gain *= tone.median_tone_gain(u_lit, template_small, alpha)
+    evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, template.shared)), *EVEN_CHROMA_LIFT))
+    evened = canvas.bare_face() * evening if evening > 0 else None
+    if evened is not None:
+        # The bare skin's chroma is evened out; brows, lashes and hair keep their own hue.
+        gain = tone.dark_keeps_its_hue(gain, user.dark, u_level, evening - evened)
+    return Light(gain, u_level * np.maximum(gain - 1, 0), evened)
+
+
+def light_rows(out: np.ndarray, u_face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray, rows: slice) -> None:
+    """tone.lit and tone.soft_highlights of `rows` of the full-size face into `out`
+    (float32), with the canvas's gain and shine floor grown to full size."""
+    tone.soft_highlights(tone.lit(u_face[rows], gain[rows], shine_floor[rows], out=out[rows]))
+
+
+def even_chroma(canvas: Canvas, face: np.ndarray, user: UserSkin, template: TemplateSkin, light: Light) -> np.ndarray:
+    """The lit full-size face with its skin's chroma evened out as `light.evened` says
+    (`face` itself when nowhere)."""
+    if light.evened is None:
+        return face
+    local = tone.skin_chroma(tone.soft_highlights(tone.lit(user.small, light.gain, light.shine_floor)),
+                             template.shared, EVEN_CHROMA_SIGMA * canvas.size)
+    return tone.even_chroma(face, canvas.grow(local), canvas.grow(light.evened))

@@ -1,0 +1,124 @@
+"""The fusion of one user face into one prepared template face, as named steps in order.
+
+ 1. crop_user      the user's face region, at about the template face's scale
+ 2. place          the user aligned to the template face; the fused landmarks (the
+                   template's, moved toward the user's proportions); the warp box and,
+                   inside it, the face region that can take the user's pixels
+ 3. warps          both faces' piecewise-affine warps onto the fused landmarks
+ 4. warp_faces     the template's patch warped into the result's warp box; the user's face
+                   warped onto the face region
+ 5. read_skin      what of each warped face is skin, on the region's canvas (a shrunk copy
+                   where masks and light are worked out)
+ 6. alpha          how much of the user shows at each pixel
+ 7. relight        the template's light and tone on the user's skin (a gain on the canvas)
+ 8. light_face     that gain and shine at full resolution; a lifted skin's chroma evened
+ 9. match_texture  the template's sharpness and grain (detail.match_detail)
+10. blend          over the template by alpha, the template's open mouth left as it is
+11. keep_glasses   the template's glasses frames in front, unwarped
+
+Concurrency plan (facefuse.parallel): while a core is spare, the helper thread takes, in
+this order, the upper half of the user's warp, the template's warp with its skin levels,
+the template's fine detail, the full-size weights, the grown shine floor, and the first
+half of the rows of the light and of the blend; the calling thread does the rest. Each
+piece is a pure function of its arguments or writes only its own rows, so the bytes are
+the same whether a piece ran there or in turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from facefuse import parallel
+from facefuse.fusion import alpha, blend, detail, light, placement, skin, warp
+from facefuse.fusion.canvas import Canvas
+from facefuse.fusion.placement import Placement, Strength, Warps
+from facefuse.fusion.template import PreparedTemplate
+from facefuse.vision.faces import Face
+
+
+def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
+              strength: Strength) -> None:
+    """Fuse the user's face into `out`, the template's crop (a view of the result, holding
+    the template's pixels): only what the warp reaches is written."""
+    user = placement.crop_user(user_rgb, user_face, prepared.face_size)
+    place = placement.place(prepared, user, strength)
+    maps = placement.warps(prepared, place)
+    canvas = place.canvas(prepared.face_size)
+    on_canvas = maps.region.on(canvas)
+    template_skin = skin.template_skin(canvas, on_canvas, prepared)
+
+    wx0, wy0, wx1, wy1 = place.warp_box
+    u_face = np.empty((*canvas.out_shape, 3), np.uint8)
+    remap_user = partial(_warp_user_rows, u_face, user.image, maps.user_map_of_face(place))
+    upper = parallel.start(remap_user, slice(0, len(u_face) // 2))
+    template = parallel.start(_warp_template, prepared.patch, maps, place, out[wy0:wy1, wx0:wx1], canvas,
+                              template_skin.shared)
+    template_detail = parallel.start(_detail_of, template)
+    remap_user(slice(len(u_face) // 2, len(u_face)))
+    upper.result()
+
+    user_skin = skin.user_skin(canvas, on_canvas, u_face)
+    trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
+    canvas_alpha = alpha.on_canvas(canvas, on_canvas, prepared, template_skin, user_skin, trust, strength.fuse)
+    region_target = place.target - place.face_origin
+    weights = parallel.start(alpha.full_size_weights, canvas, template_skin.shared, canvas_alpha, region_target,
+                             prepared.landmarks, prepared.face_size)
+    t = template.result()
+    lighting = light.relight(canvas, user_skin, template_skin, t.levels, t.small, canvas_alpha)
+
+    face = _light_face(canvas, u_face, lighting)
+    face = light.even_chroma(canvas, face, user_skin, template_skin, lighting)
+    full = weights.result()
+    t_detail = template_detail.result()
+    face, grain = detail.match_detail(face, t_detail, full.skin, full.features)
+    fused = np.empty(t.face.shape, np.uint8)
+    parallel.in_halves(partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, full.skin,
+                               prepared.grayscale), len(fused))
+    fx0, fy0, fx1, fy1 = place.face_box
+    if prepared.glasses:
+        blend.keep_template_glasses(fused, prepared.patch[fy0:fy1, fx0:fx1], prepared.landmarks[:, :2] - place.face_origin,
+                                    prepared.face_size)
+    out[fy0:fy1, fx0:fx1] = fused
+
+
+def _warp_user_rows(out: np.ndarray, user_image: np.ndarray, user_map: tuple[np.ndarray, np.ndarray],
+                    rows: slice) -> None:
+    warp.remap(user_image, (user_map[0][rows], user_map[1][rows]), out=out[rows])
+
+
+@dataclass(frozen=True)
+class _WarpedTemplate:
+    """The template's face region warped onto the fused landmarks, and on the canvas: its
+    block averages and its skin levels (Canvas.skin_levels)."""
+
+    face: np.ndarray  # uint8
+    small: np.ndarray  # float32
+    levels: list[np.ndarray]
+
+
+def _warp_template(patch: np.ndarray, maps: Warps, place: Placement, out: np.ndarray, canvas: Canvas,
+                   shared_skin: np.ndarray) -> _WarpedTemplate:
+    """The template patch warped over the warp box into `out` (a view of the result), and its
+    face region on `canvas` with its levels there over `shared_skin`."""
+    warped = warp.remap(patch, warp.upsample(maps.raster, maps.template_grid))
+    out[:] = warped
+    face = warped[place.face_in_warp_box]
+    small = canvas.shrink(face)
+    return _WarpedTemplate(face, small, canvas.skin_levels(small, shared_skin))
+
+
+def _detail_of(template: parallel.Pending[_WarpedTemplate]) -> detail.TemplateDetail:
+    return detail.TemplateDetail.of(template.result().face)
+
+
+def _light_face(canvas: Canvas, u_face: np.ndarray, lighting: light.Light) -> np.ndarray:
+    """The user's face in the template's light at full size (float32), by halves."""
+    pending_shine = parallel.start(canvas.grow, lighting.shine_floor)
+    gain = canvas.grow(lighting.gain)
+    shine_floor = pending_shine.result()
+    face = np.empty(u_face.shape, np.float32)
+    parallel.in_halves(partial(light.light_rows, face, u_face, gain, shine_floor), len(face))
+    return face

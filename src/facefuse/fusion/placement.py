@@ -1,0 +1,218 @@
+"""Where the fused face goes: the user's face region, its alignment to the template face,
+the fused landmarks, the boxes fusion writes, and the warps of both faces onto them.
+
+The warps are piecewise-affine over the mesh triangles (warp.py), worked out on a coarse
+grid: the template's and the user's full-resolution remap() maps, and for the face region
+the same warps sampled at a canvas's blocks (RegionWarps.on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facefuse.fusion import masks, mesh, warp
+from facefuse.fusion.canvas import Canvas, canvas_factor
+from facefuse.fusion.geometry import Similarity, fit_similarity, target_landmarks
+from facefuse.fusion.template import PreparedTemplate, box_around, warp_vertices
+from facefuse.vision.faces import Face
+
+GRID_CELLS = 64  # warp grid cells across the face
+USER_CROP_MARGIN = 0.3  # of the user's face box side, each way
+# A user's face over this many times the template face's size is area-shrunk first, so the
+# warp never skips pixels.
+USER_SHRINK_BELOW = 0.8
+FACE_REGION_PAD = 2.0  # pixels around the fused oval: the region that can take the user's pixels
+# How squarely the user's photo shows a bit of skin (its area there over the fused face's):
+# edge-on below the first value, fully seen above the second.
+SEEN_SQUEEZE = (0.2, 0.5)
+
+
+@dataclass(frozen=True)
+class UserFace:
+    """The user's face region (area-shrunk to about the template face's scale) and its
+    landmarks in the region's pixels."""
+
+    image: np.ndarray
+    landmarks: np.ndarray  # (478, 3)
+
+
+@dataclass(frozen=True)
+class Strength:
+    """FuseOptions as fractions: `fuse` of the user's skin and features, `shape` of their
+    proportions."""
+
+    fuse: float
+    shape: float
+
+    def geometry_weights(self) -> tuple[float, float]:
+        """How far inner features and the face outline move toward the user's proportions.
+
+        The outline moves with the square of shape_degree so that the default keeps the
+        template's jaw (its pose) while the full setting takes the user's face shape."""
+        return self.fuse, self.fuse * self.shape * self.shape
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The fused face's landmarks and the boxes of the template's patch fusion works in:
+    the warp box (all the template warp reaches) and inside it the face region (what can
+    take the user's pixels, widened to whole canvas blocks)."""
+
+    user: UserFace
+    align: Similarity  # user landmarks -> template patch
+    target: np.ndarray  # (478, 2) the fused landmarks, patch pixels
+    warp_box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    face_box: tuple[int, int, int, int]
+
+    @property
+    def face_in_warp_box(self) -> tuple[slice, slice]:
+        (wx0, wy0, _, _), (fx0, fy0, fx1, fy1) = self.warp_box, self.face_box
+        return slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0)
+
+    @property
+    def face_origin(self) -> np.ndarray:
+        return np.array(self.face_box[:2], np.float32)
+
+    def canvas(self, face_size: float) -> Canvas:
+        """The face region's canvas, with the fused landmarks on it."""
+        fx0, fy0, fx1, fy1 = self.face_box
+        return Canvas((fy1 - fy0, fx1 - fx0), face_size, self.target - self.face_origin)
+
+
+def crop_user(user_rgb: np.ndarray, user_face: Face, template_face_size: float) -> UserFace:
+    """The user's face region, area-shrunk when much larger than the template face so the
+    warp never skips pixels; with its landmarks in the region's pixels."""
+    x, y, side, _ = user_face.box
+    x0, y0, x1, y1 = box_around(user_rgb.shape, x, y, side, USER_CROP_MARGIN)
+    patch = np.ascontiguousarray(user_rgb[y0:y1, x0:x1])
+    lms = user_face.landmarks.astype(np.float32).copy()
+    lms[:, :2] -= (x0, y0)
+    factor = template_face_size / max(side, 1.0)
+    if factor < USER_SHRINK_BELOW:
+        size = (max(1, round(patch.shape[1] * factor)), max(1, round(patch.shape[0] * factor)))
+        patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
+        lms[:, :2] = (lms[:, :2] + 0.5) * np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)]) - 0.5
+        lms[:, 2] *= factor
+    return UserFace(patch, lms)
+
+
+def place(prepared: PreparedTemplate, user: UserFace, strength: Strength) -> Placement:
+    """The user aligned to the template face, the fused landmarks, and the boxes: only the
+    warp ring can change; only the face oval can take the user's pixels."""
+    t_lms = prepared.landmarks
+    align = fit_similarity(user.landmarks[: mesh.MESH_POINTS], t_lms[: mesh.MESH_POINTS])
+    target = target_landmarks(t_lms[:, :2], align.apply(user.landmarks)[:, :2], *strength.geometry_weights())
+    patch_shape = prepared.patch.shape[:2]
+    wx0, wy0, wx1, wy1 = masks.bounds(prepared.ring, patch_shape, 1.0)
+    fx0, fy0, fx1, fy1 = masks.bounds(target[list(mesh.FACE_OVAL)], patch_shape, FACE_REGION_PAD)
+    fx0, fy0, fx1, fy1 = max(fx0, wx0), max(fy0, wy0), min(fx1, wx1), min(fy1, wy1)
+    factor = canvas_factor(prepared.face_size)
+    fx0, fx1 = _whole_blocks(fx0, fx1, wx0, wx1, factor)
+    fy0, fy1 = _whole_blocks(fy0, fy1, wy0, wy1, factor)
+    return Placement(user, align, target, (wx0, wy0, wx1, wy1), (fx0, fy0, fx1, fy1))
+
+
+def _whole_blocks(start: int, stop: int, low: int, high: int, factor: int) -> tuple[int, int]:
+    """start..stop widened within low..high to a whole number of canvas blocks, so the canvas
+    shrinks it without padding a full-resolution copy first (unchanged if it cannot)."""
+    extra = -(stop - start) % factor
+    grow_stop = min(extra, high - stop)
+    grow_start = min(extra - grow_stop, start - low)
+    if grow_stop + grow_start < extra:
+        return start, stop
+    return start - grow_start, stop + grow_stop
+
+
+@dataclass(frozen=True)
+class RegionWarps:
+    """The warps of the face region on a coarse grid (warp.grid_map), to be sampled at a
+    canvas's blocks: into the user's photo, into the template's patch, and how squarely
+    the user's photo shows each bit (seen edge-on: low)."""
+
+    user_shape: tuple[int, ...]
+    raster: warp.TriangleRaster  # over the warp box
+    grids: np.ndarray  # (gh, gw, 5): user patch x, y; seen 0..1; template patch x, y
+    origin: tuple[int, int]  # x, y of the face region in the warp box
+
+    def on(self, canvas: Canvas) -> CanvasWarps:
+        blocks = warp.sample_blocks(self.raster, self.grids, self.origin, canvas.factor, canvas.shape)
+        return CanvasWarps(self.user_shape, canvas.factor, blocks)
+
+
+@dataclass(frozen=True)
+class CanvasWarps:
+    """RegionWarps at a canvas's blocks: where the user's photo really shows the face
+    (inside the photo, not edge-on), and the template's own canvas quantities (worked out
+    once per template) moved onto this canvas."""
+
+    user_shape: tuple[int, ...]
+    factor: int
+    blocks: np.ndarray  # (h, w, 5) as RegionWarps.grids
+
+    def user_coverage(self) -> np.ndarray:
+        """float32 0..1 at the canvas size (of the face region)."""
+        inside = np.zeros(self.user_shape[:2], np.uint8)
+        inside[1:-1, 1:-1] = 255
+        to_user = (self.blocks[..., 0], self.blocks[..., 1])
+        valid = warp.remap(inside, to_user, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
+        return valid * self.blocks[..., 2]
+
+    def template_plane(self, plane: np.ndarray) -> np.ndarray:
+        """`plane` on the template patch's canvas (same factor), as on this canvas: each
+        block takes the value at the template point its centre comes from."""
+        to_patch_canvas = (self.blocks[..., 3:] + 0.5) * (1 / self.factor) - 0.5
+        return warp.remap(plane, (to_patch_canvas[..., 0], to_patch_canvas[..., 1]))
+
+
+@dataclass(frozen=True)
+class Warps:
+    """Both faces' warps onto the fused landmarks: the template's on the coarse grid
+    (warp.upsample makes its remap() map), the user's remap() map over the warp box, and
+    the face region's warps for its canvas."""
+
+    raster: warp.TriangleRaster
+    template_grid: tuple[np.ndarray, np.ndarray]
+    user_map: tuple[np.ndarray, np.ndarray]
+    region: RegionWarps
+
+    def user_map_of_face(self, place: Placement) -> tuple[np.ndarray, np.ndarray]:
+        inner = place.face_in_warp_box
+        return self.user_map[0][inner], self.user_map[1][inner]
+
+
+def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
+    """The template's and the user's warps over the warp box onto the fused landmarks, and
+    how squarely the user's photo shows each bit of the face."""
+    x0, y0, x1, y1 = place.warp_box
+    origin = np.array([x0, y0], dtype=np.float32)
+    triangles, kinds = mesh.all_triangles()
+    g_vertices = warp_vertices(place.target, prepared.ring) - origin
+    order = warp.painter_order(g_vertices, prepared.landmarks[:, 2], triangles, kinds, mesh.SKIN)
+    raster = warp.rasterize(g_vertices, triangles, (y1 - y0, x1 - x0),
+                            max(1.0, prepared.face_size / GRID_CELLS), order)
+    shift = np.array([[0, 0, x0], [0, 0, y0]], dtype=np.float32)
+    to_user = _inverse_in_plane(place.align)
+    u_ring = prepared.ring @ to_user[:, :2].T + to_user[:, 2]
+    u_fallback = to_user.copy()
+    u_fallback[:, 2] += to_user[:, :2] @ origin
+    u_vertices = warp_vertices(place.user.landmarks[:, :2], u_ring)
+    t_grid, u_grid = warp.grid_maps(raster, (prepared.warp_vertices, u_vertices), triangles,
+                                    (np.eye(2, 3, dtype=np.float32) + shift, u_fallback))
+    # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
+    # ear, hair or background, not skin: there the template stays.
+    squeeze = (warp.signed_areas(u_vertices, triangles) * place.align.scale ** 2
+               / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3))
+    seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SEEN_SQUEEZE), 1.0)
+    grids = cv2.merge((*u_grid, warp.grid_values(raster, seen, outside=1.0), *t_grid))
+    fx0, fy0 = place.face_box[:2]
+    region = RegionWarps(place.user.image.shape, raster, grids, (fx0 - x0, fy0 - y0))
+    return Warps(raster, t_grid, warp.upsample(raster, u_grid), region)
+
+
+def _inverse_in_plane(align: Similarity) -> np.ndarray:
+    """(2, 3) the in-plane part of the user->template similarity, inverted."""
+    forward = np.concatenate([align.scale * align.rotation[:2, :2], align.shift[:2, None]], axis=1)
+    return np.linalg.inv(np.vstack([forward, [0, 0, 1]]))[:2].astype(np.float32)

@@ -1,0 +1,54 @@
+"""What of each warped face is skin, read on the face region's canvas: the template's (its
+likelihood worked out once per template, moved onto this canvas) and the user's (its own
+skin model, where its photo really shows the face, the hair on its forehead)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facefuse.fusion import masks, tone
+from facefuse.fusion.canvas import Canvas
+from facefuse.fusion.placement import CanvasWarps
+from facefuse.fusion.template import PreparedTemplate
+
+# The edge of what the user's photo shows (its border, a bit seen edge-on) is softened over
+# this much of the face.
+COVERAGE_FEATHER = 0.015
+
+
+@dataclass(frozen=True)
+class TemplateSkin:
+    """The template's skin on the canvas, and where both faces show plain skin."""
+
+    likelihood: np.ndarray  # the template's skin likelihood, 0..1
+    plain: np.ndarray  # Canvas.skin_area: inside the oval, away from the features
+    shared: np.ndarray  # plain * likelihood: where the template's light is read
+
+
+@dataclass(frozen=True)
+class UserSkin:
+    """The user's warped face on the canvas."""
+
+    small: np.ndarray  # float32 RGB, block averages
+    dark: np.ndarray  # float32 luma, each block's darkest pixel (Canvas.shrink_dark)
+    model: tone.SkinModel
+    likelihood: np.ndarray  # skin likelihood where its photo shows the face, 0..1
+    forehead_hair: np.ndarray  # strands over the forehead, 0..1
+
+
+def template_skin(canvas: Canvas, on_canvas: CanvasWarps, prepared: PreparedTemplate) -> TemplateSkin:
+    likelihood = on_canvas.template_plane(prepared.canvas_skin)
+    plain = canvas.skin_area()
+    return TemplateSkin(likelihood, plain, plain * likelihood)
+
+
+def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: np.ndarray) -> UserSkin:
+    """`u_face`: the user's face warped onto the canvas's region (full resolution, uint8)."""
+    small = canvas.shrink(u_face)
+    shown = masks.feather(on_canvas.user_coverage(), COVERAGE_FEATHER * canvas.size)
+    model = canvas.skin_model(small)
+    likelihood = tone.skin_likelihood(small, model) * shown
+    dark = canvas.shrink_dark(u_face)
+    return UserSkin(small, dark, model, likelihood, canvas.forehead_hair(dark, model))
