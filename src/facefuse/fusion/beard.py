@@ -72,12 +72,7 @@ def _below_nose(shape: tuple[int, int], points: np.ndarray, lips_margin: float) 
     (grown by `lips_margin` pixels) left out."""
     oval = masks.polygon_mask(shape, points[list(mesh.FACE_OVAL)])
     lips = masks.grow(masks.polygon_mask(shape, points[list(mesh.LIPS_OUTER)]), lips_margin)
-    down = points[152] - points[168]
-    down = down / max(float(np.linalg.norm(down)), 1e-3)
-    across = (np.arange(shape[1], dtype=np.float32) - points[2, 0]) * down[0]
-    along = (np.arange(shape[0], dtype=np.float32)[:, None] - points[2, 1]) * down[1]
-    below = (across + along > 0).astype(np.float32)
-    return oval * below * (1 - lips)
+    return oval * masks.below_nose(shape, points) * (1 - lips)
 
 
 def _cheeks(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:

@@ -73,13 +73,13 @@ class Canvas:
     @cached_property
     def features(self) -> np.ndarray:
         """Eyes, brows, lips and nostrils, soft-edged (the mask and the light both use it)."""
-        return masks.feather(self._features_grown(0.015), 0.01 * self.size)
+        return masks.feather(self.features_grown(0.015), 0.01 * self.size)
 
     @cached_property
     def _feature_outlines(self) -> np.ndarray:
         return masks.features_outline(self.shape, self.points)
 
-    def _features_grown(self, margin: float) -> np.ndarray:
+    def features_grown(self, margin: float) -> np.ndarray:
         """The features (masks.features_mask) grown by `margin` of the face size."""
         return masks.grow(self._feature_outlines, margin * self.size)
 
@@ -87,7 +87,7 @@ class Canvas:
         """Strands of hair (a fringe) on the forehead: far darker than the skin of the
         cheeks. Dark hair has about the colour of skin, so the skin likelihood lets thin
         strands through; their darkness does not (`dark`: luma shrunk by darkest pixels)."""
-        hair = 1 - masks.smoothstep(dark / _skin_luma(model), *_HAIR_LUMA)
+        hair = 1 - masks.smoothstep(dark / skin_luma(model), *HAIR_LUMA)
         forehead = masks.polygon_mask(self.shape, self.points[list(_FOREHEAD)])
         brows = masks.grow(masks.polygon_mask(self.shape, masks.loop(self.points, mesh.RIGHT_BROW),
                                               masks.loop(self.points, mesh.LEFT_BROW)), 0.02 * self.size)
@@ -113,7 +113,7 @@ class Canvas:
         above_face = height > brows_top + _FRINGE_ROOT * size
         face = masks.polygon_mask(self.shape, pts[list(mesh.FACE_OVAL)])
         oval = face > 0.5
-        hair = 1 - masks.smoothstep(dark / _skin_luma(model), *_HAIR_LUMA)
+        hair = 1 - masks.smoothstep(dark / skin_luma(model), *HAIR_LUMA)
         roots = (hair > 0.5) & ~oval & above_face
         if not roots.any():
             return np.zeros(self.shape, np.float32)
@@ -134,7 +134,7 @@ class Canvas:
     def _oval_without_features(self, oval: np.ndarray, margin: float) -> np.ndarray:
         """Inside `oval` and over `margin` of the face away from the features."""
         inside = masks.polygon_mask(self.shape, oval)
-        return inside * (1 - self._features_grown(margin))
+        return inside * (1 - self.features_grown(margin))
 
     def skin_levels(self, small: np.ndarray, weight: np.ndarray) -> list[np.ndarray]:
         """A face's local skin level (log, per channel) at the scales of `shading`."""
@@ -230,7 +230,7 @@ class Canvas:
 # Above the brows up to the top of the face oval, image left to right along the brows.
 _FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
              389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
-_HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
+HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
 # A template's fringe hangs from hair at least this far (of the face size) above its brows,
 # outside the face oval: the hair of the head, not the hair at the temples beside the brows.
 _FRINGE_ROOT = 0.08
@@ -254,6 +254,6 @@ def _mean_over(values: np.ndarray, area: np.ndarray) -> np.float32:
     return np.float32((values * area).sum() / max(area.sum(), 1.0))
 
 
-def _skin_luma(model: tone.SkinModel) -> float:
+def skin_luma(model: tone.SkinModel) -> float:
     """The luma of the plain skin of the cheeks (the skin model's centre)."""
     return max(float(np.exp(model.centre[2])) - 8.0, 1.0)

@@ -57,6 +57,15 @@ def lower_face(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     return polygon_mask(shape, np.concatenate([oval, points[[_NOSE_BOTTOM]]]))
 
 
+def below_nose(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """float32 1 below the bottom of the nose, across the face (down: from the bridge to the chin)."""
+    down = points[152] - points[168]
+    down = down / max(float(np.linalg.norm(down)), 1e-3)
+    across = (np.arange(shape[1], dtype=np.float32) - points[_NOSE_BOTTOM, 0]) * down[0]
+    along = (np.arange(shape[0], dtype=np.float32)[:, None] - points[_NOSE_BOTTOM, 1]) * down[1]
+    return (across + along > 0).astype(np.float32)
+
+
 _OVAL_CHEEK_TO_CHEEK = slice(8, 29)  # FACE_OVAL from 454 to 234 (eye level), through the chin
 _NOSE_BOTTOM = 2
 

@@ -9,12 +9,15 @@
                    warped onto the face region
  5. read_skin      what of each warped face is skin, on the region's canvas (a shrunk copy
                    where masks and light are worked out)
- 6. alpha          how much of the user shows at each pixel
- 7. relight        the template's light and tone on the user's skin (a gain on the canvas)
- 8. light_face     that gain and shine at full resolution; a lifted skin's chroma evened
- 9. match_texture  the template's sharpness and grain (detail.match_detail)
-10. blend          over the template by alpha, the template's open mouth left as it is
-11. keep_glasses   the template's glasses frames in front, unwarped
+ 6. fill_covers    what covers the user's face (strands, frames) and what its photo shows
+                   edge-on, filled from the face itself (its mirror image, else the skin
+                   around); the filled face is read again
+ 7. alpha          how much of the user shows at each pixel
+ 8. relight        the template's light and tone on the user's skin (a gain on the canvas)
+ 9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened
+10. match_texture  the template's sharpness and grain (detail.match_detail)
+11. blend          over the template by alpha, the template's open mouth left as it is
+12. keep_glasses   the template's glasses frames in front, unwarped
 
 Concurrency plan (facefuse.parallel): while a core is spare, the helper thread takes, in
 this order, the upper half of the user's warp, the template's warp with its skin levels,
@@ -32,7 +35,7 @@ from functools import partial
 import numpy as np
 
 from facefuse import parallel
-from facefuse.fusion import alpha, blend, detail, light, placement, skin, warp
+from facefuse.fusion import alpha, blend, detail, light, occluders, placement, skin, warp
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.placement import Placement, Strength, Warps
 from facefuse.fusion.template import PreparedTemplate
@@ -61,6 +64,11 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     upper.result()
 
     user_skin = skin.user_skin(canvas, on_canvas, u_face)
+    covers = occluders.find_covers(canvas, user_skin.dark)
+    plan = occluders.plan_fill(canvas, on_canvas, covers)
+    if plan is not None:
+        u_face = occluders.fill(canvas, maps.region, u_face, user_skin.small, plan)
+        user_skin = skin.user_skin(canvas, on_canvas, u_face, plan.filled)
     trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
     canvas_alpha = alpha.on_canvas(canvas, on_canvas, prepared, template_skin, user_skin, trust, strength.fuse)
     region_target = place.target - place.face_origin

@@ -28,6 +28,9 @@ FACE_REGION_PAD = 2.0  # pixels around the fused oval: the region that can take 
 # How squarely the user's photo shows a bit of skin (its area there over the fused face's):
 # edge-on below the first value, fully seen above the second.
 SEEN_SQUEEZE = (0.2, 0.5)
+# Squeezed below the second value, a bit of skin is filled from its mirror image
+# (occluders.fill) where that is seen squarely; below the first, fully.
+SQUARELY_SQUEEZE = (0.3, 0.6)
 
 
 @dataclass(frozen=True)
@@ -129,17 +132,27 @@ def _whole_blocks(start: int, stop: int, low: int, high: int, factor: int) -> tu
 @dataclass(frozen=True)
 class RegionWarps:
     """The warps of the face region on a coarse grid (warp.grid_map), to be sampled at a
-    canvas's blocks: into the user's photo, into the template's patch, and how squarely
-    the user's photo shows each bit (seen edge-on: low)."""
+    canvas's blocks: into the user's photo, into the template's patch, how squarely the
+    user's photo shows each bit (seen edge-on: low), and to each bit's mirror image across
+    the fused face's midline."""
 
     user_shape: tuple[int, ...]
     raster: warp.TriangleRaster  # over the warp box
-    grids: np.ndarray  # (gh, gw, 5): user patch x, y; seen 0..1; template patch x, y
+    grids: np.ndarray  # (gh, gw, 8): user patch x, y; seen 0..1; template patch x, y; mirror x, y; squarely 0..1
     origin: tuple[int, int]  # x, y of the face region in the warp box
 
     def on(self, canvas: Canvas) -> CanvasWarps:
         blocks = warp.sample_blocks(self.raster, self.grids, self.origin, canvas.factor, canvas.shape)
-        return CanvasWarps(self.user_shape, canvas.factor, blocks)
+        return CanvasWarps(self.user_shape, canvas.factor, blocks, self.origin)
+
+    def mirror(self, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Full-resolution remap() maps over `box` (x0, y0, x1, y1 of the face region): each
+        pixel's mirror image across the face's midline, in the face region's pixels."""
+        x0, y0, x1, y1 = box
+        ox, oy = self.origin
+        maps = warp.sample_blocks(self.raster, np.ascontiguousarray(self.grids[..., 5:7]), (ox + x0, oy + y0), 1,
+                                  (y1 - y0, x1 - x0))
+        return maps[..., 0] - ox, maps[..., 1] - oy
 
 
 @dataclass(frozen=True)
@@ -150,15 +163,34 @@ class CanvasWarps:
 
     user_shape: tuple[int, ...]
     factor: int
-    blocks: np.ndarray  # (h, w, 5) as RegionWarps.grids
+    blocks: np.ndarray  # (h, w, 8) as RegionWarps.grids
+    origin: tuple[int, int]  # x, y of the face region in the warp box
 
     def user_coverage(self) -> np.ndarray:
         """float32 0..1 at the canvas size (of the face region)."""
+        return self.inside_user_photo() * self.seen
+
+    def inside_user_photo(self) -> np.ndarray:
+        """float32 0..1 at the canvas size: what the user's photo holds at all."""
         inside = np.zeros(self.user_shape[:2], np.uint8)
         inside[1:-1, 1:-1] = 255
         to_user = (self.blocks[..., 0], self.blocks[..., 1])
-        valid = warp.remap(inside, to_user, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
-        return valid * self.blocks[..., 2]
+        return warp.remap(inside, to_user, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
+
+    @property
+    def seen(self) -> np.ndarray:
+        """How squarely the user's photo shows each block of the face (0..1; 1 off the skin)."""
+        return self.blocks[..., 2]
+
+    @property
+    def squarely(self) -> np.ndarray:
+        """How squarely, unstretched, the user's photo shows each block (0..1; 1 off the skin)."""
+        return self.blocks[..., 7]
+
+    def mirror(self) -> tuple[np.ndarray, np.ndarray]:
+        """remap() maps on the canvas: each block's mirror image across the face's midline."""
+        to_canvas = (self.blocks[..., 5:7] - np.array(self.origin, np.float32) + 0.5) * (1 / self.factor) - 0.5
+        return to_canvas[..., 0], to_canvas[..., 1]
 
     def template_plane(self, plane: np.ndarray) -> np.ndarray:
         """`plane` on the template patch's canvas (same factor), as on this canvas: each
@@ -199,14 +231,18 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
     u_fallback = to_user.copy()
     u_fallback[:, 2] += to_user[:, :2] @ origin
     u_vertices = warp_vertices(place.user.landmarks[:, :2], u_ring)
-    t_grid, u_grid = warp.grid_maps(raster, (prepared.warp_vertices, u_vertices), triangles,
-                                    (np.eye(2, 3, dtype=np.float32) + shift, u_fallback))
+    t_grid, u_grid, m_grid = warp.grid_maps(raster, (prepared.warp_vertices, u_vertices,
+                                                     g_vertices[mesh.mirrored_vertices()]), triangles,
+                                            (np.eye(2, 3, dtype=np.float32) + shift, u_fallback,
+                                             np.eye(2, 3, dtype=np.float32)))
     # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
     # ear, hair or background, not skin: there the template stays.
     squeeze = (warp.signed_areas(u_vertices, triangles) * place.align.scale ** 2
                / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3))
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SEEN_SQUEEZE), 1.0)
-    grids = cv2.merge((*u_grid, warp.grid_values(raster, seen, outside=1.0), *t_grid))
+    squarely = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SQUARELY_SQUEEZE), 1.0)
+    grids = cv2.merge((*u_grid, warp.grid_values(raster, seen, outside=1.0), *t_grid, *m_grid,
+                       warp.grid_values(raster, squarely, outside=1.0)))
     fx0, fy0 = place.face_box[:2]
     region = RegionWarps(place.user.image.shape, raster, grids, (fx0 - x0, fy0 - y0))
     return Warps(raster, t_grid, warp.upsample(raster, u_grid), region)

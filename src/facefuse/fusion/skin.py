@@ -44,10 +44,16 @@ def template_skin(canvas: Canvas, on_canvas: CanvasWarps, prepared: PreparedTemp
     return TemplateSkin(likelihood, plain, plain * likelihood)
 
 
-def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: np.ndarray) -> UserSkin:
-    """`u_face`: the user's face warped onto the canvas's region (full resolution, uint8)."""
+def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: np.ndarray,
+              filled: np.ndarray | None = None) -> UserSkin:
+    """`u_face`: the user's face warped onto the canvas's region (full resolution, uint8);
+    `filled`: how much of each block was filled from the face itself (occluders.fill),
+    which counts as shown."""
     small = canvas.shrink(u_face)
-    shown = masks.feather(on_canvas.user_coverage(), COVERAGE_FEATHER * canvas.size)
+    coverage = on_canvas.user_coverage()
+    if filled is not None:
+        coverage = np.maximum(coverage, filled)
+    shown = masks.feather(coverage, COVERAGE_FEATHER * canvas.size)
     model = canvas.skin_model(small)
     likelihood = tone.skin_likelihood(small, model) * shown
     dark = canvas.shrink_dark(u_face)

@@ -1,0 +1,133 @@
+"""What covers the user's face, and the face it hides.
+
+Strands of hair and the frames of glasses are thin and far darker than the skin around
+them: they are found on the canvas as dark lines on the face, the user's own eyes, brows,
+lips and nostrils left out. They, and the bits of face the user's photo shows edge-on (a
+turned head's far cheek) or not at all (a face cut off by the photo's border), are filled
+from the face itself before it is read and lit: from the mirror image across the face's
+midline where that side is clear, else from the surrounding skin (inpainted on the
+canvas; the template's grain comes over it later, as over all the skin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facefuse.fusion import masks, mesh, warp
+from facefuse.fusion.canvas import Canvas
+from facefuse.fusion.placement import CanvasWarps, RegionWarps
+
+LINE_WIDTH = 0.03  # of the face size: strands and frames are thinner than this
+# Covers are looked for inside the face oval pulled in by this (its own edge against a
+# darker background is a dark line too), and above the bottom of the nose (a beard, a
+# moustache and the smile's folds are the user's own).
+COVER_ZONE_SHRINK = 0.06
+# The user's eyes, brows, lips and nostrils grown by this (of the face size) are theirs,
+# never a cover: lashes and the lip line are dark lines too; around the eyes, further:
+# the lids' creases and the folds below the eyes.
+OWN_FEATURES_MARGIN = 0.02
+OWN_EYES_MARGIN = 0.05
+COVER_LINE = (0.05, 0.35)  # a dark line's strength (masks.dark_lines): partly a cover from the first, wholly from the second
+COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
+# How clear the mirror side must be (0..1) to fill from it: partly from the first value,
+# fully from the second.
+MIRROR_CLEAR = (0.5, 0.9)
+MIRROR_INSIDE = 0.03  # of the face size: how far inside the oval a mirror image must be
+NOTHING_TO_FILL = 0.05  # blocks needing less than this are left as they are
+INPAINT_RADIUS = 3  # canvas pixels
+
+
+def find_covers(canvas: Canvas, dark: np.ndarray) -> np.ndarray:
+    """0..1 on the canvas: strands of hair and frames of glasses over the face (`dark`: the
+    user's luma, each block its darkest pixel: Canvas.shrink_dark).
+
+    A cover comes into the face from outside it: a strand hangs from the hair, a frame's
+    arms reach the temples. So only dark lines joined to the face's edge count; a line
+    wholly inside the face (a fold, a shadow under the eyes, a mole) is the user's own."""
+    size = canvas.size
+    lines = masks.dark_lines(dark, LINE_WIDTH * size)
+    pts = canvas.points
+    above_nose = 1 - masks.below_nose(canvas.shape, pts)
+    oval = masks.polygon_mask(canvas.shape, pts[list(mesh.FACE_OVAL)])
+    inner = masks.polygon_mask(canvas.shape, masks.shrunk_oval(pts, *(COVER_ZONE_SHRINK,) * 3))
+    eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
+    own = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, OWN_EYES_MARGIN * size))
+    candidates = (lines * above_nose > COVER_LINE[0]).astype(np.uint8)
+    count, pieces = cv2.connectedComponents(candidates, connectivity=8)
+    if count <= 1:
+        return np.zeros(canvas.shape, np.float32)
+    edge = (oval > 0.5) & (inner < 0.5)
+    joined = np.isin(pieces, np.unique(pieces[edge & (pieces > 0)])).astype(np.float32)
+    covers = masks.smoothstep(lines * joined * inner * above_nose * (1 - own), *COVER_LINE)
+    return masks.grow(covers, COVER_GROW * size)
+
+
+@dataclass(frozen=True)
+class FillPlan:
+    """Which canvas blocks are filled, and from where (each 0..1, their sum the need)."""
+
+    from_mirror: np.ndarray
+    from_around: np.ndarray
+
+    @property
+    def filled(self) -> np.ndarray:
+        return self.from_mirror + self.from_around
+
+
+def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray) -> FillPlan | None:
+    """What of the face needs filling (covered, edge-on or outside the user's photo) and
+    whether its mirror image is clear; None when nothing does."""
+    # A squeeze over the features comes from the two faces' expressions, not the pose.
+    oval = masks.polygon_mask(canvas.shape, canvas.points[list(mesh.FACE_OVAL)])
+    # Along its own edge a face is always seen at a slant, and alpha fades there anyway.
+    inner = masks.polygon_mask(canvas.shape, masks.shrunk_oval(canvas.points, *(COVER_ZONE_SHRINK,) * 3))
+    skin = inner * (1 - canvas.features_grown(OWN_FEATURES_MARGIN))
+    unseen = (1 - warps.inside_user_photo() * warps.squarely) * skin
+    need = np.maximum(covers, unseen)
+    if float(need.max(initial=0.0)) < NOTHING_TO_FILL:
+        return None
+    mirror = warps.mirror()
+    # The mirror side must be clear and on the face (an edge-on cheek's mirror is near the
+    # other cheek's edge, where the background may begin).
+    clear_there = warp.remap((1 - need) * masks.shrink(oval, MIRROR_INSIDE * canvas.size), mirror,
+                             cv2.BORDER_CONSTANT)
+    from_mirror = need * masks.smoothstep(clear_there, *MIRROR_CLEAR)
+    # Only covers are inpainted: a bit the photo does not show, with no clear mirror image,
+    # stays the template's (alpha).
+    return FillPlan(from_mirror, np.maximum(covers - from_mirror, 0))
+
+
+def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, small: np.ndarray, plan: FillPlan) -> np.ndarray:
+    """`u_face` (the user's warped face region, uint8) with the planned blocks filled, as a new
+    image: from its mirror image at full resolution, from the inpainted canvas (`small`, the
+    face's block averages) elsewhere."""
+    x0, y0, x1, y1 = _box_of(plan.filled > NOTHING_TO_FILL, canvas)
+    window = (slice(y0, y1), slice(x0, x1))
+    mirrored = warp.remap(u_face, region.mirror((x0, y0, x1, y1)))
+    w_mirror = canvas.grow(plan.from_mirror)[window][..., None]
+    w_around = canvas.grow(plan.from_around)[window][..., None]
+    # Blocks half over a cover are darkened by it too: all of them are inpainted.
+    around = cv2.dilate((plan.from_around > NOTHING_TO_FILL).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if around.any():
+        inpainted = cv2.inpaint(np.clip(small, 0, 255).astype(np.uint8), around.astype(np.uint8), INPAINT_RADIUS,
+                                cv2.INPAINT_TELEA)
+        filler = canvas.grow(inpainted.astype(np.float32))[window]
+    else:
+        filler = np.zeros(mirrored.shape, np.float32)
+    out = u_face.copy()
+    part = out[window].astype(np.float32)
+    out[window] = np.clip(part * (1 - w_mirror - w_around) + mirrored * w_mirror + filler * w_around + 0.5,
+                          0, 255).astype(np.uint8)
+    return out
+
+
+def _box_of(mask: np.ndarray, canvas: Canvas) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 at full resolution of the canvas blocks where `mask` is set, a block wider."""
+    ys, xs = np.nonzero(mask)
+    f = canvas.factor
+    h, w = canvas.out_shape
+    return (max(0, (int(xs.min()) - 1) * f), max(0, (int(ys.min()) - 1) * f),
+            min(w, (int(xs.max()) + 2) * f), min(h, (int(ys.max()) + 2) * f))
