@@ -24,7 +24,7 @@ MESH_FACE_PX = 192  # FaceMesh sees a 384 px crop of twice the face: smaller fac
 
 @dataclass(frozen=True)
 class UserPhoto:
-    """One user image file and which face goes where (API.md B.3)."""
+    """One user image file and which face goes where (docs/api.md B.3)."""
 
     photo: bytes
     face_rect: Rect | None = None
@@ -35,7 +35,7 @@ class UserPhoto:
 class FuseJob:
     users: list[UserPhoto]
     template_id: str | None = None
-    template_photo: bytes | None = None  # ad-hoc template (API.md B.2)
+    template_photo: bytes | None = None  # ad-hoc template (docs/api.md B.2)
     fuse_degree: int | None = None
     shape_degree: int | None = None
 

@@ -1,6 +1,6 @@
 """Bytes to pixels: base64, format sniffing, header limits and the project's one image decoder.
 
-Image rules (API.md part A): JPG or PNG judged by the bytes, file <= max_bytes, each side
+Image rules (docs/api.md part A): JPG or PNG judged by the bytes, file <= max_bytes, each side
 within min_side..max_side. `check_image` enforces them from the header alone (a tiny PNG
 claiming 30000x30000 px costs microseconds), `decode_image` checks first, then decodes.
 

@@ -1,4 +1,4 @@
-"""POST /v3/facefuse — the original API (API.md part A, with B.2–B.5)."""
+"""POST /v3/facefuse — the original API (docs/api.md part A, with B.2–B.5)."""
 
 from __future__ import annotations
 
