@@ -1,4 +1,5 @@
-"""The photos of ../shared/faces as test cases, read from MANIFEST.tsv."""
+"""The photos of FACES (the full set, or the bundled tests/fixtures/faces) as test cases,
+read from its MANIFEST.tsv."""
 
 from __future__ import annotations
 

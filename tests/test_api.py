@@ -1,4 +1,4 @@
-"""The wire contract of API.md part A against the real server."""
+"""The wire contract of docs/api.md part A against the real server."""
 
 from __future__ import annotations
 

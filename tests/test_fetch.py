@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +19,8 @@ from facefuse.media.addresses import IPAddress, parse_url
 from facefuse.media.fetch import build_request, fetch_url, resolve_host
 from facefuse.media.limits import FetchLimits
 
-FACES = Path(os.environ.get("FACEFUSE_FACES_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "faces"))
+from conftest import FACES
+
 PHOTO = (FACES / "dlib__examples_johns_John_Salley_000179_02159509.jpg").read_bytes()
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 MB = 1024 * 1024

@@ -1,6 +1,6 @@
 """The one table of errors: every failure the service can answer with.
 
-Codes, names and HTTP statuses come from ../shared/spec/API.md and ERRORS.md.
+Codes, names and HTTP statuses are those of docs/api.md (parts A and E).
 The core raises `FacefuseError(Err.X, "detail")`; the wire turns it into the
 `{ErrorCode, ErrorMsg, Data}` body with the status named here.
 """

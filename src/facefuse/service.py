@@ -24,7 +24,7 @@ MESH_FACE_PX = 192  # FaceMesh sees a 384 px crop of twice the face: smaller fac
 
 @dataclass(frozen=True)
 class UserPhoto:
-    """One user image file and which face goes where (API.md B.3)."""
+    """One user image file and which face goes where (docs/api.md B.3)."""
 
     photo: bytes
     face_rect: Rect | None = None
@@ -35,7 +35,7 @@ class UserPhoto:
 class FuseJob:
     users: list[UserPhoto]
     template_id: str | None = None
-    template_photo: bytes | None = None  # ad-hoc template (API.md B.2)
+    template_photo: bytes | None = None  # ad-hoc template (docs/api.md B.2)
     fuse_degree: int | None = None
     shape_degree: int | None = None
 
@@ -131,8 +131,8 @@ class FuseService:
 
         Fusion shrinks the user's face to the template face's size, and FaceMesh looks at it
         through a 384 px crop; a big photo whose face stays above both at half size is
-        decoded at 1/2 straight from the DCT (16 MP: ~24 ms less to decode, ~4x fewer
-        pixels to detect on). Anything else, errors included, takes the full-size path,
+        decoded at 1/2 straight from the DCT (a quarter of the pixels to decode and to
+        detect on). Anything else, errors included, takes the full-size path,
         so the checks and their codes are exactly those of the full-resolution photo."""
         fmt, width, height = check_image(user.photo, self.image_limits)
         if fmt == "jpeg" and max(width, height) >= HALF_DECODE_FROM:

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     demo_template: bool = True  # create the demo template on first start
     preload_templates: int = Field(4, ge=0)  # newest templates each work process loads at start
 
-    # Image rules (API.md part A)
+    # Image rules (docs/api.md part A)
     max_image_bytes: int = 2 * 1024 * 1024
     min_image_side: int = 48
     max_image_side: int = 4096

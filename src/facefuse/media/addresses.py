@@ -1,6 +1,6 @@
 """Which urls and addresses a url input may reach: pure functions, no I/O (the SSRF filter).
 
-Rules (API.md part C): only http and https; every loopback, private, link-local, CGNAT,
+Rules (docs/api.md part C): only http and https; every loopback, private, link-local, CGNAT,
 multicast, reserved, documentation or benchmarking address is refused, unless its
 `host:port` is in FACEFUSE_URL_ALLOWLIST. Decisions:
 

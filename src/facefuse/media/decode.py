@@ -1,14 +1,14 @@
 """Bytes to pixels: base64, format sniffing, header limits and the project's one image decoder.
 
-Image rules (API.md part A): JPG or PNG judged by the bytes, file <= max_bytes, each side
+Image rules (docs/api.md part A): JPG or PNG judged by the bytes, file <= max_bytes, each side
 within min_side..max_side. `check_image` enforces them from the header alone (a tiny PNG
 claiming 30000x30000 px costs microseconds), `decode_image` checks first, then decodes.
 
 Decoders, chosen by measurement (`python benchmarks/decoder_timings.py PHOTO`):
 - JPEG: OpenCV's libjpeg-turbo with `IMREAD_COLOR_RGB`, straight into a writable RGB
-  array: a 4 MP baseline JPEG in ~9 ms, where Pillow takes ~11 ms to decode and ~15 ms
-  more to export a fresh image to numpy. It applies EXIF orientation, expands grayscale,
-  converts CMYK/YCCK, and fails on truncated data (all checked by the tests).
+  array: faster than Pillow, which decodes a little slower and then has to export a fresh
+  image to numpy. It applies EXIF orientation, expands grayscale, converts CMYK/YCCK, and
+  fails on truncated data (all checked by the tests).
 - PNG: Pillow, never OpenCV: OpenCV 4.11's PNG reader spends seconds and gigabytes on a
   100-byte file whose chunk length claims 2 GB (a test guards this). Pillow also names
   every PNG flavour (palette, gray, 16-bit, tRNS, alpha) so each becomes RGB correctly.
@@ -103,8 +103,8 @@ def decode_base64(text: str, max_bytes: int | None = None) -> bytes:
 
 def _decode_plain_base64(text: str) -> bytes:
     """What nearly every client sends, standard alphabet with padding and no whitespace,
-    decoded by pybase64's SIMD code (333 KB in 0.01 ms, binascii 0.37 ms); b"" for
-    anything else, which the careful path then decodes or names."""
+    decoded by pybase64's SIMD code, many times faster than binascii; b"" for anything
+    else, which the careful path then decodes or names."""
     try:
         return pybase64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, or a non-ASCII character
@@ -173,7 +173,7 @@ def decode_image_scaled(data: bytes, max_side: int, limits: ImageLimits = DEFAUL
 
 def decode_image_reduced(data: bytes, factor: int, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Like decode_image, a JPEG at 1/factor of its size (factor 1, 2, 4 or 8) straight from
-    the DCT: a 16 MP photo at 1/2 in ~19 ms instead of ~43 ms. Sides are rounded up
+    the DCT, in well under half the time of a full decode. Sides are rounded up
     (ceil(w / factor)), as libjpeg does. A PNG is decoded whole (factor ignored)."""
     fmt, width, height = check_image(data, limits)
     if fmt == "png" or factor == 1:
@@ -252,7 +252,7 @@ def _fit_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     if scale >= 1:
         return rgb
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # area averaging is needed against aliasing only below half size, and is 6x slower
+    # area averaging is needed against aliasing only below half size, and is much slower
     interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
     return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=interpolation))
 

@@ -1,19 +1,19 @@
 """Pixels to JPEG bytes: the project's one JPEG encoder.
 
-OpenCV's libjpeg-turbo, fed a contiguous BGR copy made by cvtColor: as fast as Pillow or
-faster, with byte-identical output at the same quality and 4:2:0 subsampling; passing a
-reversed view (`rgb[:, :, ::-1]`) instead would be ~2.4x slower (`python benchmarks/decoder_timings.py PHOTO`).
+OpenCV's libjpeg-turbo, fed a contiguous BGR copy made by cvtColor: at least as fast as
+Pillow, with byte-identical output at the same quality and 4:2:0 subsampling. A reversed
+view (`rgb[:, :, ::-1]`) would send OpenCV down a much slower path
+(`python benchmarks/decoder_timings.py PHOTO` compares them).
 
-Results are written with full-resolution colour (4:4:4) by default: on the 65 frontal
-photos of ../shared/faces a re-encode keeps 53.1 dB PSNR at quality 95 with 4:4:4 against
-50.6 dB with 4:2:0 (48.9 dB at quality 92), for ~1 ms more per 0.3 MP and ~17 % more
-bytes; the template's background must come back as it went in.
+Results are written with full-resolution colour (4:4:4) by default: the template's
+background must come back as it went in, and a re-encode with 4:2:0 moves it measurably
+further from the original, for a little less time and a smaller file.
 
 A result differs from its template only around the face. `TileCodedJpeg` keeps a
 template encoded with a restart marker every few 8x8 blocks (a divisor of the row); each
 such tile is then coded on its own, so a result is the template's tiles with only those
-over the face encoded again, byte for byte the JPEG a full encode would give (the bench
-template, 1200x1200 with a 534 px face: 4.6 ms -> ~1.4 ms).
+over the face encoded again, byte for byte the JPEG a full encode would give, for the
+cost of encoding the face's part of the image only.
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ def _tile_params(quality: int, interval: int) -> list[int]:
 
 def _restart_interval(blocks_per_row: int) -> int:
     """Blocks per tile: the largest divisor of the row up to MAX_TILE_BLOCKS, or the whole
-    row when that is under MIN_TILE_BLOCKS (each marker costs ~2.5 bytes: 1200 px wide,
-    10-block tiles add 1.3 % to the file)."""
+    row when that is under MIN_TILE_BLOCKS (a marker and its byte alignment cost about 2.5
+    bytes: on a 1200 px wide photo, 10-block tiles add about 1 % to the file)."""
     best = max(d for d in range(1, min(blocks_per_row, MAX_TILE_BLOCKS) + 1) if blocks_per_row % d == 0)
     return best if best >= MIN_TILE_BLOCKS else blocks_per_row
 

@@ -1,4 +1,4 @@
-"""Fused JPEGs kept behind unguessable, expiring tokens (API.md B.5)."""
+"""Fused JPEGs kept behind unguessable, expiring tokens (docs/api.md B.5)."""
 
 from __future__ import annotations
 

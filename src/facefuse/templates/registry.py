@@ -1,4 +1,4 @@
-"""The template library: model photos, their face analysis and default strengths (API.md B.1).
+"""The template library: model photos, their face analysis and default strengths (docs/api.md B.1).
 
 Storage: the original photo in templates_dir/<id>.<revision>.<jpg|png>, everything
 else in one row of the `templates` table. An add writes (and fsyncs) the file and
@@ -70,7 +70,7 @@ class TemplateInfo:
     revision: str = field(default="", repr=False)  # changes whenever the id is added anew
 
     def to_dict(self) -> dict[str, object]:
-        """The admin API and CLI view (API.md B.1)."""
+        """The admin API and CLI view (docs/api.md B.1)."""
         return {"template_id": self.template_id, "name": self.name, "faces": self.faces,
                 "width": self.width, "height": self.height, "created_at": self.created_at}
 

@@ -4,9 +4,10 @@ POST /v3/facefuse is nearly every request the service takes and the one whose HT
 sits beside the fusion on the same cores. It goes from uvicorn straight to its handler,
 behind the same per-request plumbing (request id, body limits, access log, metrics,
 last-line error answer) but without FastAPI's router, dependency solving and middleware
-layers: under 2-worker load the HTTP process took 0.1-0.4 ms less CPU per answer
-(docs/performance.md). Every other request, and every other method on that path, goes to
-the FastAPI app, which still holds the route for its OpenAPI document."""
+layers, whose CPU the HTTP process would otherwise spend on every answer beside the
+fusions (docs/performance.md, "The process model"). Every other request, and every other
+method on that path, goes to the FastAPI app, which also holds the route for its OpenAPI
+document."""
 
 from __future__ import annotations
 

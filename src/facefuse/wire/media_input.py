@@ -9,7 +9,7 @@ from facefuse.wire.schemas import MediaItem
 
 
 async def fetch_if_url(ctx: AppContext, item: MediaItem) -> bytes | str:
-    """A url item becomes its downloaded bytes; base64 stays text (decoded on a work thread)."""
+    """A url item becomes its downloaded bytes; base64 stays text, for as_bytes to decode."""
     if item.media_profiles.is_url:
         return await fetch_url(item.media_data.strip(), ctx.fetch_limits)
     return item.media_data

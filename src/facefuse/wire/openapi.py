@@ -4,7 +4,7 @@ The routes read their bodies themselves (any Content-Type, bounded depth, our er
 codes), so FastAPI cannot see their request and answer models; this module says what
 each operation takes and answers: credentials in the query string, the JSON body, the
 success body, and for every status it may answer the error body whose ErrorCode and
-ErrorMsg are exactly the table's codes for that status (ERRORS.md).
+ErrorMsg are exactly the table's codes for that status (docs/api.md part E).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def install_openapi(app: FastAPI) -> None:
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(title=app.title, version=app.version, routes=app.routes,
                            description="facefuse: the MTLab facefuse v3 wire protocol and its additions "
-                                       "(API.md); every failure answers the error body of ERRORS.md.")
+                                       "(docs/api.md); every failure answers its error body (part E).")
     components: dict[str, Any] = {}
     for model in _models():
         components.update(_model_schema(model))

@@ -16,8 +16,8 @@ class JsonResponse(Response):
     media_type = JSON_CONTENT_TYPE
 
     def render(self, content: Any) -> bytes:
-        # orjson: compact UTF-8 like json.dumps(ensure_ascii=False, separators=(",", ":")), but
-        # a 550 KB base64 answer takes 0.02 ms instead of 1.7 ms.
+        # orjson: compact UTF-8 like json.dumps(ensure_ascii=False, separators=(",", ":")),
+        # and far faster on the half-megabyte base64 text of an answer.
         return orjson.dumps(content)
 
 

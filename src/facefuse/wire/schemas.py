@@ -1,4 +1,4 @@
-"""Request models of the wire (API.md parts A and B)."""
+"""Request models of the wire (docs/api.md parts A and B)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Health, readiness and metrics (API.md B.8)."""
+"""Health, readiness and metrics (docs/api.md B.8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The admin template API (API.md B.1): admin keys only."""
+"""The admin template API (docs/api.md B.1): admin keys only."""
 
 from __future__ import annotations
 
