@@ -654,8 +654,9 @@ def test_the_mirror_table_pairs_each_point_with_its_mirror_image() -> None:
 
 
 def _draw_strands(rgb: np.ndarray, f: Face) -> np.ndarray:
-    """Three dark-brown strands of hair from above the brows down across the forehead, an
-    eye and a cheek, 3 % of the inter-ocular distance wide (the realism measure's)."""
+    """A lock of three dark-brown strands of hair from above the brows down across the
+    forehead, the image-left eye and the cheek below it, 3 % of the inter-ocular distance
+    wide (as the realism measure draws them)."""
     import cv2
 
     pts = f.landmarks[:, :2].astype(np.float64)
@@ -664,7 +665,7 @@ def _draw_strands(rgb: np.ndarray, f: Face) -> np.ndarray:
     up /= np.linalg.norm(up)
     out = np.ascontiguousarray(rgb.copy())
     t = np.linspace(0, 1, 64)[:, None]
-    for start, via, end in ((pts[105], pts[159], pts[50]), (pts[66], pts[145], pts[205]), (pts[334], pts[386], pts[280])):
+    for start, via, end in ((pts[105], pts[159], pts[50]), (pts[66], pts[145], pts[205]), (pts[107], pts[133], pts[36])):
         a, d = start + 0.35 * iod * up, end
         b, c = via + 0.15 * iod * up, via - 0.15 * iod * up
         curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d
@@ -690,5 +691,4 @@ def test_strands_of_hair_over_the_user_do_not_come_over() -> None:
     skin *= 1 - masks.features_mask(template.shape[:2], pts, 0.04 * t_face.size)
     lab = [cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 0] for im in (plain, stranded)]
     delta = np.abs(lab[0] - lab[1])[skin > 0.5]
-    # The issue's target is 1.5 and 2 %; strands across the brows and eyes still come over.
-    assert delta.mean() < 2.5 and (delta > 8).mean() < 0.055, (delta.mean(), (delta > 8).mean())
+    assert delta.mean() < 1.5 and (delta > 8).mean() < 0.02, (delta.mean(), (delta > 8).mean())

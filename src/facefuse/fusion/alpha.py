@@ -26,15 +26,16 @@ MOUTH_HOLE_FEATHER = 0.003  # of the face size
 
 
 def on_canvas(canvas: Canvas, warps: CanvasWarps, prepared: PreparedTemplate, template: TemplateSkin,
-               user: UserSkin, trust: dict[str, float], fuse: float) -> np.ndarray:
+               user: UserSkin, user_as_seen: UserSkin, trust: dict[str, float], fuse: float) -> np.ndarray:
     """Canvas-size alpha of the user's face: its skin (hair on the forehead left out) where
     the template has skin, the features the user can supply, less what of the template
     stays in front (its fringe, its beard) and, under the template's glasses, the user's
-    own frames (they would show as a second, bent pair beside the template's)."""
+    own frames (they would show as a second, bent pair beside the template's; told on
+    `user_as_seen`, the face before its covers were filled, which leaves traces of them)."""
     alpha = fuse * canvas.alpha(template.likelihood, user.likelihood * (1 - user.forehead_hair), trust)
     alpha *= 1 - warps.template_plane(prepared.canvas_in_front)
     if prepared.glasses:
-        alpha *= 1 - canvas.glasses_frames(user.dark, USER_FRAMES_EYE_CLEARANCE)
+        alpha *= 1 - canvas.glasses_frames(user_as_seen.dark, USER_FRAMES_EYE_CLEARANCE)
     return alpha
 
 

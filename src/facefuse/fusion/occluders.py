@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.fusion import masks, mesh, warp
+from facefuse.fusion import masks, mesh, tone, warp
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
 
@@ -25,11 +25,14 @@ LINE_WIDTH = 0.03  # of the face size: strands and frames are thinner than this
 # darker background is a dark line too), and above the bottom of the nose (a beard, a
 # moustache and the smile's folds are the user's own).
 COVER_ZONE_SHRINK = 0.06
-# The user's eyes, brows, lips and nostrils grown by this (of the face size) are theirs,
-# never a cover: lashes and the lip line are dark lines too; around the eyes, further:
-# the lids' creases and the folds below the eyes.
+# The user's eyes, lips and nostrils grown by this (of the face size) are theirs, never a
+# cover: lashes and the lip line are dark lines too.
 OWN_FEATURES_MARGIN = 0.02
-OWN_EYES_MARGIN = 0.05
+OWN_EYES_MARGIN = 0.01
+# Over the brows and around the eyes (lids' creases, the folds below them: this far, of
+# the face size), a cover is filled only from a clear mirror image, never inpainted: a
+# line there may be the user's own, which is symmetric.
+NEAR_EYES_MARGIN = 0.05
 COVER_LINE = (0.05, 0.35)  # a dark line's strength (masks.dark_lines): partly a cover from the first, wholly from the second
 COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 # How clear the mirror side must be (0..1) to fill from it: partly from the first value,
@@ -38,11 +41,26 @@ MIRROR_CLEAR = (0.5, 0.9)
 MIRROR_INSIDE = 0.03  # of the face size: how far inside the oval a mirror image must be
 NOTHING_TO_FILL = 0.05  # blocks needing less than this are left as they are
 INPAINT_RADIUS = 3  # canvas pixels
+MIRROR_LIGHT_SIGMA = 0.06  # of the face size: the scale of the light matched on a mirror image
+MIRROR_LIGHT_LIMIT = 1.0  # at most e times brighter or darker
 
 
-def find_covers(canvas: Canvas, dark: np.ndarray) -> np.ndarray:
-    """0..1 on the canvas: strands of hair and frames of glasses over the face (`dark`: the
-    user's luma, each block its darkest pixel: Canvas.shrink_dark).
+@dataclass(frozen=True)
+class Covers:
+    """Strands of hair and frames of glasses over the face, 0..1 on the canvas: over the
+    plain skin, and over the brows and around the eyes."""
+
+    on_skin: np.ndarray
+    near_features: np.ndarray
+
+    @property
+    def all(self) -> np.ndarray:
+        return self.on_skin + self.near_features
+
+
+def find_covers(canvas: Canvas, dark: np.ndarray) -> Covers | None:
+    """Strands of hair and frames of glasses over the face (`dark`: the user's luma, each
+    block its darkest pixel: Canvas.shrink_dark); None when there are none.
 
     A cover comes into the face from outside it: a strand hangs from the hair, a frame's
     arms reach the temples. So only dark lines joined to the face's edge count; a line
@@ -54,15 +72,18 @@ def find_covers(canvas: Canvas, dark: np.ndarray) -> np.ndarray:
     oval = masks.polygon_mask(canvas.shape, pts[list(mesh.FACE_OVAL)])
     inner = masks.polygon_mask(canvas.shape, masks.shrunk_oval(pts, *(COVER_ZONE_SHRINK,) * 3))
     eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
-    own = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, OWN_EYES_MARGIN * size))
+    mouth_nose = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.LIPS_OUTER), masks.loop(pts, mesh.NOSTRILS))
+    own = np.maximum(masks.grow(mouth_nose, OWN_FEATURES_MARGIN * size), masks.grow(eyes, OWN_EYES_MARGIN * size))
     candidates = (lines * above_nose > COVER_LINE[0]).astype(np.uint8)
     count, pieces = cv2.connectedComponents(candidates, connectivity=8)
-    if count <= 1:
-        return np.zeros(canvas.shape, np.float32)
     edge = (oval > 0.5) & (inner < 0.5)
     joined = np.isin(pieces, np.unique(pieces[edge & (pieces > 0)])).astype(np.float32)
     covers = masks.smoothstep(lines * joined * inner * above_nose * (1 - own), *COVER_LINE)
-    return masks.grow(covers, COVER_GROW * size)
+    if count <= 1 or float(covers.max(initial=0.0)) < NOTHING_TO_FILL:
+        return None
+    covers = masks.grow(covers, COVER_GROW * size)
+    near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * size))
+    return Covers(covers * (1 - near), covers * near)
 
 
 @dataclass(frozen=True)
@@ -71,33 +92,43 @@ class FillPlan:
 
     from_mirror: np.ndarray
     from_around: np.ndarray
+    mirror_gain: np.ndarray  # (h, w, 3): the mirror image's light matched to the face around it
 
     @property
     def filled(self) -> np.ndarray:
         return self.from_mirror + self.from_around
 
 
-def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray) -> FillPlan | None:
-    """What of the face needs filling (covered, edge-on or outside the user's photo) and
-    whether its mirror image is clear; None when nothing does."""
-    # A squeeze over the features comes from the two faces' expressions, not the pose.
+def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: Covers | None, small: np.ndarray) -> FillPlan | None:
+    """What of the face needs filling (covered, edge-on or outside the user's photo),
+    whether its mirror image is clear, and the gain that gives the mirror image the light
+    of the face around (`small`: the face's block averages); None when nothing needs it."""
     oval = masks.polygon_mask(canvas.shape, canvas.points[list(mesh.FACE_OVAL)])
-    # Along its own edge a face is always seen at a slant, and alpha fades there anyway.
+    # Along its own edge a face is always seen at a slant (and alpha fades there), and a
+    # squeeze over the features comes from the two faces' expressions, not the pose.
     inner = masks.polygon_mask(canvas.shape, masks.shrunk_oval(canvas.points, *(COVER_ZONE_SHRINK,) * 3))
     skin = inner * (1 - canvas.features_grown(OWN_FEATURES_MARGIN))
     unseen = (1 - warps.inside_user_photo() * warps.squarely) * skin
-    need = np.maximum(covers, unseen)
+    need = unseen if covers is None else np.maximum(covers.all, unseen)
     if float(need.max(initial=0.0)) < NOTHING_TO_FILL:
         return None
-    mirror = warps.mirror()
     # The mirror side must be clear and on the face (an edge-on cheek's mirror is near the
     # other cheek's edge, where the background may begin).
+    mirror = warps.mirror()
     clear_there = warp.remap((1 - need) * masks.shrink(oval, MIRROR_INSIDE * canvas.size), mirror,
                              cv2.BORDER_CONSTANT)
     from_mirror = need * masks.smoothstep(clear_there, *MIRROR_CLEAR)
-    # Only covers are inpainted: a bit the photo does not show, with no clear mirror image,
-    # stays the template's (alpha).
-    return FillPlan(from_mirror, np.maximum(covers - from_mirror, 0))
+    # The other side of a face is lit otherwise (a side light, a turned head): the mirror
+    # image takes the light of the clear face around each bit, compared over the same bits.
+    around = 1 - need
+    sigma = (MIRROR_LIGHT_SIGMA * canvas.size,)
+    here = tone.masked_log_lowpass(small, around, sigma)[0]
+    there = tone.masked_log_lowpass(warp.remap(small, mirror), around, sigma)[0]
+    mirror_gain = np.exp(np.clip(here - there, -MIRROR_LIGHT_LIMIT, MIRROR_LIGHT_LIMIT)).astype(np.float32)
+    # Only covers on the plain skin are inpainted: a bit the photo does not show, with no
+    # clear mirror image, stays the template's (alpha).
+    from_around = np.zeros_like(need) if covers is None else np.maximum(covers.on_skin - from_mirror, 0)
+    return FillPlan(from_mirror, from_around, mirror_gain)
 
 
 def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, small: np.ndarray, plan: FillPlan) -> np.ndarray:
@@ -106,22 +137,24 @@ def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, small: np.ndar
     face's block averages) elsewhere."""
     x0, y0, x1, y1 = _box_of(plan.filled > NOTHING_TO_FILL, canvas)
     window = (slice(y0, y1), slice(x0, x1))
-    mirrored = warp.remap(u_face, region.mirror((x0, y0, x1, y1)))
-    w_mirror = canvas.grow(plan.from_mirror)[window][..., None]
-    w_around = canvas.grow(plan.from_around)[window][..., None]
+    part = u_face[window].astype(np.float32)
+    mirrored = warp.remap(u_face, region.mirror((x0, y0, x1, y1))).astype(np.float32)
+    mirrored *= canvas.grow(plan.mirror_gain)[window]
+    filled = _mixed(part, mirrored, canvas.grow(plan.from_mirror)[window])
     # Blocks half over a cover are darkened by it too: all of them are inpainted.
-    around = cv2.dilate((plan.from_around > NOTHING_TO_FILL).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    around = cv2.dilate((plan.from_around > NOTHING_TO_FILL).astype(np.uint8), np.ones((3, 3), np.uint8))
     if around.any():
-        inpainted = cv2.inpaint(np.clip(small, 0, 255).astype(np.uint8), around.astype(np.uint8), INPAINT_RADIUS,
-                                cv2.INPAINT_TELEA)
+        inpainted = cv2.inpaint(np.clip(small, 0, 255).astype(np.uint8), around, INPAINT_RADIUS, cv2.INPAINT_TELEA)
         filler = canvas.grow(inpainted.astype(np.float32))[window]
-    else:
-        filler = np.zeros(mirrored.shape, np.float32)
+        filled = _mixed(filled, filler, canvas.grow(plan.from_around)[window])
     out = u_face.copy()
-    part = out[window].astype(np.float32)
-    out[window] = np.clip(part * (1 - w_mirror - w_around) + mirrored * w_mirror + filler * w_around + 0.5,
-                          0, 255).astype(np.uint8)
+    cv2.convertScaleAbs(filled, dst=out[window])  # rounds and saturates
     return out
+
+
+def _mixed(base: np.ndarray, other: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """base + weight * (other - base), per pixel (float32 RGB, weight 0..1 per pixel)."""
+    return cv2.blendLinear(other, base, weight, 1 - weight)
 
 
 def _box_of(mask: np.ndarray, canvas: Canvas) -> tuple[int, int, int, int]:

@@ -63,14 +63,15 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     remap_user(slice(len(u_face) // 2, len(u_face)))
     upper.result()
 
-    user_skin = skin.user_skin(canvas, on_canvas, u_face)
-    covers = occluders.find_covers(canvas, user_skin.dark)
-    plan = occluders.plan_fill(canvas, on_canvas, covers)
+    user_as_seen = user_skin = skin.user_skin(canvas, on_canvas, u_face)
+    covers = occluders.find_covers(canvas, user_as_seen.dark)
+    plan = occluders.plan_fill(canvas, on_canvas, covers, user_as_seen.small)
     if plan is not None:
-        u_face = occluders.fill(canvas, maps.region, u_face, user_skin.small, plan)
+        u_face = occluders.fill(canvas, maps.region, u_face, user_as_seen.small, plan)
         user_skin = skin.user_skin(canvas, on_canvas, u_face, plan.filled)
     trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
-    canvas_alpha = alpha.on_canvas(canvas, on_canvas, prepared, template_skin, user_skin, trust, strength.fuse)
+    canvas_alpha = alpha.on_canvas(canvas, on_canvas, prepared, template_skin, user_skin, user_as_seen, trust,
+                                   strength.fuse)
     region_target = place.target - place.face_origin
     weights = parallel.start(alpha.full_size_weights, canvas, template_skin.shared, canvas_alpha, region_target,
                              prepared.landmarks, prepared.face_size)
