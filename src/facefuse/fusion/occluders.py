@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.fusion import masks, mesh, tone, warp
-from facefuse.fusion.canvas import Canvas
+from facefuse.fusion import detail, masks, mesh, tone, warp
+from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
 
 LINE_WIDTH = 0.03  # of the face size: strands and frames are thinner than this
@@ -40,7 +40,10 @@ COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 MIRROR_CLEAR = (0.5, 0.9)
 MIRROR_INSIDE = 0.03  # of the face size: how far inside the oval a mirror image must be
 NOTHING_TO_FILL = 0.05  # blocks needing less than this are left as they are
-INPAINT_RADIUS = 3  # canvas pixels
+INPAINT_LINE = 0.1  # a dark line's strength (masks.dark_lines at full resolution) from which it is inpainted
+INPAINT_GROW = 0.006  # of the face size: the inpainted line grown by this (its soft edge, its shadow)
+INPAINT_RADIUS = 3  # pixels around each inpainted one it is filled from
+INPAINT_TEXTURE = 12.0  # levels: the template's finest texture on inpainted skin, pores not edges
 MIRROR_LIGHT_SIGMA = 0.06  # of the face size: the scale of the light matched on a mirror image
 MIRROR_LIGHT_LIMIT = 1.0  # at most e times brighter or darker
 
@@ -75,15 +78,23 @@ def find_covers(canvas: Canvas, dark: np.ndarray) -> Covers | None:
     mouth_nose = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.LIPS_OUTER), masks.loop(pts, mesh.NOSTRILS))
     own = np.maximum(masks.grow(mouth_nose, OWN_FEATURES_MARGIN * size), masks.grow(eyes, OWN_EYES_MARGIN * size))
     candidates = (lines * above_nose > COVER_LINE[0]).astype(np.uint8)
-    count, pieces = cv2.connectedComponents(candidates, connectivity=8)
+    _, pieces = cv2.connectedComponents(candidates, connectivity=8)
     edge = (oval > 0.5) & (inner < 0.5)
     joined = np.isin(pieces, np.unique(pieces[edge & (pieces > 0)])).astype(np.float32)
     covers = masks.smoothstep(lines * joined * inner * above_nose * (1 - own), *COVER_LINE)
-    if count <= 1 or float(covers.max(initial=0.0)) < NOTHING_TO_FILL:
+    # Glasses are told by their bridge (Canvas.glasses_frames): their frames are covers
+    # around the eyes too, where a symmetric pair leaves no clear mirror image.
+    frames = masks.smoothstep(canvas.glasses_frames(dark, USER_FRAMES_EYE_CLEARANCE) * (1 - own), *COVER_LINE)
+    if max(float(covers.max(initial=0.0)), float(frames.max(initial=0.0))) < NOTHING_TO_FILL:
         return None
     covers = masks.grow(covers, COVER_GROW * size)
+    frames = masks.grow(frames, COVER_GROW * size)
     near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * size))
-    return Covers(covers * (1 - near), covers * near)
+    # A frame over a brow leaves the brow under it: inpainted, the brow would go too.
+    brows = masks.grow(masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW),
+                                          masks.loop(pts, mesh.LEFT_BROW)), OWN_FEATURES_MARGIN * size)
+    on_skin = np.maximum(covers * (1 - near), frames * (1 - brows))
+    return Covers(on_skin, np.maximum(np.maximum(covers, frames) - on_skin, 0))
 
 
 @dataclass(frozen=True)
@@ -128,28 +139,45 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: Covers | None, small: 
     # Only covers on the plain skin are inpainted: a bit the photo does not show, with no
     # clear mirror image, stays the template's (alpha).
     from_around = np.zeros_like(need) if covers is None else np.maximum(covers.on_skin - from_mirror, 0)
+    if float((from_mirror + from_around).max(initial=0.0)) < NOTHING_TO_FILL:
+        return None
     return FillPlan(from_mirror, from_around, mirror_gain)
 
 
-def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, small: np.ndarray, plan: FillPlan) -> np.ndarray:
+def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, plan: FillPlan) -> np.ndarray:
     """`u_face` (the user's warped face region, uint8) with the planned blocks filled, as a new
-    image: from its mirror image at full resolution, from the inpainted canvas (`small`, the
-    face's block averages) elsewhere."""
+    image: from its mirror image, else inpainted at full resolution (the covers' dark lines
+    within the planned blocks: thin, so the skin right beside them fills them)."""
     x0, y0, x1, y1 = _box_of(plan.filled > NOTHING_TO_FILL, canvas)
     window = (slice(y0, y1), slice(x0, x1))
     part = u_face[window].astype(np.float32)
     mirrored = warp.remap(u_face, region.mirror((x0, y0, x1, y1))).astype(np.float32)
     mirrored *= canvas.grow(plan.mirror_gain)[window]
-    filled = _mixed(part, mirrored, canvas.grow(plan.from_mirror)[window])
-    # Blocks half over a cover are darkened by it too: all of them are inpainted.
-    around = cv2.dilate((plan.from_around > NOTHING_TO_FILL).astype(np.uint8), np.ones((3, 3), np.uint8))
-    if around.any():
-        inpainted = cv2.inpaint(np.clip(small, 0, 255).astype(np.uint8), around, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-        filler = canvas.grow(inpainted.astype(np.float32))[window]
-        filled = _mixed(filled, filler, canvas.grow(plan.from_around)[window])
+    filled = np.empty(part.shape, np.uint8)
+    cv2.convertScaleAbs(_mixed(part, mirrored, canvas.grow(plan.from_mirror)[window]), dst=filled)
+    band = canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL
+    if band.any():
+        luma = cv2.cvtColor(filled, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        lines = masks.dark_lines(luma, LINE_WIDTH * canvas.size * canvas.factor) > INPAINT_LINE
+        grown = INPAINT_GROW * canvas.size * canvas.factor
+        hole = masks.grow((band & lines).astype(np.uint8), grown)
+        if hole.any():
+            filled = cv2.inpaint(filled, hole, max(INPAINT_RADIUS, grown), cv2.INPAINT_TELEA)
     out = u_face.copy()
-    cv2.convertScaleAbs(filled, dst=out[window])  # rounds and saturates
+    out[window] = filled
     return out
+
+
+def texture_inpainted(face: np.ndarray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:
+    """The template's fine texture (its luma's finest band, at most INPAINT_TEXTURE levels)
+    on what was inpainted, in place: the inpainting is smooth, the skin around it is not."""
+    if not plan.from_around.any():
+        return
+    texture = cv2.subtract(template.luma, template.smooth)
+    cv2.min(texture, INPAINT_TEXTURE, dst=texture)
+    cv2.max(texture, -INPAINT_TEXTURE, dst=texture)
+    texture *= canvas.grow(plan.from_around)
+    face += cv2.merge((texture, texture, texture))
 
 
 def _mixed(base: np.ndarray, other: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@
  7. alpha          how much of the user shows at each pixel
  8. relight        the template's light and tone on the user's skin (a gain on the canvas)
  9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened
-10. match_texture  the template's sharpness and grain (detail.match_detail)
+10. match_texture  the template's finest texture on what was inpainted; its sharpness and
+                   grain (detail.match_detail)
 11. blend          over the template by alpha, the template's open mouth left as it is
 12. keep_glasses   the template's glasses frames in front, unwarped
 
@@ -67,7 +68,7 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     covers = occluders.find_covers(canvas, user_as_seen.dark)
     plan = occluders.plan_fill(canvas, on_canvas, covers, user_as_seen.small)
     if plan is not None:
-        u_face = occluders.fill(canvas, maps.region, u_face, user_as_seen.small, plan)
+        u_face = occluders.fill(canvas, maps.region, u_face, plan)
         user_skin = skin.user_skin(canvas, on_canvas, u_face, plan.filled)
     trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
     canvas_alpha = alpha.on_canvas(canvas, on_canvas, prepared, template_skin, user_skin, user_as_seen, trust,
@@ -82,6 +83,8 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     face = light.even_chroma(canvas, face, user_skin, template_skin, lighting)
     full = weights.result()
     t_detail = template_detail.result()
+    if plan is not None:
+        occluders.texture_inpainted(face, canvas, plan, t_detail)
     face, grain = detail.match_detail(face, t_detail, full.skin, full.features)
     fused = np.empty(t.face.shape, np.uint8)
     parallel.in_halves(partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, full.skin,
