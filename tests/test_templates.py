@@ -411,8 +411,9 @@ def test_a_work_process_leaves_its_start_up_objects_out_of_garbage_collection(tm
     try:
         pool.warm_up(worker.warm_up)
         assert asyncio.run(pool.run(gc.get_freeze_count)) > 20_000
+        (first,) = pool._processes
         os.kill(asyncio.run(pool.run(os.getpid)), signal.SIGKILL)
-        time.sleep(0.5)
+        first.process.join(10)  # dead before the next job is given: that one goes to a replacement
         assert asyncio.run(pool.run(gc.get_freeze_count)) == 0  # the replacement, models not loaded
         asyncio.run(pool.run(worker.fuse, _job(template_id)))
         assert asyncio.run(pool.run(gc.get_freeze_count)) > 20_000
