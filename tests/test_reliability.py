@@ -310,9 +310,9 @@ def work_processes(server: RunningServer) -> list[int]:
     """PIDs of the server's work processes (children of any of its threads)."""
     from pathlib import Path
 
-    from facefuse.bench import child_pids
-
-    return [p for p in child_pids(server.process.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    children = [int(pid) for task in Path(f"/proc/{server.process.pid}/task").glob("*")
+                for pid in (task / "children").read_text().split()]
+    return [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def alive(pid: int) -> bool:
