@@ -143,6 +143,23 @@ def test_jobs_and_answers_larger_than_a_pipe_cross_without_blocking_the_loop(poo
     asyncio.run(scenario())
 
 
+def test_the_event_loop_runs_while_a_job_runs(pool: WorkPool, tmp_path) -> None:
+    """The job waits at a gate that only the event loop opens: were the loop held up by the
+    job, neither would ever go on."""
+    gate = Gate(tmp_path / "gate")
+
+    async def scenario() -> int:
+        job = asyncio.create_task(pool.run(_wait_at, gate.path))
+        await until(lambda: pool._processes and pool._processes[0].held, "the job in its process")
+        gate.open()
+        return await job
+
+    try:
+        assert asyncio.run(scenario()) != os.getpid()
+    finally:
+        gate.close()
+
+
 def test_an_error_in_a_job_crosses_with_its_type_and_the_remote_traceback(pool: WorkPool) -> None:
     with pytest.raises(ValueError) as caught:
         run(pool, int, "not a number")
