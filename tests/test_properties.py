@@ -33,6 +33,9 @@ from facefuse.storage.results import ResultStore
 from facefuse.wire.schemas import FuseRequest, TemplateCreateRequest
 from facefuse.wire.validation import parse_json_object, validate
 
+# Real time on purpose: a parser or filter that stalls on a small hostile input (runaway
+# backtracking, quadratic work) is a denial of service, and only a clock sees it. The bound
+# is a second per example, far above what any of them takes.
 PROPERTY = settings(max_examples=300, deadline=timedelta(seconds=1),
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 MAX_DEPTH, MAX_LIST = 16, 64
