@@ -97,7 +97,7 @@ def make_input(photo: Image.Image, megapixels: float) -> Input:
     scale = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
     scale = min(scale, MAX_SIDE / max(photo.size))
     size = (round(photo.width * scale), round(photo.height * scale))
-    resized = photo.resize(size, Image.LANCZOS)
+    resized = photo.resize(size, Image.Resampling.LANCZOS)
     for quality in (92, 88, 84, 80, 75, 70, 60, 50):
         buffer = io.BytesIO()
         resized.save(buffer, "JPEG", quality=quality)
