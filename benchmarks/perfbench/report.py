@@ -64,9 +64,9 @@ class LoadCell(LoadRun):
 
 
 def median_round(runs: list[LoadRun], by: Literal["rps", "busy_p99_ms"] = "rps") -> LoadCell:
-    """The round of median `by` (the lower middle one of an even number). The host's speed
-    moves by 10-15 % within minutes: the best single round of each service would tell more
-    about when it ran than about the service."""
+    """The round of median `by` (the lower middle one of an even number). A shared host's
+    speed moves within minutes: the best single round of each service would tell more about
+    when it ran than about the service."""
     def value(run: LoadRun) -> float:
         measured = run.rps if by == "rps" else run.busy_p99_ms
         return measured if np.isfinite(measured) else float("inf")
