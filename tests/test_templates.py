@@ -414,7 +414,9 @@ def test_a_work_process_leaves_its_start_up_objects_out_of_garbage_collection(tm
         (first,) = pool._processes
         os.kill(asyncio.run(pool.run(os.getpid)), signal.SIGKILL)
         first.process.join(10)  # dead before the next job is given: that one goes to a replacement
-        assert asyncio.run(pool.run(gc.get_freeze_count)) == 0  # the replacement, models not loaded
+        # The replacement, models not loaded: nothing of its own left out (a fresh 3.12
+        # interpreter starts with a few hundred objects frozen, 3.11 with none).
+        assert asyncio.run(pool.run(gc.get_freeze_count)) < 1_000
         asyncio.run(pool.run(worker.fuse, _job(template_id)))
         assert asyncio.run(pool.run(gc.get_freeze_count)) > 20_000
     finally:
