@@ -32,7 +32,7 @@ quality: install-test
 	$(BIN)/python benchmarks/quality.py
 
 bench: install-test
-	$(BIN)/facefuse bench --faces-dir ../shared/faces
+	$(BIN)/python benchmarks/perf.py --faces-dir ../shared/faces
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -5,7 +5,7 @@
 It starts the real service (one worker, default settings except a short result TTL so
 the sweeper runs), registers the benchmark template and sends an open-loop stream of
 requests at --rate per second. Without --rate it first measures the one-worker
-throughput exactly as `facefuse bench` does (same 1 MP photo, same template,
+throughput exactly as benchmarks/perf.py does (same 1 MP photo, same template,
 concurrency 4) and sends at twice that: the service must shed the excess with
 10301 SERVER_BUSY at once and stay healthy.
 
@@ -39,7 +39,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from facefuse.bench import TEMPLATE_PHOTO, USER_PHOTO, child_pids, free_port, make_input, rss_mb
+from perfbench.inputs import choose_photos, make_input
+from perfbench.service import child_pids, free_port, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "faces"
@@ -194,7 +195,7 @@ async def open_loop(service: Service, mix: list[Kind], rate: float, seconds: flo
 
 
 def calibrate(service: Service, body: bytes, seconds: float, concurrency: int = 4) -> float:
-    """Successful requests per second with `concurrency` closed-loop clients (as `facefuse bench`)."""
+    """Successful requests per second with `concurrency` closed-loop clients (as benchmarks/perf.py)."""
     done = 0
     stop_at = time.monotonic() + seconds
     lock = threading.Lock()
@@ -273,8 +274,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="facefuse-soak-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        template_id = register_template(data_dir, args.faces_dir / TEMPLATE_PHOTO)
-        jpeg = make_input(Image.open(args.faces_dir / USER_PHOTO).convert("RGB"), 1.0).jpeg
+        user_photo, template_photo = choose_photos(args.faces_dir)
+        template_id = register_template(data_dir, template_photo)
+        jpeg = make_input(Image.open(user_photo).convert("RGB"), 1.0).jpeg
         service = start_service(data_dir, workers=1)
         try:
             report = run(service, request_mix(jpeg, template_id), args)

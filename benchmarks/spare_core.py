@@ -1,7 +1,7 @@
 """A work process's job with and without a spare core: `python benchmarks/spare_core.py [--faces-dir DIR]`.
 
-The bench's job (the user photo at 0.25, 1 and 4 MP into its registered template: decode,
-detect, fuse, re-encode the tiles) in one process, as a work process runs it, alternately
+The performance benchmark's job (its user photo at 0.25, 1 and 4 MP into its template:
+decode, detect, fuse, re-encode the tiles) in one process, as a work process runs it, alternately
 with pieces handed to the helper thread (facefuse.parallel) and without; prints the
 medians and the median of the paired differences. Both give the same bytes (checked).
 """
@@ -20,11 +20,12 @@ single_threaded_libraries()  # before numpy loads, as in a work process
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from facefuse import bench, parallel  # noqa: E402
+from facefuse import parallel  # noqa: E402
 from facefuse.service import FuseJob, FuseService, UserPhoto  # noqa: E402
 from facefuse.settings import Settings  # noqa: E402
 from facefuse.storage.db import Database  # noqa: E402
 from facefuse.templates.registry import TemplateRegistry  # noqa: E402
+from perfbench.inputs import choose_photos, make_input  # noqa: E402
 
 
 def main() -> None:
@@ -33,17 +34,18 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=40)
     args = parser.parse_args()
     tune_for_compute()
-    photo = Image.open(args.faces_dir / bench.USER_PHOTO).convert("RGB")
+    user_photo, template_photo = choose_photos(args.faces_dir)
+    photo = Image.open(user_photo).convert("RGB")
     with tempfile.TemporaryDirectory(prefix="facefuse-spare-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         registry = TemplateRegistry(Database(settings.db_path), settings.templates_dir,
                                     result_quality=settings.jpeg_quality)
-        template_id = registry.add((args.faces_dir / bench.TEMPLATE_PHOTO).read_bytes()).template_id
+        template_id = registry.add(template_photo.read_bytes()).template_id
         service = FuseService(settings, registry)
         spare = {"now": False}
         parallel.use_spare_cores(lambda: spare["now"])
         for megapixels in (0.25, 1.0, 4.0):
-            job = FuseJob(users=[UserPhoto(bench.make_input(photo, megapixels).jpeg)], template_id=template_id)
+            job = FuseJob(users=[UserPhoto(make_input(photo, megapixels).jpeg)], template_id=template_id)
             times = _paired(service, job, spare, args.pairs)
             alone, helped = np.array(times[False]), np.array(times[True])
             print(f"{megapixels:g} MP: one core {np.median(alone):.2f} ms, a spare core {np.median(helped):.2f} ms, "

@@ -267,13 +267,11 @@ def test_too_many_redirects_fail(server: LocalServer) -> None:
 
 
 def test_oversize_streamed_body_is_cut_off(server: LocalServer) -> None:
-    started = time.monotonic()
     error = fetch_error(server.url("/big"), limits_for(server))
     assert error.error is Err.MEDIA_URL_FETCH_FAILED
     assert "larger than 2 MB" in error.detail
     assert server.log.closed_early.wait(5), "the server never saw the connection close"
-    assert server.log.bytes_sent < 32 * MB
-    assert time.monotonic() - started < 5
+    assert server.log.bytes_sent < 32 * MB  # cut off: the rest of the 64 MB was never sent
 
 
 def test_oversize_declared_body_is_refused_before_reading(server: LocalServer) -> None:
@@ -290,12 +288,11 @@ def test_body_at_exactly_the_limit_is_accepted(server: LocalServer) -> None:
 
 
 def test_trickling_server_is_cut_off_by_the_total_deadline(server: LocalServer) -> None:
-    started = time.monotonic()
+    # One byte every 0.5 s never trips the 5 s read timeout, and the whole body would take
+    # 50 s: only the total deadline can end it, and its detail says so.
     error = fetch_error(server.url("/trickle"), limits_for(server, total_timeout=1.5, read_timeout=5.0))
-    elapsed = time.monotonic() - started
     assert error.error is Err.MEDIA_URL_FETCH_FAILED
-    assert "1.5 s" in error.detail
-    assert 1.4 < elapsed < 3
+    assert error.detail == "the download took longer than 1.5 s"
     assert server.log.closed_early.wait(3)
 
 

@@ -6,7 +6,6 @@ import base64
 import csv
 import io
 import struct
-import time
 import zlib
 from datetime import timedelta
 
@@ -46,6 +45,22 @@ UPRIGHT_BY = {
     8: Image.Transpose.ROTATE_90,
 }
 STORED_BY = {**UPRIGHT_BY, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}  # the inverses
+
+
+@pytest.fixture()
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a test refuses must be refused before any decoder runs: both fail if called."""
+    monkeypatch.setattr(cv2, "imdecode", _must_not_decode)
+    monkeypatch.setattr(Image, "open", _must_not_decode)
+
+
+@pytest.fixture()
+def no_opencv_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cv2, "imdecode", _must_not_decode)
+
+
+def _must_not_decode(*_: object, **__: object) -> None:
+    raise AssertionError("decoded")
 
 
 def photo(name: str) -> bytes:
@@ -204,12 +219,10 @@ def test_png_with_a_corrupt_stream_is_a_decode_error() -> None:
     assert error_of(decode_image, bytes(data), LIMITS) is Err.IMAGE_DECODE_ERROR
 
 
-def test_png_with_a_forged_chunk_length_is_refused_in_milliseconds() -> None:
-    """OpenCV 4.11's PNG reader spends seconds and gigabytes on this 100-byte file: PNG goes to Pillow."""
+def test_png_with_a_forged_chunk_length_never_reaches_opencv(no_opencv_decoding: None) -> None:
+    """OpenCV's PNG reader spends seconds and gigabytes on this 100-byte file: PNG goes to Pillow."""
     forged = png_header_only(64, 64)[:33] + struct.pack(">I", 0x7FFFFFF0) + b"IDAT" + bytes(100)
-    started = time.perf_counter()
     assert error_of(decode_image, forged, LIMITS) is Err.IMAGE_DECODE_ERROR
-    assert time.perf_counter() - started < 0.1
 
 
 def test_jpeg_scan_flood_is_refused_before_decoding() -> None:
@@ -220,20 +233,18 @@ def test_jpeg_scan_flood_is_refused_before_decoding() -> None:
     assert 10 <= data.count(b"\xff\xda") <= MAX_JPEG_SCANS  # an ordinary progressive file passes
     assert decode_image(data, LIMITS).shape == (2048, 2048, 3)
     flood = data[:end] + last_scan * 5000 + b"\xff\xd9"
-    started = time.perf_counter()
-    with pytest.raises(FacefuseError) as caught:
-        decode_image(flood, LIMITS)
-    assert time.perf_counter() - started < 0.05
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cv2, "imdecode", _must_not_decode)
+        with pytest.raises(FacefuseError) as caught:
+            decode_image(flood, LIMITS)
     assert caught.value.error is Err.IMAGE_DECODE_ERROR and "scans" in caught.value.detail
 
 
-def test_png_header_bomb_is_refused_from_the_header_in_milliseconds() -> None:
+def test_png_header_bomb_is_refused_from_the_header(no_decoding: None) -> None:
     bomb = png_header_only(30000, 30000)
     assert len(bomb) < 200
-    started = time.perf_counter()
     with pytest.raises(FacefuseError) as caught:
         decode_image(bomb, LIMITS)
-    assert time.perf_counter() - started < 0.05
     assert caught.value.error is Err.IMAGE_SIZE_OUT_OF_RANGE
     assert "30000x30000" in caught.value.detail
 
@@ -242,9 +253,10 @@ def test_jpeg_header_bomb_is_refused_from_the_header() -> None:
     data = bytearray(encoded(Image.new("RGB", (64, 64)), "JPEG"))
     sof = data.index(b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)
-    started = time.perf_counter()
-    assert error_of(decode_image, bytes(data), LIMITS) is Err.IMAGE_SIZE_OUT_OF_RANGE
-    assert time.perf_counter() - started < 0.05
+    with pytest.MonkeyPatch.context() as patch:  # made with Pillow above: no fixture
+        patch.setattr(cv2, "imdecode", _must_not_decode)
+        patch.setattr(Image, "open", _must_not_decode)
+        assert error_of(decode_image, bytes(data), LIMITS) is Err.IMAGE_SIZE_OUT_OF_RANGE
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("GIF", "GIF"), ("WEBP", "WEBP"), ("BMP", "BMP"), ("TIFF", "TIFF")])
@@ -419,12 +431,16 @@ def test_invalid_base64_is_invalid_media_data(text: str) -> None:
     assert error_of(decode_base64, text) is Err.INVALID_MEDIA_DATA
 
 
-def test_absurdly_long_base64_is_refused_before_decoding() -> None:
+def test_absurdly_long_base64_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import binascii
+
+    import pybase64
+
+    monkeypatch.setattr(pybase64, "b64decode", _must_not_decode)
+    monkeypatch.setattr(binascii, "a2b_base64", _must_not_decode)
     text = "A" * (4 * 1024 * 1024)
-    started = time.perf_counter()
     with pytest.raises(FacefuseError) as caught:
         decode_base64(text, max_bytes=LIMITS.max_bytes)
-    assert time.perf_counter() - started < 0.01
     assert caught.value.error is Err.IMAGE_FILE_TOO_LARGE and "2 MB" in caught.value.detail
 
 

@@ -12,14 +12,15 @@ import ipaddress
 import itertools
 import json
 import struct
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
@@ -32,6 +33,9 @@ from facefuse.storage.results import ResultStore
 from facefuse.wire.schemas import FuseRequest, TemplateCreateRequest
 from facefuse.wire.validation import parse_json_object, validate
 
+# Real time on purpose: a parser or filter that stalls on a small hostile input (runaway
+# backtracking, quadratic work) is a denial of service, and only a clock sees it. The bound
+# is a second per example, far above what any of them takes.
 PROPERTY = settings(max_examples=300, deadline=timedelta(seconds=1),
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 MAX_DEPTH, MAX_LIST = 16, 64
@@ -99,14 +103,12 @@ def test_the_reader_reads_what_the_standard_parser_reads(body: bytes) -> None:
 
 
 @pytest.mark.parametrize("levels", [17, 1000, 100_000])
-def test_deep_nesting_is_refused_quickly_without_recursion_errors(levels: int) -> None:
+def test_deep_nesting_is_refused_without_recursion_errors(levels: int) -> None:
     body = ("[" * levels + "]" * levels).encode()
     body = b'{"a":' + body + b"}"
-    started = time.perf_counter()
-    with pytest.raises(FacefuseError) as caught:
+    with pytest.raises(FacefuseError) as caught:  # not a RecursionError, nor a crash
         parse_json_object(body, MAX_DEPTH, MAX_LIST)
     assert caught.value.error is Err.INVALID_JSON
-    assert time.perf_counter() - started < 1.0
 
 
 # ------------------------------------------------------------------ the request models
@@ -198,15 +200,20 @@ def test_claimed_sizes_outside_the_rules_are_refused_from_the_header(width: int,
         width, height = width % 65536, height % 65536
     data = make(width, height)
     inside = LIMITS.min_side <= min(width, height) and max(width, height) <= LIMITS.max_side
-    started = time.perf_counter()
-    try:
-        fmt, w, h = check_image(data, LIMITS)
-    except FacefuseError as error:
-        assert error.error is not Err.IMAGE_SIZE_OUT_OF_RANGE or not inside
-        assert inside or error.error in (Err.IMAGE_SIZE_OUT_OF_RANGE, Err.IMAGE_DECODE_ERROR)
-    else:
-        assert inside and (w, h) == (width, height)
-    assert time.perf_counter() - started < 0.25  # decoding 30000x30000 would take seconds and GBs
+    with pytest.MonkeyPatch.context() as patch:  # from the header alone: no decoder runs
+        patch.setattr(cv2, "imdecode", _must_not_decode)
+        patch.setattr(Image, "open", _must_not_decode)
+        try:
+            fmt, w, h = check_image(data, LIMITS)
+        except FacefuseError as error:
+            assert error.error is not Err.IMAGE_SIZE_OUT_OF_RANGE or not inside
+            assert inside or error.error in (Err.IMAGE_SIZE_OUT_OF_RANGE, Err.IMAGE_DECODE_ERROR)
+        else:
+            assert inside and (w, h) == (width, height)
+
+
+def _must_not_decode(*_: object, **__: object) -> None:
+    raise AssertionError("decoded")
 
 
 # ------------------------------------------------------------------ the url filter

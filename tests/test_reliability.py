@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from facefuse.errors import Err
+
 from conftest import DEMO_TEMPLATE, RunningServer, face, start_server, stop_server
 from test_api import assert_error
 
@@ -27,7 +29,7 @@ def new_key(server: RunningServer, *args: str) -> dict[str, str]:
     return {"api_key": created["api_key"], "api_secret": created["api_secret"]}
 
 
-def test_qps_limit_refuses_a_burst_then_recovers(server: RunningServer) -> None:
+def test_qps_limit_refuses_a_burst(server: RunningServer) -> None:
     auth = new_key(server, "--qps", "2")
     with server.client() as client:
         answers = [client.post("/v3/facefuse", params=auth, json={}) for _ in range(6)]
@@ -37,8 +39,61 @@ def test_qps_limit_refuses_a_burst_then_recovers(server: RunningServer) -> None:
         assert len(refused) >= 3
         assert_error(refused[0], 429, 10201, "QPS_LIMIT_EXCEEDED")
         assert int(refused[0].headers["retry-after"]) >= 1
-        time.sleep(1.1)
-        assert client.post("/v3/facefuse", params=auth, json={}).json()["ErrorCode"] == 10002
+
+
+class Clock:
+    """A clock the test moves by hand (UsageLimiter reads it instead of time.time)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited_key(name: str, qps: float | None = None, quota: int | None = None):
+    from facefuse.keys.store import ApiKey
+
+    return ApiKey(api_key=name, name=name, admin=False, qps=qps, daily_quota=quota,
+                  created_at="2027-01-15T08:00:00Z", revoked_at=None)
+
+
+def test_a_refused_key_is_admitted_again_once_its_retry_after_has_passed(tmp_path) -> None:
+    from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
+    from facefuse.storage.db import Database
+
+    clock = Clock(1_800_000_000.0)
+    limiter, key = UsageLimiter(Database(tmp_path / "db.sqlite3"), clock=clock), limited_key("q", qps=2)
+    limiter.spend(key)
+    limiter.spend(key)  # a second's worth at once
+    refused_at = clock.now
+    with pytest.raises(RateLimitExceeded) as refused:
+        limiter.spend(key)
+    assert refused.value.error is Err.QPS_LIMIT_EXCEEDED and refused.value.retry_after == 1
+    clock.now = refused_at + 0.4  # not yet a token back
+    with pytest.raises(RateLimitExceeded):
+        limiter.spend(key)
+    clock.now = refused_at + refused.value.retry_after  # what Retry-After told the client
+    limiter.spend(key)
+
+
+def test_a_spent_daily_quota_renews_at_midnight_utc(tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
+    from facefuse.storage.db import Database
+
+    clock = Clock(datetime(2027, 1, 15, 23, 59, 30, tzinfo=timezone.utc).timestamp())
+    limiter, key = UsageLimiter(Database(tmp_path / "db.sqlite3"), clock=clock), limited_key("d", quota=1)
+    limiter.spend(key)
+    with pytest.raises(RateLimitExceeded) as refused:
+        limiter.spend(key)
+    assert refused.value.error is Err.QUOTA_EXCEEDED and refused.value.retry_after == 30
+    clock.now += 29
+    with pytest.raises(RateLimitExceeded):
+        limiter.spend(key)
+    clock.now += 1  # 00:00:00 UTC
+    limiter.spend(key)
 
 
 def test_daily_quota_is_enforced(server: RunningServer) -> None:
@@ -91,16 +146,13 @@ def fuse_with(media_data: str) -> dict:
             "media_info_list": [{"media_data": media_data, "media_profiles": {"media_data_type": "jpg"}}]}
 
 
-def test_decompression_bomb_is_refused_from_its_header_in_milliseconds(server: RunningServer) -> None:
+def test_decompression_bomb_is_refused_from_its_header(server: RunningServer) -> None:
+    # That nothing is decoded is decided in test_media_decode (the decoders are never called).
     bomb = base64.b64encode(png_claiming(30000, 30000)).decode()
     with server.client() as client:
-        client.get("/healthz")  # connection open: time only the request
-        started = time.perf_counter()
         answer = client.post("/v3/facefuse", params=server.auth, json=fuse_with(bomb))
-        elapsed = time.perf_counter() - started
     assert_error(answer, 400, 10007, "IMAGE_SIZE_OUT_OF_RANGE")
-    assert "30000" in answer.json()["Data"]
-    assert elapsed < 0.5, f"{elapsed * 1000:.0f} ms"
+    assert "30000x30000" in answer.json()["Data"]
 
 
 def test_chunked_body_over_the_limit_is_cut_off_while_reading(server: RunningServer) -> None:
@@ -284,7 +336,7 @@ def test_a_body_trickling_in_is_cut_off_at_the_request_deadline(tmp_path_factory
             started = time.monotonic()
             sock.settimeout(0.2)
             answer, closed = b"", False
-            while not closed and time.monotonic() - started < 8:
+            while not closed and time.monotonic() - started < 8:  # the bound only stops a hang
                 try:
                     sock.sendall(b" ")  # one byte every 0.2 s
                     chunk = sock.recv(65536)
@@ -293,9 +345,9 @@ def test_a_body_trickling_in_is_cut_off_at_the_request_deadline(tmp_path_factory
                     pass
                 except OSError:  # reset: the server closed the connection
                     closed = True
-        elapsed = time.monotonic() - started
         assert answer.startswith(b"HTTP/1.1 504"), answer[:200]
-        assert b'"ErrorCode":10302' in answer and 0.9 < elapsed < 4
+        # A byte every 0.2 s keeps the connection busy: only the request deadline ends it.
+        assert b'"ErrorCode":10302' in answer and b"did not arrive within 1 s" in answer
         assert closed, "the connection of a cut-off body must be closed"
         with running.client() as client:
             fused = client.post("/v3/facefuse", params=running.auth, json={})  # a normal body is unaffected
@@ -310,9 +362,9 @@ def work_processes(server: RunningServer) -> list[int]:
     """PIDs of the server's work processes (children of any of its threads)."""
     from pathlib import Path
 
-    from facefuse.bench import child_pids
-
-    return [p for p in child_pids(server.process.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    children = [int(pid) for task in Path(f"/proc/{server.process.pid}/task").glob("*")
+                for pid in (task / "children").read_text().split()]
+    return [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def alive(pid: int) -> bool:

@@ -411,9 +411,12 @@ def test_a_work_process_leaves_its_start_up_objects_out_of_garbage_collection(tm
     try:
         pool.warm_up(worker.warm_up)
         assert asyncio.run(pool.run(gc.get_freeze_count)) > 20_000
+        (first,) = pool._processes
         os.kill(asyncio.run(pool.run(os.getpid)), signal.SIGKILL)
-        time.sleep(0.5)
-        assert asyncio.run(pool.run(gc.get_freeze_count)) == 0  # the replacement, models not loaded
+        first.process.join(10)  # dead before the next job is given: that one goes to a replacement
+        # The replacement, models not loaded: nothing of its own left out (a fresh 3.12
+        # interpreter starts with a few hundred objects frozen, 3.11 with none).
+        assert asyncio.run(pool.run(gc.get_freeze_count)) < 1_000
         asyncio.run(pool.run(worker.fuse, _job(template_id)))
         assert asyncio.run(pool.run(gc.get_freeze_count)) > 20_000
     finally:

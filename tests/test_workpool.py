@@ -1,4 +1,7 @@
-"""The work pool with real processes: admission, deadlines and crashes (no HTTP)."""
+"""The work pool with real processes: admission, deadlines and crashes (no HTTP).
+
+A job that must still be running when the test looks waits at a Gate (a named pipe the test
+opens), so what a test sees never depends on how fast the machine is."""
 
 from __future__ import annotations
 
@@ -10,11 +13,46 @@ import time
 import pytest
 
 from facefuse.errors import Err, FacefuseError
-from facefuse.workpool import WorkPool, spare_core
+from facefuse.workpool import PoolLoad, WorkPool
 
 
 def run(pool: WorkPool, fn, *args, idempotent: bool = False):
     return asyncio.run(pool.run(fn, *args, idempotent=idempotent))
+
+
+class Gate:
+    """An event across processes: a job calling _wait_at(gate.path) blocks until the test
+    calls open() (one byte lets one job through). The test holds the pipe open for writing,
+    so a job opens it at once and its read waits for a byte."""
+
+    def __init__(self, path) -> None:
+        os.mkfifo(path)
+        self.path = str(path)
+        self._fd = os.open(path, os.O_RDWR)
+
+    def open(self, jobs: int = 1) -> None:
+        os.write(self._fd, b"x" * jobs)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _wait_at(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.read(fd, 1)
+    finally:
+        os.close(fd)
+    return os.getpid()
+
+
+async def until(condition, what: str) -> None:
+    """Let the event loop run until condition() holds (the bound only stops a hang)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never: {what}")
 
 
 @pytest.fixture()
@@ -45,28 +83,27 @@ def test_errors_cross_the_pipe_with_their_code(pool: WorkPool) -> None:
     assert caught.value.error is Err.TEMPLATE_NOT_FOUND and caught.value.detail == "nosuch"
 
 
-def test_a_full_pool_refuses_and_a_deadline_releases_nothing_early() -> None:
+def test_a_full_pool_refuses_and_a_deadline_releases_nothing_early(tmp_path) -> None:
+    gate = Gate(tmp_path / "gate")
     work = WorkPool(1, 0, deadline=0.2)
     try:
         async def scenario() -> None:
-            slow = asyncio.create_task(work.run(time.sleep, 1.0))
-            await asyncio.sleep(0.05)
+            held = asyncio.create_task(work.run(_wait_at, gate.path))
+            await asyncio.sleep(0)  # run() admits before it first waits
             with pytest.raises(FacefuseError) as busy:
                 await work.run(os.getpid)
             assert busy.value.error is Err.SERVER_BUSY
             with pytest.raises(FacefuseError) as late:
-                await slow
+                await held  # the job waits at the gate: only the deadline ends this wait
             assert late.value.error is Err.PROCESS_TIMEOUT
             assert work.admitted == 1  # the job still runs: its place is not given away
-            for _ in range(100):
-                if work.admitted == 0:
-                    break
-                await asyncio.sleep(0.05)
-            assert work.admitted == 0
+            gate.open()
+            await until(lambda: work.admitted == 0, "the finished job's place given back")
 
         asyncio.run(scenario())
     finally:
         work.shutdown()
+        gate.close()
 
 
 def _raise_template_not_found() -> None:
@@ -106,6 +143,23 @@ def test_jobs_and_answers_larger_than_a_pipe_cross_without_blocking_the_loop(poo
     asyncio.run(scenario())
 
 
+def test_the_event_loop_runs_while_a_job_runs(pool: WorkPool, tmp_path) -> None:
+    """The job waits at a gate that only the event loop opens: were the loop held up by the
+    job, neither would ever go on."""
+    gate = Gate(tmp_path / "gate")
+
+    async def scenario() -> int:
+        job = asyncio.create_task(pool.run(_wait_at, gate.path))
+        await until(lambda: pool._processes and pool._processes[0].held, "the job in its process")
+        gate.open()
+        return await job
+
+    try:
+        assert asyncio.run(scenario()) != os.getpid()
+    finally:
+        gate.close()
+
+
 def test_an_error_in_a_job_crosses_with_its_type_and_the_remote_traceback(pool: WorkPool) -> None:
     with pytest.raises(ValueError) as caught:
         run(pool, int, "not a number")
@@ -115,28 +169,31 @@ def test_an_error_in_a_job_crosses_with_its_type_and_the_remote_traceback(pool: 
 
 def test_a_process_killed_while_idle_is_replaced_before_the_next_job(pool: WorkPool) -> None:
     first = run(pool, os.getpid)
+    (victim,) = pool._processes
     os.kill(first, signal.SIGKILL)
-    time.sleep(0.2)
+    victim.process.join(10)  # dead before the next job is given
     second = run(pool, os.getpid)  # not PROCESS_ERROR: the job went to a fresh process
     assert second not in (first, os.getpid())
 
 
-def test_a_crash_fails_only_the_job_in_that_process() -> None:
+def test_a_crash_fails_only_the_job_in_that_process(tmp_path) -> None:
+    gate = Gate(tmp_path / "gate")
     work = WorkPool(2, 2, deadline=30)
     try:
         async def scenario() -> None:
-            steady = [asyncio.create_task(work.run(_sleep_and_pid, 0.5)) for _ in range(3)]
-            await asyncio.sleep(0.1)
+            steady = asyncio.create_task(work.run(_wait_at, gate.path))
+            await until(lambda: any(p.held for p in work._processes), "the steady job in a process")
             with pytest.raises(FacefuseError) as lost:
-                await work.run(os._exit, 3)
+                await work.run(os._exit, 3)  # in the other process, while the steady job runs
             assert lost.value.error is Err.PROCESS_ERROR
-            pids = await asyncio.gather(*steady)
-            assert all(pid != os.getpid() for pid in pids)
+            gate.open()
+            assert await steady not in (os.getpid(), None)
 
         asyncio.run(scenario())
         assert work.admitted == 0
     finally:
         work.shutdown()
+        gate.close()
 
 
 def test_waiting_jobs_run_as_processes_free_up() -> None:
@@ -162,18 +219,20 @@ def test_warm_up_starts_every_process_and_shutdown_stops_them() -> None:
             os.kill(pid, 0)
 
 
-def test_a_busy_process_holds_the_next_idempotent_job_and_a_crash_retries_it() -> None:
+def test_a_busy_process_holds_the_next_idempotent_job_and_a_crash_retries_it(tmp_path) -> None:
+    gate = Gate(tmp_path / "gate")
     work = WorkPool(1, 4, deadline=30)
     try:
         async def scenario() -> None:
-            crash = asyncio.create_task(work.run(_sleep_then_exit, 0.3))
-            await asyncio.sleep(0.05)
+            crash = asyncio.create_task(work.run(_wait_then_exit, gate.path))
+            await until(lambda: work._processes and work._processes[0].held, "the first job in the process")
             queued = asyncio.create_task(work.run(os.getpid, idempotent=True))
             side_effect = asyncio.create_task(work.run(os.getpid))
-            await asyncio.sleep(0.05)
+            await until(lambda: len(work._waiting) + len(work._processes[0].held) == 3, "both jobs handed in")
             (process,) = work._processes
             assert len(process.held) == 2  # the running job and the next, already in its pipe
             assert len(work._waiting) == 1  # a job with side effects waits for a free process
+            gate.open()
             with pytest.raises(FacefuseError):
                 await crash
             pid = await queued  # lost with the process before it ran: tried again
@@ -183,29 +242,43 @@ def test_a_busy_process_holds_the_next_idempotent_job_and_a_crash_retries_it() -
         assert work.admitted == 0
     finally:
         work.shutdown()
+        gate.close()
 
 
-def test_shutdown_from_a_thread_while_a_timed_out_job_still_runs() -> None:
+def test_shutdown_from_a_thread_while_a_timed_out_job_still_runs(tmp_path) -> None:
     """As the server's lifespan does it: the loop still runs and still watches the pipes
-    of a process whose job outlived its deadline."""
+    of a process whose job outlived its deadline. The job ends only once shutdown has
+    closed its job pipe, so it is still running while the loop stops watching."""
+    gate = Gate(tmp_path / "gate")
     work = WorkPool(1, 0, deadline=0.2)
 
     async def scenario() -> int:
         with pytest.raises(FacefuseError) as late:
-            await work.run(time.sleep, 1.5)
+            await work.run(_wait_at, gate.path)
         assert late.value.error is Err.PROCESS_TIMEOUT
-        pid = work._processes[0].process.pid
-        await asyncio.to_thread(work.shutdown)
-        await asyncio.sleep(0.05)  # the loop goes on without the closed pipes
-        return pid
+        (process,) = work._processes
+        assert process.held  # still running
+        stop_taking_jobs = process.stop_taking_jobs
 
-    pid = asyncio.run(scenario())
+        def stop_then_let_the_job_end() -> None:
+            stop_taking_jobs()
+            gate.open()
+
+        process.stop_taking_jobs = stop_then_let_the_job_end
+        await asyncio.to_thread(work.shutdown)
+        await asyncio.sleep(0)  # the loop goes on without the closed pipes
+        return process.process.pid
+
+    try:
+        pid = asyncio.run(scenario())
+    finally:
+        gate.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
 
-def _sleep_then_exit(seconds: float) -> None:
-    time.sleep(seconds)
+def _wait_then_exit(path: str) -> None:
+    _wait_at(path)
     os._exit(3)
 
 
@@ -270,31 +343,59 @@ def _sleep_and_cores(seconds: float) -> set[int]:
     return os.sched_getaffinity(0)
 
 
-def _spare_core_midway(seconds: float) -> bool:
-    """spare_core() halfway through a job of 2 * seconds: while the jobs beside it still run."""
-    time.sleep(seconds)
-    spare = spare_core()
-    time.sleep(seconds)
-    return spare
+_load: PoolLoad | None = None  # in a work process: the pool's load, kept by _keep_load
+
+
+def _keep_load(*, load: PoolLoad) -> None:
+    global _load
+    _load = load
+
+
+def _spare_now() -> bool:
+    assert _load is not None
+    return _load.spare()
+
+
+def _spare_after(path: str) -> bool:
+    _wait_at(path)
+    return _spare_now()
+
+
+def test_a_job_may_take_a_spare_core_while_the_jobs_are_at_most_half_the_cores() -> None:
+    load = PoolLoad.alone({0, 1, 2, 3})
+    seen = []
+    for admitted in range(5):
+        load.admitted = admitted
+        seen.append(load.spare())
+    assert seen == [True, True, True, False, False]
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux and two CPUs")
-def test_a_lone_job_may_take_a_spare_core_and_none_does_under_load() -> None:
+def test_a_lone_job_may_take_a_spare_core_and_none_does_under_load(tmp_path) -> None:
     cores = len(os.sched_getaffinity(0))
     for workers in (1, cores):  # not pinned, pinned
-        work = WorkPool(workers, 2 * cores, deadline=30)
+        probe_gate, others_gate = Gate(tmp_path / f"probe{workers}"), Gate(tmp_path / f"others{workers}")
+        work = WorkPool(workers, 2 * cores, deadline=30, initializer=_keep_load)
         try:
-            work.warm_up(os.getpid)  # every process up: jobs given at once run at once
-            assert run(work, spare_core) is True
+            work.warm_up(os.getpid)  # every process up
+            assert run(work, _spare_now) is True
+            assert work.load.cores == frozenset(os.sched_getaffinity(0))
 
-            async def loaded() -> list[bool]:  # as many jobs as cores: none to spare while all are in
-                return await asyncio.gather(*(work.run(_spare_core_midway, 0.2) for _ in range(cores)))
+            async def loaded() -> bool:  # as many jobs as cores: none to spare while all are in
+                probe = asyncio.create_task(work.run(_spare_after, probe_gate.path))
+                others = [asyncio.create_task(work.run(_wait_at, others_gate.path)) for _ in range(cores - 1)]
+                await until(lambda: work.admitted == cores, "every job admitted")
+                assert work.load.admitted == cores  # what the work processes read
+                probe_gate.open()
+                spare = await probe  # read while the others are still in, waiting at their gate
+                others_gate.open(cores - 1)
+                await asyncio.gather(*others)
+                return spare
 
-            seen = asyncio.run(loaded())
-            # One worker runs them in turn: the last one, left alone, may take the spare core.
-            assert seen == ([False] * cores if workers == cores else [False] * (cores - 1) + [True])
-            assert run(work, spare_core) is True and work.admitted == 0
+            assert asyncio.run(loaded()) is False
+            assert run(work, _spare_now) is True and work.admitted == 0
         finally:
             work.shutdown()
-    assert spare_core() is False  # outside a work process nothing is spare
+            probe_gate.close()
+            others_gate.close()

@@ -279,31 +279,5 @@ def main() -> None:
     cli(prog_name="facefuse")
 
 
-
-
-# ---------------------------------------------------------------- bench
-
-@cli.command()
-@click.option("--faces-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=Path("../shared/faces"), show_default=True, help="Photos to benchmark with.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("bench.json"), show_default=True)
-@click.option("--quick", is_flag=True, help="A few requests, 1 worker, up to 1 MP (for CI).")
-@click.option("--template-photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Template to register (default: biden2 of --faces-dir, 1200x1200).")
-def bench(faces_dir: Path, out: Path, quick: bool, template_photo: Path | None) -> None:
-    """Measure the floor and the real service on 127.0.0.1 (see docs/performance.md)."""
-    from facefuse.workpool import single_threaded_libraries
-
-    # Before numpy loads: the floor runs in this process as the work processes run the
-    # service's jobs, and OpenBLAS's helper threads would spin beside the service's.
-    single_threaded_libraries()
-    from facefuse.bench import print_table, run, to_json
-
-    report = run(faces_dir, quick, template_photo)
-    out.write_text(to_json(report))
-    print_table(report)
-    click.echo(f"written to {out}")
-
-
 if __name__ == "__main__":
     main()
