@@ -1,4 +1,4 @@
-"""The `facefuse` command line (API.md part C)."""
+"""The `facefuse` command line (docs/api.md part C)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The photo checks of API.md part A: which face is the user's, and is it usable?
+"""The photo checks of docs/api.md part A: which face is the user's, and is it usable?
 
 Thresholds were chosen on the photos of ../shared/faces (docs/vision.md has the numbers):
 - yaw: `frontal` photos reach |14|°, `yaw_moderate` 23°, `yaw_large` 46° and 54° -> 35°;
