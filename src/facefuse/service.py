@@ -101,7 +101,7 @@ class FuseService:
         """The registered template, or the ad-hoc one; template id errors come first (cheap)."""
         if job.template_photo is not None:
             image = decode_image(job.template_photo, self.image_limits)
-            faces = detect_faces(image)
+            faces = detect_faces(image, every_face=True)
             require_template_faces(faces)
             return TemplateScene(image=image, faces=faces)
         if not job.template_id:

@@ -127,7 +127,7 @@ class TemplateRegistry:
             self._refuse_taken(template_id)  # early, before the costly analysis; again under the lock
         fmt = check_image(photo, self.image_limits)[0]
         image = decode_image(photo, self.image_limits)
-        faces = detect_faces(image)
+        faces = detect_faces(image, every_face=True)
         require_template_faces(faces)
         height, width = image.shape[:2]  # upright: EXIF orientation applied
         info = TemplateInfo(template_id=template_id or _new_template_id(), name=name or "",

@@ -1,8 +1,11 @@
 """Face detection and 478-point landmarks with the models mediapipe 0.10.21 ships.
 
 Two stages, because FaceMesh alone only finds faces that fill much of the frame:
-1. `find_face_boxes`: BlazeFace full-range (then short-range if that finds nothing) on a
-   copy scaled to at most `DETECTION_SIDE` px, which also keeps 16 MP photos cheap;
+1. boxes: BlazeFace full-range (then short-range if that finds nothing) on the whole photo
+   (`find_face_boxes`), which sees faces down to ~1/8 of the photo's long side, because the
+   model looks at 192 px; and, for a template's every face or when that finds nothing,
+   BlazeFace short-range on 128 px windows of a pyramid of scaled copies
+   (`find_small_face_boxes`), which sees faces down to `SMALLEST_FACE` of the minimum;
 2. `landmarks_in_box`: FaceMesh with iris refinement on a square crop twice the box size,
    cut from the full-resolution image, so small faces get full landmark resolution.
 When the detectors find nothing, FaceMesh looks at the whole image, padded: close-up crops
@@ -23,6 +26,7 @@ import cv2
 import numpy as np
 
 from facefuse.vision import upright
+from facefuse.vision.checks import FaceRules
 from facefuse.vision.faces import Face
 from facefuse.vision.pose import head_pose
 
@@ -31,7 +35,31 @@ MIN_DETECTION_SCORE = 0.5
 CROP_SIDE = 384  # FaceMesh input crops are resized to this many pixels
 CROP_CONTEXT = 2.0  # crop side / detected box side
 UPRIGHT_TOLERANCE = 35.0  # degrees of in-plane tilt left to FaceMesh
-TILE_SIDE = 800  # full-resolution windows of the second pass; finds faces down to ~50 px
+MAX_FACES = 16  # a user photo: the largest face is the user's
+MAX_TEMPLATE_FACES = 64  # every_face; the wire's template_face_index goes up to 63
+
+# The window pyramid: BlazeFace short-range looks at 128 px. With the 50 faces of the group
+# photos of ../shared/faces each put at random places in windows, it finds 97-100 % of
+# faces of 28-96 px (Face.size) at a score of MIN_WINDOW_SCORE or more (94 % at 24 px);
+# on those photos and the no_face ones, boxes on no face score at most 0.72 (a dark jaw
+# line in bald_guys), the faces' best boxes 0.89 and up. Full-range finds 95-99 % in its
+# 192 px at any score, for 2-3 times the time.
+WINDOW_SIDE = 128
+WINDOW_FACE_PX = 32  # the smallest face is shown at this size
+WINDOW_STEP = 72  # windows overlap by 56 px: every face up to 56 px lies whole in one
+LEVEL_RATIO = 1.75  # between pyramid levels: 32 x 1.75 = 56, so the levels' face sizes join
+MIN_WINDOW_SCORE = 0.8
+# Faces down to this share of the checks' default minimum face side (FaceRules: 48 px or
+# 1/48 of the short side) are looked for: a template's faces at the minimum are found with
+# room for the box's noise, and a user's face under it answers 20023 "too small", not
+# 20003 "no face". The defaults: a FACEFUSE_MIN_FACE_PX set lower is not followed down.
+SMALLEST_FACE = 3 / 4
+# A user photo in which the whole-photo pass finds no face looks at this many windows at
+# most (the finest level; ~1 s in all): faces at the minimum are still seen on the biggest
+# photo the image rules accept (4096 x 4096: 74 px for a minimum of 85), faces under it
+# down to SMALLEST_FACE of it up to ~4 MP.
+MAX_FALLBACK_WINDOWS = 600
+_DEFAULT_RULES = FaceRules()
 
 _local = threading.local()
 
@@ -51,20 +79,41 @@ class FaceBox:
         return self.x + self.side / 2, self.y + self.side / 2
 
 
-def detect_faces(rgb: np.ndarray, max_faces: int = 16) -> list[Face]:
-    """All faces in an RGB uint8 image, ordered left to right."""
-    faces = []
-    for box in find_face_boxes(rgb)[:max_faces]:
-        face = landmarks_in_box(rgb, box)
-        if face is not None:
-            faces.append(face)
+def detect_faces(rgb: np.ndarray, max_faces: int | None = None, every_face: bool = False) -> list[Face]:
+    """Faces in an RGB uint8 image, ordered left to right.
+
+    A user photo (every_face False) looks at the whole photo at once, and looks for
+    smaller faces only when that finds none: the user's face is the largest anyway.
+    Template photos (every_face True: registration and ad-hoc templates) always look for
+    every face down to the minimum, so each face of a group photo can be filled.
+    max_faces: at most this many, the most confident (default MAX_FACES, or
+    MAX_TEMPLATE_FACES with every_face).
+    """
+    limit = max_faces or (MAX_TEMPLATE_FACES if every_face else MAX_FACES)
+    boxes = find_face_boxes(rgb)
+    if every_face:
+        # The whole-photo boxes come first, so the faces a request finds keep their landmarks.
+        boxes = _suppress_overlaps(boxes + find_small_face_boxes(rgb))
+    faces = _faces_in(rgb, boxes[:limit])
+    if not faces and not every_face:
+        faces = _faces_in(rgb, find_small_face_boxes(rgb, MAX_FALLBACK_WINDOWS)[:limit])
     if not faces:
-        faces = _landmarks_whole_image(rgb, max_faces)
+        # Faces that fill the frame: a few at most, and the graph for MAX_FACES is loaded.
+        faces = _landmarks_whole_image(rgb, min(limit, MAX_FACES))
     return sorted(_distinct(faces), key=lambda f: f.center[0])
 
 
+def _faces_in(rgb: np.ndarray, boxes: list[FaceBox]) -> list[Face]:
+    faces = []
+    for box in boxes:
+        face = landmarks_in_box(rgb, box)
+        if face is not None:
+            faces.append(face)
+    return faces
+
+
 def find_face_boxes(rgb: np.ndarray) -> list[FaceBox]:
-    """Face boxes, most confident first, duplicates merged."""
+    """Face boxes of the whole photo at once, most confident first, duplicates merged."""
     small, scale = _fit(rgb, DETECTION_SIDE)
     boxes: list[FaceBox] = []
     for model in (1, 0):
@@ -72,32 +121,62 @@ def find_face_boxes(rgb: np.ndarray) -> list[FaceBox]:
         boxes = _boxes_from(result, small.shape, scale)
         if boxes:
             break
-    if not boxes and scale > 1:
-        boxes = _tiled_boxes(rgb)
     return _suppress_overlaps(sorted(boxes, key=lambda b: -b.score))
 
 
-def _tiled_boxes(rgb: np.ndarray) -> list[FaceBox]:
-    """Full-resolution windows of a big photo: finds faces too small for the scaled pass.
+def find_small_face_boxes(rgb: np.ndarray, max_windows: int | None = None) -> list[FaceBox]:
+    """Face boxes down to SMALLEST_FACE of the minimum face side, most confident first.
 
-    Only runs when the scaled pass found nothing, so a tiny face gets its precise answer
-    (20023, too small) rather than "no face".
+    BlazeFace short-range on WINDOW_SIDE px windows, WINDOW_STEP apart, of copies scaled
+    so that the smallest face is WINDOW_FACE_PX, then LEVEL_RATIO times smaller each level
+    up to the copy that fits in one window: every face from the smallest to the whole
+    photo lies whole in some window at 32-56 px, where the model sees it.
+    max_windows: about this many windows at most in the finest copy (the levels above add
+    half as many again); on a bigger photo the smallest face found is bigger.
     """
     h, w = rgb.shape[:2]
-    boxes = []
-    for y0 in _tile_starts(h):
-        for x0 in _tile_starts(w):
-            tile = np.ascontiguousarray(rgb[y0:y0 + TILE_SIDE, x0:x0 + TILE_SIDE])
-            for box in _boxes_from(_run(_detector(1), tile), tile.shape, 1.0):
-                boxes.append(FaceBox(box.x + x0, box.y + y0, box.side, box.score, box.angle))
-    return boxes
+    smallest = SMALLEST_FACE * _DEFAULT_RULES.min_face_side(rgb.shape)
+    scale = min(1.0, WINDOW_FACE_PX / smallest)
+    if max_windows is not None:
+        scale = min(scale, WINDOW_STEP * float(np.sqrt(max_windows / (w * h))))
+    boxes: list[FaceBox] = []
+    level = np.ascontiguousarray(rgb)
+    while True:
+        if scale < 1:
+            # Each level shrinks the one before: a fraction of the cost of the whole photo.
+            level = shrink(level, w * scale / level.shape[1])
+        lh, lw = level.shape[:2]
+        back_x, back_y = w / lw, h / lh  # level pixels -> image pixels
+        for y0 in _window_starts(lh):
+            for x0 in _window_starts(lw):
+                window = _window(level, x0, y0)
+                for box in _boxes_from(_run(_detector(0), window), window.shape, 1.0):
+                    if box.score >= MIN_WINDOW_SCORE:
+                        boxes.append(FaceBox((box.x + x0) * back_x, (box.y + y0) * back_y,
+                                             box.side * back_x, box.score, box.angle))
+        if max(lh, lw) <= WINDOW_SIDE:
+            break
+        scale /= LEVEL_RATIO
+    return _suppress_overlaps(sorted(boxes, key=lambda b: -b.score))
 
 
-def _tile_starts(length: int) -> list[int]:
-    if length <= TILE_SIDE:
+def _window_starts(length: int) -> list[int]:
+    """Window origins along one side: WINDOW_STEP apart, the last one flush with the end."""
+    if length <= WINDOW_SIDE:
         return [0]
-    count = int(np.ceil((length - TILE_SIDE) / (TILE_SIDE * 0.75))) + 1
-    return [round(i * (length - TILE_SIDE) / (count - 1)) for i in range(count)]
+    starts = list(range(0, length - WINDOW_SIDE, WINDOW_STEP))
+    return starts + [length - WINDOW_SIDE]
+
+
+def _window(level: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The WINDOW_SIDE square at x0, y0, grey past the copy's edges, so the model sees every
+    window at the copy's scale (it resizes any image to its 128 px input)."""
+    window = level[y0:y0 + WINDOW_SIDE, x0:x0 + WINDOW_SIDE]
+    if window.shape[:2] == (WINDOW_SIDE, WINDOW_SIDE):
+        return np.ascontiguousarray(window)
+    padded = np.full((WINDOW_SIDE, WINDOW_SIDE, 3), 128, np.uint8)
+    padded[:window.shape[0], :window.shape[1]] = window
+    return padded
 
 
 def landmarks_in_box(rgb: np.ndarray, box: FaceBox) -> Face | None:
