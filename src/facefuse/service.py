@@ -101,7 +101,11 @@ class FuseService:
         """The registered template, or the ad-hoc one; template id errors come first (cheap)."""
         if job.template_photo is not None:
             image = decode_image(job.template_photo, self.image_limits)
-            faces = detect_faces(image, every_face=True)
+            # A lone user with no face index fills the largest face: the quick detection
+            # finds it. Any other request numbers the faces, which must be numbered as the
+            # registered template's are (every face).
+            lone = len(job.users) == 1 and job.users[0].template_face_index is None
+            faces = detect_faces(image, every_face=not lone)
             require_template_faces(faces)
             return TemplateScene(image=image, faces=faces)
         if not job.template_id:
