@@ -57,7 +57,9 @@ STRAND_WIDTH = 0.03
 RIM_SIZE = (0.45, 0.32)  # width and height of the elliptic rim around each eye
 FRAME_WIDTH = 0.05
 GLASSES_COLOUR = (0, 0, 0)
-DARK_BROWN = (60, 40, 28)  # the strands' colour when the photo shows no hair above the forehead
+# The issue allows the user's own hair colour or dark brown: sampled above the forehead, the
+# "hair" of a high forehead or a hairline is skin, and skin-coloured strands hide nothing.
+HAIR_COLOUR = (60, 40, 28)  # dark brown
 # A lock of three strands falling from above the brows across the image-left eye (the
 # subject's right eye) onto the cheek below it, as cubic Bezier control points.
 STRANDS = (
@@ -68,8 +70,6 @@ STRANDS = (
 BRIDGE_RISE = 0.04  # the bridge's middle sits this much above the rims' inner ends
 CURVE_POINTS = 64  # points per drawn curve
 SUPERSAMPLE = 4  # sub-pixels per pixel side: strokes are drawn sharp at 4x, then averaged
-HAIR_SAMPLE = (-0.25, 0.25, -1.2, -1.0)  # x0, x1, y0, y1: above the forehead, below the crown
-HAIR_MIN_CONTRAST = 20.0  # CIELAB distance from the cheeks under which the sample is skin, not hair
 
 # The template's plain skin: quality.py's jaw+brow polygon shrunk by 0.15 IOD, minus the
 # features, each grown by FEATURE_MARGIN IOD: lashes and lid creases, brow hair, nostril
@@ -124,7 +124,7 @@ SHEET_TEMPLATES = (
     ("deepface__img25.jpg", "template with glasses: dark frames, a beard"),
 )
 GROUP_TEMPLATE = ("insightface__python-package_insightface_data_images_t1.jpg",
-                  "group template: six people at a table, four of them found, each filled")
+                  "group template: six people at a table, each face the service finds filled")
 GROUP_USERS = ("insightface__bulk_kun_crop.jpg", "deepface__img25.jpg",
                "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
                "face_recognition__examples_obama-240p.jpg")  # fill the group's faces left to right
@@ -139,7 +139,6 @@ GAP = 6
 class OccluderPair:
     user: str
     template: str
-    hair_colour: tuple[int, int, int] = (0, 0, 0)
     error: str = ""
     hair_mean_dl: float = float("nan")
     hair_share_dl8: float = float("nan")
@@ -283,24 +282,9 @@ def paint(rgb: np.ndarray, coverage: np.ndarray, colour: tuple[int, int, int]) -
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def hair_colour(rgb: np.ndarray, points: np.ndarray) -> tuple[int, int, int]:
-    """The median colour above the forehead when it is far from the cheeks' (hair), else dark brown."""
-    frame = face_frame(points)
-    x0, x1, y0, y1 = HAIR_SAMPLE
-    corners = frame.to_pixels(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]))
-    sample = np.zeros(rgb.shape[:2], np.uint8)
-    cv2.fillPoly(sample, [np.round(corners).astype(np.int32)], 1)
-    skin = plain_skin_mask(rgb.shape, points)
-    if sample.sum() < 16 or not skin.any():
-        return DARK_BROWN
-    hair = np.median(rgb[sample > 0], axis=0)
-    contrast = np.linalg.norm(quality.median_lab(rgb, sample > 0) - quality.median_lab(rgb, skin))
-    return tuple(int(v) for v in hair) if contrast > HAIR_MIN_CONTRAST else DARK_BROWN
-
-
-def draw_hair(rgb: np.ndarray, points: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+def draw_hair(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
     width = STRAND_WIDTH * face_frame(points).iod
-    return paint(rgb, stroke_coverage(rgb.shape, hair_strand_lines(points), width), colour)
+    return paint(rgb, stroke_coverage(rgb.shape, hair_strand_lines(points), width), HAIR_COLOUR)
 
 
 def draw_glasses(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -374,7 +358,7 @@ class Photos:
     def data(self, name: str) -> bytes:
         return demo_photo() if name == DEMO else (self.faces_dir / name).read_bytes()
 
-    @lru_cache(maxsize=64)
+    @lru_cache(maxsize=16)
     def pixels(self, name: str) -> np.ndarray:
         return decode_image(self.data(name))
 
@@ -505,8 +489,7 @@ def measure_occluders(fuser: Fuser, photos: Photos, user: str, template: str) ->
         out.error = "the judge found no face"
         return out
     clean = photos.pixels(user)
-    out.hair_colour = hair_colour(clean, user_points)
-    drawn = {"hair": draw_hair(clean, user_points, out.hair_colour), "glasses": draw_glasses(clean, user_points)}
+    drawn = {"hair": draw_hair(clean, user_points), "glasses": draw_glasses(clean, user_points)}
     template_bytes = photos.data(template)
     skin = plain_skin_mask(photos.pixels(template).shape, template_points)
     try:
@@ -647,17 +630,17 @@ def summary_lines(summary: RealismSummary) -> list[str]:
         return "MET" if met[name] else "MISS"
 
     return [
-        f"realism occluders ({summary.occluder_pairs} pairs, {summary.occluder_failed} failed; median; "
+        f"realism occluders (pairs {summary.occluder_pairs}, failed {summary.occluder_failed}; median; "
         f"targets mean <= 1.5, share <= 2 %): "
         f"hair |dL*| {summary.hair_mean_dl:.2f} {mark('hair_mean_dl')}, >8 {summary.hair_share_dl8:.1%} "
         f"{mark('hair_share_dl8')}; glasses |dL*| {summary.glasses_mean_dl:.2f} {mark('glasses_mean_dl')}, "
         f">8 {summary.glasses_share_dl8:.1%} {mark('glasses_share_dl8')}",
-        f"realism pose ({summary.pose_identities} identities, {summary.pose_pairs} pairs, {summary.pose_failed} "
-        f"failed; median, max): |dL*| {summary.pose_mean_dl:.2f} (max {summary.pose_mean_dl_max:.2f}) "
+        f"realism pose (identities {summary.pose_identities}, pairs {summary.pose_pairs}, failed "
+        f"{summary.pose_failed}; median, max): |dL*| {summary.pose_mean_dl:.2f} (max {summary.pose_mean_dl_max:.2f}) "
         f"{mark('pose_mean_dl')} [<= 3]; far/near detail off the template's by "
         f"{summary.pose_detail_error:.0%} (max {summary.pose_detail_error_max:.0%}) "
         f"{mark('pose_detail_error')} [<= 30 %]",
-        f"realism group recall ({summary.group_photos} photos): {summary.group_matched}/"
+        f"realism group recall (photos {summary.group_photos}): {summary.group_matched}/"
         f"{summary.group_judge_faces} = {summary.group_recall:.1%} {mark('group_recall')} [100 %]",
         f"realism targets met: {sum(met.values())}/{len(met)}",
     ]
@@ -751,6 +734,15 @@ def review_sheet(fuser: Fuser, photos: Photos) -> np.ndarray:
 
 # ------------------------------------------------------------------ running
 
+def pose_note(partners: list[tuple[str, str, str, float]]) -> str:
+    """Which identities pose consistency rests on: the set has few turned photos."""
+    identities = sorted({p[0] for p in partners})
+    counted = "1 identity of the set has" if len(identities) == 1 else f"{len(identities)} identities of the set have"
+    return (f"pose: {counted} a frontal photo and one turned "
+            f"{TURNED_YAW[0]:.0f}-{TURNED_YAW[1]:.0f} deg: "
+            + (", ".join(f"{i} ({f} and {t}, yaw {y:+.0f})" for i, f, t, y in partners) or "none"))
+
+
 def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> dict:
     """Every measure; the report as a JSON-ready dict (summary, targets_met, per pair)."""
     photos = Photos(faces_dir)
@@ -765,12 +757,8 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> di
         progress(f"occluders {user.file[:34]:34s} -> {template.file[:34]:34s} hair {p.hair_mean_dl:.2f} "
                  f"{p.hair_share_dl8:.1%} glasses {p.glasses_mean_dl:.2f} {p.glasses_share_dl8:.1%} {p.error}")
 
-    notes = []
     partners = pose_partners(faces_dir, photos)
-    if len({p[0] for p in partners}) < 3:
-        notes.append(f"pose: only {len({p[0] for p in partners})} identity(ies) of the set have a frontal photo "
-                     f"and one turned {TURNED_YAW[0]:.0f}-{TURNED_YAW[1]:.0f} deg: "
-                     + ", ".join(f"{i} ({t}, yaw {y:+.0f})" for i, _, t, y in partners))
+    notes = [pose_note(partners)]
     poses = []
     for partner in partners:
         for template in template_choice(valid, sizes.pose_templates):

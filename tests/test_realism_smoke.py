@@ -50,8 +50,7 @@ def polyline_length(lines: list[np.ndarray]) -> float:
 def test_hair_strands_are_drawn_where_asked(user) -> None:
     rgb, points = user
     iod = quality.interocular_distance(points)
-    colour = realism.hair_colour(rgb, points)
-    drawn = realism.draw_hair(rgb, points, colour)
+    drawn = realism.draw_hair(rgb, points)
     lines = realism.hair_strand_lines(points)
     diff = changed(rgb, drawn)
     # Only on the strands: within half their width (+1.5 px of anti-aliasing) of the curves.
@@ -60,6 +59,7 @@ def test_hair_strands_are_drawn_where_asked(user) -> None:
     coverage = realism.stroke_coverage(rgb.shape, lines, realism.STRAND_WIDTH * iod)
     assert coverage.sum() / polyline_length(lines) == pytest.approx(realism.STRAND_WIDTH * iod, rel=0.15)
     assert ((coverage > 0.05) & (coverage < 0.95)).sum() > 0.5 * polyline_length(lines)  # anti-aliased edges
+    assert np.all(drawn[coverage > 0.99] == realism.HAIR_COLOUR)
     # From above the brows, across an eye, down onto the cheek below it.
     ys, _ = np.nonzero(diff)
     assert ys.min() < points[17:27, 1].min() - 0.3 * iod
