@@ -1,6 +1,8 @@
 """Fusion quality benchmark: does the result show the user, in the template's scene?
 
     .venv/bin/python benchmarks/quality.py [--pairs 60] [--out quality.json] [--sheet quality.png]
+        [--no-realism] [--realism-pairs 36] [--realism-pose-templates 6] [--realism-groups N]
+        [--realism-sheet realism.png]
 
 Needs the [eval] extra (dlib-bin, face_recognition_models): an independent judge, never
 a dependency of the service. Pairs are deterministic: user photo of person A, template
@@ -19,6 +21,10 @@ again before it is judged. Metrics (docs/quality.md defines each):
   tone          CIELAB distance of median colours inside the template's face polygon
                 (jaw + brows, shrunk by 0.15 x inter-ocular distance): median and 90th percentile
   gray_kept     share of grayscale templates whose result is grayscale
+
+Then, unless --no-realism, the realism measures of issue 22 (benchmarks/realism.py: occluder
+invariance, pose consistency, group recall, a review sheet), printed with MET/MISS and kept
+in the JSON under "realism".
 """
 
 from __future__ import annotations
@@ -340,6 +346,31 @@ def verdicts(summary: Summary) -> dict[str, bool]:
             for name, (op, bound) in TARGETS.items()}
 
 
+def realism_module():
+    """benchmarks/realism.py, which imports this module as `quality`: run as a script this
+    module is `__main__`, so it is registered under that name too and the judge loads once."""
+    sys.modules.setdefault("quality", sys.modules[__name__])
+    import realism
+
+    return realism
+
+
+def realism_report(args: argparse.Namespace) -> dict | None:
+    """The realism measures, unless --no-realism."""
+    if args.no_realism:
+        return None
+    realism = realism_module()
+    sizes = realism.Sizes(args.realism_pairs, args.realism_pose_templates, args.realism_groups)
+    return realism.run(args.faces_dir, sizes, Path(args.realism_sheet) if args.realism_sheet else None,
+                       progress=lambda line: print(line, file=sys.stderr))
+
+
+def realism_lines(report: dict) -> list[str]:
+    realism = realism_module()
+    summary = realism.summary_from(report)
+    return realism.summary_lines(summary) + summary.notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces-dir", type=Path, default=DEFAULT_FACES)
@@ -348,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape-degree", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("quality.json"))
     parser.add_argument("--sheet", type=Path, default=Path("quality.png"))
+    parser.add_argument("--no-realism", action="store_true", help="skip the realism measures (benchmarks/realism.py)")
+    parser.add_argument("--realism-sheet", default="realism.png", help="the realism review sheet PNG ('' for none)")
+    realism_module().add_arguments(parser, prefix="realism-")
     args = parser.parse_args(argv)
 
     photos = valid_photos(args.faces_dir)
@@ -371,8 +405,11 @@ def main(argv: list[str] | None = None) -> int:
                 "shape_degree": args.shape_degree if args.shape_degree is not None else bench.service.settings.shape_degree}
     summary = summarise(results, settings)
     checks = verdicts(summary)
-    args.out.write_text(json.dumps({"summary": asdict(summary), "targets_met": checks,
-                                    "pairs": [asdict(r) for r in results]}, indent=1))
+    report = {"summary": asdict(summary), "targets_met": checks, "pairs": [asdict(r) for r in results]}
+    realism = realism_report(args)
+    if realism is not None:
+        report["realism"] = realism
+    args.out.write_text(json.dumps(report, indent=1))
     if sheet_rows:
         Image.fromarray(contact_sheet(sheet_rows)).save(args.sheet)
     print(f"pairs {summary.pairs}  success {summary.success:.1%}  id_transfer {summary.id_transfer:.1%}  "
@@ -381,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
           f"tone {summary.tone_median:.2f} (p90 {summary.tone_p90:.2f})  gray_kept {summary.gray_kept:.0%}  "
           f"{summary.ms_median:.0f} ms/fuse  targets met: {sum(checks.values())}/{len(checks)} "
           f"{'' if all(checks.values()) else '(missed: ' + ', '.join(k for k, v in checks.items() if not v) + ')'}")
+    for line in realism_lines(realism) if realism is not None else []:
+        print(line)
     return 0
 
 

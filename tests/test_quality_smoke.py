@@ -13,7 +13,9 @@ from conftest import FACES, REPO
 def test_quality_benchmark_small_run(tmp_path: Path) -> None:
     out, sheet = tmp_path / "quality.json", tmp_path / "quality.png"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality.py"), "--pairs", "8",
-                           "--faces-dir", str(FACES), "--out", str(out), "--sheet", str(sheet)],
+                           "--faces-dir", str(FACES), "--out", str(out), "--sheet", str(sheet),
+                           "--realism-pairs", "1", "--realism-pose-templates", "1", "--realism-groups", "1",
+                           "--realism-sheet", ""],  # the realism measures: tests/test_realism_smoke.py
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "id_transfer" in done.stdout and "targets met" in done.stdout
@@ -30,6 +32,11 @@ def test_quality_benchmark_small_run(tmp_path: Path) -> None:
     assert summary["tone_median"] <= 4
     assert summary["gray_kept"] == 1.0
     assert sheet.stat().st_size > 10_000
+    # The realism measures ride along, reported with the old ones.
+    assert "realism occluders" in done.stdout and "realism targets met" in done.stdout
+    assert report["realism"]["summary"]["occluder_pairs"] == 1
+    assert set(report["targets_met"]) == {"success", "id_transfer", "top1", "psnr_bg", "pose", "tone_median",
+                                          "tone_p90", "gray_kept"}
 
 
 def test_reference_methods_small_run(tmp_path: Path) -> None:

@@ -1,0 +1,819 @@
+"""Realism measures of issue 22: does the result stay the same when it should?
+
+    .venv/bin/python benchmarks/realism.py [--pairs 36] [--pose-templates 6] [--groups N]
+        [--out realism.json] [--sheet realism.png] [--faces-dir ../shared/faces]
+
+benchmarks/quality.py (`make quality`) runs the same measures after its own. The judge is
+quality.py's dlib (68 landmarks, IOD = outer eye corners 36-45). Fusions go through the
+real code path (FuseService.fuse_to_jpeg, or TemplateRegistry.add for a group photo) and
+each JPEG is decoded again before it is judged. docs/quality.md, "Realism measures":
+
+  occluders     hair strands / glasses drawn on the user's photo; the user fused with and
+                without them into the same template; CIELAB L* of the two results on the
+                template's plain skin: mean |dL*| and the share of pixels with |dL*| > 8,
+                median over pairs, each kind apart
+  pose          an identity's frontal and turned (15-35 deg) photos into the same templates:
+                mean |dL*| of the two results on the plain skin, and the turned result's
+                far-to-near cheek ratio of luma Laplacian energy against the template's
+  group_recall  faces found by template registration / faces >= 48 px dlib's CNN finds
+  review sheet  full-resolution crops user | template | result of chosen hard pairs
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality  # noqa: E402  (the dlib judge, the photo rules, the skin polygon)
+from facefuse.errors import FacefuseError  # noqa: E402
+from facefuse.media.decode import decode_image  # noqa: E402
+from facefuse.media.limits import ImageLimits  # noqa: E402
+from facefuse.service import FuseJob, FuseService, UserPhoto  # noqa: E402
+from facefuse.settings import Settings  # noqa: E402
+from facefuse.storage.db import Database  # noqa: E402
+from facefuse.templates.registry import TemplateRegistry, demo_photo  # noqa: E402
+from facefuse.vision.detect import detect_faces  # noqa: E402
+
+DEMO = "grace_hopper.jpg (demo)"  # the demo template (it wears glasses), not a file of the set
+DEMO_IDENTITY = "grace_hopper"
+NO_IDENTITY = {quality.UNKNOWN, "none", ""}  # MANIFEST's unnamed people and non-faces
+
+# Issue 22's occluders, in inter-ocular distances (IOD). Occluder coordinates are in the
+# face's own frame: origin midway between the outer eye corners, x toward dlib point 45,
+# y perpendicular to it, down the face.
+STRAND_WIDTH = 0.03
+RIM_SIZE = (0.45, 0.32)  # width and height of the elliptic rim around each eye
+FRAME_WIDTH = 0.05
+GLASSES_COLOUR = (0, 0, 0)
+# The issue allows the user's own hair colour or dark brown: sampled above the forehead, the
+# "hair" of a high forehead or a hairline is skin, and skin-coloured strands hide nothing.
+HAIR_COLOUR = (60, 40, 28)  # dark brown
+# A lock of three strands falling from above the brows across the image-left eye (the
+# subject's right eye) onto the cheek below it, as cubic Bezier control points.
+STRANDS = (
+    ((-0.08, -0.90), (-0.20, -0.45), (-0.45, -0.15), (-0.48, 0.45)),
+    ((0.00, -0.90), (-0.14, -0.40), (-0.36, -0.10), (-0.38, 0.50)),
+    ((0.08, -0.90), (-0.08, -0.35), (-0.28, -0.05), (-0.28, 0.55)),
+)
+BRIDGE_RISE = 0.04  # the bridge's middle sits this much above the rims' inner ends
+CURVE_POINTS = 64  # points per drawn curve
+SUPERSAMPLE = 4  # sub-pixels per pixel side: strokes are drawn sharp at 4x, then averaged
+
+# The template's plain skin: quality.py's jaw+brow polygon shrunk by 0.15 IOD, minus the
+# features, each grown by FEATURE_MARGIN IOD: lashes and lid creases, brow hair, nostril
+# wings and lip edges lie within it of dlib's points.
+FEATURE_MARGIN = 0.10
+EYES = (range(36, 42), range(42, 48))
+BROWS = (range(17, 22), range(22, 27))
+NOSE_BASE = range(31, 36)
+MOUTH = range(48, 68)
+NOSE_LINE = (27, 30)  # the nose's bridge top and tip: the line the cheeks are split at
+NOSE_BAND = 0.10  # IOD either side of the nose line left out of the cheeks: its flanks are edges
+LSTAR_STEP = 8.0  # |dL*| a pixel counts as visibly changed above
+
+# Pose consistency
+FRONTAL_MAX_YAW = 10.0
+TURNED_YAW = (15.0, 35.0)
+
+# Group recall
+GROUP_CATEGORY = "group"
+GROUP_MIN_FACES = 3  # a photo of this many people is a group photo, tagged so or not
+JUDGE_MIN_FACE = 48  # px: the image rules' smallest face
+CNN_UPSAMPLE = 1  # dlib's CNN finds faces from ~80 px; on the doubled image from ~40 px
+MATCH_IOU = 0.3  # the two detectors' boxes differ in extent (brows to chin vs. the whole mesh)
+
+# Pair counts (deterministic choices)
+OCCLUDER_PAIRS = 36
+OCCLUDER_USERS = 12
+OCCLUDER_TEMPLATES = 4  # the demo template and three of the set
+POSE_TEMPLATES = 6
+LOSSLESS_BYTES = 64 * 1024 * 1024  # drawn photos go in as PNG, above the 2 MB upload rule
+
+TARGETS = {"hair_mean_dl": ("<=", 1.5), "hair_share_dl8": ("<=", 0.02),
+           "glasses_mean_dl": ("<=", 1.5), "glasses_share_dl8": ("<=", 0.02),
+           "pose_mean_dl": ("<=", 3.0), "pose_detail_error": ("<=", 0.30),
+           "group_recall": (">=", 1.0)}
+
+# The review sheet: photos of ../shared/faces picked by looking at them.
+SHEET_USERS = (
+    ("insightface__bulk_kun_crop.jpg", "real hair: a thick dark fringe over the forehead to the brows"),
+    ("face_recognition__examples_knn_examples_train_kit_harington_john1.jpeg",
+     "real hair: dark curls over the forehead, a beard"),
+    ("deepface__img9.jpg", "real hair: a blonde side fringe over one temple"),
+    ("deepface__img25.jpg", "real glasses: dark rectangular frames"),
+    ("codeformer__inputs_cropped_faces_0143.png", "real glasses: thin frames on a soft, old photo"),
+    ("face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
+     "turned head: yaw -23 deg, the far cheek edge-on"),
+    ("face_recognition__examples_obama-240p.jpg", "low resolution: a 65 px face"),
+    ("dlib__examples_johns_John_Salley_000183_02159543.jpg", "low resolution: a dark 150 px close-up"),
+)
+SHEET_TEMPLATES = (
+    (DEMO, "template with glasses: light tortoiseshell frames, an old colour portrait"),
+    ("deepface__img25.jpg", "template with glasses: dark frames, a beard"),
+)
+GROUP_TEMPLATE = ("insightface__python-package_insightface_data_images_t1.jpg",
+                  "group template: six people at a table, each face the service finds filled")
+GROUP_USERS = ("insightface__bulk_kun_crop.jpg", "deepface__img25.jpg",
+               "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
+               "face_recognition__examples_obama-240p.jpg")  # fill the group's faces left to right
+SHEET_CROP = 1.6  # crop side over the face box side
+LABEL_HEIGHT = 22
+LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_SCALE = 0.45
+GAP = 6
+
+
+@dataclass
+class OccluderPair:
+    user: str
+    template: str
+    error: str = ""
+    hair_mean_dl: float = float("nan")
+    hair_share_dl8: float = float("nan")
+    glasses_mean_dl: float = float("nan")
+    glasses_share_dl8: float = float("nan")
+
+
+@dataclass
+class PosePair:
+    identity: str
+    frontal: str
+    turned: str
+    turned_yaw: float
+    template: str
+    error: str = ""
+    mean_dl: float = float("nan")
+    detail_ratio_result: float = float("nan")  # far over near cheek, the turned user's result
+    detail_ratio_frontal: float = float("nan")  # the same in the frontal user's result
+    detail_ratio_template: float = float("nan")
+    detail_error: float = float("nan")  # ratio in the turned result / ratio in the template - 1
+
+
+@dataclass
+class GroupPhoto:
+    photo: str
+    judge_faces: int = 0  # faces >= 48 px dlib's CNN finds
+    found: int = 0  # faces registration finds
+    matched: int = 0  # judge faces with a found face over them
+    error: str = ""
+
+
+@dataclass
+class RealismSummary:
+    occluder_pairs: int
+    occluder_failed: int
+    hair_mean_dl: float
+    hair_share_dl8: float
+    glasses_mean_dl: float
+    glasses_share_dl8: float
+    pose_identities: int
+    pose_pairs: int
+    pose_failed: int
+    pose_mean_dl: float
+    pose_mean_dl_max: float
+    pose_detail_error: float
+    pose_detail_error_max: float
+    group_photos: int
+    group_judge_faces: int
+    group_matched: int
+    group_recall: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    occluder_pairs: int = OCCLUDER_PAIRS
+    pose_templates: int = POSE_TEMPLATES
+    group_photos: int | None = None  # the smallest this many; None: all
+
+
+# ------------------------------------------------------------------ the face's frame
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """Pixels from face coordinates in IOD units (see STRANDS)."""
+
+    origin: np.ndarray
+    x_axis: np.ndarray  # one IOD along the eye line
+    y_axis: np.ndarray  # one IOD down the face
+
+    def to_pixels(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        return self.origin + xy[:, :1] * self.x_axis + xy[:, 1:] * self.y_axis
+
+    @property
+    def iod(self) -> float:
+        return float(np.linalg.norm(self.x_axis))
+
+
+def face_frame(points: np.ndarray) -> FaceFrame:
+    left, right = points[36].astype(np.float64), points[45].astype(np.float64)
+    x_axis = right - left
+    return FaceFrame(origin=(left + right) / 2, x_axis=x_axis, y_axis=np.array([-x_axis[1], x_axis[0]]))
+
+
+# ------------------------------------------------------------------ occluders
+
+def cubic_bezier(control: np.ndarray, count: int = CURVE_POINTS) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, count)[:, None]
+    p0, p1, p2, p3 = np.asarray(control, dtype=np.float64)
+    return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
+
+
+def hair_strand_lines(points: np.ndarray) -> list[np.ndarray]:
+    frame = face_frame(points)
+    return [frame.to_pixels(cubic_bezier(np.array(strand))) for strand in STRANDS]
+
+
+def glasses_lines(points: np.ndarray) -> list[np.ndarray]:
+    """Two elliptic rims, each centred on its eye and turned with the eye line, and the bridge."""
+    frame = face_frame(points)
+    unit_x, unit_y = frame.x_axis / frame.iod, frame.y_axis / frame.iod
+    half_w, half_h = RIM_SIZE[0] / 2 * frame.iod, RIM_SIZE[1] / 2 * frame.iod
+    angles = np.linspace(0, 2 * np.pi, CURVE_POINTS + 1)[:, None]
+    rims, inner_ends = [], []
+    for eye, inward in zip(EYES, (1.0, -1.0)):
+        centre = points[list(eye)].astype(np.float64).mean(axis=0)
+        rims.append(centre + np.cos(angles) * half_w * unit_x + np.sin(angles) * half_h * unit_y)
+        inner_ends.append(centre + inward * half_w * unit_x)
+    rise = -BRIDGE_RISE * frame.iod * unit_y
+    bridge = cubic_bezier(np.array([inner_ends[0], inner_ends[0] + rise, inner_ends[1] + rise, inner_ends[1]]))
+    return [*rims, bridge]
+
+
+def stroke_coverage(shape: tuple[int, ...], lines: list[np.ndarray], width: float) -> np.ndarray:
+    """Anti-aliased coverage (0..1, float32) of round-capped strokes `width` px wide along
+    the polylines: drawn sharp on a SUPERSAMPLE-times finer grid, then averaged per pixel."""
+    height, image_width = shape[:2]
+    coverage = np.zeros((height, image_width), np.float32)
+    everything = np.vstack(lines)
+    pad = width / 2 + 2
+    x0, y0 = np.maximum(np.floor(everything.min(axis=0) - pad).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(everything.max(axis=0) + pad).astype(int), (image_width, height))
+    if x1 <= x0 or y1 <= y0:
+        return coverage
+    fine = np.zeros(((y1 - y0) * SUPERSAMPLE, (x1 - x0) * SUPERSAMPLE), np.uint8)
+    shift = 4  # cv2 draws fixed-point coordinates with this many fractional bits
+    for line in lines:
+        # A pixel's centre i is the fine grid's (i + 0.5) * SUPERSAMPLE - 0.5.
+        fine_xy = ((line - (x0, y0)) + 0.5) * SUPERSAMPLE - 0.5
+        cv2.polylines(fine, [np.round(fine_xy * (1 << shift)).astype(np.int32)], False, 255,
+                      thickness=max(1, int(round(width * SUPERSAMPLE))), lineType=cv2.LINE_8, shift=shift)
+    coarse = cv2.resize(fine, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    coverage[y0:y1, x0:x1] = coarse.astype(np.float32) / 255
+    return coverage
+
+
+def paint(rgb: np.ndarray, coverage: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    alpha = coverage[:, :, None]
+    out = rgb.astype(np.float32) * (1 - alpha) + np.array(colour, np.float32) * alpha
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def draw_hair(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+    width = STRAND_WIDTH * face_frame(points).iod
+    return paint(rgb, stroke_coverage(rgb.shape, hair_strand_lines(points), width), HAIR_COLOUR)
+
+
+def draw_glasses(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+    width = FRAME_WIDTH * face_frame(points).iod
+    return paint(rgb, stroke_coverage(rgb.shape, glasses_lines(points), width), GLASSES_COLOUR)
+
+
+# ------------------------------------------------------------------ skin and its measures
+
+def _grow(mask: np.ndarray, radius: float) -> np.ndarray:
+    r = max(1, int(round(radius)))
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+
+
+def feature_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
+    """Eyes, brows, nose base and mouth, each grown by FEATURE_MARGIN IOD."""
+    mask = np.zeros(shape[:2], np.uint8)
+    for group in (*EYES, *BROWS, NOSE_BASE, MOUTH):
+        hull = cv2.convexHull(np.round(points[list(group)]).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 255)
+    return _grow(mask, FEATURE_MARGIN * quality.interocular_distance(points)) > 0
+
+
+def plain_skin_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
+    return quality.face_polygon_mask(shape, points) & ~feature_mask(shape, points)
+
+
+def lstar(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[:, :, 0]
+
+
+def lstar_change(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Mean |dL*| and the share of pixels with |dL*| > LSTAR_STEP, inside the mask."""
+    diff = np.abs(lstar(a) - lstar(b))[mask]
+    return float(diff.mean()), float((diff > LSTAR_STEP).mean())
+
+
+def cheek_sides(shape: tuple[int, ...], points: np.ndarray, far_is_right: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The plain skin split at the nose line (a band around it left out): far side, near side."""
+    top, tip = points[NOSE_LINE[0]].astype(np.float64), points[NOSE_LINE[1]].astype(np.float64)
+    down = (tip - top) / max(np.linalg.norm(tip - top), 1e-6)
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    rightward = (xs - top[0]) * down[1] - (ys - top[1]) * down[0]  # > 0: the image's right
+    band = NOSE_BAND * quality.interocular_distance(points)
+    skin = plain_skin_mask(shape, points)
+    right, left = skin & (rightward > band), skin & (rightward < -band)
+    return (right, left) if far_is_right else (left, right)
+
+
+def laplacian_energy(rgb: np.ndarray, mask: np.ndarray) -> float:
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float((cv2.Laplacian(luma, cv2.CV_32F) ** 2)[mask].mean())
+
+
+def far_near_ratio(rgb: np.ndarray, sides: tuple[np.ndarray, np.ndarray]) -> float:
+    far, near = sides
+    if not far.any() or not near.any():
+        return float("nan")
+    return laplacian_energy(rgb, far) / max(laplacian_energy(rgb, near), 1e-6)
+
+
+# ------------------------------------------------------------------ photos and fusion
+
+class Photos:
+    """The set's photos (and the demo template) by file name, decoded, judged, detected once."""
+
+    def __init__(self, faces_dir: Path) -> None:
+        self.faces_dir = faces_dir
+
+    @lru_cache(maxsize=None)
+    def data(self, name: str) -> bytes:
+        return demo_photo() if name == DEMO else (self.faces_dir / name).read_bytes()
+
+    @lru_cache(maxsize=16)
+    def pixels(self, name: str) -> np.ndarray:
+        return decode_image(self.data(name))
+
+    @lru_cache(maxsize=None)
+    def landmarks(self, name: str) -> np.ndarray | None:
+        judged = quality.judge(self.pixels(name))
+        return None if judged is None else judged.landmarks
+
+    @lru_cache(maxsize=None)
+    def yaw(self, name: str) -> float | None:
+        """The service's yaw of the photo's one face; None unless it finds exactly one."""
+        try:
+            faces = detect_faces(decode_image(self.data(name)))
+        except FacefuseError:
+            return None
+        return faces[0].yaw if len(faces) == 1 else None
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return encoded.tobytes()
+
+
+class Fuser:
+    """FuseService with the template as an ad-hoc photo; answers the decoded JPEG."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.service = FuseService(Settings(data_dir=data_dir, demo_template=False,
+                                            max_image_bytes=LOSSLESS_BYTES))
+
+    def fuse(self, users: list[bytes], template: bytes, face_indices: list[int] | None = None) -> np.ndarray:
+        indices = face_indices or [None] * len(users)
+        job = FuseJob(users=[UserPhoto(u, template_face_index=i) for u, i in zip(users, indices)],
+                      template_photo=template)
+        return decode_image(self.service.fuse_to_jpeg(job), ImageLimits(max_bytes=LOSSLESS_BYTES))
+
+
+# ------------------------------------------------------------------ pairs
+
+def spread(items: list, count: int) -> list:
+    """`count` items evenly spaced over the list, in order."""
+    if count >= len(items):
+        return list(items)
+    return [items[int(i * len(items) / count)] for i in range(count)]
+
+
+def one_per_identity(photos: list[quality.Photo]) -> list[quality.Photo]:
+    seen: dict[str, quality.Photo] = {}
+    for photo in photos:
+        if photo.identity in NO_IDENTITY:
+            seen[photo.file] = photo  # unnamed: each photo its own person
+        else:
+            seen.setdefault(photo.identity, photo)
+    return sorted(seen.values(), key=lambda p: p.file)
+
+
+def template_choice(photos: list[quality.Photo], count: int) -> list[quality.Photo]:
+    """The demo template first, then photos of named people of the set, one per identity,
+    spread over it (every other one: the rest are the occluder users)."""
+    named = [p for p in one_per_identity(photos)[1::2] if p.identity not in NO_IDENTITY]
+    return [quality.Photo(DEMO, DEMO_IDENTITY)] + spread(named, count - 1)
+
+
+def same_person(a: quality.Photo, b: quality.Photo) -> bool:
+    return a.file == b.file or (a.identity == b.identity and a.identity not in NO_IDENTITY)
+
+
+def occluder_pairs(photos: list[quality.Photo], count: int) -> list[tuple[quality.Photo, quality.Photo]]:
+    """Deterministic (user, template): OCCLUDER_USERS users, one per identity, spread over
+    the frontal photos, each into successive templates of a different identity."""
+    users = spread(one_per_identity(photos)[::2], OCCLUDER_USERS)
+    templates = template_choice(photos, OCCLUDER_TEMPLATES)
+    pairs = []
+    for i in range(count):
+        user = users[i % len(users)]
+        j = i + i // len(users)
+        while same_person(templates[j % len(templates)], user):
+            j += 1
+        pairs.append((user, templates[j % len(templates)]))
+    return pairs
+
+
+def pose_partners(faces_dir: Path, photos: Photos) -> list[tuple[str, str, str, float]]:
+    """(identity, frontal, turned, turned yaw) for identities with a frontal photo (|yaw| <=
+    FRONTAL_MAX_YAW, the most frontal) and single-face photos turned TURNED_YAW by the
+    service's own yaw."""
+    rows = _manifest(faces_dir)
+    by_identity: dict[str, list[tuple[str, set[str]]]] = {}
+    for row in rows:
+        if row["identity"] not in NO_IDENTITY and row["n_faces"] == "1":
+            by_identity.setdefault(row["identity"], []).append((row["file"], set(row["categories"].split(","))))
+    partners = []
+    for identity, files in sorted(by_identity.items()):
+        yaws = {name: photos.yaw(name) for name, _ in files}
+        frontal = [(abs(y), name) for name, cats in files
+                   if "frontal" in cats and (y := yaws[name]) is not None and abs(y) <= FRONTAL_MAX_YAW]
+        if not frontal:
+            continue
+        front = min(frontal)[1]
+        for name, _ in files:
+            y = yaws[name]
+            if y is not None and TURNED_YAW[0] <= abs(y) <= TURNED_YAW[1]:
+                partners.append((identity, front, name, float(y)))
+    return partners
+
+
+def _manifest(faces_dir: Path) -> list[dict[str, str]]:
+    with open(faces_dir / "MANIFEST.tsv", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def group_photos(faces_dir: Path, limit: int | None) -> list[str]:
+    """Photos tagged `group` or with GROUP_MIN_FACES or more faces, the smallest first."""
+    rows = [r for r in _manifest(faces_dir)
+            if GROUP_CATEGORY in r["categories"].split(",") or int(r["n_faces"] or 0) >= GROUP_MIN_FACES]
+    rows.sort(key=lambda r: (int(r["width"]) * int(r["height"]), r["file"]))
+    return [r["file"] for r in rows[:limit]]
+
+
+# ------------------------------------------------------------------ measures
+
+def measure_occluders(fuser: Fuser, photos: Photos, user: str, template: str) -> OccluderPair:
+    """The user with and without drawn hair and glasses, fused into the same template."""
+    out = OccluderPair(user, template)
+    user_points, template_points = photos.landmarks(user), photos.landmarks(template)
+    if user_points is None or template_points is None:
+        out.error = "the judge found no face"
+        return out
+    clean = photos.pixels(user)
+    drawn = {"hair": draw_hair(clean, user_points), "glasses": draw_glasses(clean, user_points)}
+    template_bytes = photos.data(template)
+    skin = plain_skin_mask(photos.pixels(template).shape, template_points)
+    try:
+        base = fuser.fuse([png_bytes(clean)], template_bytes)
+        for kind, image in drawn.items():
+            mean, share = lstar_change(base, fuser.fuse([png_bytes(image)], template_bytes), skin)
+            setattr(out, f"{kind}_mean_dl", mean)
+            setattr(out, f"{kind}_share_dl8", share)
+    except FacefuseError as error:
+        out.error = f"{error.error.code} {error.detail}"
+    return out
+
+
+def measure_pose(fuser: Fuser, photos: Photos, partner: tuple[str, str, str, float], template: str) -> PosePair:
+    identity, frontal, turned, yaw = partner
+    out = PosePair(identity, frontal, turned, yaw, template)
+    template_points = photos.landmarks(template)
+    if template_points is None:
+        out.error = "the judge found no face"
+        return out
+    template_rgb, template_bytes = photos.pixels(template), photos.data(template)
+    try:
+        from_frontal = fuser.fuse([photos.data(frontal)], template_bytes)
+        from_turned = fuser.fuse([photos.data(turned)], template_bytes)
+    except FacefuseError as error:
+        out.error = f"{error.error.code} {error.detail}"
+        return out
+    out.mean_dl = lstar_change(from_frontal, from_turned, plain_skin_mask(template_rgb.shape, template_points))[0]
+    # yaw > 0 turns the face to the image's right: its right cheek turns away, edge-on.
+    sides = cheek_sides(template_rgb.shape, template_points, far_is_right=yaw > 0)
+    out.detail_ratio_result = far_near_ratio(from_turned, sides)
+    out.detail_ratio_frontal = far_near_ratio(from_frontal, sides)
+    out.detail_ratio_template = far_near_ratio(template_rgb, sides)
+    out.detail_error = out.detail_ratio_result / out.detail_ratio_template - 1
+    return out
+
+
+@lru_cache(maxsize=1)
+def cnn_detector():
+    import dlib
+    import face_recognition_models as frm
+
+    return dlib.cnn_face_detection_model_v1(frm.cnn_face_detector_model_location())
+
+
+def judge_face_boxes(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """x0, y0, x1, y1 of the faces >= JUDGE_MIN_FACE px that dlib's CNN finds."""
+    found = cnn_detector()(np.ascontiguousarray(rgb), CNN_UPSAMPLE)
+    return [(d.rect.left(), d.rect.top(), d.rect.left() + d.rect.width(), d.rect.top() + d.rect.height())
+            for d in found if min(d.rect.width(), d.rect.height()) >= JUDGE_MIN_FACE]
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def matched_count(judge_boxes: list, found_boxes: list) -> int:
+    """One-to-one matches of IoU >= MATCH_IOU, best overlaps first."""
+    candidates = sorted(((iou(j, f), a, b) for a, j in enumerate(judge_boxes) for b, f in enumerate(found_boxes)),
+                        reverse=True)
+    used_judge, used_found = set(), set()
+    for overlap, a, b in candidates:
+        if overlap >= MATCH_IOU and a not in used_judge and b not in used_found:
+            used_judge.add(a)
+            used_found.add(b)
+    return len(used_judge)
+
+
+def measure_group(registry: TemplateRegistry, photos: Photos, name: str) -> GroupPhoto:
+    """The photo registered as a template: its faces against the judge's."""
+    out = GroupPhoto(name)
+    try:
+        info = registry.add(photos.data(name))
+    except FacefuseError as error:
+        out.error = f"{error.error.code} {error.detail}"
+        faces = []
+    else:
+        faces = registry.load(info.template_id).faces
+    found = [(x, y, x + side, y + side) for x, y, side, _ in (f.box for f in faces)]
+    judged = judge_face_boxes(photos.pixels(name))
+    out.judge_faces, out.found, out.matched = len(judged), len(found), matched_count(judged, found)
+    return out
+
+
+# ------------------------------------------------------------------ summary
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+def _max(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.max(finite)) if finite else float("nan")
+
+
+def summarise(occluders: list[OccluderPair], poses: list[PosePair], groups: list[GroupPhoto],
+              notes: list[str]) -> RealismSummary:
+    judge_faces = sum(g.judge_faces for g in groups)
+    matched = sum(g.matched for g in groups)
+    return RealismSummary(
+        occluder_pairs=len(occluders),
+        occluder_failed=sum(1 for p in occluders if p.error),
+        hair_mean_dl=_median([p.hair_mean_dl for p in occluders]),
+        hair_share_dl8=_median([p.hair_share_dl8 for p in occluders]),
+        glasses_mean_dl=_median([p.glasses_mean_dl for p in occluders]),
+        glasses_share_dl8=_median([p.glasses_share_dl8 for p in occluders]),
+        pose_identities=len({p.identity for p in poses}),
+        pose_pairs=len(poses),
+        pose_failed=sum(1 for p in poses if p.error),
+        pose_mean_dl=_median([p.mean_dl for p in poses]),
+        pose_mean_dl_max=_max([p.mean_dl for p in poses]),
+        pose_detail_error=_median([abs(p.detail_error) for p in poses]),
+        pose_detail_error_max=_max([abs(p.detail_error) for p in poses]),
+        group_photos=len(groups),
+        group_judge_faces=judge_faces,
+        group_matched=matched,
+        group_recall=matched / judge_faces if judge_faces else float("nan"),
+        notes=notes,
+    )
+
+
+def verdicts(summary: RealismSummary) -> dict[str, bool]:
+    values = asdict(summary)
+    return {name: bool(values[name] >= bound if op == ">=" else values[name] <= bound)
+            for name, (op, bound) in TARGETS.items()}
+
+
+def summary_lines(summary: RealismSummary) -> list[str]:
+    met = verdicts(summary)
+
+    def mark(name: str) -> str:
+        return "MET" if met[name] else "MISS"
+
+    return [
+        f"realism occluders (pairs {summary.occluder_pairs}, failed {summary.occluder_failed}; median; "
+        f"targets mean <= 1.5, share <= 2 %): "
+        f"hair |dL*| {summary.hair_mean_dl:.2f} {mark('hair_mean_dl')}, >8 {summary.hair_share_dl8:.1%} "
+        f"{mark('hair_share_dl8')}; glasses |dL*| {summary.glasses_mean_dl:.2f} {mark('glasses_mean_dl')}, "
+        f">8 {summary.glasses_share_dl8:.1%} {mark('glasses_share_dl8')}",
+        f"realism pose (identities {summary.pose_identities}, pairs {summary.pose_pairs}, failed "
+        f"{summary.pose_failed}; median, max): |dL*| {summary.pose_mean_dl:.2f} (max {summary.pose_mean_dl_max:.2f}) "
+        f"{mark('pose_mean_dl')} [<= 3]; far/near detail off the template's by "
+        f"{summary.pose_detail_error:.0%} (max {summary.pose_detail_error_max:.0%}) "
+        f"{mark('pose_detail_error')} [<= 30 %]",
+        f"realism group recall (photos {summary.group_photos}): {summary.group_matched}/"
+        f"{summary.group_judge_faces} = {summary.group_recall:.1%} {mark('group_recall')} [100 %]",
+        f"realism targets met: {sum(met.values())}/{len(met)}",
+    ]
+
+
+# ------------------------------------------------------------------ review sheet
+
+def _box_crop(shape: tuple[int, ...], boxes: list[tuple[float, float, float, float]]) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 around face boxes (x, y, side, side), each grown SHEET_CROP times."""
+    corners = []
+    for x, y, side, _ in boxes:
+        cx, cy, half = x + side / 2, y + side / 2, side * SHEET_CROP / 2
+        corners.append((cx - half, cy - half, cx + half, cy + half))
+    c = np.array(corners)
+    return (max(0, int(c[:, 0].min())), max(0, int(c[:, 1].min())),
+            min(shape[1], int(np.ceil(c[:, 2].max()))), min(shape[0], int(np.ceil(c[:, 3].max()))))
+
+
+def _crop(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return rgb[y0:y1, x0:x1]
+
+
+def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
+    text_width = cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)[0][0]
+    label = np.full((LABEL_HEIGHT, max(panel.shape[1], text_width + 6), 3), 255, np.uint8)
+    cv2.putText(label, text, (3, LABEL_HEIGHT - 7), LABEL_FONT, LABEL_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    padded = np.pad(panel, ((0, 0), (0, label.shape[1] - panel.shape[1]), (0, 0)), constant_values=255)
+    return np.vstack([label, padded])
+
+
+def _row(panels: list[tuple[np.ndarray, str]], title: str) -> np.ndarray:
+    shown = [_labelled(image, text) for image, text in panels]
+    height = max(p.shape[0] for p in shown)
+    cells = []
+    for p in shown:
+        cells += [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255),
+                  np.full((height, GAP, 3), 255, np.uint8)]
+    return _labelled(np.hstack(cells), title)
+
+
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    width = max(r.shape[1] for r in rows)
+    return np.vstack([np.pad(r, ((0, GAP), (0, width - r.shape[1]), (0, 0)), constant_values=200) for r in rows])
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 40 else "..." + name[-37:]
+
+
+def sheet_pair_row(fuser: Fuser, photos: Photos, user: tuple[str, str], template: tuple[str, str]) -> np.ndarray:
+    user_rgb, template_rgb = photos.pixels(user[0]), photos.pixels(template[0])
+    user_face = max(detect_faces(user_rgb), key=lambda f: f.size)
+    template_face = max(detect_faces(template_rgb), key=lambda f: f.size)  # the face a lone user fills
+    box = _box_crop(template_rgb.shape, [template_face.box])
+    try:
+        result, result_text = _crop(fuser.fuse([photos.data(user[0])], photos.data(template[0])), box), "result"
+    except FacefuseError as error:
+        result, result_text = np.zeros((8, 8, 3), np.uint8), f"refused: {error.error.code} {error.detail}"
+    return _row([(_crop(user_rgb, _box_crop(user_rgb.shape, [user_face.box])), f"user {_short(user[0])}"),
+                 (_crop(template_rgb, box), f"template {_short(template[0])}"), (result, result_text)],
+                f"{user[1]}  |  {template[1]}")
+
+
+def sheet_group_row(fuser: Fuser, photos: Photos) -> np.ndarray:
+    name, why = GROUP_TEMPLATE
+    template_rgb = photos.pixels(name)
+    faces = detect_faces(template_rgb)
+    users = list(GROUP_USERS[:len(faces)])
+    result = fuser.fuse([photos.data(u) for u in users], photos.data(name), list(range(len(users))))
+    box = _box_crop(template_rgb.shape, [f.box for f in faces[:len(users)]])
+    user_crops = []
+    for user in users:
+        rgb = photos.pixels(user)
+        user_crops.append(_crop(rgb, _box_crop(rgb.shape, [max(detect_faces(rgb), key=lambda f: f.size).box])))
+    users_panel = _stack(user_crops)
+    return _row([(users_panel, "users, left to right"), (_crop(template_rgb, box), f"template {_short(name)}"),
+                 (_crop(result, box), "result")], why)
+
+
+def review_sheet(fuser: Fuser, photos: Photos) -> np.ndarray:
+    """Every chosen user into every chosen template (not into its own identity's), then the group."""
+    rows = []
+    for template in SHEET_TEMPLATES:
+        for user in SHEET_USERS:
+            if user[0] != template[0]:
+                rows.append(sheet_pair_row(fuser, photos, user, template))
+    rows.append(sheet_group_row(fuser, photos))
+    return _stack(rows)
+
+
+# ------------------------------------------------------------------ running
+
+def pose_note(partners: list[tuple[str, str, str, float]]) -> str:
+    """Which identities pose consistency rests on: the set has few turned photos."""
+    identities = sorted({p[0] for p in partners})
+    counted = "1 identity of the set has" if len(identities) == 1 else f"{len(identities)} identities of the set have"
+    return (f"pose: {counted} a frontal photo and one turned "
+            f"{TURNED_YAW[0]:.0f}-{TURNED_YAW[1]:.0f} deg: "
+            + (", ".join(f"{i} ({f} and {t}, yaw {y:+.0f})" for i, f, t, y in partners) or "none"))
+
+
+def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> dict:
+    """Every measure; the report as a JSON-ready dict (summary, targets_met, per pair)."""
+    photos = Photos(faces_dir)
+    work_dir = Path(tempfile.mkdtemp(prefix="facefuse-realism-"))
+    fuser = Fuser(work_dir)
+    valid = quality.valid_photos(faces_dir)
+
+    occluders = []
+    for user, template in occluder_pairs(valid, sizes.occluder_pairs):
+        occluders.append(measure_occluders(fuser, photos, user.file, template.file))
+        p = occluders[-1]
+        progress(f"occluders {user.file[:34]:34s} -> {template.file[:34]:34s} hair {p.hair_mean_dl:.2f} "
+                 f"{p.hair_share_dl8:.1%} glasses {p.glasses_mean_dl:.2f} {p.glasses_share_dl8:.1%} {p.error}")
+
+    partners = pose_partners(faces_dir, photos)
+    notes = [pose_note(partners)]
+    poses = []
+    for partner in partners:
+        for template in template_choice(valid, sizes.pose_templates):
+            if template.identity == partner[0]:  # partners always have a named identity
+                continue
+            poses.append(measure_pose(fuser, photos, partner, template.file))
+            p = poses[-1]
+            progress(f"pose {p.turned[-30:]:30s} -> {p.template[:34]:34s} |dL*| {p.mean_dl:.2f} "
+                     f"detail far/near {p.detail_ratio_result:.2f} (frontal's {p.detail_ratio_frontal:.2f}, "
+                     f"template {p.detail_ratio_template:.2f}) {p.error}")
+
+    registry = TemplateRegistry(Database(work_dir / "templates.db"), work_dir / "templates")
+    groups = []
+    for name in group_photos(faces_dir, sizes.group_photos):
+        groups.append(measure_group(registry, photos, name))
+        g = groups[-1]
+        progress(f"group {name[:50]:50s} judge {g.judge_faces} found {g.found} matched {g.matched} {g.error}")
+
+    if sheet is not None:
+        Image.fromarray(review_sheet(fuser, photos)).save(sheet)
+
+    summary = summarise(occluders, poses, groups, notes)
+    return {"summary": asdict(summary), "targets_met": verdicts(summary),
+            "occluder_pairs": [asdict(p) for p in occluders], "pose_pairs": [asdict(p) for p in poses],
+            "groups": [asdict(g) for g in groups], "sheet": str(sheet) if sheet else None}
+
+
+def summary_from(report: dict) -> RealismSummary:
+    return RealismSummary(**report["summary"])
+
+
+def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(f"--{prefix}pairs", type=int, default=OCCLUDER_PAIRS,
+                        help="occluder pairs (user x template)")
+    parser.add_argument(f"--{prefix}pose-templates", type=int, default=POSE_TEMPLATES,
+                        help="templates each frontal/turned identity is fused into")
+    parser.add_argument(f"--{prefix}groups", type=int, default=None,
+                        help="group photos, the smallest first (default: all)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces-dir", type=Path, default=quality.DEFAULT_FACES)
+    parser.add_argument("--out", type=Path, default=Path("realism.json"))
+    parser.add_argument("--sheet", default="realism.png", help="review sheet PNG ('' for none)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    report = run(args.faces_dir, Sizes(args.pairs, args.pose_templates, args.groups),
+                 Path(args.sheet) if args.sheet else None, progress=lambda line: print(line, file=sys.stderr))
+    args.out.write_text(json.dumps(report, indent=1))
+    summary = summary_from(report)
+    for line in summary_lines(summary) + summary.notes:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
