@@ -36,14 +36,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import group_recall  # noqa: E402  (group recall against dlib's CNN)
 import quality  # noqa: E402  (the dlib judge, the photo rules, the skin polygon)
 from facefuse.errors import FacefuseError  # noqa: E402
 from facefuse.media.decode import decode_image  # noqa: E402
 from facefuse.media.limits import ImageLimits  # noqa: E402
 from facefuse.service import FuseJob, FuseService, UserPhoto  # noqa: E402
 from facefuse.settings import Settings  # noqa: E402
-from facefuse.storage.db import Database  # noqa: E402
-from facefuse.templates.registry import TemplateRegistry, demo_photo  # noqa: E402
+from facefuse.templates.registry import demo_photo  # noqa: E402
 from facefuse.vision.detect import detect_faces  # noqa: E402
 
 DEMO = "grace_hopper.jpg (demo)"  # the demo template (it wears glasses), not a file of the set
@@ -90,9 +90,6 @@ TURNED_YAW = (15.0, 35.0)
 # Group recall
 GROUP_CATEGORY = "group"
 GROUP_MIN_FACES = 3  # a photo of this many people is a group photo, tagged so or not
-JUDGE_MIN_FACE = 48  # px: the image rules' smallest face
-CNN_UPSAMPLE = 1  # dlib's CNN finds faces from ~80 px; on the doubled image from ~40 px
-MATCH_IOU = 0.3  # the two detectors' boxes differ in extent (brows to chin vs. the whole mesh)
 
 # Pair counts (deterministic choices)
 OCCLUDER_PAIRS = 36
@@ -354,6 +351,9 @@ class Photos:
     def __init__(self, faces_dir: Path) -> None:
         self.faces_dir = faces_dir
 
+    def path(self, name: str) -> Path:
+        return self.faces_dir / name
+
     @lru_cache(maxsize=None)
     def data(self, name: str) -> bytes:
         return demo_photo() if name == DEMO else (self.faces_dir / name).read_bytes()
@@ -527,55 +527,16 @@ def measure_pose(fuser: Fuser, photos: Photos, partner: tuple[str, str, str, flo
     return out
 
 
-@lru_cache(maxsize=1)
-def cnn_detector():
-    import dlib
-    import face_recognition_models as frm
-
-    return dlib.cnn_face_detection_model_v1(frm.cnn_face_detector_model_location())
-
-
-def judge_face_boxes(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
-    """x0, y0, x1, y1 of the faces >= JUDGE_MIN_FACE px that dlib's CNN finds."""
-    found = cnn_detector()(np.ascontiguousarray(rgb), CNN_UPSAMPLE)
-    return [(d.rect.left(), d.rect.top(), d.rect.left() + d.rect.width(), d.rect.top() + d.rect.height())
-            for d in found if min(d.rect.width(), d.rect.height()) >= JUDGE_MIN_FACE]
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def matched_count(judge_boxes: list, found_boxes: list) -> int:
-    """One-to-one matches of IoU >= MATCH_IOU, best overlaps first."""
-    candidates = sorted(((iou(j, f), a, b) for a, j in enumerate(judge_boxes) for b, f in enumerate(found_boxes)),
-                        reverse=True)
-    used_judge, used_found = set(), set()
-    for overlap, a, b in candidates:
-        if overlap >= MATCH_IOU and a not in used_judge and b not in used_found:
-            used_judge.add(a)
-            used_found.add(b)
-    return len(used_judge)
-
-
-def measure_group(registry: TemplateRegistry, photos: Photos, name: str) -> GroupPhoto:
-    """The photo registered as a template: its faces against the judge's."""
+def measure_group(photos: Photos, name: str) -> GroupPhoto:
+    """The photo registered as a template: its faces against the judge's
+    (benchmarks/group_recall.py, which also says how a face of each is matched)."""
     out = GroupPhoto(name)
     try:
-        info = registry.add(photos.data(name))
+        result = group_recall.measure(photos.path(name))
     except FacefuseError as error:
         out.error = f"{error.error.code} {error.detail}"
-        faces = []
-    else:
-        faces = registry.load(info.template_id).faces
-    found = [(x, y, x + side, y + side) for x, y, side, _ in (f.box for f in faces)]
-    judged = judge_face_boxes(photos.pixels(name))
-    out.judge_faces, out.found, out.matched = len(judged), len(found), matched_count(judged, found)
+        return out
+    out.judge_faces, out.found, out.matched = len(result.expected), len(result.registered), len(result.found)
     return out
 
 
@@ -770,10 +731,9 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> di
                      f"detail far/near {p.detail_ratio_result:.2f} (frontal's {p.detail_ratio_frontal:.2f}, "
                      f"template {p.detail_ratio_template:.2f}) {p.error}")
 
-    registry = TemplateRegistry(Database(work_dir / "templates.db"), work_dir / "templates")
     groups = []
     for name in group_photos(faces_dir, sizes.group_photos):
-        groups.append(measure_group(registry, photos, name))
+        groups.append(measure_group(photos, name))
         g = groups[-1]
         progress(f"group {name[:50]:50s} judge {g.judge_faces} found {g.found} matched {g.matched} {g.error}")
 
