@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facefuse.fusion import masks, tone
+from facefuse.fusion import directional, masks, tone
 from facefuse.fusion.canvas import Canvas
+from facefuse.fusion.placement import CanvasWarps
 from facefuse.fusion.skin import TemplateSkin, UserSkin
 
 # A user's skin lifted this many times (the median gain, start and full) has its chroma
@@ -28,12 +29,19 @@ class Light:
     evened: np.ndarray | None  # how far the skin's chroma is evened out (0..1), None: nowhere
 
 
-def relight(canvas: Canvas, user: UserSkin, template: TemplateSkin, template_levels: list[np.ndarray],
-            template_small: np.ndarray, alpha: np.ndarray) -> Light:
-    """The gain taking the user's skin to the template's light (Canvas.shading), then to its
+def relight(canvas: Canvas, warps: CanvasWarps, user: UserSkin, template: TemplateSkin,
+            template_levels: list[np.ndarray], template_small: np.ndarray, alpha: np.ndarray) -> Light:
+    """The gain taking the user's skin to the template's light: its directional light on
+    the face's shape (directional.gain), then its local levels (Canvas.shading), then its
     median colour over what the user brings (`alpha`)."""
-    u_levels = canvas.skin_levels(user.small, template.plain * user.likelihood)
-    gain, u_level = canvas.shading(template_levels, u_levels)
+    user_weight = template.plain * user.likelihood
+    turn = directional.gain(user.small, user_weight, warps.user_normals, template_small, template.shared,
+                            warps.template_normals)
+    turned = user.small if turn is None else user.small * turn[..., None]
+    gain, u_level = canvas.shading(template_levels, canvas.skin_levels(turned, user_weight))
+    if turn is not None:
+        gain *= turn[..., None]
+        u_level /= turn[..., None]  # the skin level in the user's photo's own light
     u_lit = tone.soft_highlights(tone.lit(user.small, gain, u_level * np.maximum(gain - 1, 0)))
     gain *= tone.median_tone_gain(u_lit, template_small, alpha)
     evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, template.shared)), *EVEN_CHROMA_LIFT))

@@ -127,6 +127,30 @@ def mirrored_vertices() -> np.ndarray:
     return order
 
 
+def vertex_normals(points: np.ndarray) -> np.ndarray:
+    """(VERTEX_COUNT, 3) unit normals at the warp vertices of a face with landmarks `points`
+    ((478, 3) pixels, z away from the camera as mediapipe gives it), turned toward the
+    camera (x right, y down, z toward the camera): the mesh's from its triangles (weighted
+    by their areas), a hole's centre its loop's mean, a ring vertex its oval point's."""
+    tri = mesh_triangles()
+    p = points[:MESH_POINTS].astype(np.float64)
+    a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+    across = np.cross(b - a, c - a)
+    normals = np.zeros((MESH_POINTS, 3))
+    for corner in range(3):
+        np.add.at(normals, tri[:, corner], across)
+    normals[:, 2] *= -1  # toward the camera
+    if normals[:, 2].sum() < 0:  # the triangles' winding decides the sign: the face looks at the camera
+        normals = -normals
+    out = np.zeros((VERTEX_COUNT, 3))
+    out[:MESH_POINTS] = normals
+    for centre, loop in ((MOUTH_CENTRE, LIPS_INNER), (RIGHT_EYE_CENTRE, RIGHT_EYE), (LEFT_EYE_CENTRE, LEFT_EYE)):
+        out[centre] = normals[list(loop)].sum(axis=0)
+    out[RIGHT_IRIS[0]:LEFT_IRIS[-1] + 1] = out[RIGHT_EYE_CENTRE]
+    out[RING_START:] = normals[list(FACE_OVAL)]
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+
+
 @lru_cache(maxsize=1)
 def hops_from_oval() -> np.ndarray:
     """(468,) graph distance of each mesh point from the face oval (0 on the oval)."""

@@ -77,7 +77,7 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     weights = parallel.start(alpha.full_size_weights, canvas, template_skin.shared, canvas_alpha, region_target,
                              prepared.landmarks, prepared.face_size)
     t = template.result()
-    lighting = light.relight(canvas, user_skin, template_skin, t.levels, t.small, canvas_alpha)
+    lighting = light.relight(canvas, on_canvas, user_skin, template_skin, t.levels, t.small, canvas_alpha)
 
     face = _light_face(canvas, u_face, lighting)
     face = light.even_chroma(canvas, face, user_skin, template_skin, lighting)

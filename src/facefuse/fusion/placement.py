@@ -138,7 +138,9 @@ class RegionWarps:
 
     user_shape: tuple[int, ...]
     raster: warp.TriangleRaster  # over the warp box
-    grids: np.ndarray  # (gh, gw, 8): user patch x, y; seen 0..1; template patch x, y; mirror x, y; squarely 0..1
+    # (gh, gw, 14): user patch x, y; seen 0..1; template patch x, y; mirror x, y; squarely 0..1;
+    # the user's surface normal x, y, z; the template's
+    grids: np.ndarray
     origin: tuple[int, int]  # x, y of the face region in the warp box
 
     def on(self, canvas: Canvas) -> CanvasWarps:
@@ -163,7 +165,7 @@ class CanvasWarps:
 
     user_shape: tuple[int, ...]
     factor: int
-    blocks: np.ndarray  # (h, w, 8) as RegionWarps.grids
+    blocks: np.ndarray  # (h, w, 14) as RegionWarps.grids
     origin: tuple[int, int]  # x, y of the face region in the warp box
 
     def user_coverage(self) -> np.ndarray:
@@ -186,6 +188,17 @@ class CanvasWarps:
     def squarely(self) -> np.ndarray:
         """How squarely, unstretched, the user's photo shows each block (0..1; 1 off the skin)."""
         return self.blocks[..., 7]
+
+    @property
+    def user_normals(self) -> np.ndarray:
+        """(h, w, 3) the user's face's surface normal at each block, as its photo shows it
+        (x right, y down, z toward the camera; (0, 0, 1) off the mesh)."""
+        return self.blocks[..., 8:11]
+
+    @property
+    def template_normals(self) -> np.ndarray:
+        """(h, w, 3) the template face's surface normal at each block, likewise."""
+        return self.blocks[..., 11:14]
 
     def mirror(self) -> tuple[np.ndarray, np.ndarray]:
         """remap() maps on the canvas: each block's mirror image across the face's midline."""
@@ -231,21 +244,34 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
     u_fallback = to_user.copy()
     u_fallback[:, 2] += to_user[:, :2] @ origin
     u_vertices = warp_vertices(place.user.landmarks[:, :2], u_ring)
-    t_grid, u_grid, m_grid = warp.grid_maps(raster, (prepared.warp_vertices, u_vertices,
-                                                     g_vertices[mesh.mirrored_vertices()]), triangles,
-                                            (np.eye(2, 3, dtype=np.float32) + shift, u_fallback,
-                                             np.eye(2, 3, dtype=np.float32)))
+    u_normals, t_normals = (_as_pairs(mesh.vertex_normals(points)) for points in (place.user.landmarks,
+                                                                                  prepared.landmarks))
+    t_grid, u_grid, m_grid, *normal_grids = warp.grid_maps(
+        raster, (prepared.warp_vertices, u_vertices, g_vertices[mesh.mirrored_vertices()], *u_normals, *t_normals),
+        triangles, (np.eye(2, 3, dtype=np.float32) + shift, u_fallback, np.eye(2, 3, dtype=np.float32),
+                    *(_FACING_CAMERA * 2)))
     # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
     # ear, hair or background, not skin: there the template stays.
     squeeze = (warp.signed_areas(u_vertices, triangles) * place.align.scale ** 2
                / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3))
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SEEN_SQUEEZE), 1.0)
     squarely = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SQUARELY_SQUEEZE), 1.0)
+    u_nx_ny, u_nz, t_nx_ny, t_nz = normal_grids
     grids = cv2.merge((*u_grid, warp.grid_values(raster, seen, outside=1.0), *t_grid, *m_grid,
-                       warp.grid_values(raster, squarely, outside=1.0)))
+                       warp.grid_values(raster, squarely, outside=1.0), *u_nx_ny, u_nz[0], *t_nx_ny, t_nz[0]))
     fx0, fy0 = place.face_box[:2]
     region = RegionWarps(place.user.image.shape, raster, grids, (fx0 - x0, fy0 - y0))
     return Warps(raster, t_grid, warp.upsample(raster, u_grid), region)
+
+
+# Off the mesh a surface faces the camera: (2, 3) affine maps that give (0, 0) for the
+# normal's x, y and (1, 0) for its z.
+_FACING_CAMERA = (np.zeros((2, 3), np.float32), np.array([[0, 0, 1], [0, 0, 0]], np.float32))
+
+
+def _as_pairs(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) normals as the two (V, 2) vertex arrays warp.grid_maps interpolates: x, y and z, 0."""
+    return normals[:, :2], np.stack([normals[:, 2], np.zeros(len(normals), np.float32)], axis=1)
 
 
 def _inverse_in_plane(align: Similarity) -> np.ndarray:
