@@ -559,9 +559,9 @@ def test_the_templates_frames_are_in_front_as_they_are() -> None:
     frames = frames_in_image(prepared)
     # The frames' middle (away from their anti-aliased edge): the template's own pixels.
     middle = masks.shrink((frames > 0.99).astype(np.float32), 1) > 0
-    assert middle.sum() > 500
+    assert middle.sum() > 300
     off = np.abs(result.astype(np.int16) - template)[middle]
-    # Measured: at most 1 level off; 31 on average (90th percentile 80) when the demo's
+    # Measured: at most 1 level off; 34 on average (90th percentile 93) when the demo's
     # glasses went untold and the user's face came over them.
     assert off.max() <= 1
 
@@ -585,7 +585,7 @@ def test_no_faded_copy_of_the_frames_shows_beside_them() -> None:
     beside = (masks.grow(frames.astype(np.float32), 0.05 * t_face.size) > 0) & ~frames & cheeks
     assert beside.sum() > 1000
     off = np.abs(result.astype(np.int16) - plain)[beside]
-    # Measured: nothing (0 levels); up to 18 (99th percentile 10) when the template was warped
+    # Measured: nothing (0 levels); up to 22 (99th percentile 13) when the template was warped
     # with its light rims, which came in faded on the cheeks.
     assert off.max() <= 1
 

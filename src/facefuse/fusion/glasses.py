@@ -88,10 +88,10 @@ BAND_STEP = 0.25
 BAND_PEAK = 0.006
 BAND_CONTRAST = 0.25
 BAND_SMOOTH = 17  # angles of the running median that evens a rim's edges
-# Where a band's edge is, of the way from its floor to its peak: halfway for light frames
-# (their edges against the skin are even); lower for dark ones, whose patterns
-# (tortoiseshell) and highlights dip well below their peak inside the band.
-BAND_LEVEL = (0.5, 0.25)
+# Where a band's edge is, of the way from its floor to its peak: past halfway for light frames
+# (skin of about their colour, beside them, stays out); well below for dark ones, whose
+# patterns (tortoiseshell) and highlights dip far below their peak inside the band.
+BAND_LEVEL = (0.65, 0.25)
 VALLEY_NOISE = 0.05  # in frame likeness: a band's side rising less than this still falls
 RIM_GAP = 24  # rays: a rim unseen for no more than these goes on across the gap
 RIM_MIRROR = (0.15, 0.006)  # how much wider a rim's band may be than its mirror image's: a fraction, of the face size
