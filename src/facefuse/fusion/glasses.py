@@ -70,7 +70,8 @@ RIM_LINE_WIDTHS = (0.006, 0.01, 0.016)
 RIM_MAX_STEP = 4
 RIM_BEND_COST = 1.0
 RIM_BASELINE = 0.05
-RIM_BLOCKED = -1.0  # a radius near an eye or past the nose's middle: the path goes round it
+RIM_BLOCKED = -1.0  # a radius near an eye or at the nose's middle: the path goes round it
+NOSE_MARGIN = 0.01  # of the face size: how near the nose's middle a lens's rim can come
 # Each rim on its own keeps within this much (of the face size) of the two traced as one,
 # and bends at this fraction of the cost.
 RIM_CORRIDOR = 0.03
@@ -521,10 +522,10 @@ class _Polar:
             line[:, -w:] = 0
             np.maximum(response, line, out=response)
         blocked = cv2.remap(untraced, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 0.5
-        # A lens never reaches past the middle of the nose.
+        # A lens never reaches the middle of the nose.
         toward_nose = directions @ (side * axes.across)
         to_middle = ((axes.middle - centre) @ (side * axes.across)) / np.maximum(toward_nose, 1e-3)
-        blocked |= (toward_nose[:, None] > 1e-3) & (radii[None, :] > to_middle[:, None] - 0.01 * size)
+        blocked |= (toward_nose[:, None] > 1e-3) & (radii[None, :] > to_middle[:, None] - NOSE_MARGIN * size)
         response[blocked] = RIM_BLOCKED
         return _Polar(centre, directions, radii, response, blocked)
 
