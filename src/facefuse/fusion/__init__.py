@@ -3,12 +3,13 @@
 fuse.py       the API: FuseOptions, fuse_face, prepare_template / fuse_prepared
 pipeline.py   fill_face: the steps in order, and which of them run on a spare core
 template.py   a template face prepared once: region, landmarks, warp ring, skin, what stays in front
+glasses.py    a template's glasses: told and traced once, their frames put back unwarped on top
 placement.py  the user's face region, its alignment, the fused landmarks, the boxes, the warps
 skin.py       what of each warped face is skin, on the canvas
 alpha.py      how much of the user shows at each pixel
 light.py      the template's light and tone on the user's skin
 detail.py     the template's sharpness and grain on the fused face
-blend.py      the fused face over the template; the template's glasses in front
+blend.py      the fused face over the template; the template's glasses' frames in front
 geometry.py   the fused landmarks: the template's, moved toward the user's proportions
 mesh.py       the 478-point mesh: landmark groups, triangles, hole fans, outer ring
 warp.py       piecewise-affine warps computed on a coarse grid

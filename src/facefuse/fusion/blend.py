@@ -6,8 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facefuse.fusion import detail, tone
-from facefuse.fusion.canvas import TEMPLATE_FRAMES_EYE_CLEARANCE, Canvas
+from facefuse.fusion import detail, glasses, tone
 
 
 def blend_rows(out: np.ndarray, face: np.ndarray, template_face: np.ndarray, template_detail: detail.TemplateDetail,
@@ -25,14 +24,10 @@ def blend_rows(out: np.ndarray, face: np.ndarray, template_face: np.ndarray, tem
     cv2.convertScaleAbs(mixed, dst=out[rows])  # rounds and saturates at 255
 
 
-def keep_template_glasses(face: np.ndarray, t_still: np.ndarray, t_points: np.ndarray, face_size: float) -> None:
+def keep_template_glasses(out: np.ndarray, frames: glasses.Frames, box: tuple[int, int, int, int]) -> None:
     """The frames of the template's glasses, as they are in the template, in front of the
-    fused face (in place). Frames are rigid: the warp that moves the template's features
-    to the user's proportions would bend them, so they are taken from the unwarped
-    template (`t_still`, the same region; `t_points` its landmarks there)."""
-    canvas = Canvas(face.shape[:2], face_size, t_points)
-    frames = canvas.glasses_frames(canvas.shrink_dark(t_still), TEMPLATE_FRAMES_EYE_CLEARANCE)
-    if not frames.any():
-        return
-    weight = canvas.grow(frames)
-    face[:] = cv2.blendLinear(t_still, face, weight, 1 - weight)
+    fused face (in place; `out` the template's patch, `box` x0, y0, x1, y1 of what fusion
+    wrote in it). Frames are rigid: the warp that moves the template's features to the
+    user's proportions would bend them, so the template is warped without them
+    (PreparedTemplate.patch) and they are put back unwarped."""
+    glasses.put_back(out, frames, box)

@@ -238,10 +238,8 @@ _FRINGE_ROOT = 0.08
 # down: where the user's face edge meets a background, a collar or a beard. Above the eyes
 # the skin around the brows and temples is much of the likeness, so it counts to the edge.
 _USER_EDGE_MARGIN = 0.01
-# How close to an eye (of the face size) frames may be. The template's frames are put back
-# over the user's eyes: nearer than this, what touches a rim is the template's lashes and
-# eye-corner shadow, which stay the user's. The user's own frames give way as close as they come.
-TEMPLATE_FRAMES_EYE_CLEARANCE = 0.04
+# How close to an eye (of the face size) a user's own frames may be: under a template's
+# glasses they give way as close as they come (the template's are glasses.find_frames').
 USER_FRAMES_EYE_CLEARANCE = 0.01
 # Between the inner eye corners, around the top of the nose (below any frown lines).
 _NOSE_BRIDGE = (133, 168, 362, 6)

@@ -90,10 +90,9 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     parallel.in_halves(partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, full.skin,
                                prepared.grayscale), len(fused))
     fx0, fy0, fx1, fy1 = place.face_box
-    if prepared.glasses:
-        blend.keep_template_glasses(fused, prepared.patch[fy0:fy1, fx0:fx1], prepared.landmarks[:, :2] - place.face_origin,
-                                    prepared.face_size)
     out[fy0:fy1, fx0:fx1] = fused
+    if prepared.frames is not None:
+        blend.keep_template_glasses(out, prepared.frames, place.warp_box)
 
 
 def _warp_user_rows(out: np.ndarray, user_image: np.ndarray, user_map: tuple[np.ndarray, np.ndarray],

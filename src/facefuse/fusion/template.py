@@ -1,5 +1,6 @@
 """A template face, prepared once: its region, landmarks, warp ring, and what of it is skin,
-stays in front (a fringe, a beard) or is rigid (glasses), each worked out on its canvas."""
+stays in front (a fringe, a beard), each worked out on its canvas, or is rigid (the frames
+of its glasses, glasses.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.fusion import beard, masks, mesh, tone
-from facefuse.fusion.canvas import TEMPLATE_FRAMES_EYE_CLEARANCE, Canvas
+from facefuse.fusion import beard, glasses, masks, mesh, tone
+from facefuse.fusion.canvas import Canvas
 from facefuse.vision.faces import Face
 
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
@@ -22,7 +23,7 @@ class PreparedTemplate:
 
     image: np.ndarray  # the whole template, never written to
     crop: tuple[int, int, int, int]  # x0, y0, x1, y1 of the region fusion may change
-    patch: np.ndarray  # that region, uint8
+    patch: np.ndarray  # that region, uint8, its glasses' frames painted out (glasses.without_frames)
     landmarks: np.ndarray  # (478, 3) in patch pixels
     face_size: float
     grayscale: bool
@@ -32,12 +33,14 @@ class PreparedTemplate:
     ring: np.ndarray  # the outer ring of the warp (warp_ring), patch pixels
     warp_vertices: np.ndarray  # the template's vertices of the warp mesh (warp_vertices)
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
+    frames: glasses.Frames | None = None  # its glasses' frames, as they are in the template
 
     @property
     def nbytes(self) -> int:
         """The arrays it keeps of its own (the whole template `image` is shared, not counted)."""
-        return sum(a.nbytes for a in (self.patch, self.landmarks, self.canvas_skin, self.canvas_in_front, self.ring,
-                                      self.warp_vertices))
+        frames = self.frames.nbytes if self.frames is not None else 0
+        return frames + sum(a.nbytes for a in (self.patch, self.landmarks, self.canvas_skin, self.canvas_in_front,
+                                               self.ring, self.warp_vertices))
 
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
@@ -51,18 +54,22 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     patch = np.ascontiguousarray(template_rgb[y0:y1, x0:x1])
     landmarks = template_face.landmarks.astype(np.float32).copy()
     landmarks[:, :2] -= (x0, y0)
+    # Frames are rigid and stay in front: the rest is worked out, and warped, without them.
+    frames = glasses.find_frames(patch, landmarks, float(side))
+    if frames is not None:
+        patch = glasses.without_frames(patch, frames, float(side))
     canvas = Canvas(patch.shape[:2], float(side), landmarks[:, :2])
     small, dark = canvas.shrink(patch), canvas.shrink_dark(patch)
-    glasses = bool(canvas.glasses_frames(dark, TEMPLATE_FRAMES_EYE_CLEARANCE).any())
     model = canvas.skin_model(small)
     beard_amount = beard.beard_amount(patch, landmarks[:, :2])
     ring = warp_ring(landmarks[:, :2])
     return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
                             landmarks=landmarks, face_size=float(side),
-                            grayscale=tone.is_grayscale(patch), glasses=glasses,
+                            grayscale=tone.is_grayscale(patch), glasses=frames is not None,
                             canvas_skin=tone.skin_likelihood(small, model),
                             canvas_in_front=_hair_in_front(canvas, dark, small, model, beard_amount),
-                            ring=ring, warp_vertices=warp_vertices(landmarks[:, :2], ring), beard=beard_amount)
+                            ring=ring, warp_vertices=warp_vertices(landmarks[:, :2], ring), beard=beard_amount,
+                            frames=frames)
 
 
 def _hair_in_front(canvas: Canvas, t_dark: np.ndarray, t_small: np.ndarray,
