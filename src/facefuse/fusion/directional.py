@@ -14,12 +14,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facefuse.fusion.masks import smoothstep
+
 # Blocks whose normal faces the camera less than this (a silhouette, the side of the nose
 # seen edge-on) and whose skin weight is less than the second value are left out of a fit.
 MIN_FACING = 0.25
 MIN_WEIGHT = 0.3
+FACING_FADE = (0.25, 0.6)  # the gain is whole where both surfaces face the camera more than this
 MIN_SAMPLES = 64  # fewer fitting blocks: no directional light is told
-GAIN_LIMIT = 1.5  # the directional gain stays within exp(+-this): a shadow at a quarter of the light is undone
+GAIN_LIMIT = 1.2  # the directional gain stays within exp(+-this)
 _LOG_OFFSET = 4.0  # log(luma + this): dark pixels do not dominate the fit
 
 
@@ -32,9 +35,12 @@ def gain(user_small: np.ndarray, user_weight: np.ndarray, user_normals: np.ndarr
     template_light = _fit(template_small, template_weight, template_normals)
     if user_light is None or template_light is None:
         return None
-    # Only the light's sideways and up-down parts are swapped: how a face darkens toward its
-    # sides under any frontal light is part of its shape as the judge and people see it.
-    log_gain = template_normals[..., :2] @ template_light[:2] - user_normals[..., :2] @ user_light[:2]
+    # Only the light's sideways part is swapped: how a face darkens toward its sides, and
+    # under its brows and nose, under any light from the front or above is part of its
+    # shape as the judge and people see it.
+    log_gain = -user_normals[..., 0] * user_light[0]
+    # Toward a silhouette the fit says little and the gain would be steep: it fades out there.
+    log_gain *= smoothstep(np.minimum(user_normals[..., 2], template_normals[..., 2]), *FACING_FADE)
     return np.exp(np.clip(log_gain, -GAIN_LIMIT, GAIN_LIMIT)).astype(np.float32)
 
 

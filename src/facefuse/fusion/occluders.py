@@ -65,9 +65,9 @@ def find_covers(canvas: Canvas, dark: np.ndarray) -> Covers | None:
     """Strands of hair and frames of glasses over the face (`dark`: the user's luma, each
     block its darkest pixel: Canvas.shrink_dark); None when there are none.
 
-    A cover comes into the face from outside it: a strand hangs from the hair, a frame's
-    arms reach the temples. So only dark lines joined to the face's edge count; a line
-    wholly inside the face (a fold, a shadow under the eyes, a mole) is the user's own."""
+    A strand comes into the face from the hair above it: only dark lines joined to the
+    face's edge above the brows count; a line wholly inside the face (a fold, a shadow
+    under the eyes, a mole, a brow) is the user's own. Glasses are told by their bridge."""
     size = canvas.size
     lines = masks.dark_lines(dark, LINE_WIDTH * size)
     pts = canvas.points
@@ -79,7 +79,9 @@ def find_covers(canvas: Canvas, dark: np.ndarray) -> Covers | None:
     own = np.maximum(masks.grow(mouth_nose, OWN_FEATURES_MARGIN * size), masks.grow(eyes, OWN_EYES_MARGIN * size))
     candidates = (lines * above_nose > COVER_LINE[0]).astype(np.uint8)
     _, pieces = cv2.connectedComponents(candidates, connectivity=8)
-    edge = (oval > 0.5) & (inner < 0.5)
+    # Strands hang from the hairline: the face's edge above the brows (a brow's tail reaches
+    # the edge at the temple; the arms of glasses are told by their bridge, below).
+    edge = (oval > 0.5) & (inner < 0.5) & _above_brows(canvas.shape, pts)
     joined = np.isin(pieces, np.unique(pieces[edge & (pieces > 0)])).astype(np.float32)
     covers = masks.smoothstep(lines * joined * inner * above_nose * (1 - own), *COVER_LINE)
     # Glasses are told by their bridge (Canvas.glasses_frames): their frames are covers
@@ -183,6 +185,17 @@ def texture_inpainted(face: np.ndarray, canvas: Canvas, plan: FillPlan, template
 def _mixed(base: np.ndarray, other: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """base + weight * (other - base), per pixel (float32 RGB, weight 0..1 per pixel)."""
     return cv2.blendLinear(other, base, weight, 1 - weight)
+
+
+def _above_brows(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
+    """bool: above the highest point of the brows, along the face's up (chin to forehead)."""
+    up = pts[10] - pts[152]
+    up = up / max(float(np.linalg.norm(up)), 1e-3)
+    h, w = shape
+    height = ((np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0]
+              + (np.arange(h, dtype=np.float32)[:, None] - pts[168, 1]) * up[1])
+    brows_top = float(((pts[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - pts[168]) @ up).max())
+    return height > brows_top
 
 
 def _box_of(mask: np.ndarray, canvas: Canvas) -> tuple[int, int, int, int]:
