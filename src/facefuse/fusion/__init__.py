@@ -6,12 +6,14 @@ template.py   a template face prepared once: region, landmarks, warp ring, skin,
 glasses.py    a template's glasses: told and traced once, their frames put back unwarped on top
 placement.py  the user's face region, its alignment, the fused landmarks, the boxes, the warps
 skin.py       what of each warped face is skin, on the canvas
+occluders.py  what covers the user's face (strands, frames) or its photo shows edge-on, filled
 alpha.py      how much of the user shows at each pixel
+directional.py the user's sideways light taken off its face, on the mesh's normals
 light.py      the template's light and tone on the user's skin
 detail.py     the template's sharpness and grain on the fused face
 blend.py      the fused face over the template; the template's glasses' frames in front
 geometry.py   the fused landmarks: the template's, moved toward the user's proportions
-mesh.py       the 478-point mesh: landmark groups, triangles, hole fans, outer ring
+mesh.py       the 478-point mesh: landmark groups, triangles, mirror pairs, normals, hole fans, ring
 warp.py       piecewise-affine warps computed on a coarse grid
 canvas.py     the shrunk copy of the face where masks and light are worked out
 masks.py      soft masks from landmark polygons

@@ -1,12 +1,15 @@
-"""The user's directional light swapped for the template's, on the face's 3-D shape.
+"""The user's sideways light taken out, on the face's 3-D shape.
 
-A hard side light or a flash puts shadows and highlights on a face by its surface's
-direction: the side of the nose, a cheek turned away. The local skin levels (light.py)
-take a face's light at a few scales but cannot tell a shadow from the relief under it.
-Here each face's log luma on its plain skin is fitted as a constant plus a linear function
-of the surface normal (first-order spherical harmonics, a Lambertian face under one
-distant light and ambient light), from the mesh's normals in each photo; the user's
-directional part is divided out and the template's put in its place.
+A hard side light puts shadows and highlights on a face by its surface's direction: the
+side of the nose, the cheek turned from the light. The local skin levels (light.py) take a
+face's light at a few scales but cannot tell a shadow from the relief under it. Here the
+user's log luma on its plain skin is fitted as a constant plus a linear function of the
+surface normal in its photo (first-order spherical harmonics: a matte face under one
+distant light and ambient light), and the sideways part of that light, beyond a
+portrait's usual modelling light, is divided out.
+The template's own light then comes with its local levels. Swapping in the template's
+directional light as well, or taking out the user's light from above and the front, takes
+away how the face darkens toward its sides and under its brows: part of its likeness.
 """
 
 from __future__ import annotations
@@ -22,23 +25,25 @@ MIN_FACING = 0.25
 MIN_WEIGHT = 0.3
 FACING_FADE = (0.25, 0.6)  # the gain is whole where both surfaces face the camera more than this
 MIN_SAMPLES = 64  # fewer fitting blocks: no directional light is told
+# A portrait's usual modelling light (the log luma's slope along the normal's x, up to
+# about this on ../shared/faces' frontal photos) is part of how the face looks; only a
+# harder side light is taken down to it.
+SIDE_LIGHT_KEPT = 0.25
 GAIN_LIMIT = 1.2  # the directional gain stays within exp(+-this)
 _LOG_OFFSET = 4.0  # log(luma + this): dark pixels do not dominate the fit
 
 
 def gain(user_small: np.ndarray, user_weight: np.ndarray, user_normals: np.ndarray,
-                     template_small: np.ndarray, template_weight: np.ndarray,
-                     template_normals: np.ndarray) -> np.ndarray | None:
-    """(h, w) the gain that takes the user's face (canvas, float32 RGB) from its photo's
-    directional light to the template's, per block; None when either light cannot be told."""
+         template_normals: np.ndarray) -> np.ndarray | None:
+    """(h, w) the gain that takes the sideways part of the user's photo's light off its face
+    (canvas, float32 RGB), per block; None when that light cannot be told."""
     user_light = _fit(user_small, user_weight, user_normals)
-    template_light = _fit(template_small, template_weight, template_normals)
-    if user_light is None or template_light is None:
+    if user_light is None:
         return None
-    # Only the light's sideways part is swapped: how a face darkens toward its sides, and
-    # under its brows and nose, under any light from the front or above is part of its
-    # shape as the judge and people see it.
-    log_gain = -user_normals[..., 0] * user_light[0]
+    sideways = float(np.sign(user_light[0])) * max(abs(float(user_light[0])) - SIDE_LIGHT_KEPT, 0.0)
+    if sideways == 0:
+        return None
+    log_gain = -user_normals[..., 0] * sideways
     # Toward a silhouette the fit says little and the gain would be steep: it fades out there.
     log_gain *= smoothstep(np.minimum(user_normals[..., 2], template_normals[..., 2]), *FACING_FADE)
     return np.exp(np.clip(log_gain, -GAIN_LIMIT, GAIN_LIMIT)).astype(np.float32)

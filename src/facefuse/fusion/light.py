@@ -31,12 +31,11 @@ class Light:
 
 def relight(canvas: Canvas, warps: CanvasWarps, user: UserSkin, template: TemplateSkin,
             template_levels: list[np.ndarray], template_small: np.ndarray, alpha: np.ndarray) -> Light:
-    """The gain taking the user's skin to the template's light: its directional light on
-    the face's shape (directional.gain), then its local levels (Canvas.shading), then its
-    median colour over what the user brings (`alpha`)."""
+    """The gain taking the user's skin to the template's light: the user's sideways light
+    taken off on the face's shape (directional.gain), then the template's local levels
+    (Canvas.shading), then its median colour over what the user brings (`alpha`)."""
     user_weight = template.plain * user.likelihood
-    turn = directional.gain(user.small, user_weight, warps.user_normals, template_small, template.shared,
-                            warps.template_normals)
+    turn = directional.gain(user.small, user_weight, warps.user_normals, warps.template_normals)
     turned = user.small if turn is None else user.small * turn[..., None]
     gain, u_level = canvas.shading(template_levels, canvas.skin_levels(turned, user_weight))
     if turn is not None:

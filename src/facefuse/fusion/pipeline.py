@@ -13,7 +13,8 @@
                    edge-on, filled from the face itself (its mirror image, else the skin
                    around); the filled face is read again
  7. alpha          how much of the user shows at each pixel
- 8. relight        the template's light and tone on the user's skin (a gain on the canvas)
+ 8. relight        the user's sideways light taken off on its 3-D shape; the template's light
+                   and tone on the user's skin (a gain on the canvas)
  9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened
 10. match_texture  the template's finest texture on what was inpainted; its sharpness and
                    grain (detail.match_detail)
