@@ -822,3 +822,22 @@ def test_a_hard_side_light_on_the_user_gives_way_to_the_templates_light(monkeypa
     relit = change()
     monkeypatch.setattr(directional, "gain", lambda *args: None)
     assert relit < 0.6 * change(), relit
+
+
+def test_the_landmarks_of_a_user_under_strands_of_hair_are_fitted_again_without_them() -> None:
+    """A lock of strands over an eye pulls FaceMesh's points; fitted again on the photo with
+    the strands inpainted they are nearer the face's own (the photo without strands)."""
+    from facefuse.fusion.occluders import clean_photo
+    from facefuse.service import uncovered
+
+    user, own = photo(USER), photo_face(USER)
+    drawn = _draw_strands(user, own)
+    pulled = largest_face(drawn)
+    assert clean_photo(user, own) is None  # nothing over the face: nothing to clean
+    cleaned, refitted = uncovered(drawn, pulled)
+    assert cleaned is not drawn and (cleaned != drawn).any(axis=2).sum() > 1000
+
+    def off(face: Face) -> float:
+        return float(np.median(np.linalg.norm(face.points - own.points, axis=1)))
+
+    assert off(refitted) < 0.75 * off(pulled), (off(refitted), off(pulled))

@@ -8,6 +8,7 @@ import numpy as np
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import FuseOptions, PreparedTemplate, fuse_prepared, prepare_template
+from facefuse.fusion.occluders import clean_photo
 from facefuse.media.decode import check_image, decode_image, decode_image_reduced
 from facefuse.media.encode import TileCodedJpeg, encode_jpeg
 from facefuse.media.limits import ImageLimits
@@ -126,7 +127,7 @@ class FuseService:
         targets = assign_template_faces(users, template_faces)
         placed = []
         for user, target in zip(users, targets):
-            image, face = self.read_user_face(user, template_faces[target].size)
+            image, face = uncovered(*self.read_user_face(user, template_faces[target].size))
             placed.append(PlacedUser(image=image, face=face, template_face_index=target))
         return placed
 
@@ -160,6 +161,21 @@ class FuseService:
         if face.size / 2 < max(template_face_size, MESH_FACE_PX):  # half size would lose detail
             return None
         return image, _scaled(face, 0.5)
+
+
+def uncovered(image: np.ndarray, face: Face) -> tuple[np.ndarray, Face]:
+    """The user's photo with strands of hair and frames of glasses over the face inpainted,
+    and the face's landmarks fitted again there (a strand or a rim pulls them off the face's
+    own); the photo and face as they are when there is nothing over it, or no fit."""
+    cleaned = clean_photo(image, face)
+    if cleaned is None:
+        return image, face
+    # Detected again as a whole, so the face is framed for FaceMesh as a photo without the
+    # covers would be; the same face is the one nearest where it was.
+    near = [f for f in detect_faces(cleaned) if np.hypot(*np.subtract(f.center, face.center)) < 0.25 * face.size]
+    if not near:
+        return image, face
+    return cleaned, min(near, key=lambda f: np.hypot(*np.subtract(f.center, face.center)))
 
 
 def assign_template_faces(users: list[UserPhoto], template_faces: list[Face]) -> list[int]:

@@ -19,6 +19,8 @@ import numpy as np
 from facefuse.fusion import detail, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
+from facefuse.fusion.template import box_around
+from facefuse.vision.faces import Face
 
 LINE_WIDTH = 0.03  # of the face size: strands and frames are thinner than this
 # Covers are looked for inside the face oval pulled in by this (its own edge against a
@@ -39,6 +41,11 @@ COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 # fully from the second.
 MIRROR_CLEAR = (0.5, 0.9)
 MIRROR_INSIDE = 0.03  # of the face size: how far inside the oval a mirror image must be
+CLEAN_MARGIN = 0.25  # of the face box side, each way: the user's photo cleaned of covers
+# Covers over this share of the face box's area are cleaned off the photo before the
+# landmarks are fitted again (a few stray hairs, at most 3 % on ../shared/faces' frontal
+# photos, are not worth a second detection; a lock of hair or glasses are 6-10 %).
+CLEAN_FROM = 0.04
 NOTHING_TO_FILL = 0.05  # blocks needing less than this are left as they are
 INPAINT_LINE = 0.1  # a dark line's strength (masks.dark_lines at full resolution) from which it is inpainted
 INPAINT_GROW = 0.006  # of the face size: the inpainted line grown by this (its soft edge, its shadow)
@@ -157,17 +164,46 @@ def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, plan: FillPlan
     mirrored *= canvas.grow(plan.mirror_gain)[window]
     filled = np.empty(part.shape, np.uint8)
     cv2.convertScaleAbs(_mixed(part, mirrored, canvas.grow(plan.from_mirror)[window]), dst=filled)
-    band = canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL
-    if band.any():
-        luma = cv2.cvtColor(filled, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        lines = masks.dark_lines(luma, LINE_WIDTH * canvas.size * canvas.factor) > INPAINT_LINE
-        grown = INPAINT_GROW * canvas.size * canvas.factor
-        hole = masks.grow((band & lines).astype(np.uint8), grown)
-        if hole.any():
-            filled = cv2.inpaint(filled, hole, max(INPAINT_RADIUS, grown), cv2.INPAINT_TELEA)
+    filled = _inpaint_lines(filled, canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL,
+                            canvas.size * canvas.factor)
     out = u_face.copy()
     out[window] = filled
     return out
+
+
+def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
+    """A copy of the user's photo with the covers over `face` inpainted, or None when they
+    are too few to pull its landmarks: fitted again on the copy, they are where the face's
+    own are, not pulled by a lock of hair or a frame (a rim around an eye moves its points)."""
+    x, y, side, _ = face.box
+    x0, y0, x1, y1 = box_around(rgb.shape, x, y, side, CLEAN_MARGIN)
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    canvas = Canvas(crop.shape[:2], face.size, face.landmarks[:, :2] - np.array([x0, y0], np.float32))
+    covers = find_covers(canvas, canvas.shrink_dark(crop))
+    if covers is None:
+        return None
+    # Only the covers over the plain skin: around the eyes and brows a line may be the
+    # face's own, and FaceMesh reads the eyes from those very pixels.
+    inpainted = _inpaint_lines(crop, canvas.grow(covers.on_skin) > NOTHING_TO_FILL, face.size)
+    if np.count_nonzero((inpainted != crop).any(axis=2)) < CLEAN_FROM * face.size ** 2:
+        return None
+    cleaned = rgb.copy()
+    cleaned[y0:y1, x0:x1] = inpainted
+    return cleaned
+
+
+def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.ndarray:
+    """`rgb` (uint8) with its thin dark lines within `band` inpainted from the pixels beside
+    them (a new image, or `rgb` itself when there are none)."""
+    if not band.any():
+        return rgb
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lines = masks.dark_lines(luma, LINE_WIDTH * face_size) > INPAINT_LINE
+    grown = INPAINT_GROW * face_size
+    hole = masks.grow((band & lines).astype(np.uint8), grown)
+    if not hole.any():
+        return rgb
+    return cv2.inpaint(rgb, hole, max(INPAINT_RADIUS, grown), cv2.INPAINT_TELEA)
 
 
 def texture_inpainted(face: np.ndarray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:
