@@ -128,17 +128,30 @@ class Frames:
         return self.weight.nbytes + self.pixels.nbytes
 
 
+def has_bridge(patch: np.ndarray, points: np.ndarray, face_size: float) -> bool:
+    """Whether the face seems to wear glasses, by their bridge alone (find_frames's first,
+    quick test; the rims decide)."""
+    _, lab, local, axes = _work_area(patch, points, face_size)
+    return _bridge(lab, local, axes) is not None
+
+
+def _work_area(patch: np.ndarray, points: np.ndarray,
+               face_size: float) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, _FaceAxes]:
+    """The box of the patch glasses are looked for in, its CIELAB (lightly blurred), the
+    landmarks and the face's axes in it."""
+    axes = _FaceAxes.of(points, face_size)
+    x0, y0, x1, y1 = _work_box(points, patch.shape[:2], face_size)
+    offset = np.array([x0, y0], np.float32)
+    lab = cv2.cvtColor(patch[y0:y1, x0:x1].astype(np.float32) * (1 / 255), cv2.COLOR_RGB2Lab)
+    lab = cv2.GaussianBlur(lab, (0, 0), max(0.5, 0.002 * face_size))
+    return (x0, y0, x1, y1), lab, points[:, :2] - offset, axes.moved(-offset)
+
+
 def find_frames(patch: np.ndarray, points: np.ndarray, face_size: float) -> Frames | None:
     """The frames of the glasses this face wears (`points`: its landmarks in the patch), or
     None when it wears none."""
-    axes = _FaceAxes.of(points, face_size)
-    x0, y0, x1, y1 = _work_box(points, patch.shape[:2], face_size)
+    (x0, y0, x1, y1), lab, local, axes = _work_area(patch, points, face_size)
     crop = patch[y0:y1, x0:x1]
-    offset = np.array([x0, y0], np.float32)
-    axes = axes.moved(-offset)
-    local = points[:, :2] - offset
-    lab = cv2.cvtColor(crop.astype(np.float32) * (1 / 255), cv2.COLOR_RGB2Lab)
-    lab = cv2.GaussianBlur(lab, (0, 0), max(0.5, 0.002 * face_size))
     bridge = _bridge(lab, local, axes)
     if bridge is None:
         return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.fusion import detail, masks, mesh, tone, warp
+from facefuse.fusion import detail, glasses, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
 from facefuse.fusion.template import box_around
@@ -31,9 +31,8 @@ COVER_ZONE_SHRINK = 0.06
 # cover: lashes and the lip line are dark lines too.
 OWN_FEATURES_MARGIN = 0.02
 OWN_EYES_MARGIN = 0.01
-# Over the brows and around the eyes (lids' creases, the folds below them: this far, of
-# the face size), a cover is filled only from a clear mirror image, never inpainted: a
-# line there may be the user's own, which is symmetric.
+# Around the eyes this far (of the face size: the lids' creases, the folds below them) a
+# dark line is not taken for a cover.
 NEAR_EYES_MARGIN = 0.05
 COVER_LINE = (0.05, 0.35)  # a dark line's strength (masks.dark_lines): partly a cover from the first, wholly from the second
 COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
@@ -42,12 +41,16 @@ COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 MIRROR_CLEAR = (0.5, 0.9)
 MIRROR_INSIDE = 0.03  # of the face size: how far inside the oval a mirror image must be
 CLEAN_MARGIN = 0.25  # of the face box side, each way: the user's photo cleaned of covers
-# Covers over this share of the face box's area are cleaned off the photo before the
-# landmarks are fitted again (a few stray hairs, at most 3 % on ../shared/faces' frontal
-# photos, are not worth a second detection; a lock of hair or glasses are 6-10 %).
+# Covers on the plain skin over this share of the face box's area (on the canvas) are
+# cleaned off the photo before the landmarks are fitted again: a few stray hairs are not
+# worth a second detection, a lock of hair or glasses are.
 CLEAN_FROM = 0.04
 NOTHING_TO_FILL = 0.05  # blocks needing less than this are left as they are
-INPAINT_LINE = 0.1  # a dark line's strength (masks.dark_lines at full resolution) from which it is inpainted
+# Less to fill than this share of the face box's area (a few stray hairs, a sliver of a
+# cheek) is left as it is: not worth the fill's passes over the face.
+FILL_FROM = 0.005
+INPAINT_DARKER = 0.85  # of the luma around (blurred over LINE_WIDTH): a cover's pixel is darker than this
+INPAINT_CONTEXT = 0.03  # of the face size: the window worked on reaches this far beyond the band
 INPAINT_GROW = 0.006  # of the face size: the inpainted line grown by this (its soft edge, its shadow)
 INPAINT_RADIUS = 3  # pixels around each inpainted one it is filled from
 INPAINT_TEXTURE = 12.0  # levels: the template's finest texture on inpainted skin, pores not edges
@@ -55,26 +58,15 @@ MIRROR_LIGHT_SIGMA = 0.06  # of the face size: the scale of the light matched on
 MIRROR_LIGHT_LIMIT = 1.0  # at most e times brighter or darker
 
 
-@dataclass(frozen=True)
-class Covers:
-    """Strands of hair and frames of glasses over the face, 0..1 on the canvas: over the
-    plain skin, and over the brows and around the eyes."""
+def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> np.ndarray | None:
+    """Strands of hair and frames of glasses over the face's plain skin, 0..1 on the canvas
+    (`face`: the full-resolution image the canvas is of; `dark`: its luma, each block its
+    darkest pixel, from Canvas.shrink_dark); None when there are none.
 
-    on_skin: np.ndarray
-    near_features: np.ndarray
-
-    @property
-    def all(self) -> np.ndarray:
-        return self.on_skin + self.near_features
-
-
-def find_covers(canvas: Canvas, dark: np.ndarray) -> Covers | None:
-    """Strands of hair and frames of glasses over the face (`dark`: the user's luma, each
-    block its darkest pixel: Canvas.shrink_dark); None when there are none.
-
-    A strand comes into the face from the hair above it: only dark lines joined to the
-    face's edge above the brows count; a line wholly inside the face (a fold, a shadow
-    under the eyes, a mole, a brow) is the user's own. Glasses are told by their bridge."""
+    A strand comes into the face from the hair above it and hangs across it: only dark
+    lines joined to the face's edge above the brows and reaching below the eyes count; a
+    line wholly inside the face (a fold, a shadow under the eyes, a mole, a brow) is the
+    user's own. Glasses are told by their bridge."""
     size = canvas.size
     lines = masks.dark_lines(dark, LINE_WIDTH * size)
     pts = canvas.points
@@ -88,22 +80,32 @@ def find_covers(canvas: Canvas, dark: np.ndarray) -> Covers | None:
     _, pieces = cv2.connectedComponents(candidates, connectivity=8)
     # Strands hang from the hairline: the face's edge above the brows (a brow's tail reaches
     # the edge at the temple; the arms of glasses are told by their bridge, below).
-    edge = (oval > 0.5) & (inner < 0.5) & _above_brows(canvas.shape, pts)
-    joined = np.isin(pieces, np.unique(pieces[edge & (pieces > 0)])).astype(np.float32)
+    height = _height(canvas.shape, pts)
+    edge = (oval > 0.5) & (inner < 0.5) & (height > _brows_top(pts))
+    # ...and hang down across the face past the eyes: a brow with the hair at its temple
+    # reaches the edge too, but not below the eyes.
+    below_eyes = (inner > 0.5) & (height < _eyes_level(pts))
+    hanging = np.intersect1d(np.unique(pieces[edge & (pieces > 0)]), np.unique(pieces[below_eyes & (pieces > 0)]))
+    joined = np.isin(pieces, hanging).astype(np.float32)
     covers = masks.smoothstep(lines * joined * inner * above_nose * (1 - own), *COVER_LINE)
-    # Glasses are told by their bridge (Canvas.glasses_frames): their frames are covers
-    # around the eyes too, where a symmetric pair leaves no clear mirror image.
-    frames = masks.smoothstep(canvas.glasses_frames(dark, USER_FRAMES_EYE_CLEARANCE) * (1 - own), *COVER_LINE)
+    # Glasses are told by their bridge (glasses.has_bridge, then Canvas.glasses_frames):
+    # their frames are covers around the eyes too, where a symmetric pair leaves no clear
+    # mirror image.
+    frames = canvas.glasses_frames(dark, USER_FRAMES_EYE_CLEARANCE)
+    if frames.any() and not glasses.has_bridge(face, (pts + 0.5) * canvas.factor - 0.5, size * canvas.factor):
+        frames[:] = 0
+    frames = masks.smoothstep(frames * (1 - own), *COVER_LINE)
     if max(float(covers.max(initial=0.0)), float(frames.max(initial=0.0))) < NOTHING_TO_FILL:
         return None
     covers = masks.grow(covers, COVER_GROW * size)
     frames = masks.grow(frames, COVER_GROW * size)
+    # Over the brows and around the eyes a dark line may be the face's own, joined to the
+    # hair at a temple (a brow, a lid's crease): left as it is. Frames come closer to the
+    # eyes; over a brow they leave the brow as it is too.
     near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * size))
-    # A frame over a brow leaves the brow under it: inpainted, the brow would go too.
     brows = masks.grow(masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW),
                                           masks.loop(pts, mesh.LEFT_BROW)), OWN_FEATURES_MARGIN * size)
-    on_skin = np.maximum(covers * (1 - near), frames * (1 - brows))
-    return Covers(on_skin, np.maximum(np.maximum(covers, frames) - on_skin, 0))
+    return np.maximum(covers * (1 - near), frames * (1 - brows))
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class FillPlan:
         return self.from_mirror + self.from_around
 
 
-def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: Covers | None, small: np.ndarray) -> FillPlan | None:
+def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray | None, small: np.ndarray) -> FillPlan | None:
     """What of the face needs filling (covered, edge-on or outside the user's photo),
     whether its mirror image is clear, and the gain that gives the mirror image the light
     of the face around (`small`: the face's block averages); None when nothing needs it."""
@@ -129,7 +131,7 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: Covers | None, small: 
     inner = masks.polygon_mask(canvas.shape, masks.shrunk_oval(canvas.points, *(COVER_ZONE_SHRINK,) * 3))
     skin = inner * (1 - canvas.features_grown(OWN_FEATURES_MARGIN))
     unseen = (1 - warps.inside_user_photo() * warps.squarely) * skin
-    need = unseen if covers is None else np.maximum(covers.all, unseen)
+    need = unseen if covers is None else np.maximum(covers, unseen)
     if float(need.max(initial=0.0)) < NOTHING_TO_FILL:
         return None
     # The mirror side must be clear and on the face (an edge-on cheek's mirror is near the
@@ -145,10 +147,11 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: Covers | None, small: 
     here = tone.masked_log_lowpass(small, around, sigma)[0]
     there = tone.masked_log_lowpass(warp.remap(small, mirror), around, sigma)[0]
     mirror_gain = np.exp(np.clip(here - there, -MIRROR_LIGHT_LIMIT, MIRROR_LIGHT_LIMIT)).astype(np.float32)
-    # Only covers on the plain skin are inpainted: a bit the photo does not show, with no
-    # clear mirror image, stays the template's (alpha).
-    from_around = np.zeros_like(need) if covers is None else np.maximum(covers.on_skin - from_mirror, 0)
-    if float((from_mirror + from_around).max(initial=0.0)) < NOTHING_TO_FILL:
+    # Only covers are inpainted: a bit the photo does not show, with no clear mirror image,
+    # stays the template's (alpha).
+    from_around = np.zeros_like(need) if covers is None else np.maximum(covers - from_mirror, 0)
+    filled = from_mirror + from_around
+    if float(filled.max(initial=0.0)) < NOTHING_TO_FILL or float(filled.sum()) < FILL_FROM * canvas.size ** 2:
         return None
     return FillPlan(from_mirror, from_around, mirror_gain)
 
@@ -179,13 +182,11 @@ def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
     x0, y0, x1, y1 = box_around(rgb.shape, x, y, side, CLEAN_MARGIN)
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     canvas = Canvas(crop.shape[:2], face.size, face.landmarks[:, :2] - np.array([x0, y0], np.float32))
-    covers = find_covers(canvas, canvas.shrink_dark(crop))
-    if covers is None:
+    covers = find_covers(canvas, crop, canvas.shrink_dark(crop))
+    if covers is None or float(covers.sum()) < CLEAN_FROM * canvas.size ** 2:
         return None
-    # Only the covers over the plain skin: around the eyes and brows a line may be the
-    # face's own, and FaceMesh reads the eyes from those very pixels.
-    inpainted = _inpaint_lines(crop, canvas.grow(covers.on_skin) > NOTHING_TO_FILL, face.size)
-    if np.count_nonzero((inpainted != crop).any(axis=2)) < CLEAN_FROM * face.size ** 2:
+    inpainted = _inpaint_lines(crop, canvas.grow(covers) > NOTHING_TO_FILL, face.size)
+    if inpainted is crop:
         return None
     cleaned = rgb.copy()
     cleaned[y0:y1, x0:x1] = inpainted
@@ -193,17 +194,27 @@ def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
 
 
 def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.ndarray:
-    """`rgb` (uint8) with its thin dark lines within `band` inpainted from the pixels beside
-    them (a new image, or `rgb` itself when there are none)."""
-    if not band.any():
+    """`rgb` (uint8) with what is much darker than its surroundings within `band` (a cover's
+    thin dark line) inpainted from the pixels beside it: a new image, or `rgb` itself when
+    there is nothing to inpaint. Only the window around the band is worked on."""
+    ys, xs = np.nonzero(band)
+    if ys.size == 0:
         return rgb
-    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    lines = masks.dark_lines(luma, LINE_WIDTH * face_size) > INPAINT_LINE
+    pad = int(np.ceil(INPAINT_CONTEXT * face_size))
+    h, w = band.shape
+    window = (slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
+              slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)))
+    part = np.ascontiguousarray(rgb[window])
+    luma = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    around = masks.feather(luma, LINE_WIDTH * face_size)
+    darker = (luma + 4) < INPAINT_DARKER * (around + 4)
     grown = INPAINT_GROW * face_size
-    hole = masks.grow((band & lines).astype(np.uint8), grown)
+    hole = masks.grow((band[window] & darker).astype(np.uint8), grown)
     if not hole.any():
         return rgb
-    return cv2.inpaint(rgb, hole, max(INPAINT_RADIUS, grown), cv2.INPAINT_TELEA)
+    out = rgb.copy()
+    out[window] = cv2.inpaint(part, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    return out
 
 
 def texture_inpainted(face: np.ndarray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:
@@ -223,15 +234,25 @@ def _mixed(base: np.ndarray, other: np.ndarray, weight: np.ndarray) -> np.ndarra
     return cv2.blendLinear(other, base, weight, 1 - weight)
 
 
-def _above_brows(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
-    """bool: above the highest point of the brows, along the face's up (chin to forehead)."""
-    up = pts[10] - pts[152]
-    up = up / max(float(np.linalg.norm(up)), 1e-3)
+def _height(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
+    """(h, w) each pixel's height along the face's up (chin to forehead) from the nose's bridge."""
+    up = _up(pts)
     h, w = shape
-    height = ((np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0]
-              + (np.arange(h, dtype=np.float32)[:, None] - pts[168, 1]) * up[1])
-    brows_top = float(((pts[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - pts[168]) @ up).max())
-    return height > brows_top
+    return ((np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0]
+            + (np.arange(h, dtype=np.float32)[:, None] - pts[168, 1]) * up[1])
+
+
+def _brows_top(pts: np.ndarray) -> float:
+    return float(((pts[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - pts[168]) @ _up(pts)).max())
+
+
+def _eyes_level(pts: np.ndarray) -> float:
+    return float(((pts[list(mesh.RIGHT_EYE + mesh.LEFT_EYE)] - pts[168]) @ _up(pts)).min())
+
+
+def _up(pts: np.ndarray) -> np.ndarray:
+    up = pts[10] - pts[152]
+    return up / max(float(np.linalg.norm(up)), 1e-3)
 
 
 def _box_of(mask: np.ndarray, canvas: Canvas) -> tuple[int, int, int, int]:

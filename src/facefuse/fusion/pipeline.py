@@ -66,7 +66,7 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     upper.result()
 
     user_as_seen = user_skin = skin.user_skin(canvas, on_canvas, u_face)
-    covers = occluders.find_covers(canvas, user_as_seen.dark)
+    covers = occluders.find_covers(canvas, u_face, user_as_seen.dark)
     plan = occluders.plan_fill(canvas, on_canvas, covers, user_as_seen.small)
     if plan is not None:
         u_face = occluders.fill(canvas, maps.region, u_face, plan)
