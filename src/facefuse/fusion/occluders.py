@@ -48,11 +48,12 @@ CLEAN_FROM = 0.04
 NOTHING_TO_FILL = 0.05  # blocks needing less than this are left as they are
 # Less to fill than this share of the face box's area (a few stray hairs, a sliver of a
 # cheek) is left as it is: not worth the fill's passes over the face.
-FILL_FROM = 0.005
+FILL_FROM = 0.025
 INPAINT_DARKER = 0.85  # of the luma around (blurred over LINE_WIDTH): a cover's pixel is darker than this
 INPAINT_CONTEXT = 0.03  # of the face size: the window worked on reaches this far beyond the band
 INPAINT_GROW = 0.006  # of the face size: the inpainted line grown by this (its soft edge, its shadow)
 INPAINT_RADIUS = 3  # pixels around each inpainted one it is filled from
+INPAINT_FACE = 240.0  # px: the face's size in the copy inpainting is worked out on
 INPAINT_TEXTURE = 12.0  # levels: the template's finest texture on inpainted skin, pores not edges
 MIRROR_LIGHT_SIGMA = 0.06  # of the face size: the scale of the light matched on a mirror image
 MIRROR_LIGHT_LIMIT = 1.0  # at most e times brighter or darker
@@ -213,8 +214,23 @@ def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.nd
     if not hole.any():
         return rgb
     out = rgb.copy()
-    out[window] = cv2.inpaint(part, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    out[window] = np.where(hole[..., None] > 0, _inpainted(part, hole, face_size), part)
     return out
+
+
+def _inpainted(part: np.ndarray, hole: np.ndarray, face_size: float) -> np.ndarray:
+    """`part` inpainted over `hole`, worked out with the face at most INPAINT_FACE pixels (the
+    inpainting is smooth: a smaller copy loses nothing of it, and costs far less)."""
+    scale = min(1.0, INPAINT_FACE / max(face_size, 1.0))
+    if scale == 1.0:
+        return cv2.inpaint(part, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    h, w = hole.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
+    # Grown, so that no pixel the line darkened by averaging is taken to fill from.
+    small_hole = cv2.dilate(cv2.resize(hole, size, interpolation=cv2.INTER_AREA), np.ones((3, 3), np.uint8))
+    filled = cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def texture_inpainted(face: np.ndarray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:
