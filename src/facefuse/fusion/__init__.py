@@ -3,7 +3,8 @@
 fuse.py       the API: FuseOptions, fuse_face, prepare_template / fuse_prepared
 pipeline.py   fill_face: the steps in order, and which of them run on a spare core
 template.py   a template face prepared once: region, landmarks, warp ring, skin, what stays in front
-glasses.py    a template's glasses: told and traced once, their frames put back unwarped on top
+glasses/      a template's glasses: told and traced once, their frames put back unwarped on top
+              (bridge.py: told by their bridge; rims.py, bands.py: each rim; parts.py: bridge, arms)
 placement.py  the user's face region, its alignment, the fused landmarks, the boxes, the warps
 skin.py       what of each warped face is skin, on the canvas
 occluders.py  what covers the user's face (strands, frames) or its photo shows edge-on, filled
