@@ -843,3 +843,23 @@ def test_the_landmarks_of_a_user_under_strands_of_hair_are_fitted_again_without_
         return float(np.median(np.linalg.norm(face.points - own.points, axis=1)))
 
     assert off(refitted) < 0.75 * off(pulled), (off(refitted), off(pulled))
+
+
+def test_a_black_and_white_user_takes_the_templates_colours() -> None:
+    """A black-and-white photo has no colour of its own to bring: the fused face takes the
+    template's, lips included (grey lips on a coloured face read as a mask)."""
+    import cv2
+
+    from facefuse.fusion import tone
+
+    colour = photo(USER)
+    gray = np.ascontiguousarray(cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB))
+    assert tone.is_colourless(gray) and not tone.is_colourless(colour)
+    result = fuse_face(photo(TEMPLATE), photo_face(TEMPLATE), gray, photo_face(USER), FuseOptions())
+    pts = photo_face(TEMPLATE).landmarks[:, :2]
+    lips = masks.polygon_mask(result.shape[:2], pts[list(mesh.LIPS_OUTER)]) > 0.5
+    lips &= ~(masks.polygon_mask(result.shape[:2], pts[list(mesh.LIPS_INNER)]) > 0.5)  # not the teeth
+    cr = cv2.cvtColor(result, cv2.COLOR_RGB2YCrCb)[..., 1].astype(np.float32)
+    t_cr = cv2.cvtColor(photo(TEMPLATE), cv2.COLOR_RGB2YCrCb)[..., 1].astype(np.float32)
+    # Lips are redder than grey (Cr 128) about as the template's are.
+    assert np.median(cr[lips]) - 128 > 0.6 * (np.median(t_cr[lips]) - 128) > 5

@@ -15,7 +15,8 @@
  7. alpha          how much of the user shows at each pixel
  8. relight        the user's sideways light taken off on its 3-D shape; the template's light
                    and tone on the user's skin (a gain on the canvas)
- 9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened
+ 9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened;
+                   a black-and-white user's face given the template's colours
 10. match_texture  the template's finest texture on what was inpainted; its sharpness and
                    grain (detail.match_detail)
 11. blend          over the template by alpha, the template's open mouth left as it is
@@ -37,11 +38,16 @@ from functools import partial
 import numpy as np
 
 from facefuse import parallel
-from facefuse.fusion import alpha, blend, detail, light, occluders, placement, skin, warp
+from facefuse.fusion import alpha, blend, detail, light, occluders, placement, skin, tone, warp
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.placement import Placement, Strength, Warps
 from facefuse.fusion.template import PreparedTemplate
 from facefuse.vision.faces import Face
+
+
+# A black-and-white user into a colour template takes the template's colours (its skin's,
+# its lips') over its own light and shade, low-passed over this much of the face.
+COLOURLESS_CHROMA_SIGMA = 0.01
 
 
 def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
@@ -82,6 +88,8 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
 
     face = _light_face(canvas, u_face, lighting)
     face = light.even_chroma(canvas, face, user_skin, template_skin, lighting)
+    if user.grayscale and not prepared.grayscale:
+        face = tone.with_chroma_of(face, t.face, COLOURLESS_CHROMA_SIGMA * prepared.face_size)
     full = weights.result()
     t_detail = template_detail.result()
     if plan is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.fusion import masks, mesh, warp
+from facefuse.fusion import masks, mesh, tone, warp
 from facefuse.fusion.canvas import Canvas, canvas_factor
 from facefuse.fusion.geometry import Similarity, fit_similarity, target_landmarks
 from facefuse.fusion.template import PreparedTemplate, box_around, warp_vertices
@@ -40,6 +40,7 @@ class UserFace:
 
     image: np.ndarray
     landmarks: np.ndarray  # (478, 3)
+    grayscale: bool  # a black-and-white (or sepia) photo: no colour of its own to bring
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def crop_user(user_rgb: np.ndarray, user_face: Face, template_face_size: float) 
         patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
         lms[:, :2] = (lms[:, :2] + 0.5) * np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)]) - 0.5
         lms[:, 2] *= factor
-    return UserFace(patch, lms)
+    return UserFace(patch, lms, tone.is_colourless(patch))
 
 
 def place(prepared: PreparedTemplate, user: UserFace, strength: Strength) -> Placement:

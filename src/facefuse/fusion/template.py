@@ -1,6 +1,6 @@
 """A template face, prepared once: its region, landmarks, warp ring, and what of it is skin,
 stays in front (a fringe, a beard), each worked out on its canvas, or is rigid (the frames
-of its glasses, glasses.py)."""
+of its glasses, glasses/)."""
 
 from __future__ import annotations
 

@@ -80,6 +80,28 @@ def is_grayscale(rgb: np.ndarray) -> bool:
     return float(np.percentile(spread, 99)) <= 6
 
 
+def is_colourless(rgb: np.ndarray) -> bool:
+    """True for a black-and-white photo, even one slightly toned: its chroma hardly varies
+    (a colour photo's lips, eyes and skin differ in colour)."""
+    sample = rgb[:: max(1, rgb.shape[0] // 128), :: max(1, rgb.shape[1] // 128)]
+    chroma = cv2.cvtColor(np.ascontiguousarray(sample), cv2.COLOR_RGB2YCrCb)[..., 1:].astype(np.float32) - 128
+    return float(np.percentile(np.abs(chroma - np.median(chroma, axis=(0, 1))), 99)) <= COLOURLESS_SPREAD
+
+
+# Of YCrCb chroma (0..255) around its median, at the 99th percentile: a black-and-white
+# photo's stays within this, a colour photo's lips alone go far past it.
+COLOURLESS_SPREAD = 6.0
+
+
+def with_chroma_of(face: np.ndarray, source: np.ndarray, sigma: float) -> np.ndarray:
+    """The float32 RGB `face` with its chroma (YCrCb) taken from `source` (uint8 RGB, the
+    same region), low-passed at `sigma` so that only its colours come, not its texture."""
+    ycc = cv2.cvtColor(face, cv2.COLOR_RGB2YCrCb)
+    chroma = np.ascontiguousarray(cv2.cvtColor(source.astype(np.float32), cv2.COLOR_RGB2YCrCb)[..., 1:])
+    ycc[..., 1:] = cv2.GaussianBlur(chroma, (0, 0), max(sigma, 0.5))
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+
+
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
