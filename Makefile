@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test bench quality install install-test clean
+.PHONY: serve test lint bench quality install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/facefuse serve
 
-test: install-test
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks
+
+test: install-test lint
 	$(BIN)/python -m pytest
 
 quality: install-test

@@ -33,10 +33,6 @@ from facefuse.workpool import freeze_startup_objects, single_threaded_libraries,
 single_threaded_libraries()
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from facefuse.media.decode import decode_image  # noqa: E402
-from facefuse.vision.detect import detect_faces  # noqa: E402
 from perfbench.inputs import SIZES_MP, ComputeProbe, Input, choose_photos, make_input  # noqa: E402
 from perfbench.load import (  # noqa: E402
     first_answers,
@@ -48,9 +44,9 @@ from perfbench.load import (  # noqa: E402
     throughput,
 )
 from perfbench.report import (  # noqa: E402
+    Latencies,
     LoadCell,
     LoadRun,
-    Latencies,
     Machine,
     Percentiles,
     Report,
@@ -63,6 +59,10 @@ from perfbench.report import (  # noqa: E402
     to_json,
 )
 from perfbench.service import Service, register_template, start_service  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from facefuse.media.decode import decode_image  # noqa: E402
+from facefuse.vision.detect import detect_faces  # noqa: E402
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("--quick", action="store_true", help="a few requests, 1 worker, up to 1 MP (for CI)")
     parser.add_argument("--user-photo", type=Path, help="the user's photo (default: chosen from --faces-dir)")
-    parser.add_argument("--template-photo", type=Path, help="the template to register (default: chosen from --faces-dir)")
+    parser.add_argument("--template-photo", type=Path,
+                        help="the template to register (default: chosen from --faces-dir)")
     args = parser.parse_args(argv)
     if not args.faces_dir.is_dir():
         parser.error(f"--faces-dir {args.faces_dir} is not a directory")

@@ -246,7 +246,8 @@ class Benchmark:
             self._judged[name] = judge(self.pixels(name))
         return self._judged[name]
 
-    def run_pair(self, user: Photo, template: Photo, photos: list[Photo], gray: bool) -> tuple[PairResult, np.ndarray | None]:
+    def run_pair(self, user: Photo, template: Photo, photos: list[Photo],
+                 gray: bool) -> tuple[PairResult, np.ndarray | None]:
         template_bytes = self.photo_bytes(template.file)
         template_rgb = self.pixels(template.file)
         if gray:
@@ -402,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"psnr={scored.psnr_bg:.1f} pose={scored.pose:.3f} tone={scored.tone:.2f} {scored.error}",
                   file=sys.stderr)
     settings = {"fuse_degree": args.fuse_degree if args.fuse_degree is not None else bench.service.settings.fuse_degree,
-                "shape_degree": args.shape_degree if args.shape_degree is not None else bench.service.settings.shape_degree}
+                "shape_degree": (args.shape_degree if args.shape_degree is not None
+                                 else bench.service.settings.shape_degree)}
     summary = summarise(results, settings)
     checks = verdicts(summary)
     report = {"summary": asdict(summary), "targets_met": checks, "pairs": [asdict(r) for r in results]}

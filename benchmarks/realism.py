@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import group_recall  # noqa: E402  (group recall against dlib's CNN)
 import quality  # noqa: E402  (the dlib judge, the photo rules, the skin polygon)
+
 from facefuse.errors import FacefuseError  # noqa: E402
 from facefuse.media.decode import decode_image  # noqa: E402
 from facefuse.media.limits import ImageLimits  # noqa: E402

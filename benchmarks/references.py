@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality  # noqa: E402  (the judge, the pairs and the scoring)
+
 from facefuse.fusion import mesh, warp  # noqa: E402
 from facefuse.fusion.geometry import fit_similarity  # noqa: E402
 from facefuse.media.decode import decode_image  # noqa: E402

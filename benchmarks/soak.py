@@ -37,10 +37,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
-
 from perfbench.inputs import choose_photos, make_input
 from perfbench.service import child_pids, free_port, rss_mb
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "faces"

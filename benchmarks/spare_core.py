@@ -18,6 +18,7 @@ from facefuse.workpool import single_threaded_libraries, tune_for_compute
 single_threaded_libraries()  # before numpy loads, as in a work process
 
 import numpy as np  # noqa: E402
+from perfbench.inputs import choose_photos, make_input  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from facefuse import parallel  # noqa: E402
@@ -25,7 +26,6 @@ from facefuse.service import FuseJob, FuseService, UserPhoto  # noqa: E402
 from facefuse.settings import Settings  # noqa: E402
 from facefuse.storage.db import Database  # noqa: E402
 from facefuse.templates.registry import TemplateRegistry  # noqa: E402
-from perfbench.inputs import choose_photos, make_input  # noqa: E402
 
 
 def main() -> None:

@@ -117,7 +117,8 @@ def test_names_resolving_to_any_non_public_address_are_refused(url: str, resolve
         ("https://[2606:4700::1111]/", []), ("http://[::ffff:8.8.8.8]/", []), ("http://[64:ff9b::808:808]/", []),
         ("http://1.1.1.1:8080/x?y=1", []), ("http://1.2.3/", []),
         ("http://example.com/", ["93.184.215.14"]), ("HTTPS://EXAMPLE.COM/A.JPG", ["93.184.215.14"]),
-        ("https://bücher.example/", ["93.184.215.14"]), ("https://example.com./", ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"]),
+        ("https://bücher.example/", ["93.184.215.14"]),
+        ("https://example.com./", ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"]),
         ("http://cdn_1.example.com/a.jpg", ["93.184.215.14"]),
     ],
 )
@@ -158,7 +159,8 @@ def test_url_parts_are_normalised() -> None:
     assert parse_url("http://example.com").target == "/"
     assert parse_url("http://example.com:80/").host_header == "example.com"
     v6 = parse_url("http://[2606:4700::1111]:8080/x")
-    assert (v6.host, v6.authority, v6.host_header) == ("2606:4700::1111", "[2606:4700::1111]:8080", "[2606:4700::1111]:8080")
+    expected = ("2606:4700::1111", "[2606:4700::1111]:8080", "[2606:4700::1111]:8080")
+    assert (v6.host, v6.authority, v6.host_header) == expected
     assert v6.url_for(ip("2606:4700::1111")) == "http://[2606:4700::1111]:8080/x"
     assert parse_url("http://[::1]/").url_for(ip("fe80::1%eth0")) == "http://[fe80::1%25eth0]:80/"
 

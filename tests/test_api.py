@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import DEMO_TEMPLATE, RunningServer, face
+from PIL import Image
 
 SELFIE = "face_recognition__examples_obama.jpg"
 JSON_TYPE = "application/json; charset=utf-8"

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from PIL import Image
-
 from conftest import RunningServer, start_server, stop_server
+from PIL import Image
+from test_api import b64, fuse_body
+
 from facefuse.client import media_item
 from facefuse.storage.files import is_temp_file
-from test_api import b64, fuse_body
 
 ROUNDS = int(os.environ.get("FACEFUSE_CRASH_ROUNDS", "3"))
 TEMPLATE_PHOTO = "deepface__img29.jpg"

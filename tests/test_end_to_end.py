@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import DEMO_TEMPLATE, FACES, RunningServer, face, free_port, start_server, stop_server
 from identity import SAME_PERSON, distance
+from PIL import Image
 from test_api import assert_error, b64, fuse_body, post_fuse
 
 SELFIE = "face_recognition__examples_obama.jpg"
@@ -88,7 +87,8 @@ def test_url_input_to_loopback_is_refused_without_the_allowlist(server: RunningS
 def test_cli_fuses_one_photo_and_a_folder(server: RunningServer, tmp_path: Path) -> None:
     single = tmp_path / "one.jpg"
     done = server.cli("fuse", str(face(SELFIE)), "--template", DEMO_TEMPLATE, "-o", str(single))
-    assert done.stdout.strip() == str(single) and distance(rgb(single.read_bytes()), rgb(face(SELFIE).read_bytes())) < SAME_PERSON
+    assert done.stdout.strip() == str(single)
+    assert distance(rgb(single.read_bytes()), rgb(face(SELFIE).read_bytes())) < SAME_PERSON
     folder = tmp_path / "in"
     folder.mkdir()
     for name in (SELFIE, OTHER_SELFIE, "dlib__dlib_test_ffmpeg_data_eagle.jpg"):

@@ -13,13 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from conftest import FACES
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.media.addresses import IPAddress, parse_url
 from facefuse.media.fetch import build_request, fetch_url, resolve_host
 from facefuse.media.limits import FetchLimits
-
-from conftest import FACES
 
 PHOTO = (FACES / "dlib__examples_johns_John_Salley_000179_02159509.jpg").read_bytes()
 LOOPBACK = ipaddress.ip_address("127.0.0.1")

@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from conftest import face
 from PIL import Image, ImageOps
 
-from conftest import face
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.fuse import FuseOptions, fuse_face, fuse_prepared, prepare_template
 from facefuse.vision.detect import detect_faces
@@ -752,7 +752,8 @@ def _draw_strands(rgb: np.ndarray, f: Face) -> np.ndarray:
     up /= np.linalg.norm(up)
     out = np.ascontiguousarray(rgb.copy())
     t = np.linspace(0, 1, 64)[:, None]
-    for start, via, end in ((pts[105], pts[159], pts[50]), (pts[66], pts[145], pts[205]), (pts[107], pts[133], pts[36])):
+    lock = ((pts[105], pts[159], pts[50]), (pts[66], pts[145], pts[205]), (pts[107], pts[133], pts[36]))
+    for start, via, end in lock:
         a, d = start + 0.35 * iod * up, end
         b, c = via + 0.15 * iod * up, via - 0.15 * iod * up
         curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d

@@ -23,14 +23,19 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
+from conftest import DEMO_TEMPLATE, RunningServer, face, start_server, stop_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_headers_conformance,
-                                 response_schema_conformance, status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
-from conftest import DEMO_TEMPLATE, RunningServer, face, start_server, stop_server
 from facefuse.errors import Err
 
 EXAMPLES = int(os.environ.get("FACEFUSE_FUZZ_EXAMPLES", "100"))

@@ -12,6 +12,7 @@ from datetime import timedelta
 import cv2
 import numpy as np
 import pytest
+from conftest import FACES, face
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, ImageOps
@@ -29,8 +30,6 @@ from facefuse.media.decode import (
 )
 from facefuse.media.encode import TileCodedJpeg, encode_jpeg
 from facefuse.media.limits import ImageLimits
-
-from conftest import FACES, face
 
 MANIFEST = list(csv.DictReader((FACES / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t"))
 LIMITS = ImageLimits()
@@ -100,7 +99,8 @@ def png_header_only(width: int, height: int, color_type: int = 2) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 # --- every real photo ------------------------------------------------------------------------

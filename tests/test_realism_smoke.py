@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import FACES, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))

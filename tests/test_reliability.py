@@ -17,11 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
-from facefuse.errors import Err
-
 from conftest import DEMO_TEMPLATE, RunningServer, face, start_server, stop_server
 from test_api import assert_error
+
+from facefuse.errors import Err
 
 
 def new_key(server: RunningServer, *args: str) -> dict[str, str]:
@@ -404,7 +403,8 @@ def test_a_crashed_work_process_costs_only_its_own_request(tmp_path_factory) -> 
                 assert pending.result(timeout=60).status_code == 200
             assert client.post("/v3/facefuse", params=running.auth, json=selfie_body()).status_code == 200
             assert client.get("/readyz").status_code == 200
-        assert "Traceback" not in (running.data_dir.parent / f"server-{running.base_url.rsplit(':', 1)[1]}.log").read_text()
+        log = running.data_dir.parent / f"server-{running.base_url.rsplit(':', 1)[1]}.log"
+        assert "Traceback" not in log.read_text()
     finally:
         stop_server(running)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import face
 from PIL import Image
 
-from conftest import face
 from facefuse.errors import Err, FacefuseError
 from facefuse.storage.db import Database
 from facefuse.templates import registry as registry_module

@@ -7,13 +7,12 @@ import io
 import json
 
 import numpy as np
+from conftest import DEMO_TEMPLATE, RunningServer, face
 from PIL import Image
+from test_api import SELFIE, assert_error, b64, fuse_body, post_fuse
 
 from facefuse.media.decode import decode_image
 from facefuse.media.encode import encode_jpeg
-
-from conftest import DEMO_TEMPLATE, RunningServer, face
-from test_api import SELFIE, assert_error, b64, fuse_body, post_fuse
 
 GROUP = "face_recognition__examples_two_people.jpg"
 

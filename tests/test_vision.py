@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import DEMO_TEMPLATE, RunningServer, face
+from faces_manifest import Photo, photos, with_category
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.media.decode import decode_image
@@ -16,9 +18,6 @@ from facefuse.storage.db import Database
 from facefuse.templates.registry import TemplateRegistry
 from facefuse.vision.checks import FaceRules, require_template_faces, select_user_face
 from facefuse.vision.detect import detect_faces
-
-from conftest import DEMO_TEMPLATE, RunningServer, face
-from faces_manifest import Photo, photos, with_category
 
 RULES = FaceRules()
 CODE_OF_CATEGORY = {

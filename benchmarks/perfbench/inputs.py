@@ -25,7 +25,6 @@ from facefuse.media.encode import encode_jpeg
 from facefuse.settings import Settings
 from facefuse.vision.detect import detect_faces
 from facefuse.workpool import single_threaded_libraries, tune_for_compute, usable_cores
-
 from perfbench.report import ComputeScaling, InputInfo
 
 # The pair every run in docs/performance.md was measured with (a 1536x1152 frontal

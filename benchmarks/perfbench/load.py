@@ -18,7 +18,6 @@ import numpy as np
 import orjson
 
 from facefuse.settings import Settings
-
 from perfbench.client import LoopbackClient
 from perfbench.inputs import Input, floor_once
 from perfbench.report import LoadCell, LoadRun, MemoryRun, Percentiles, median_round

@@ -38,7 +38,8 @@ def _open_core(settings: Settings) -> Any:
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (env FACEFUSE_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (env FACEFUSE_PORT, default 8080).")
-@click.option("--workers", type=int, default=None, help="Work processes (env FACEFUSE_WORKERS, default: one per CPU, at most 8).")
+@click.option("--workers", type=int, default=None,
+              help="Work processes (env FACEFUSE_WORKERS, default: one per CPU, at most 8).")
 @click.option("--data-dir", "serve_data_dir", type=click.Path(path_type=Path), default=None,
               help="Data directory (env FACEFUSE_DATA_DIR).")
 @click.pass_context

@@ -99,7 +99,7 @@ def features_outline(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     """Eyes, brows, lips and nostrils, as drawn by their landmark loops."""
     loops = (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_BROW, mesh.LEFT_BROW, mesh.LIPS_OUTER,
              mesh.NOSTRILS)
-    return polygon_mask(shape, *(loop(points, l) for l in loops))
+    return polygon_mask(shape, *(loop(points, indices) for indices in loops))
 
 
 def inner_zone(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:

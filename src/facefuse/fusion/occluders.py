@@ -34,7 +34,8 @@ OWN_EYES_MARGIN = 0.01
 # Around the eyes this far (of the face size: the lids' creases, the folds below them) a
 # dark line is not taken for a cover.
 NEAR_EYES_MARGIN = 0.05
-COVER_LINE = (0.05, 0.35)  # a dark line's strength (masks.dark_lines): partly a cover from the first, wholly from the second
+# A dark line's strength (masks.dark_lines): partly a cover from the first, wholly from the second.
+COVER_LINE = (0.05, 0.35)
 COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 # How clear the mirror side must be (0..1) to fill from it: partly from the first value,
 # fully from the second.

@@ -44,7 +44,6 @@ from facefuse.fusion.placement import Placement, Strength, Warps
 from facefuse.fusion.template import PreparedTemplate
 from facefuse.vision.faces import Face
 
-
 # A black-and-white user into a colour template takes the template's colours (its skin's,
 # its lips') over its own light and shade, low-passed over this much of the face.
 COLOURLESS_CHROMA_SIGMA = 0.01

@@ -5,8 +5,9 @@ request of a limited key, so `--workers N` processes share one budget exactly (a
 per-process bucket of qps/N would refuse a key whose requests all land on one worker
 and drift when workers restart); keys with neither limit never touch it. The counters
 are written with synchronous=NORMAL (WAL): durable against kill -9, no fsync per request;
-an OS crash may forget the last few counts, which only lets a key spend them again. The bucket holds max(1, qps) tokens: a key may spend a second's
-worth at once, then qps per second. Refused requests spend nothing. Every authenticated
+an OS crash may forget the last few counts, which only lets a key spend them again. The
+bucket holds max(1, qps) tokens: a key may spend a second's worth at once, then qps per
+second. Refused requests spend nothing. Every authenticated
 request of a key counts towards its quota, whatever its outcome, as cloud APIs bill.
 """
 
@@ -53,9 +54,8 @@ class UsageLimiter:
                 if row[2] != today:
                     count = 0
             if key.daily_quota is not None and count >= key.daily_quota:
-                raise RateLimitExceeded(Err.QUOTA_EXCEEDED,
-                                        f"the daily quota of {key.daily_quota} requests is spent; it renews at 00:00 UTC",
-                                        _seconds_to_midnight(now))
+                spent = f"the daily quota of {key.daily_quota} requests is spent; it renews at 00:00 UTC"
+                raise RateLimitExceeded(Err.QUOTA_EXCEEDED, spent, _seconds_to_midnight(now))
             if key.qps is not None and tokens < 1.0:
                 raise RateLimitExceeded(Err.QPS_LIMIT_EXCEEDED,
                                         f"this key may send {key.qps:g} requests per second",

@@ -112,7 +112,8 @@ def _decode_plain_base64(text: str) -> bytes:
 
 
 def _too_large(size: int, max_bytes: int) -> FacefuseError:
-    return FacefuseError(Err.IMAGE_FILE_TOO_LARGE, f"the image file is {size} bytes; the limit is {format_size(max_bytes)}")
+    return FacefuseError(Err.IMAGE_FILE_TOO_LARGE,
+                         f"the image file is {size} bytes; the limit is {format_size(max_bytes)}")
 
 
 def sniff_format(data: bytes) -> ImageFormat:
@@ -137,7 +138,8 @@ def check_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[Imag
     """Apply the image rules without decoding: 10006 file size, 10005 format, 10007 sides."""
     if len(data) > limits.max_bytes:
         raise FacefuseError(
-            Err.IMAGE_FILE_TOO_LARGE, f"the image file is {len(data)} bytes; the limit is {format_size(limits.max_bytes)}"
+            Err.IMAGE_FILE_TOO_LARGE,
+            f"the image file is {len(data)} bytes; the limit is {format_size(limits.max_bytes)}",
         )
     fmt = sniff_format(data)
     width, height = _png_dimensions(data) if fmt == "png" else _jpeg_dimensions(data)

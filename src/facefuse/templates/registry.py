@@ -42,7 +42,6 @@ from facefuse.vision.checks import require_template_faces
 from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
 
-
 DEMO_TEMPLATE_ID = "gjw4tjeloaba2psk973"
 DEMO_TEMPLATE_NAME = "demo"
 TEMPLATE_ID_RE = re.compile(r"[0-9a-z]{16,19}")

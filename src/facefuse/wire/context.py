@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from facefuse import worker
 from facefuse.keys.limits import UsageLimiter
 from facefuse.keys.store import KeyStore
 from facefuse.media.limits import FetchLimits, ImageLimits
@@ -11,7 +12,6 @@ from facefuse.settings import Settings
 from facefuse.storage.db import Database
 from facefuse.storage.results import ResultStore
 from facefuse.templates.registry import TemplateRegistry
-from facefuse import worker
 from facefuse.workpool import WorkPool
 
 

@@ -83,8 +83,10 @@ def dark_parts(lab: np.ndarray, frames: np.ndarray, points: np.ndarray, size: fl
     """The dark parts of light frames (a browline over the rims, its wings): thin, far darker
     structures in the glasses' zone, inside the face, that touch the frames found so far."""
     lines = masks.dark_lines(lab[..., 0], DARK_WIDTH * size)
-    zone = masks.glasses_zone(lab.shape[:2], points) * masks.polygon_mask(lab.shape[:2], masks.loop(points, mesh.FACE_OVAL))
-    darkness = masks.smoothstep(FRAME_DARK * _cheeks_lightness(lab, points) - lab[..., 0], -FRAME_DARK_EDGE, FRAME_DARK_EDGE)
+    shape = lab.shape[:2]
+    zone = masks.glasses_zone(shape, points) * masks.polygon_mask(shape, masks.loop(points, mesh.FACE_OVAL))
+    darkness = masks.smoothstep(FRAME_DARK * _cheeks_lightness(lab, points) - lab[..., 0],
+                                -FRAME_DARK_EDGE, FRAME_DARK_EDGE)
     return _joined(lines * zone * darkness, frames, 2.0)
 
 
@@ -128,7 +130,8 @@ def _column(likeness: np.ndarray, axes: FaceAxes, origin: np.ndarray, x: float, 
     px, py = axes.at(origin, np.full(offsets.shape, x, np.float32), centre + offsets)
     profile = cv2.remap(likeness, px[None], py[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     low, high, seen = half_height_run(profile, reach / BAND_STEP, light)
-    return centre + offsets[0] + float(low[0]) * BAND_STEP, centre + offsets[0] + float(high[0]) * BAND_STEP, bool(seen[0])
+    start = centre + offsets[0]
+    return start + float(low[0]) * BAND_STEP, start + float(high[0]) * BAND_STEP, bool(seen[0])
 
 
 def _band_polygon(axes: FaceAxes, origin: np.ndarray, columns: list[tuple[float, float, float]]) -> np.ndarray:
