@@ -1,12 +1,14 @@
 """What covers the user's face, and the face it hides.
 
 Strands of hair and the frames of glasses are thin and far darker than the skin around
-them: they are found on the canvas as dark lines on the face, the user's own eyes, brows,
-lips and nostrils left out. They, and the bits of face the user's photo shows edge-on (a
-turned head's far cheek) or not at all (a face cut off by the photo's border), are filled
-from the face itself before it is read and lit: from the mirror image across the face's
-midline where that side is clear, else from the surrounding skin (inpainted on the
-canvas; the template's grain comes over it later, as over all the skin).
+them: they are found on the canvas as dark lines over the face's plain skin (strands
+hanging from the hairline, frames told by their bridge). They, and the bits of face the
+user's photo shows stretched (a turned head's far cheek) or not at all (a face cut off by
+the photo's border), are filled from the face itself before it is read and lit: from the
+mirror image across the face's midline where that side is clear, its light matched to the
+face around it, else inpainted from the skin beside them (the template's finest texture
+comes over that). A photo with many covers is cleaned of them before its landmarks are
+fitted again (clean_photo), so that they do not pull the landmarks either.
 """
 
 from __future__ import annotations
