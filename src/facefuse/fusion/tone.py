@@ -83,9 +83,10 @@ def is_grayscale(rgb: np.ndarray) -> bool:
 def is_colourless(rgb: np.ndarray) -> bool:
     """True for a black-and-white photo, even one slightly toned: its chroma hardly varies
     (a colour photo's lips, eyes and skin differ in colour)."""
-    sample = rgb[:: max(1, rgb.shape[0] // 128), :: max(1, rgb.shape[1] // 128)]
-    chroma = cv2.cvtColor(np.ascontiguousarray(sample), cv2.COLOR_RGB2YCrCb)[..., 1:].astype(np.float32) - 128
-    return float(np.percentile(np.abs(chroma - np.median(chroma, axis=(0, 1))), 99)) <= COLOURLESS_SPREAD
+    sample = np.ascontiguousarray(rgb[:: max(1, rgb.shape[0] // 64), :: max(1, rgb.shape[1] // 64)])
+    chroma = cv2.cvtColor(sample, cv2.COLOR_RGB2YCrCb)[..., 1:].reshape(-1, 2).astype(np.int16)
+    spread = np.abs(chroma - np.median(chroma, axis=0).astype(np.int16)).ravel()
+    return int(np.partition(spread, int(0.99 * (spread.size - 1)))[int(0.99 * (spread.size - 1))]) <= COLOURLESS_SPREAD
 
 
 # Of YCrCb chroma (0..255) around its median, at the 99th percentile: a black-and-white
