@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FACES, REPO
+from conftest import FACES, REPO, face
 
 sys.path.insert(0, str(REPO / "benchmarks"))  # the perfbench package, as the script finds it
 
@@ -109,7 +109,7 @@ def test_without_the_documented_pair_the_photos_are_the_largest_accepted_with_on
     for name in ("deepface__img1.jpg",  # the largest, but over 2 MB: the service refuses it
                  "face_recognition__examples_knn_examples_test_obama_and_biden.jpg",  # two faces
                  "deepface__img59.jpg", "deepface__img9.jpg"):
-        (tmp_path / name).write_bytes((FACES / name).read_bytes())
+        (tmp_path / name).write_bytes(face(name).read_bytes())
     assert choose_photos(tmp_path) == (tmp_path / "deepface__img9.jpg", tmp_path / "deepface__img59.jpg")
     assert [p.name for p in choose_photos(FACES)] == [  # the pair docs/performance.md measured
         "deepface__img2.jpg", "face_recognition__examples_knn_examples_train_biden_biden2.jpg"]
