@@ -13,13 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FACES, REPO
+from conftest import FACES, REPO, needs_full_set
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import quality  # noqa: E402
 import realism  # noqa: E402
 
 USER = "deepface__img16.jpg"  # a small, frontal, evenly lit face: quick to judge
+# The measures choose their pairs, the sheet and the group photos from the full set.
+pytestmark = needs_full_set
 
 
 @pytest.fixture(scope="module")
