@@ -34,7 +34,7 @@ CROP_CONTEXT = 2.0  # crop side / detected box side
 MAX_FACES = 16  # a user photo: the largest face is the user's
 MAX_TEMPLATE_FACES = 64  # every_face; the wire's template_face_index goes up to 63
 # A user photo in which the whole-photo pass finds no face looks at this many windows at
-# most (the finest level; ~1 s in all): faces at the minimum are still seen on the biggest
+# most (the finest level, which costs the most): faces at the minimum are still seen on the biggest
 # photo the image rules accept (4096 x 4096: 74 px for a minimum of 85), faces under it
 # down to SMALLEST_FACE of it up to ~4 MP.
 MAX_FALLBACK_WINDOWS = 600
