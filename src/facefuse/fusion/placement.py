@@ -245,8 +245,8 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
     u_fallback = to_user.copy()
     u_fallback[:, 2] += to_user[:, :2] @ origin
     u_vertices = warp_vertices(place.user.landmarks[:, :2], u_ring)
-    u_normals, t_normals = (_as_pairs(mesh.vertex_normals(points)) for points in (place.user.landmarks,
-                                                                                  prepared.landmarks))
+    u_normals = _as_pairs(mesh.vertex_normals(place.user.landmarks))
+    t_normals = _as_pairs(prepared.warp_normals)
     t_grid, u_grid, m_grid, *normal_grids = warp.grid_maps(
         raster, (prepared.warp_vertices, u_vertices, g_vertices[mesh.mirrored_vertices()], *u_normals, *t_normals),
         triangles, (np.eye(2, 3, dtype=np.float32) + shift, u_fallback, np.eye(2, 3, dtype=np.float32),

@@ -32,6 +32,7 @@ class PreparedTemplate:
     canvas_in_front: np.ndarray  # what of it stays in front for its hair (0..1), likewise
     ring: np.ndarray  # the outer ring of the warp (warp_ring), patch pixels
     warp_vertices: np.ndarray  # the template's vertices of the warp mesh (warp_vertices)
+    warp_normals: np.ndarray  # its surface's normals at those vertices (mesh.vertex_normals)
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
     frames: glasses.Frames | None = None  # its glasses' frames, as they are in the template
 
@@ -40,7 +41,7 @@ class PreparedTemplate:
         """The arrays it keeps of its own (the whole template `image` is shared, not counted)."""
         frames = self.frames.nbytes if self.frames is not None else 0
         return frames + sum(a.nbytes for a in (self.patch, self.landmarks, self.canvas_skin, self.canvas_in_front,
-                                               self.ring, self.warp_vertices))
+                                               self.ring, self.warp_vertices, self.warp_normals))
 
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
@@ -68,7 +69,8 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
                             grayscale=tone.is_grayscale(patch), glasses=frames is not None,
                             canvas_skin=tone.skin_likelihood(small, model),
                             canvas_in_front=_hair_in_front(canvas, dark, small, model, beard_amount),
-                            ring=ring, warp_vertices=warp_vertices(landmarks[:, :2], ring), beard=beard_amount,
+                            ring=ring, warp_vertices=warp_vertices(landmarks[:, :2], ring),
+                            warp_normals=mesh.vertex_normals(landmarks), beard=beard_amount,
                             frames=frames)
 
 
