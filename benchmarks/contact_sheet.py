@@ -23,30 +23,46 @@ from PIL import Image, ImageOps
 from facefuse.fusion.fuse import FuseOptions, fuse_face
 from facefuse.vision.detect import detect_faces
 
-FACES = Path(os.environ.get("FACEFUSE_FACES_DIR",
-                            Path(__file__).resolve().parents[1].parent / "shared" / "faces"))
+FACES = Path(os.environ.get("FACEFUSE_FACES_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "faces"))
 
 # (user photo, template photo, why this pair is here)
 PAIRS = [
     ("deepface__img2.jpg", "insightface__emotion_happy.png", "smile with teeth"),
-    ("face_recognition__examples_obama.jpg", "codeformer__inputs_gray_faces_089_Miley_Cyrus_00.png",
-     "grayscale child template"),
+    (
+        "face_recognition__examples_obama.jpg",
+        "codeformer__inputs_gray_faces_089_Miley_Cyrus_00.png",
+        "grayscale child template",
+    ),
     ("deepface__img17.jpg", "deepface__img30.jpg", "bearded user"),
-    ("face_recognition__examples_knn_examples_train_rose_leslie_img1.jpg",
-     "face_recognition__examples_obama.jpg", "light user, darker template"),
-    ("dlib__examples_johns_John_Salley_000183_02159543.jpg", "face_recognition__examples_biden.jpg",
-     "dark low-res user, elderly template"),
+    (
+        "face_recognition__examples_knn_examples_train_rose_leslie_img1.jpg",
+        "face_recognition__examples_obama.jpg",
+        "light user, darker template",
+    ),
+    (
+        "dlib__examples_johns_John_Salley_000183_02159543.jpg",
+        "face_recognition__examples_biden.jpg",
+        "dark low-res user, elderly template",
+    ),
     ("deepface__img24.jpg", "dlib__examples_faces_Tom_Cruise_avp_2014_4.jpg", "user with glasses"),
-    ("face_recognition__examples_knn_examples_train_alex_lacamoire_img1.jpg", "deepface__img24.jpg",
-     "template with glasses"),
+    (
+        "face_recognition__examples_knn_examples_train_alex_lacamoire_img1.jpg",
+        "deepface__img24.jpg",
+        "template with glasses",
+    ),
     ("deepface__img35.jpg", "insightface__bulk_kun_crop.jpg", "template hair over forehead"),
     ("deepface__img9.jpg", "insightface__reaction_close_eyes.jpeg", "template eyes closed"),
-    ("face_recognition__examples_knn_examples_train_biden_biden2.jpg", "deepface__img36.jpg",
-     "bearded template"),
-    ("codeformer__inputs_gray_faces_089_Miley_Cyrus_00.png",
-     "face_recognition__examples_knn_examples_train_rose_leslie_img2.jpg", "grayscale child user"),
-    ("face_recognition__examples_knn_examples_train_kit_harington_john1.jpeg", "deepface__img20.jpg",
-     "small user face, bald template"),
+    ("face_recognition__examples_knn_examples_train_biden_biden2.jpg", "deepface__img36.jpg", "bearded template"),
+    (
+        "codeformer__inputs_gray_faces_089_Miley_Cyrus_00.png",
+        "face_recognition__examples_knn_examples_train_rose_leslie_img2.jpg",
+        "grayscale child user",
+    ),
+    (
+        "face_recognition__examples_knn_examples_train_kit_harington_john1.jpeg",
+        "deepface__img20.jpg",
+        "small user face, bald template",
+    ),
     ("deepface__img47.jpg", "deepface__img62.jpg", "woman into bearded man"),
 ]
 
@@ -74,8 +90,9 @@ def face_tile(rgb: np.ndarray, box: tuple[float, float, float, float], reach: fl
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     scale = TILE / max(crop.shape[:2])
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
-                      interpolation=interp)
+    crop = cv2.resize(
+        crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))), interpolation=interp
+    )
     tile = np.full((TILE, TILE, 3), 255, np.uint8)
     tile[: crop.shape[0], : crop.shape[1]] = crop
     return tile
@@ -97,11 +114,15 @@ def sheet_rows(options: FuseOptions, reach: float, pairs) -> list[np.ndarray]:
         result = fuse_face(template, template_face, user, user_face, options)
         ms = (time.perf_counter() - start) * 1000
         print(f"{ms:7.1f} ms  {template.shape[1]}x{template.shape[0]}  {why}", file=sys.stderr)
-        rows.append(np.hstack([
-            label(face_tile(user, user_face.box, 1.6), user_name[:40]),
-            label(face_tile(template, template_face.box, reach), why),
-            label(face_tile(result, template_face.box, reach), f"{ms:.0f} ms"),
-        ]))
+        rows.append(
+            np.hstack(
+                [
+                    label(face_tile(user, user_face.box, 1.6), user_name[:40]),
+                    label(face_tile(template, template_face.box, reach), why),
+                    label(face_tile(result, template_face.box, reach), f"{ms:.0f} ms"),
+                ]
+            )
+        )
     return rows
 
 
@@ -121,7 +142,7 @@ def main() -> None:
     per_row = 2 if len(rows) > 4 else 1
     while len(rows) % per_row:
         rows.append(np.full_like(rows[0], 255))
-    lines = [np.hstack(rows[i: i + per_row]) for i in range(0, len(rows), per_row)]
+    lines = [np.hstack(rows[i : i + per_row]) for i in range(0, len(rows), per_row)]
     sheet = np.vstack(lines)
     if sheet.shape[1] > args.width:
         scale = args.width / sheet.shape[1]

@@ -77,15 +77,19 @@ def main() -> None:
         photo = opened.convert("RGB")
     print(f"{'file':24} {'bytes':>9} {'decode_image':>13} {'Pillow':>8} {'scaled 1024':>12}")
     for name, data in variants(photo).items():
-        print(f"{name:24} {len(data):9d} {best_ms(partial(decode_image, data, LIMITS), args.runs):11.1f}ms"
-              f" {best_ms(partial(pillow_decode, data), args.runs):6.1f}ms"
-              f" {best_ms(partial(decode_image_scaled, data, 1024, LIMITS), args.runs):10.1f}ms")
+        print(
+            f"{name:24} {len(data):9d} {best_ms(partial(decode_image, data, LIMITS), args.runs):11.1f}ms"
+            f" {best_ms(partial(pillow_decode, data), args.runs):6.1f}ms"
+            f" {best_ms(partial(decode_image_scaled, data, 1024, LIMITS), args.runs):10.1f}ms"
+        )
     print(f"\n{'pixels':24} {'encode_jpeg':>13} {'Pillow':>8} {'cv2 [::-1]':>12}   (quality 92)")
     for size_name, size in SIZES.items():
         rgb = np.ascontiguousarray(photo.resize(size))
-        print(f"{size_name:24} {best_ms(partial(encode_jpeg, rgb), args.runs):11.1f}ms"
-              f" {best_ms(partial(pillow_encode, rgb), args.runs):6.1f}ms"
-              f" {best_ms(partial(reversed_view_encode, rgb), args.runs):10.1f}ms")
+        print(
+            f"{size_name:24} {best_ms(partial(encode_jpeg, rgb), args.runs):11.1f}ms"
+            f" {best_ms(partial(pillow_encode, rgb), args.runs):6.1f}ms"
+            f" {best_ms(partial(reversed_view_encode, rgb), args.runs):10.1f}ms"
+        )
     text = base64.b64encode(np.random.default_rng(0).bytes(2 * 1024 * 1024)).decode()
     print(f"\ndecode_base64 of 2 MB: {best_ms(partial(decode_base64, text, 2 * 1024 * 1024), args.runs):.1f}ms")
 

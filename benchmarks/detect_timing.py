@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces-dir", type=Path, default=DEFAULT_FACES)
     parser.add_argument("--photo", default="deepface__img2.jpg")
     parser.add_argument("--megapixels", type=float, default=1.0, help="0: the photo's own size")
-    parser.add_argument("--every-face", action="store_true",
-                        help="this tree in the template mode (the other tree as a user photo)")
+    parser.add_argument(
+        "--every-face", action="store_true", help="this tree in the template mode (the other tree as a user photo)"
+    )
     parser.add_argument("--against", type=Path, help="another tree's src folder, run alternately")
     parser.add_argument("--runs", type=int, default=300)
     args = parser.parse_args(argv)
@@ -87,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in order:
             times[name].append(timed(modules[name], rgb, every_face[name]))
     for name, values in times.items():
-        print(f"{name}: median {statistics.median(values):.2f} ms, 25th percentile "
-              f"{np.percentile(values, 25):.2f} ms ({len(values)} runs)")
+        print(
+            f"{name}: median {statistics.median(values):.2f} ms, 25th percentile "
+            f"{np.percentile(values, 25):.2f} ms ({len(values)} runs)"
+        )
     if "other" in times:
         paired = np.subtract(times["this"], times["other"])
         print(f"this - other, median of the paired differences: {np.median(paired):+.2f} ms")

@@ -23,11 +23,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO.parent / "shared" / "faces"
-PAIRS = (("deepface__img2.jpg", "deepface__img30.jpg", "frontal selfie"),
-         ("face_recognition__examples_obama.jpg", "face_recognition__examples_biden.jpg", "frontal selfie"),
-         ("face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg", "deepface__img11.jpg",
-          "turned head"),
-         ("deepface__img24.jpg", "deepface__img11.jpg", "user in glasses"))
+PAIRS = (
+    ("deepface__img2.jpg", "deepface__img30.jpg", "frontal selfie"),
+    ("face_recognition__examples_obama.jpg", "face_recognition__examples_biden.jpg", "frontal selfie"),
+    ("face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg", "deepface__img11.jpg", "turned head"),
+    ("deepface__img24.jpg", "deepface__img11.jpg", "user in glasses"),
+)
 TEMPLATE_PIXELS = 1_000_000
 
 
@@ -43,6 +44,7 @@ def serve(faces_dir: Path, runs: int) -> None:
     try:
         from facefuse.service import uncovered
     except ImportError:  # a tree from before the user's photo was cleaned of covers
+
         def uncovered(image, face):  # type: ignore[no-untyped-def]
             return image, face
 
@@ -94,8 +96,22 @@ def main() -> int:
     for name, src in (("old", args.against.resolve()), ("new", REPO / "src")):
         env = dict(os.environ, PYTHONPATH=str(src))
         sides[name] = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "--runs", str(args.runs), "--faces-dir", str(args.faces_dir),
-             "--against", str(args.against)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                "--runs",
+                str(args.runs),
+                "--faces-dir",
+                str(args.faces_dir),
+                "--against",
+                str(args.against),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
     rows: dict[str, list[list[float]]] = {"old": [], "new": []}
     for round_ in range(args.rounds):
         for name in ("old", "new") if round_ % 2 == 0 else ("new", "old"):

@@ -26,15 +26,26 @@ from facefuse.templates.registry import demo_photo
 from facefuse.vision.detect import detect_faces
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
-TEMPLATES = ("demo", "deepface__img24.jpg", "insightface__emotion_happy.png",
-             "codeformer__inputs_gray_faces_089_Miley_Cyrus_00.png", "deepface__img30.jpg",
-             "face_recognition__examples_biden.jpg")
-USERS = ("deepface__img2.jpg", "face_recognition__examples_obama.jpg", "deepface__img17.jpg",
-         "face_recognition__examples_knn_examples_train_rose_leslie_img1.jpg",
-         "dlib__examples_johns_John_Salley_000183_02159543.jpg", "deepface__img24.jpg",
-         "face_recognition__examples_knn_examples_train_alex_lacamoire_img1.jpg",
-         "insightface__bulk_kun_crop.jpg", "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
-         "insightface__reaction_close_eyes.jpeg")
+TEMPLATES = (
+    "demo",
+    "deepface__img24.jpg",
+    "insightface__emotion_happy.png",
+    "codeformer__inputs_gray_faces_089_Miley_Cyrus_00.png",
+    "deepface__img30.jpg",
+    "face_recognition__examples_biden.jpg",
+)
+USERS = (
+    "deepface__img2.jpg",
+    "face_recognition__examples_obama.jpg",
+    "deepface__img17.jpg",
+    "face_recognition__examples_knn_examples_train_rose_leslie_img1.jpg",
+    "dlib__examples_johns_John_Salley_000183_02159543.jpg",
+    "deepface__img24.jpg",
+    "face_recognition__examples_knn_examples_train_alex_lacamoire_img1.jpg",
+    "insightface__bulk_kun_crop.jpg",
+    "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
+    "insightface__reaction_close_eyes.jpeg",
+)
 OPTIONS = (FuseOptions(), FuseOptions(60, 0), FuseOptions(100, 100))
 LIMITS = ImageLimits(max_bytes=64 << 20, min_side=16, max_side=8192)
 

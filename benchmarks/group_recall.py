@@ -87,8 +87,7 @@ class PhotoRecall:
     def expected(self) -> list[int]:
         """The judge's faces at or above the minimum, by the estimate from dlib's box or, for
         a face the template holds, by the service's own measure."""
-        return [i for i, j in enumerate(self.judged)
-                if max(j.service_side, self._measured(i)) >= self.min_side]
+        return [i for i, j in enumerate(self.judged) if max(j.service_side, self._measured(i)) >= self.min_side]
 
     def _measured(self, judged_index: int) -> float:
         k = self.matches.get(judged_index)
@@ -112,8 +111,9 @@ def measure(photo: Path) -> PhotoRecall:
     registered = registered_faces(data)
     matches: dict[int, int] = {}
     # Nearest pairs first, so a big box holding two template faces takes its own.
-    pairs = sorted((_distance(j, f), i, k) for i, j in enumerate(judged)
-                   for k, f in enumerate(registered) if j.holds(f))
+    pairs = sorted(
+        (_distance(j, f), i, k) for i, j in enumerate(judged) for k, f in enumerate(registered) if j.holds(f)
+    )
     for _, i, k in pairs:
         if i not in matches and k not in matches.values():
             matches[i] = k
@@ -160,8 +160,10 @@ def _judged(path: Path) -> list[JudgeFace]:
     long_side = max(image.shape[:2])
     while JUDGE_BASE_PX / 2**upsample > JUDGE_SMALLEST_PX and long_side * 2 ** (upsample + 1) <= JUDGE_MAX_SIDE:
         upsample += 1
-    found = [JudgeFace((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence))
-             for d in detector(image, upsample)]
+    found = [
+        JudgeFace((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence))
+        for d in detector(image, upsample)
+    ]
     return sorted(found, key=lambda j: -j.side)
 
 
@@ -185,19 +187,21 @@ def _distance(judge: JudgeFace, face: Face) -> float:
 
 
 def report(result: PhotoRecall) -> str:
-    lines = [f"{result.photo}: {len(result.found)}/{len(result.expected)} found (judge: "
-             f"{len(result.judged)} faces; template: {len(result.registered)}; min {result.min_side:.0f} px)"]
+    lines = [
+        f"{result.photo}: {len(result.found)}/{len(result.expected)} found (judge: "
+        f"{len(result.judged)} faces; template: {len(result.registered)}; min {result.min_side:.0f} px)"
+    ]
     for i, j in enumerate(result.judged):
         k = result.matches.get(i)
         mark = "found" if k is not None else ("MISSED" if i in result.expected else "under the minimum")
         size = f"service {result.registered[k].size:.0f} px" if k is not None else ""
-        lines.append(f"  judge {j.side:4d} px (~{j.service_side:.0f}) at {j.box[0]},{j.box[1]}  {mark}  {size}"
-                     .rstrip())
+        lines.append(
+            f"  judge {j.side:4d} px (~{j.service_side:.0f}) at {j.box[0]},{j.box[1]}  {mark}  {size}".rstrip()
+        )
     extra = [k for k in range(len(result.registered)) if k not in result.matches.values()]
     for k in extra:
         f = result.registered[k]
-        lines.append(f"  template face not in the judge's list: {f.size:.0f} px at "
-                     f"{f.box[0]:.0f},{f.box[1]:.0f}")
+        lines.append(f"  template face not in the judge's list: {f.size:.0f} px at {f.box[0]:.0f},{f.box[1]:.0f}")
     return "\n".join(lines)
 
 

@@ -97,8 +97,12 @@ def run(faces_dir: Path, quick: bool, user_photo: Path | None = None, template_p
     inputs = [make_input(photo, mp) for mp in plan.sizes]
     template_rgb = decode_image(template_path.read_bytes())
     load_before = os.getloadavg()[0]
-    template = TemplateInfo(template_path.name, template_rgb.shape[1], template_rgb.shape[0],
-                            round(max(f.size for f in detect_faces(template_rgb))))
+    template = TemplateInfo(
+        template_path.name,
+        template_rgb.shape[1],
+        template_rgb.shape[0],
+        round(max(f.size for f in detect_faces(template_rgb))),
+    )
     freeze_startup_objects()  # the load generator's own full collections are not the service's latency
     with tempfile.TemporaryDirectory(prefix="facefuse-bench-") as tmp:
         measured = _measure_service(Path(tmp) / "data", template_path, template_rgb, inputs, plan)
@@ -107,8 +111,9 @@ def run(faces_dir: Path, quick: bool, user_photo: Path | None = None, template_p
     return Report(machine, template, [i.info() for i in inputs], measured, ratio, targets(measured, ratio))
 
 
-def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarray, inputs: list[Input],
-                     plan: Plan) -> ServiceResults:
+def _measure_service(
+    data_dir: Path, template_path: Path, template_rgb: np.ndarray, inputs: list[Input], plan: Plan
+) -> ServiceResults:
     """Every service measurement. One service per worker count, all started at once on the
     same data dir; their throughput runs alternate in eight rounds (1 worker at c=1, 2
     workers at c=1; 2 then 1; 2 then 1; 1 then 2; twice; then c=4, ...) so that a machine
@@ -136,18 +141,24 @@ def _measure_service(data_dir: Path, template_path: Path, template_rgb: np.ndarr
             if probe is not None:
                 probe.close()
         return ServiceResults(
-            start_s=start_s, latencies=latencies, first_answers_ms=first_ms, throughput=cells,
+            start_s=start_s,
+            latencies=latencies,
+            first_answers_ms=first_ms,
+            throughput=cells,
             rss_mb={n: service.worker_rss_mb() for n, service in services.items()},
             compute_scaling=probe.result() if probe is not None else None,
             saturation=saturation(first, body, plan.saturation_concurrency, plan.saturation_rounds),
-            memory=memory_run(first, body, plan.memory_requests), rss_mb_http_process=[first.http_rss_mb()])
+            memory=memory_run(first, body, plan.memory_requests),
+            rss_mb_http_process=[first.http_rss_mb()],
+        )
     finally:
         for service in services.values():
             service.stop()
 
 
-def _load(services: dict[int, Service], body: bytes, plan: Plan,
-          probe: ComputeProbe | None) -> dict[int, list[LoadCell]]:
+def _load(
+    services: dict[int, Service], body: bytes, plan: Plan, probe: ComputeProbe | None
+) -> dict[int, list[LoadCell]]:
     for service in services.values():
         latency(service, body, 4)  # every worker warm
     cells: dict[int, list[LoadCell]] = {n: [] for n in services}
@@ -164,13 +175,15 @@ def _load(services: dict[int, Service], body: bytes, plan: Plan,
     return cells
 
 
-def _latencies(service: Service, inputs: list[Input], template_id: str, template_rgb: np.ndarray,
-               plan: Plan) -> Latencies:
+def _latencies(
+    service: Service, inputs: list[Input], template_id: str, template_rgb: np.ndarray, plan: Plan
+) -> Latencies:
     floor: dict[str, Percentiles] = {}
     base64_out: dict[str, Percentiles] = {}
     for item in inputs:
         floor[item.label], base64_out[item.label] = floor_and_latency(
-            service, item, fuse_body(item, template_id, "base64"), template_rgb, plan.runs)
+            service, item, fuse_body(item, template_id, "base64"), template_rgb, plan.runs
+        )
     url_out = {i.label: latency(service, fuse_body(i, template_id, "url"), plan.runs) for i in inputs}
     return Latencies(floor, base64_out, url_out)
 
@@ -181,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("--quick", action="store_true", help="a few requests, 1 worker, up to 1 MP (for CI)")
     parser.add_argument("--user-photo", type=Path, help="the user's photo (default: chosen from --faces-dir)")
-    parser.add_argument("--template-photo", type=Path,
-                        help="the template to register (default: chosen from --faces-dir)")
+    parser.add_argument(
+        "--template-photo", type=Path, help="the template to register (default: chosen from --faces-dir)"
+    )
     args = parser.parse_args(argv)
     if not args.faces_dir.is_dir():
         parser.error(f"--faces-dir {args.faces_dir} is not a directory")

@@ -57,9 +57,16 @@ MAX_BYTES = 2 * 1024 * 1024
 UNKNOWN = "unknown"  # MANIFEST's name for photos of different, unnamed people
 GRAY_EVERY = 4  # every 4th pair also runs with a grayscale copy of its template
 
-TARGETS = {"success": (">=", 0.99), "id_transfer": (">=", 0.97), "top1": (">=", 0.95),
-           "psnr_bg": (">=", 50.0), "pose": ("<=", 0.05), "tone_median": ("<=", 2.0),
-           "tone_p90": ("<=", 4.0), "gray_kept": (">=", 1.0)}
+TARGETS = {
+    "success": (">=", 0.99),
+    "id_transfer": (">=", 0.97),
+    "top1": (">=", 0.95),
+    "psnr_bg": (">=", 50.0),
+    "pose": ("<=", 0.05),
+    "tone_median": ("<=", 2.0),
+    "tone_p90": ("<=", 4.0),
+    "gray_kept": (">=", 1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -105,14 +112,17 @@ class Summary:
 
 # ------------------------------------------------------------------ the judge (dlib)
 
+
 @lru_cache(maxsize=1)
 def judge_models():
     import dlib
     import face_recognition_models as frm
 
-    return (dlib.get_frontal_face_detector(),
-            dlib.shape_predictor(frm.pose_predictor_model_location()),
-            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+    return (
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(frm.pose_predictor_model_location()),
+        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
+    )
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ def judge(rgb: np.ndarray) -> Judged | None:
 
 # ------------------------------------------------------------------ metrics
 
+
 def interocular_distance(points: np.ndarray) -> float:
     """Between the outer eye corners (dlib 36 and 45): the normaliser of the 300-W landmark
     benchmark; the issue's two reference methods reproduce with it (docs/quality.md)."""
@@ -152,13 +163,16 @@ def psnr_outside_face(result: np.ndarray, template: np.ndarray, box: tuple[int, 
     x0, y0, x1, y1 = box
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 1.6 / 2
     keep = np.ones(template.shape[:2], dtype=bool)
-    keep[max(0, int(cy - half)):int(np.ceil(cy + half)), max(0, int(cx - half)):int(np.ceil(cx + half))] = False
+    keep[max(0, int(cy - half)) : int(np.ceil(cy + half)), max(0, int(cx - half)) : int(np.ceil(cx + half))] = False
     mse = float(((result[keep].astype(np.float64) - template[keep]) ** 2).mean())
     return 99.0 if mse == 0 else float(10 * np.log10(255**2 / mse))
 
 
-def jaw_error(result_points: np.ndarray, template_points: np.ndarray,
-              normaliser: Callable[[np.ndarray], float] = interocular_distance) -> float:
+def jaw_error(
+    result_points: np.ndarray,
+    template_points: np.ndarray,
+    normaliser: Callable[[np.ndarray], float] = interocular_distance,
+) -> float:
     jaw = np.linalg.norm(result_points[:17] - template_points[:17], axis=1).mean()
     return float(jaw / normaliser(template_points))
 
@@ -184,6 +198,7 @@ def is_grayscale(rgb: np.ndarray) -> bool:
 
 # ------------------------------------------------------------------ pairs
 
+
 def valid_photos(faces_dir: Path) -> list[Photo]:
     """Single-face `frontal` photos within the image rules, with a known identity."""
     with open(faces_dir / "MANIFEST.tsv", newline="") as f:
@@ -191,9 +206,15 @@ def valid_photos(faces_dir: Path) -> list[Photo]:
     photos = []
     for row in rows:
         cats = set(row["categories"].split(","))
-        if ("frontal" in cats and "large_image" not in cats and row["n_faces"] == "1"
-                and row["format"] in ("JPEG", "PNG") and row["identity"]
-                and int(row["bytes"]) <= MAX_BYTES and max(int(row["width"]), int(row["height"])) <= 4096):
+        if (
+            "frontal" in cats
+            and "large_image" not in cats
+            and row["n_faces"] == "1"
+            and row["format"] in ("JPEG", "PNG")
+            and row["identity"]
+            and int(row["bytes"]) <= MAX_BYTES
+            and max(int(row["width"]), int(row["height"])) <= 4096
+        ):
             photos.append(Photo(row["file"], row["identity"]))
     return sorted(photos, key=lambda p: p.file)
 
@@ -227,6 +248,7 @@ def gallery_for(user: Photo, template: Photo, photos: list[Photo]) -> dict[str, 
 
 # ------------------------------------------------------------------ running
 
+
 class Benchmark:
     def __init__(self, faces_dir: Path, fuse_degree: int | None, shape_degree: int | None) -> None:
         self.faces_dir = faces_dir
@@ -246,8 +268,9 @@ class Benchmark:
             self._judged[name] = judge(self.pixels(name))
         return self._judged[name]
 
-    def run_pair(self, user: Photo, template: Photo, photos: list[Photo],
-                 gray: bool) -> tuple[PairResult, np.ndarray | None]:
+    def run_pair(
+        self, user: Photo, template: Photo, photos: list[Photo], gray: bool
+    ) -> tuple[PairResult, np.ndarray | None]:
         template_bytes = self.photo_bytes(template.file)
         template_rgb = self.pixels(template.file)
         if gray:
@@ -255,8 +278,12 @@ class Benchmark:
             buffer = io.BytesIO()
             Image.fromarray(template_rgb).save(buffer, "PNG")
             template_bytes = buffer.getvalue()
-        job = FuseJob(users=[UserPhoto(self.photo_bytes(user.file))], template_photo=template_bytes,
-                      fuse_degree=self.fuse_degree, shape_degree=self.shape_degree)
+        job = FuseJob(
+            users=[UserPhoto(self.photo_bytes(user.file))],
+            template_photo=template_bytes,
+            fuse_degree=self.fuse_degree,
+            shape_degree=self.shape_degree,
+        )
         started = time.perf_counter()
         try:
             jpeg = self.service.fuse_to_jpeg(job)
@@ -268,8 +295,15 @@ class Benchmark:
         self.score(scored, result, template_rgb, user, template, photos)
         return scored, result
 
-    def score(self, out: PairResult, result: np.ndarray, template_rgb: np.ndarray, user: Photo,
-              template: Photo, photos: list[Photo]) -> None:
+    def score(
+        self,
+        out: PairResult,
+        result: np.ndarray,
+        template_rgb: np.ndarray,
+        user: Photo,
+        template: Photo,
+        photos: list[Photo],
+    ) -> None:
         judged_result = judge(result)
         judged_user, judged_template = self.judged(user.file), judge(template_rgb)
         gray_template = out.gray_template
@@ -334,8 +368,12 @@ def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], height:
         scale = height / image.shape[0]
         return cv2.resize(image, (max(1, round(image.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
 
-    lines = [np.hstack([fit(a), np.full((height, 6, 3), 255, np.uint8), fit(b),
-                        np.full((height, 6, 3), 255, np.uint8), fit(c)]) for a, b, c in rows]
+    lines = [
+        np.hstack(
+            [fit(a), np.full((height, 6, 3), 255, np.uint8), fit(b), np.full((height, 6, 3), 255, np.uint8), fit(c)]
+        )
+        for a, b, c in rows
+    ]
     width = max(line.shape[1] for line in lines)
     padded = [np.pad(line, ((0, 6), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines]
     return np.vstack(padded)
@@ -343,8 +381,9 @@ def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], height:
 
 def verdicts(summary: Summary) -> dict[str, bool]:
     values = asdict(summary)
-    return {name: (values[name] >= bound if op == ">=" else values[name] <= bound)
-            for name, (op, bound) in TARGETS.items()}
+    return {
+        name: (values[name] >= bound if op == ">=" else values[name] <= bound) for name, (op, bound) in TARGETS.items()
+    }
 
 
 def realism_module():
@@ -362,8 +401,12 @@ def realism_report(args: argparse.Namespace) -> dict | None:
         return None
     realism = realism_module()
     sizes = realism.Sizes(args.realism_pairs, args.realism_pose_templates, args.realism_groups)
-    return realism.run(args.faces_dir, sizes, Path(args.realism_sheet) if args.realism_sheet else None,
-                       progress=lambda line: print(line, file=sys.stderr))
+    return realism.run(
+        args.faces_dir,
+        sizes,
+        Path(args.realism_sheet) if args.realism_sheet else None,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
 
 
 def realism_lines(report: dict) -> list[str]:
@@ -398,13 +441,16 @@ def main(argv: list[str] | None = None) -> int:
                 if gray:
                     template_shown = np.repeat(cv2.cvtColor(template_shown, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
                 sheet_rows.append((bench.pixels(user.file), template_shown, image))
-            print(f"{len(results):3d} {'gray ' if gray else ''}{user.file[:34]:34s} -> {template.file[:34]:34s} "
-                  f"{'ok ' if scored.ok else 'ERR'} d_user={scored.d_user:.3f} d_tmpl={scored.d_template:.3f} "
-                  f"psnr={scored.psnr_bg:.1f} pose={scored.pose:.3f} tone={scored.tone:.2f} {scored.error}",
-                  file=sys.stderr)
-    settings = {"fuse_degree": args.fuse_degree if args.fuse_degree is not None else bench.service.settings.fuse_degree,
-                "shape_degree": (args.shape_degree if args.shape_degree is not None
-                                 else bench.service.settings.shape_degree)}
+            print(
+                f"{len(results):3d} {'gray ' if gray else ''}{user.file[:34]:34s} -> {template.file[:34]:34s} "
+                f"{'ok ' if scored.ok else 'ERR'} d_user={scored.d_user:.3f} d_tmpl={scored.d_template:.3f} "
+                f"psnr={scored.psnr_bg:.1f} pose={scored.pose:.3f} tone={scored.tone:.2f} {scored.error}",
+                file=sys.stderr,
+            )
+    settings = {
+        "fuse_degree": args.fuse_degree if args.fuse_degree is not None else bench.service.settings.fuse_degree,
+        "shape_degree": (args.shape_degree if args.shape_degree is not None else bench.service.settings.shape_degree),
+    }
     summary = summarise(results, settings)
     checks = verdicts(summary)
     report = {"summary": asdict(summary), "targets_met": checks, "pairs": [asdict(r) for r in results]}
@@ -414,12 +460,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=1))
     if sheet_rows:
         Image.fromarray(contact_sheet(sheet_rows)).save(args.sheet)
-    print(f"pairs {summary.pairs}  success {summary.success:.1%}  id_transfer {summary.id_transfer:.1%}  "
-          f"top1 {summary.top1:.1%}  psnr_bg {summary.psnr_bg:.1f} dB  "
-          f"pose {summary.pose:.3f} (by eye centres {summary.pose_eye_centres:.3f})  "
-          f"tone {summary.tone_median:.2f} (p90 {summary.tone_p90:.2f})  gray_kept {summary.gray_kept:.0%}  "
-          f"{summary.ms_median:.0f} ms/fuse  targets met: {sum(checks.values())}/{len(checks)} "
-          f"{'' if all(checks.values()) else '(missed: ' + ', '.join(k for k, v in checks.items() if not v) + ')'}")
+    print(
+        f"pairs {summary.pairs}  success {summary.success:.1%}  id_transfer {summary.id_transfer:.1%}  "
+        f"top1 {summary.top1:.1%}  psnr_bg {summary.psnr_bg:.1f} dB  "
+        f"pose {summary.pose:.3f} (by eye centres {summary.pose_eye_centres:.3f})  "
+        f"tone {summary.tone_median:.2f} (p90 {summary.tone_p90:.2f})  gray_kept {summary.gray_kept:.0%}  "
+        f"{summary.ms_median:.0f} ms/fuse  targets met: {sum(checks.values())}/{len(checks)} "
+        f"{'' if all(checks.values()) else '(missed: ' + ', '.join(k for k, v in checks.items() if not v) + ')'}"
+    )
     for line in realism_lines(realism) if realism is not None else []:
         print(line)
     return 0

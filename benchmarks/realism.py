@@ -99,21 +99,30 @@ OCCLUDER_TEMPLATES = 4  # the demo template and three of the set
 POSE_TEMPLATES = 6
 LOSSLESS_BYTES = 64 * 1024 * 1024  # drawn photos go in as PNG, above the 2 MB upload rule
 
-TARGETS = {"hair_mean_dl": ("<=", 1.5), "hair_share_dl8": ("<=", 0.02),
-           "glasses_mean_dl": ("<=", 1.5), "glasses_share_dl8": ("<=", 0.02),
-           "pose_mean_dl": ("<=", 3.0), "pose_detail_error": ("<=", 0.30),
-           "group_recall": (">=", 1.0)}
+TARGETS = {
+    "hair_mean_dl": ("<=", 1.5),
+    "hair_share_dl8": ("<=", 0.02),
+    "glasses_mean_dl": ("<=", 1.5),
+    "glasses_share_dl8": ("<=", 0.02),
+    "pose_mean_dl": ("<=", 3.0),
+    "pose_detail_error": ("<=", 0.30),
+    "group_recall": (">=", 1.0),
+}
 
 # The review sheet: photos of ../shared/faces picked by looking at them.
 SHEET_USERS = (
     ("insightface__bulk_kun_crop.jpg", "real hair: a thick dark fringe over the forehead to the brows"),
-    ("face_recognition__examples_knn_examples_train_kit_harington_john1.jpeg",
-     "real hair: dark curls over the forehead, a beard"),
+    (
+        "face_recognition__examples_knn_examples_train_kit_harington_john1.jpeg",
+        "real hair: dark curls over the forehead, a beard",
+    ),
     ("deepface__img9.jpg", "real hair: a blonde side fringe over one temple"),
     ("deepface__img25.jpg", "real glasses: dark rectangular frames"),
     ("codeformer__inputs_cropped_faces_0143.png", "real glasses: thin frames on a soft, old photo"),
-    ("face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
-     "turned head: yaw -23 deg, the far cheek edge-on"),
+    (
+        "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
+        "turned head: yaw -23 deg, the far cheek edge-on",
+    ),
     ("face_recognition__examples_obama-240p.jpg", "low resolution: a 65 px face"),
     ("dlib__examples_johns_John_Salley_000183_02159543.jpg", "low resolution: a dark 150 px close-up"),
 )
@@ -121,11 +130,16 @@ SHEET_TEMPLATES = (
     (DEMO, "template with glasses: light tortoiseshell frames, an old colour portrait"),
     ("deepface__img25.jpg", "template with glasses: dark frames, a beard"),
 )
-GROUP_TEMPLATE = ("insightface__python-package_insightface_data_images_t1.jpg",
-                  "group template: six people at a table, each face the service finds filled")
-GROUP_USERS = ("insightface__bulk_kun_crop.jpg", "deepface__img25.jpg",
-               "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
-               "face_recognition__examples_obama-240p.jpg")  # fill the group's faces left to right
+GROUP_TEMPLATE = (
+    "insightface__python-package_insightface_data_images_t1.jpg",
+    "group template: six people at a table, each face the service finds filled",
+)
+GROUP_USERS = (
+    "insightface__bulk_kun_crop.jpg",
+    "deepface__img25.jpg",
+    "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg",
+    "face_recognition__examples_obama-240p.jpg",
+)  # fill the group's faces left to right
 SHEET_CROP = 1.6  # crop side over the face box side
 LABEL_HEIGHT = 22
 LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -199,6 +213,7 @@ class Sizes:
 
 # ------------------------------------------------------------------ the face's frame
 
+
 @dataclass(frozen=True)
 class FaceFrame:
     """Pixels from face coordinates in IOD units (see STRANDS)."""
@@ -223,6 +238,7 @@ def face_frame(points: np.ndarray) -> FaceFrame:
 
 
 # ------------------------------------------------------------------ occluders
+
 
 def cubic_bezier(control: np.ndarray, count: int = CURVE_POINTS) -> np.ndarray:
     t = np.linspace(0.0, 1.0, count)[:, None]
@@ -267,8 +283,15 @@ def stroke_coverage(shape: tuple[int, ...], lines: list[np.ndarray], width: floa
     for line in lines:
         # A pixel's centre i is the fine grid's (i + 0.5) * SUPERSAMPLE - 0.5.
         fine_xy = ((line - (x0, y0)) + 0.5) * SUPERSAMPLE - 0.5
-        cv2.polylines(fine, [np.round(fine_xy * (1 << shift)).astype(np.int32)], False, 255,
-                      thickness=max(1, int(round(width * SUPERSAMPLE))), lineType=cv2.LINE_8, shift=shift)
+        cv2.polylines(
+            fine,
+            [np.round(fine_xy * (1 << shift)).astype(np.int32)],
+            False,
+            255,
+            thickness=max(1, int(round(width * SUPERSAMPLE))),
+            lineType=cv2.LINE_8,
+            shift=shift,
+        )
     coarse = cv2.resize(fine, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
     coverage[y0:y1, x0:x1] = coarse.astype(np.float32) / 255
     return coverage
@@ -291,6 +314,7 @@ def draw_glasses(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ skin and its measures
+
 
 def _grow(mask: np.ndarray, radius: float) -> np.ndarray:
     r = max(1, int(round(radius)))
@@ -324,7 +348,7 @@ def cheek_sides(shape: tuple[int, ...], points: np.ndarray, far_is_right: bool) 
     """The plain skin split at the nose line (a band around it left out): far side, near side."""
     top, tip = points[NOSE_LINE[0]].astype(np.float64), points[NOSE_LINE[1]].astype(np.float64)
     down = (tip - top) / max(np.linalg.norm(tip - top), 1e-6)
-    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
     rightward = (xs - top[0]) * down[1] - (ys - top[1]) * down[0]  # > 0: the image's right
     band = NOSE_BAND * quality.interocular_distance(points)
     skin = plain_skin_mask(shape, points)
@@ -345,6 +369,7 @@ def far_near_ratio(rgb: np.ndarray, sides: tuple[np.ndarray, np.ndarray]) -> flo
 
 
 # ------------------------------------------------------------------ photos and fusion
+
 
 class Photos:
     """The set's photos (and the demo template) by file name, decoded, judged, detected once."""
@@ -388,17 +413,18 @@ class Fuser:
     """FuseService with the template as an ad-hoc photo; answers the decoded JPEG."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.service = FuseService(Settings(data_dir=data_dir, demo_template=False,
-                                            max_image_bytes=LOSSLESS_BYTES))
+        self.service = FuseService(Settings(data_dir=data_dir, demo_template=False, max_image_bytes=LOSSLESS_BYTES))
 
     def fuse(self, users: list[bytes], template: bytes, face_indices: list[int] | None = None) -> np.ndarray:
         indices = face_indices or [None] * len(users)
-        job = FuseJob(users=[UserPhoto(u, template_face_index=i) for u, i in zip(users, indices)],
-                      template_photo=template)
+        job = FuseJob(
+            users=[UserPhoto(u, template_face_index=i) for u, i in zip(users, indices)], template_photo=template
+        )
         return decode_image(self.service.fuse_to_jpeg(job), ImageLimits(max_bytes=LOSSLESS_BYTES))
 
 
 # ------------------------------------------------------------------ pairs
+
 
 def spread(items: list, count: int) -> list:
     """`count` items evenly spaced over the list, in order."""
@@ -455,8 +481,11 @@ def pose_partners(faces_dir: Path, photos: Photos) -> list[tuple[str, str, str, 
     partners = []
     for identity, files in sorted(by_identity.items()):
         yaws = {name: photos.yaw(name) for name, _ in files}
-        frontal = [(abs(y), name) for name, cats in files
-                   if "frontal" in cats and (y := yaws[name]) is not None and abs(y) <= FRONTAL_MAX_YAW]
+        frontal = [
+            (abs(y), name)
+            for name, cats in files
+            if "frontal" in cats and (y := yaws[name]) is not None and abs(y) <= FRONTAL_MAX_YAW
+        ]
         if not frontal:
             continue
         front = min(frontal)[1]
@@ -474,13 +503,17 @@ def _manifest(faces_dir: Path) -> list[dict[str, str]]:
 
 def group_photos(faces_dir: Path, limit: int | None) -> list[str]:
     """Photos tagged `group` or with GROUP_MIN_FACES or more faces, the smallest first."""
-    rows = [r for r in _manifest(faces_dir)
-            if GROUP_CATEGORY in r["categories"].split(",") or int(r["n_faces"] or 0) >= GROUP_MIN_FACES]
+    rows = [
+        r
+        for r in _manifest(faces_dir)
+        if GROUP_CATEGORY in r["categories"].split(",") or int(r["n_faces"] or 0) >= GROUP_MIN_FACES
+    ]
     rows.sort(key=lambda r: (int(r["width"]) * int(r["height"]), r["file"]))
     return [r["file"] for r in rows[:limit]]
 
 
 # ------------------------------------------------------------------ measures
+
 
 def measure_occluders(fuser: Fuser, photos: Photos, user: str, template: str) -> OccluderPair:
     """The user with and without drawn hair and glasses, fused into the same template."""
@@ -543,6 +576,7 @@ def measure_group(photos: Photos, name: str) -> GroupPhoto:
 
 # ------------------------------------------------------------------ summary
 
+
 def _median(values: list[float]) -> float:
     finite = [v for v in values if np.isfinite(v)]
     return float(np.median(finite)) if finite else float("nan")
@@ -553,8 +587,9 @@ def _max(values: list[float]) -> float:
     return float(np.max(finite)) if finite else float("nan")
 
 
-def summarise(occluders: list[OccluderPair], poses: list[PosePair], groups: list[GroupPhoto],
-              notes: list[str]) -> RealismSummary:
+def summarise(
+    occluders: list[OccluderPair], poses: list[PosePair], groups: list[GroupPhoto], notes: list[str]
+) -> RealismSummary:
     judge_faces = sum(g.judge_faces for g in groups)
     matched = sum(g.matched for g in groups)
     return RealismSummary(
@@ -581,8 +616,10 @@ def summarise(occluders: list[OccluderPair], poses: list[PosePair], groups: list
 
 def verdicts(summary: RealismSummary) -> dict[str, bool]:
     values = asdict(summary)
-    return {name: bool(values[name] >= bound if op == ">=" else values[name] <= bound)
-            for name, (op, bound) in TARGETS.items()}
+    return {
+        name: bool(values[name] >= bound if op == ">=" else values[name] <= bound)
+        for name, (op, bound) in TARGETS.items()
+    }
 
 
 def summary_lines(summary: RealismSummary) -> list[str]:
@@ -610,6 +647,7 @@ def summary_lines(summary: RealismSummary) -> list[str]:
 
 # ------------------------------------------------------------------ review sheet
 
+
 def _box_crop(shape: tuple[int, ...], boxes: list[tuple[float, float, float, float]]) -> tuple[int, int, int, int]:
     """x0, y0, x1, y1 around face boxes (x, y, side, side), each grown SHEET_CROP times."""
     corners = []
@@ -617,8 +655,12 @@ def _box_crop(shape: tuple[int, ...], boxes: list[tuple[float, float, float, flo
         cx, cy, half = x + side / 2, y + side / 2, side * SHEET_CROP / 2
         corners.append((cx - half, cy - half, cx + half, cy + half))
     c = np.array(corners)
-    return (max(0, int(c[:, 0].min())), max(0, int(c[:, 1].min())),
-            min(shape[1], int(np.ceil(c[:, 2].max()))), min(shape[0], int(np.ceil(c[:, 3].max()))))
+    return (
+        max(0, int(c[:, 0].min())),
+        max(0, int(c[:, 1].min())),
+        min(shape[1], int(np.ceil(c[:, 2].max()))),
+        min(shape[0], int(np.ceil(c[:, 3].max()))),
+    )
 
 
 def _crop(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -639,8 +681,10 @@ def _row(panels: list[tuple[np.ndarray, str]], title: str) -> np.ndarray:
     height = max(p.shape[0] for p in shown)
     cells = []
     for p in shown:
-        cells += [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255),
-                  np.full((height, GAP, 3), 255, np.uint8)]
+        cells += [
+            np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255),
+            np.full((height, GAP, 3), 255, np.uint8),
+        ]
     return _labelled(np.hstack(cells), title)
 
 
@@ -662,25 +706,36 @@ def sheet_pair_row(fuser: Fuser, photos: Photos, user: tuple[str, str], template
         result, result_text = _crop(fuser.fuse([photos.data(user[0])], photos.data(template[0])), box), "result"
     except FacefuseError as error:
         result, result_text = np.zeros((8, 8, 3), np.uint8), f"refused: {error.error.code} {error.detail}"
-    return _row([(_crop(user_rgb, _box_crop(user_rgb.shape, [user_face.box])), f"user {_short(user[0])}"),
-                 (_crop(template_rgb, box), f"template {_short(template[0])}"), (result, result_text)],
-                f"{user[1]}  |  {template[1]}")
+    return _row(
+        [
+            (_crop(user_rgb, _box_crop(user_rgb.shape, [user_face.box])), f"user {_short(user[0])}"),
+            (_crop(template_rgb, box), f"template {_short(template[0])}"),
+            (result, result_text),
+        ],
+        f"{user[1]}  |  {template[1]}",
+    )
 
 
 def sheet_group_row(fuser: Fuser, photos: Photos) -> np.ndarray:
     name, why = GROUP_TEMPLATE
     template_rgb = photos.pixels(name)
     faces = detect_faces(template_rgb)
-    users = list(GROUP_USERS[:len(faces)])
+    users = list(GROUP_USERS[: len(faces)])
     result = fuser.fuse([photos.data(u) for u in users], photos.data(name), list(range(len(users))))
-    box = _box_crop(template_rgb.shape, [f.box for f in faces[:len(users)]])
+    box = _box_crop(template_rgb.shape, [f.box for f in faces[: len(users)]])
     user_crops = []
     for user in users:
         rgb = photos.pixels(user)
         user_crops.append(_crop(rgb, _box_crop(rgb.shape, [max(detect_faces(rgb), key=lambda f: f.size).box])))
     users_panel = _stack(user_crops)
-    return _row([(users_panel, "users, left to right"), (_crop(template_rgb, box), f"template {_short(name)}"),
-                 (_crop(result, box), "result")], why)
+    return _row(
+        [
+            (users_panel, "users, left to right"),
+            (_crop(template_rgb, box), f"template {_short(name)}"),
+            (_crop(result, box), "result"),
+        ],
+        why,
+    )
 
 
 def review_sheet(fuser: Fuser, photos: Photos) -> np.ndarray:
@@ -696,13 +751,14 @@ def review_sheet(fuser: Fuser, photos: Photos) -> np.ndarray:
 
 # ------------------------------------------------------------------ running
 
+
 def pose_note(partners: list[tuple[str, str, str, float]]) -> str:
     """Which identities pose consistency rests on: the set has few turned photos."""
     identities = sorted({p[0] for p in partners})
     counted = "1 identity of the set has" if len(identities) == 1 else f"{len(identities)} identities of the set have"
-    return (f"pose: {counted} a frontal photo and one turned "
-            f"{TURNED_YAW[0]:.0f}-{TURNED_YAW[1]:.0f} deg: "
-            + (", ".join(f"{i} ({f} and {t}, yaw {y:+.0f})" for i, f, t, y in partners) or "none"))
+    return f"pose: {counted} a frontal photo and one turned {TURNED_YAW[0]:.0f}-{TURNED_YAW[1]:.0f} deg: " + (
+        ", ".join(f"{i} ({f} and {t}, yaw {y:+.0f})" for i, f, t, y in partners) or "none"
+    )
 
 
 def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> dict:
@@ -716,8 +772,10 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> di
     for user, template in occluder_pairs(valid, sizes.occluder_pairs):
         occluders.append(measure_occluders(fuser, photos, user.file, template.file))
         p = occluders[-1]
-        progress(f"occluders {user.file[:34]:34s} -> {template.file[:34]:34s} hair {p.hair_mean_dl:.2f} "
-                 f"{p.hair_share_dl8:.1%} glasses {p.glasses_mean_dl:.2f} {p.glasses_share_dl8:.1%} {p.error}")
+        progress(
+            f"occluders {user.file[:34]:34s} -> {template.file[:34]:34s} hair {p.hair_mean_dl:.2f} "
+            f"{p.hair_share_dl8:.1%} glasses {p.glasses_mean_dl:.2f} {p.glasses_share_dl8:.1%} {p.error}"
+        )
 
     partners = pose_partners(faces_dir, photos)
     notes = [pose_note(partners)]
@@ -728,9 +786,11 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> di
                 continue
             poses.append(measure_pose(fuser, photos, partner, template.file))
             p = poses[-1]
-            progress(f"pose {p.turned[-30:]:30s} -> {p.template[:34]:34s} |dL*| {p.mean_dl:.2f} "
-                     f"detail far/near {p.detail_ratio_result:.2f} (frontal's {p.detail_ratio_frontal:.2f}, "
-                     f"template {p.detail_ratio_template:.2f}) {p.error}")
+            progress(
+                f"pose {p.turned[-30:]:30s} -> {p.template[:34]:34s} |dL*| {p.mean_dl:.2f} "
+                f"detail far/near {p.detail_ratio_result:.2f} (frontal's {p.detail_ratio_frontal:.2f}, "
+                f"template {p.detail_ratio_template:.2f}) {p.error}"
+            )
 
     groups = []
     for name in group_photos(faces_dir, sizes.group_photos):
@@ -742,9 +802,14 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> di
         Image.fromarray(review_sheet(fuser, photos)).save(sheet)
 
     summary = summarise(occluders, poses, groups, notes)
-    return {"summary": asdict(summary), "targets_met": verdicts(summary),
-            "occluder_pairs": [asdict(p) for p in occluders], "pose_pairs": [asdict(p) for p in poses],
-            "groups": [asdict(g) for g in groups], "sheet": str(sheet) if sheet else None}
+    return {
+        "summary": asdict(summary),
+        "targets_met": verdicts(summary),
+        "occluder_pairs": [asdict(p) for p in occluders],
+        "pose_pairs": [asdict(p) for p in poses],
+        "groups": [asdict(g) for g in groups],
+        "sheet": str(sheet) if sheet else None,
+    }
 
 
 def summary_from(report: dict) -> RealismSummary:
@@ -752,12 +817,16 @@ def summary_from(report: dict) -> RealismSummary:
 
 
 def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    parser.add_argument(f"--{prefix}pairs", type=int, default=OCCLUDER_PAIRS,
-                        help="occluder pairs (user x template)")
-    parser.add_argument(f"--{prefix}pose-templates", type=int, default=POSE_TEMPLATES,
-                        help="templates each frontal/turned identity is fused into")
-    parser.add_argument(f"--{prefix}groups", type=int, default=None,
-                        help="group photos, the smallest first (default: all)")
+    parser.add_argument(f"--{prefix}pairs", type=int, default=OCCLUDER_PAIRS, help="occluder pairs (user x template)")
+    parser.add_argument(
+        f"--{prefix}pose-templates",
+        type=int,
+        default=POSE_TEMPLATES,
+        help="templates each frontal/turned identity is fused into",
+    )
+    parser.add_argument(
+        f"--{prefix}groups", type=int, default=None, help="group photos, the smallest first (default: all)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -767,8 +836,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", default="realism.png", help="review sheet PNG ('' for none)")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    report = run(args.faces_dir, Sizes(args.pairs, args.pose_templates, args.groups),
-                 Path(args.sheet) if args.sheet else None, progress=lambda line: print(line, file=sys.stderr))
+    report = run(
+        args.faces_dir,
+        Sizes(args.pairs, args.pose_templates, args.groups),
+        Path(args.sheet) if args.sheet else None,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
     args.out.write_text(json.dumps(report, indent=1))
     summary = summary_from(report)
     for line in summary_lines(summary) + summary.notes:

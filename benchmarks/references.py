@@ -42,10 +42,25 @@ from facefuse.vision.detect import detect_faces  # noqa: E402
 
 # The numbers for the two references (the same definitions, 60 pairs).
 PUBLISHED = {
-    "classical": {"success": 1.0, "id_transfer": 0.517, "top1": 0.683, "psnr_bg": 50.1, "pose": 0.043,
-                  "tone_median": 1.1, "tone_p90": 2.3, "gray_kept": 0.0},
-    "mesh": {"id_transfer": 0.833, "top1": 0.933, "psnr_bg": 53.4, "pose": 0.050,
-             "tone_median": 7.6, "tone_p90": 13.3, "gray_kept": 0.0},
+    "classical": {
+        "success": 1.0,
+        "id_transfer": 0.517,
+        "top1": 0.683,
+        "psnr_bg": 50.1,
+        "pose": 0.043,
+        "tone_median": 1.1,
+        "tone_p90": 2.3,
+        "gray_kept": 0.0,
+    },
+    "mesh": {
+        "id_transfer": 0.833,
+        "top1": 0.933,
+        "psnr_bg": 53.4,
+        "pose": 0.050,
+        "tone_median": 7.6,
+        "tone_p90": 13.3,
+        "gray_kept": 0.0,
+    },
 }
 
 # dlib's 68 points
@@ -100,13 +115,17 @@ def mesh_poisson(user: np.ndarray, template: np.ndarray) -> np.ndarray:
     toned = cv2.cvtColor(np.clip(toned, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     ys, xs = np.nonzero(inside)
     centre = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
-    cloned = cv2.seamlessClone(np.ascontiguousarray(toned[..., ::-1]), np.ascontiguousarray(template[..., ::-1]),
-                               oval, centre, cv2.NORMAL_CLONE)
+    cloned = cv2.seamlessClone(
+        np.ascontiguousarray(toned[..., ::-1]),
+        np.ascontiguousarray(template[..., ::-1]),
+        oval,
+        centre,
+        cv2.NORMAL_CLONE,
+    )
     return np.ascontiguousarray(cloned[..., ::-1])
 
 
-METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "classical": classical_swap, "mesh": mesh_poisson}
+METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"classical": classical_swap, "mesh": mesh_poisson}
 
 
 def _dlib_points(rgb: np.ndarray) -> np.ndarray:
@@ -156,9 +175,12 @@ def run(method: str, bench: quality.Benchmark, pairs: list, photos: list) -> lis
             result = decode_image(encode_jpeg(fused))
             bench.score(scored, result, template_rgb, user, template, photos)
             results.append(scored)
-            print(f"{method:9s} {len(results):3d} {'gray ' if gray else ''}{user.file[:30]:30s} -> "
-                  f"{template.file[:30]:30s} d_user={scored.d_user:.3f} pose={scored.pose:.3f} "
-                  f"tone={scored.tone:.2f}", file=sys.stderr)
+            print(
+                f"{method:9s} {len(results):3d} {'gray ' if gray else ''}{user.file[:30]:30s} -> "
+                f"{template.file[:30]:30s} d_user={scored.d_user:.3f} pose={scored.pose:.3f} "
+                f"tone={scored.tone:.2f}",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -177,11 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods.split(","):
         results = run(method, bench, pairs, photos)
         summary, published = quality.summarise(results, {}), PUBLISHED[method]
-        report[method] = {"summary": asdict(summary), "published": published,
-                          "pairs": [asdict(r) for r in results]}
-        line = "  ".join(f"{name} {getattr(summary, name):.3f}" + (f" ({published[name]})" if name in published else "")
-                         for name in ("success", "id_transfer", "top1", "psnr_bg", "pose", "pose_eye_centres",
-                                      "tone_median", "tone_p90", "gray_kept"))
+        report[method] = {"summary": asdict(summary), "published": published, "pairs": [asdict(r) for r in results]}
+        line = "  ".join(
+            f"{name} {getattr(summary, name):.3f}" + (f" ({published[name]})" if name in published else "")
+            for name in (
+                "success",
+                "id_transfer",
+                "top1",
+                "psnr_bg",
+                "pose",
+                "pose_eye_centres",
+                "tone_median",
+                "tone_p90",
+                "gray_kept",
+            )
+        )
         print(f"{method}: {line}  {summary.ms_median:.0f} ms/pair  (the issue's numbers in parentheses)")
     args.out.write_text(json.dumps(report, indent=1))
     return 0

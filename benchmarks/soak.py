@@ -71,12 +71,20 @@ class Service:
 
 def start_service(data_dir: Path, workers: int) -> Service:
     port = free_port()
-    env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir), "FACEFUSE_PORT": str(port),
-           "FACEFUSE_HOST": "127.0.0.1", "FACEFUSE_WORKERS": str(workers), "PYTHONUNBUFFERED": "1",
-           "FACEFUSE_RESULT_TTL_SECONDS": "120", "FACEFUSE_RESULT_CLEANUP_INTERVAL": "60"}
+    env = {
+        **os.environ,
+        "FACEFUSE_DATA_DIR": str(data_dir),
+        "FACEFUSE_PORT": str(port),
+        "FACEFUSE_HOST": "127.0.0.1",
+        "FACEFUSE_WORKERS": str(workers),
+        "PYTHONUNBUFFERED": "1",
+        "FACEFUSE_RESULT_TTL_SECONDS": "120",
+        "FACEFUSE_RESULT_CLEANUP_INTERVAL": "60",
+    }
     log = open(data_dir.parent / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "facefuse.cli", "serve"], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=log)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facefuse.cli", "serve"], env=env, text=True, stdout=subprocess.PIPE, stderr=log
+    )
     assert process.stdout is not None
     found: dict[str, str] = {}
     base_url = f"http://127.0.0.1:{port}"
@@ -99,8 +107,14 @@ def start_service(data_dir: Path, workers: int) -> Service:
 
 def register_template(data_dir: Path, photo: Path) -> str:
     env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir)}
-    done = subprocess.run([sys.executable, "-m", "facefuse.cli", "templates", "add", str(photo), "--json"],
-                          env=env, capture_output=True, text=True, check=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "facefuse.cli", "templates", "add", str(photo), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=180,
+    )
     return json.loads(done.stdout)["template_id"]
 
 
@@ -119,14 +133,20 @@ def request_mix(jpeg: bytes, template_id: str) -> list[Kind]:
     photo = base64.b64encode(jpeg).decode()
 
     def body(media: str, template: str, rsp: str = "base64") -> bytes:
-        return json.dumps({"parameter": {"rsp_media_type": rsp, "faceFusePPType": template}, "extra": {},
-                           "media_info_list": [{"media_data": media,
-                                                "media_profiles": {"media_data_type": "jpg"}}]}).encode()
+        return json.dumps(
+            {
+                "parameter": {"rsp_media_type": rsp, "faceFusePPType": template},
+                "extra": {},
+                "media_info_list": [{"media_data": media, "media_profiles": {"media_data_type": "jpg"}}],
+            }
+        ).encode()
 
-    return [Kind("fuse_base64", 0.85, body(photo, template_id), (200, 0)),
-            Kind("fuse_url", 0.05, body(photo, template_id, "url"), (200, 0)),
-            Kind("bad_base64", 0.05, body("!!not base64!!", template_id), (400, 10004)),
-            Kind("no_template", 0.05, body(photo, "zzzzzzzzzzzzzzzz0"), (400, 10011))]
+    return [
+        Kind("fuse_base64", 0.85, body(photo, template_id), (200, 0)),
+        Kind("fuse_url", 0.05, body(photo, template_id, "url"), (200, 0)),
+        Kind("bad_base64", 0.05, body("!!not base64!!", template_id), (400, 10004)),
+        Kind("no_template", 0.05, body(photo, "zzzzzzzzzzzzzzzz0"), (400, 10011)),
+    ]
 
 
 @dataclass
@@ -145,8 +165,9 @@ class Tally:
 async def one_request(client: httpx.AsyncClient, service: Service, kind: Kind, tally: Tally) -> None:
     started = time.perf_counter()
     try:
-        answer = await client.post("/v3/facefuse", params=service.auth, content=kind.body,
-                                   headers={"Content-Type": "application/json"})
+        answer = await client.post(
+            "/v3/facefuse", params=service.auth, content=kind.body, headers={"Content-Type": "application/json"}
+        )
         ms = (time.perf_counter() - started) * 1000
         code = int(answer.json().get("ErrorCode", 0)) if answer.status_code != 200 else 0
         outcome = (answer.status_code, code)
@@ -170,8 +191,9 @@ async def check_link(client: httpx.AsyncClient, url: str, tally: Tally) -> None:
         tally.bad(f"result link: {fetched.status_code}")
 
 
-async def open_loop(service: Service, mix: list[Kind], rate: float, seconds: float, tally: Tally,
-                    rng: random.Random) -> None:
+async def open_loop(
+    service: Service, mix: list[Kind], rate: float, seconds: float, tally: Tally, rng: random.Random
+) -> None:
     """Poisson arrivals at `rate` per second for `seconds`, however slow the answers."""
     limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=service.base_url, trust_env=False, timeout=60, limits=limits) as client:
@@ -203,10 +225,12 @@ def calibrate(service: Service, body: bytes, seconds: float, concurrency: int = 
         nonlocal done
         with httpx.Client(base_url=service.base_url, trust_env=False, timeout=60) as client:
             while time.monotonic() < stop_at:
-                answer = client.post("/v3/facefuse", params=service.auth, content=body,
-                                     headers={"Content-Type": "application/json"})
+                answer = client.post(
+                    "/v3/facefuse", params=service.auth, content=body, headers={"Content-Type": "application/json"}
+                )
                 with lock:
                     done += answer.status_code == 200
+
     started = time.monotonic()
     threads = [threading.Thread(target=loop) for _ in range(concurrency)]
     for thread in threads:
@@ -219,8 +243,9 @@ def calibrate(service: Service, body: bytes, seconds: float, concurrency: int = 
 # ------------------------------------------------------------------ the run
 
 
-def sample_memory(service: Service, samples: list[tuple[float, float]], stop: threading.Event,
-                  every: float = 5.0) -> None:
+def sample_memory(
+    service: Service, samples: list[tuple[float, float]], stop: threading.Event, every: float = 5.0
+) -> None:
     started = time.monotonic()
     while not stop.wait(every):
         samples.append((time.monotonic() - started, service.rss_mb()))
@@ -234,9 +259,12 @@ def memory_growth(samples: list[tuple[float, float]], seconds: float) -> dict[st
     if not warm or not end:
         return {"baseline_mb": None, "end_mb": None, "growth_pct": None}  # too short a run
     baseline, final = float(np.mean(warm)), float(np.mean(end))
-    return {"baseline_mb": round(baseline, 1), "end_mb": round(final, 1),
-            "max_mb": round(max(mb for _, mb in samples), 1),
-            "growth_pct": round(100 * (final - baseline) / baseline, 2)}
+    return {
+        "baseline_mb": round(baseline, 1),
+        "end_mb": round(final, 1),
+        "max_mb": round(max(mb for _, mb in samples), 1),
+        "growth_pct": round(100 * (final - baseline) / baseline, 2),
+    }
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -244,13 +272,22 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarise(tally: Tally, memory: dict[str, float | None], rate: float, seconds: float) -> dict[str, object]:
-    return {"duration_s": seconds, "rate_per_s": round(rate, 2), "sent": tally.sent,
-            "answered_as_expected": tally.expected, "ok": len(tally.ok_ms), "busy_503": len(tally.busy_ms),
-            "busy_p99_ms": percentile(tally.busy_ms, 99),
-            "unexpected": sum(tally.unexpected.values()), "unexpected_by_kind": tally.unexpected,
-            "skipped_client_full": tally.skipped_client_full,
-            "ok_p50_ms": percentile(tally.ok_ms, 50), "ok_p99_ms": percentile(tally.ok_ms, 99),
-            "ok_per_s": round(len(tally.ok_ms) / seconds, 2), "memory": memory}
+    return {
+        "duration_s": seconds,
+        "rate_per_s": round(rate, 2),
+        "sent": tally.sent,
+        "answered_as_expected": tally.expected,
+        "ok": len(tally.ok_ms),
+        "busy_503": len(tally.busy_ms),
+        "busy_p99_ms": percentile(tally.busy_ms, 99),
+        "unexpected": sum(tally.unexpected.values()),
+        "unexpected_by_kind": tally.unexpected,
+        "skipped_client_full": tally.skipped_client_full,
+        "ok_p50_ms": percentile(tally.ok_ms, 50),
+        "ok_p99_ms": percentile(tally.ok_ms, 99),
+        "ok_per_s": round(len(tally.ok_ms) / seconds, 2),
+        "memory": memory,
+    }
 
 
 def parse_duration(text: str) -> float:
@@ -313,9 +350,12 @@ def progress(tally: Tally, samples: list[tuple[float, float]], stop: threading.E
     started = time.monotonic()
     while not stop.wait(60):
         recent = tally.ok_ms[-2000:] or [float("nan")]
-        print(f"{(time.monotonic() - started) / 60:5.1f} min: sent {tally.sent} ok {len(tally.ok_ms)} "
-              f"busy {len(tally.busy_ms)} unexpected {sum(tally.unexpected.values())} "
-              f"p99 {np.percentile(recent, 99):.0f} ms rss {samples[-1][1]:.0f} MB", flush=True)
+        print(
+            f"{(time.monotonic() - started) / 60:5.1f} min: sent {tally.sent} ok {len(tally.ok_ms)} "
+            f"busy {len(tally.busy_ms)} unexpected {sum(tally.unexpected.values())} "
+            f"p99 {np.percentile(recent, 99):.0f} ms rss {samples[-1][1]:.0f} MB",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

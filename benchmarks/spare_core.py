@@ -38,8 +38,9 @@ def main() -> None:
     photo = Image.open(user_photo).convert("RGB")
     with tempfile.TemporaryDirectory(prefix="facefuse-spare-") as tmp:
         settings = Settings(data_dir=Path(tmp))
-        registry = TemplateRegistry(Database(settings.db_path), settings.templates_dir,
-                                    result_quality=settings.jpeg_quality)
+        registry = TemplateRegistry(
+            Database(settings.db_path), settings.templates_dir, result_quality=settings.jpeg_quality
+        )
         template_id = registry.add(template_photo.read_bytes()).template_id
         service = FuseService(settings, registry)
         spare = {"now": False}
@@ -48,8 +49,10 @@ def main() -> None:
             job = FuseJob(users=[UserPhoto(make_input(photo, megapixels).jpeg)], template_id=template_id)
             times = _paired(service, job, spare, args.pairs)
             alone, helped = np.array(times[False]), np.array(times[True])
-            print(f"{megapixels:g} MP: one core {np.median(alone):.2f} ms, a spare core {np.median(helped):.2f} ms, "
-                  f"paired difference {np.median(helped - alone):+.2f} ms ({len(alone)} pairs)")
+            print(
+                f"{megapixels:g} MP: one core {np.median(alone):.2f} ms, a spare core {np.median(helped):.2f} ms, "
+                f"paired difference {np.median(helped - alone):+.2f} ms ({len(alone)} pairs)"
+            )
 
 
 def _paired(service: FuseService, job: FuseJob, spare: dict[str, bool], pairs: int) -> dict[bool, list[float]]:

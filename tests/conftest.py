@@ -33,16 +33,19 @@ def _faces_dir() -> Path:
 
 FACES = _faces_dir()
 FULL_SET = FACES != BUNDLED_FACES
-needs_full_set = pytest.mark.skipif(not FULL_SET, reason="needs the full photo set (../shared/faces or "
-                                                         "FACEFUSE_FACES_DIR); only tests/fixtures/faces is here")
+needs_full_set = pytest.mark.skipif(
+    not FULL_SET,
+    reason="needs the full photo set (../shared/faces or FACEFUSE_FACES_DIR); only tests/fixtures/faces is here",
+)
 
 
 def face(name: str) -> Path:
     """The photo `name` of FACES; the calling test skips, naming it, when this set lacks it."""
     path = FACES / name
     if not path.is_file():
-        pytest.skip(f"{name} is only in the full photo set (../shared/faces or FACEFUSE_FACES_DIR); "
-                    f"{FACES} does not have it")
+        pytest.skip(
+            f"{name} is only in the full photo set (../shared/faces or FACEFUSE_FACES_DIR); {FACES} does not have it"
+        )
     return path
 
 
@@ -67,22 +70,32 @@ class RunningServer:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run `facefuse ARGS` against this server's data dir."""
-        return subprocess.run([*FACEFUSE, *args], env=self.env, capture_output=True, text=True,
-                              check=check, timeout=120)
+        return subprocess.run(
+            [*FACEFUSE, *args], env=self.env, capture_output=True, text=True, check=check, timeout=120
+        )
 
     def client(self, timeout: float = 60) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
 
 
-def start_server(data_dir: Path, extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), known_key: tuple[str, str] | None = None) -> RunningServer:
+def start_server(
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    known_key: tuple[str, str] | None = None,
+) -> RunningServer:
     """Start `facefuse serve`; on a fresh data dir it prints the first key, else pass known_key."""
     port = free_port()
-    env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir), "FACEFUSE_PORT": str(port),
-           "FACEFUSE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "FACEFUSE_DATA_DIR": str(data_dir),
+        "FACEFUSE_PORT": str(port),
+        "FACEFUSE_HOST": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
     log = open(data_dir.parent / f"server-{port}.log", "w")
-    process = subprocess.Popen([*FACEFUSE, "serve", *args], env=env, stdout=subprocess.PIPE,
-                               stderr=log, text=True)
+    process = subprocess.Popen([*FACEFUSE, "serve", *args], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     assert process.stdout is not None
     key, secret = known_key or ("", "")
     base_url = f"http://127.0.0.1:{port}"

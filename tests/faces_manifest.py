@@ -23,8 +23,15 @@ class Photo:
 def photos() -> list[Photo]:
     with open(FACES / "MANIFEST.tsv", newline="") as f:
         return [
-            Photo(row["file"], row["format"], int(row["width"]), int(row["height"]),
-                  int(row["n_faces"]), row["identity"], frozenset(filter(None, row["categories"].split(","))))
+            Photo(
+                row["file"],
+                row["format"],
+                int(row["width"]),
+                int(row["height"]),
+                int(row["n_faces"]),
+                row["identity"],
+                frozenset(filter(None, row["categories"].split(","))),
+            )
             for row in csv.DictReader(f, delimiter="\t")
         ]
 

@@ -14,9 +14,11 @@ def _models():
     import dlib
     import face_recognition_models as frm
 
-    return (dlib.get_frontal_face_detector(),
-            dlib.shape_predictor(frm.pose_predictor_model_location()),
-            dlib.face_recognition_model_v1(frm.face_recognition_model_location()))
+    return (
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(frm.pose_predictor_model_location()),
+        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
+    )
 
 
 def embedding(rgb: np.ndarray) -> np.ndarray:

@@ -55,8 +55,7 @@ def decode_jpeg(data: bytes) -> Image.Image:
     return image
 
 
-def test_original_curl_request_answers_a_jpeg_of_the_template_size(server: RunningServer,
-                                                                    tmp_path: Path) -> None:
+def test_original_curl_request_answers_a_jpeg_of_the_template_size(server: RunningServer, tmp_path: Path) -> None:
     """The request exactly as the original document sends it, with curl."""
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
@@ -64,9 +63,22 @@ def test_original_curl_request_answers_a_jpeg_of_the_template_size(server: Runni
     request_file.write_text(json.dumps(fuse_body(b64(SELFIE))))
     url = f"{server.base_url}/v3/facefuse?api_key={server.api_key}&api_secret={server.api_secret}"
     completed = subprocess.run(
-        ["curl", "-sS", "-X", "POST", url, "-d", f"@{request_file}",
-         "--header", "Content-Type: application/json", "-D", str(tmp_path / "headers")],
-        capture_output=True, check=True, timeout=60,
+        [
+            "curl",
+            "-sS",
+            "-X",
+            "POST",
+            url,
+            "-d",
+            f"@{request_file}",
+            "--header",
+            "Content-Type: application/json",
+            "-D",
+            str(tmp_path / "headers"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
     headers = (tmp_path / "headers").read_text().lower()
     assert "200 ok" in headers.splitlines()[0]
@@ -106,8 +118,11 @@ def test_url_output_links_to_a_stored_jpeg(server: RunningServer) -> None:
 def test_form_content_type_and_data_uri_and_urlsafe_base64_are_accepted(server: RunningServer) -> None:
     raw = face(SELFIE).read_bytes()
     urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    response = post_fuse(server, fuse_body("data:image/jpeg;base64," + urlsafe),
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = post_fuse(
+        server,
+        fuse_body("data:image/jpeg;base64," + urlsafe),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -121,25 +136,49 @@ def test_form_content_type_and_data_uri_and_urlsafe_base64_are_accepted(server: 
         ({"parameter": {}}, 10002, "MISSING_PARAMETER"),
         ({"media_info_list": [{"media_data": "x", "media_profiles": {}}]}, 10002, "MISSING_PARAMETER"),
         ({"parameter": {}, "media_info_list": [{"media_profiles": {}}]}, 10002, "MISSING_PARAMETER"),
-        ({"parameter": {"faceFusePPType": DEMO_TEMPLATE},
-          "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}]}, 10005, "UNSUPPORTED_IMAGE_FORMAT"),
-        ({"parameter": {"faceFusePPType": DEMO_TEMPLATE},
-          "media_info_list": [{"media_data": "@@@ not base64 @@@", "media_profiles": {}}]}, 10004,
-         "INVALID_MEDIA_DATA"),
-        ({"parameter": {"faceFusePPType": DEMO_TEMPLATE, "fuse_degree": 150},
-          "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}]}, 10003, "INVALID_PARAMETER"),
-        ({"parameter": {"rsp_media_type": "gif"},
-          "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}]}, 10003, "INVALID_PARAMETER"),
+        (
+            {
+                "parameter": {"faceFusePPType": DEMO_TEMPLATE},
+                "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}],
+            },
+            10005,
+            "UNSUPPORTED_IMAGE_FORMAT",
+        ),
+        (
+            {
+                "parameter": {"faceFusePPType": DEMO_TEMPLATE},
+                "media_info_list": [{"media_data": "@@@ not base64 @@@", "media_profiles": {}}],
+            },
+            10004,
+            "INVALID_MEDIA_DATA",
+        ),
+        (
+            {
+                "parameter": {"faceFusePPType": DEMO_TEMPLATE, "fuse_degree": 150},
+                "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}],
+            },
+            10003,
+            "INVALID_PARAMETER",
+        ),
+        (
+            {"parameter": {"rsp_media_type": "gif"}, "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}]},
+            10003,
+            "INVALID_PARAMETER",
+        ),
         ({"parameter": [], "media_info_list": []}, 10003, "INVALID_PARAMETER"),
-        ({"parameter": {}, "media_info_list": [{"media_data": 5, "media_profiles": {}}]}, 10003,
-         "INVALID_PARAMETER"),
-        ({"parameter": {"faceFusePPType": "nosuchtemplate00000"},
-          "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}]}, 10011, "TEMPLATE_NOT_FOUND"),
+        ({"parameter": {}, "media_info_list": [{"media_data": 5, "media_profiles": {}}]}, 10003, "INVALID_PARAMETER"),
+        (
+            {
+                "parameter": {"faceFusePPType": "nosuchtemplate00000"},
+                "media_info_list": [{"media_data": "QUJD", "media_profiles": {}}],
+            },
+            10011,
+            "TEMPLATE_NOT_FOUND",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_malformed_requests_get_the_error_body(server: RunningServer, body: object, code: int,
-                                               name: str) -> None:
+def test_malformed_requests_get_the_error_body(server: RunningServer, body: object, code: int, name: str) -> None:
     assert_error(post_fuse(server, body), 400, code, name)
 
 
@@ -204,14 +243,19 @@ def test_request_id_is_echoed_or_made(server: RunningServer) -> None:
 
 def test_the_fusion_route_keeps_its_request_id_log_and_metrics(server: RunningServer) -> None:
     """POST /v3/facefuse takes the short way in (wire/fastlane.py): the same plumbing as the rest."""
+
     def fused_count(metrics: str, status: str) -> float:
         prefix = f'facefuse_requests_total{{error_code="",method="POST",route="/v3/facefuse",status="{status}"}} '
-        return sum(float(line[len(prefix):]) for line in metrics.splitlines() if line.startswith(prefix))
+        return sum(float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix))
 
     with server.client() as client:
         before = client.get("/metrics").text
-        answer = client.post("/v3/facefuse", params=server.auth, headers={"X-Request-Id": "fuse-7"},
-                             content=json.dumps(fuse_body(b64(SELFIE))))
+        answer = client.post(
+            "/v3/facefuse",
+            params=server.auth,
+            headers={"X-Request-Id": "fuse-7"},
+            content=json.dumps(fuse_body(b64(SELFIE))),
+        )
         refused = client.post("/v3/facefuse", params={"api_key": "nobody", "api_secret": "x"}, content=b"{}")
         after = client.get("/metrics").text
     assert answer.status_code == 200 and answer.headers["x-request-id"] == "fuse-7"

@@ -41,8 +41,7 @@ TEMPLATE_PHOTO = "deepface__img29.jpg"
 SELFIE = "face_recognition__examples_obama.jpg"
 
 
-def register_until_killed(server: RunningServer, prefix: str, acknowledged: list[str],
-                          stop: threading.Event) -> None:
+def register_until_killed(server: RunningServer, prefix: str, acknowledged: list[str], stop: threading.Event) -> None:
     """Registers templates one after the other; records those the server answered 200 to."""
     from conftest import face
 
@@ -53,8 +52,11 @@ def register_until_killed(server: RunningServer, prefix: str, acknowledged: list
             template_id = f"{prefix}{number:04d}".ljust(16, "0")
             number += 1
             try:
-                answer = client.post("/v3/templates", params=server.auth,
-                                     json={"media_info_list": [body_photo], "parameter": {"template_id": template_id}})
+                answer = client.post(
+                    "/v3/templates",
+                    params=server.auth,
+                    json={"media_info_list": [body_photo], "parameter": {"template_id": template_id}},
+                )
             except httpx.HTTPError:
                 return  # the server died mid-request: that registration may or may not exist
             if answer.status_code == 200:
@@ -97,8 +99,11 @@ def check_consistent(data_dir: Path) -> None:
     db = sqlite3.connect(data_dir / "facefuse.sqlite3")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     rows = {(tid, rev) for tid, rev in db.execute("SELECT template_id, revision FROM templates")}
-    photos = {(m.group(1), m.group(2)): p for p in (data_dir / "templates").iterdir()
-              if (m := re.fullmatch(r"([0-9a-z]+)\.([0-9a-f]+)\.(jpg|png)", p.name))}
+    photos = {
+        (m.group(1), m.group(2)): p
+        for p in (data_dir / "templates").iterdir()
+        if (m := re.fullmatch(r"([0-9a-z]+)\.([0-9a-f]+)\.(jpg|png)", p.name))
+    }
     assert rows <= set(photos), f"rows without their photo: {rows - set(photos)}"
     for path in photos.values():
         assert_whole_image(path)
@@ -129,8 +134,9 @@ def counted_requests(data_dir: Path, api_key: str) -> int:
 
 
 def new_counted_key(server: RunningServer) -> dict[str, str]:
-    created = json.loads(server.cli("keys", "create", "--name", "counted", "--daily-quota", "100000000",
-                                    "--json").stdout)
+    created = json.loads(
+        server.cli("keys", "create", "--name", "counted", "--daily-quota", "100000000", "--json").stdout
+    )
     return {"api_key": created["api_key"], "api_secret": created["api_secret"]}
 
 
@@ -146,10 +152,13 @@ def test_nothing_acknowledged_is_lost_across_kill_9(tmp_path: Path) -> None:
     try:
         for round_number in range(ROUNDS):
             stop = threading.Event()
-            workers = [threading.Thread(target=register_until_killed,
-                                        args=(server, f"crash{round_number:02d}x", acknowledged, stop)),
-                       threading.Thread(target=fuse_until_killed, args=(server, fused, stop)),
-                       threading.Thread(target=create_keys_until_stopped, args=(server, keys, stop))]
+            workers = [
+                threading.Thread(
+                    target=register_until_killed, args=(server, f"crash{round_number:02d}x", acknowledged, stop)
+                ),
+                threading.Thread(target=fuse_until_killed, args=(server, fused, stop)),
+                threading.Thread(target=create_keys_until_stopped, args=(server, keys, stop)),
+            ]
             for worker in workers:
                 worker.start()
             time.sleep(rng.uniform(0.3, 1.5))
@@ -164,8 +173,10 @@ def test_nothing_acknowledged_is_lost_across_kill_9(tmp_path: Path) -> None:
             server = start_server(data_dir, known_key=key)
             check_acknowledged_survived(server, round_number, acknowledged, fused)
             check_keys_survived(server, keys)
-        print(f"\ncrash test: {ROUNDS} kill -9 rounds; {len(acknowledged)} templates, {len(fused.links)} result "
-              f"links and {len(keys)} keys acknowledged, none lost; {fused.answered} answered requests all counted")
+        print(
+            f"\ncrash test: {ROUNDS} kill -9 rounds; {len(acknowledged)} templates, {len(fused.links)} result "
+            f"links and {len(keys)} keys acknowledged, none lost; {fused.answered} answered requests all counted"
+        )
         assert acknowledged, "no registration finished before the kills; the test proved nothing"
     finally:
         stop_server(server)
@@ -178,8 +189,9 @@ def check_keys_survived(server: RunningServer, keys: list[dict[str, str]]) -> No
             assert answer.json()["ErrorCode"] == 10002, f"key {key['api_key']} lost: {answer.text}"
 
 
-def check_acknowledged_survived(server: RunningServer, round_number: int, acknowledged: list[str],
-                                fused: Fused) -> None:
+def check_acknowledged_survived(
+    server: RunningServer, round_number: int, acknowledged: list[str], fused: Fused
+) -> None:
     with server.client() as client:
         listed = {t["template_id"] for t in client.get("/v3/templates", params=server.auth).json()["templates"]}
         missing = [t for t in acknowledged if t not in listed]
@@ -188,6 +200,7 @@ def check_acknowledged_survived(server: RunningServer, round_number: int, acknow
             link = client.get(f"/v3/results/{token}")
             assert link.status_code == 200 and link.content.endswith(b"\xff\xd9"), f"result {token} lost"
         if acknowledged:
-            answer = client.post("/v3/facefuse", params=server.auth,
-                                 json=fuse_body(b64(SELFIE), template=acknowledged[-1]))
+            answer = client.post(
+                "/v3/facefuse", params=server.auth, json=fuse_body(b64(SELFIE), template=acknowledged[-1])
+            )
             assert answer.status_code == 200, answer.text

@@ -45,8 +45,7 @@ def photo_host() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def allowlisted_server(photo_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("allow") / "data",
-                           extra_env={"FACEFUSE_URL_ALLOWLIST": photo_host})
+    running = start_server(tmp_path_factory.mktemp("allow") / "data", extra_env={"FACEFUSE_URL_ALLOWLIST": photo_host})
     yield running
     stop_server(running)
 
@@ -64,8 +63,7 @@ def test_the_result_shows_the_user_not_the_template(server: RunningServer) -> No
     assert to_user < SAME_PERSON and to_user < distance(result, template), to_user
 
 
-def test_url_input_is_fetched_from_an_allowlisted_host(allowlisted_server: RunningServer,
-                                                       photo_host: str) -> None:
+def test_url_input_is_fetched_from_an_allowlisted_host(allowlisted_server: RunningServer, photo_host: str) -> None:
     body = fuse_body(f"http://{photo_host}/{SELFIE}")
     body["media_info_list"][0]["media_profiles"]["media_data_type"] = "url"
     by_url = rgb(fused_jpeg(post_fuse(allowlisted_server, body)))
@@ -76,8 +74,9 @@ def test_url_input_is_fetched_from_an_allowlisted_host(allowlisted_server: Runni
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "0x7f000001", "[::1]", "2130706433"])
-def test_url_input_to_loopback_is_refused_without_the_allowlist(server: RunningServer, photo_host: str,
-                                                               address: str) -> None:
+def test_url_input_to_loopback_is_refused_without_the_allowlist(
+    server: RunningServer, photo_host: str, address: str
+) -> None:
     port = photo_host.split(":")[1]
     body = fuse_body(f"http://{address}:{port}/{SELFIE}")
     body["media_info_list"][0]["media_profiles"]["media_data_type"] = "url"
@@ -93,12 +92,20 @@ def test_cli_fuses_one_photo_and_a_folder(server: RunningServer, tmp_path: Path)
     folder.mkdir()
     for name in (SELFIE, OTHER_SELFIE, "dlib__dlib_test_ffmpeg_data_eagle.jpg"):
         (folder / name).write_bytes(face(name).read_bytes())
-    failed = server.cli("fuse", str(folder), "--template-photo", str(face("deepface__img29.jpg")),
-                        "-o", str(tmp_path / "out"), check=False)
+    failed = server.cli(
+        "fuse",
+        str(folder),
+        "--template-photo",
+        str(face("deepface__img29.jpg")),
+        "-o",
+        str(tmp_path / "out"),
+        check=False,
+    )
     assert failed.returncode == 1  # the eagle has no face
     assert "2 of 3 fused" in failed.stdout and "20003 DETECT_NOT_FACE" in failed.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        Path(n).stem + ".jpg" for n in (SELFIE, OTHER_SELFIE))
+        Path(n).stem + ".jpg" for n in (SELFIE, OTHER_SELFIE)
+    )
 
 
 def test_health_answers_while_every_worker_thread_is_busy(server: RunningServer) -> None:
@@ -124,8 +131,10 @@ def test_result_links_expire_and_are_swept(tmp_path_factory: pytest.TempPathFact
     from facefuse.settings import Settings
     from facefuse.storage.db import Database
 
-    running = start_server(tmp_path_factory.mktemp("ttl") / "data",
-                           extra_env={"FACEFUSE_RESULT_TTL_SECONDS": "60", "FACEFUSE_RESULT_CLEANUP_INTERVAL": "1"})
+    running = start_server(
+        tmp_path_factory.mktemp("ttl") / "data",
+        extra_env={"FACEFUSE_RESULT_TTL_SECONDS": "60", "FACEFUSE_RESULT_CLEANUP_INTERVAL": "1"},
+    )
     try:
         link = post_fuse(running, fuse_body(b64(SELFIE), rsp="url")).json()["media_info_list"][0]["media_data"]
         assert link.startswith(running.base_url + "/v3/results/")

@@ -224,8 +224,9 @@ def test_allowlisted_name_connects_to_the_checked_address_with_the_real_host(ser
 
 
 def test_public_looking_name_resolving_to_loopback_is_refused_without_connecting(server: LocalServer) -> None:
-    error = fetch_error(f"http://images.example.com:{server.port}/photo.jpg", FetchLimits(),
-                        resolver=FakeResolver("127.0.0.1"))
+    error = fetch_error(
+        f"http://images.example.com:{server.port}/photo.jpg", FetchLimits(), resolver=FakeResolver("127.0.0.1")
+    )
     assert error.error is Err.MEDIA_URL_NOT_ALLOWED
     assert "127.0.0.1" not in error.detail
     assert server.log.requests == []
@@ -243,8 +244,9 @@ def test_redirects_are_followed_and_each_hop_checked(server: LocalServer) -> Non
     assert [path for path, _ in server.log.requests] == ["/redirect/3", "/redirect/2", "/redirect/1", "/photo.jpg"]
 
 
-def test_redirect_to_a_non_allowlisted_loopback_port_is_not_allowed(server: LocalServer,
-                                                                    other_server: LocalServer) -> None:
+def test_redirect_to_a_non_allowlisted_loopback_port_is_not_allowed(
+    server: LocalServer, other_server: LocalServer
+) -> None:
     error = fetch_error(server.url(f"/to/{other_server.port}"), limits_for(server))
     assert error.error is Err.MEDIA_URL_NOT_ALLOWED
     assert other_server.log.requests == []
@@ -282,8 +284,10 @@ def test_oversize_declared_body_is_refused_before_reading(server: LocalServer) -
 
 def test_body_at_exactly_the_limit_is_accepted(server: LocalServer) -> None:
     assert fetch(server.url("/photo.jpg"), limits_for(server, max_bytes=len(PHOTO))) == PHOTO
-    assert fetch_error(server.url("/photo.jpg"), limits_for(server, max_bytes=len(PHOTO) - 1)).error \
+    assert (
+        fetch_error(server.url("/photo.jpg"), limits_for(server, max_bytes=len(PHOTO) - 1)).error
         is Err.MEDIA_URL_FETCH_FAILED
+    )
 
 
 def test_trickling_server_is_cut_off_by_the_total_deadline(server: LocalServer) -> None:
@@ -327,8 +331,16 @@ def test_unresolvable_name_fails() -> None:
     assert error.error is Err.MEDIA_URL_FETCH_FAILED and "nowhere.test" in error.detail
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1/a.jpg", "file:///etc/passwd", "gopher://127.0.0.1:70/",
-                                 "http://user@127.0.0.1/", "http://169.254.169.254/latest/meta-data/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1/a.jpg",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:70/",
+        "http://user@127.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
 def test_refused_schemes_and_addresses(url: str) -> None:
     assert fetch_error(url, FetchLimits()).error is Err.MEDIA_URL_NOT_ALLOWED
 

@@ -50,8 +50,9 @@ def photo_face(name: str) -> Face:
 
 
 def fuse(template: str, user: str, fuse_degree: int = 100, shape_degree: int = 40) -> np.ndarray:
-    return fuse_face(photo(template), photo_face(template), photo(user), photo_face(user),
-                     FuseOptions(fuse_degree, shape_degree))
+    return fuse_face(
+        photo(template), photo_face(template), photo(user), photo_face(user), FuseOptions(fuse_degree, shape_degree)
+    )
 
 
 def outside_box(shape: tuple[int, ...], f: Face, enlarge: float = 1.6) -> np.ndarray:
@@ -59,13 +60,13 @@ def outside_box(shape: tuple[int, ...], f: Face, enlarge: float = 1.6) -> np.nda
     x, y, side, _ = f.box
     cx, cy, half = x + side / 2, y + side / 2, side * enlarge / 2
     keep = np.ones(shape[:2], dtype=bool)
-    keep[max(0, int(cy - half)): int(np.ceil(cy + half)), max(0, int(cx - half)): int(np.ceil(cx + half))] = False
+    keep[max(0, int(cy - half)) : int(np.ceil(cy + half)), max(0, int(cx - half)) : int(np.ceil(cx + half))] = False
     return keep
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def face_region(f: Face, shape: tuple[int, ...]) -> np.ndarray:
@@ -80,8 +81,9 @@ def face_region(f: Face, shape: tuple[int, ...]) -> np.ndarray:
 
 def width_over_height(f: Face) -> float:
     p = f.points
-    return float(np.linalg.norm(p[OVAL_WIDTH[0]] - p[OVAL_WIDTH[1]])
-                 / np.linalg.norm(p[OVAL_HEIGHT[0]] - p[OVAL_HEIGHT[1]]))
+    return float(
+        np.linalg.norm(p[OVAL_WIDTH[0]] - p[OVAL_WIDTH[1]]) / np.linalg.norm(p[OVAL_HEIGHT[0]] - p[OVAL_HEIGHT[1]])
+    )
 
 
 def mouth_openness(f: Face) -> float:
@@ -148,8 +150,10 @@ def test_upsampled_maps_stay_linear_up_to_the_edges():
     raster = warp.TriangleRaster(np.full((gh, gw), -1, np.int32), (h, w), np.zeros((0, 3, 3)))
     xs = (np.arange(gw, dtype=np.float32) + 0.5) * (w / gw) - 0.5
     ys = (np.arange(gh, dtype=np.float32) + 0.5) * (h / gh) - 0.5
-    grid = (np.broadcast_to(2 * xs + 5, (gh, gw)).astype(np.float32),
-            np.broadcast_to(0.5 * ys[:, None] - 3, (gh, gw)).astype(np.float32))
+    grid = (
+        np.broadcast_to(2 * xs + 5, (gh, gw)).astype(np.float32),
+        np.broadcast_to(0.5 * ys[:, None] - 3, (gh, gw)).astype(np.float32),
+    )
     map_x, map_y = warp.upsample(raster, grid)
     columns, rows = np.meshgrid(np.arange(w), np.arange(h))
     assert np.abs(map_x - (2 * columns + 5)).max() < 1e-3
@@ -186,8 +190,10 @@ def test_a_spare_core_gives_the_same_result(template: str) -> None:
 
 def test_fuse_degree_is_monotonic():
     inside = face_region(photo_face(TEMPLATE), photo(TEMPLATE).shape)
-    changes = [float(np.abs(fuse(TEMPLATE, USER, degree).astype(int) - photo(TEMPLATE))[inside].mean())
-               for degree in (0, 25, 50, 75, 100)]
+    changes = [
+        float(np.abs(fuse(TEMPLATE, USER, degree).astype(int) - photo(TEMPLATE))[inside].mean())
+        for degree in (0, 25, 50, 75, 100)
+    ]
     assert changes[0] == 0
     assert all(b > a for a, b in zip(changes, changes[1:])), changes
 
@@ -215,8 +221,7 @@ def test_a_fringe_over_the_users_brow_does_not_come_in_as_a_dark_blob():
     brow area 13 levels darker than the template's with the rule, 37 without it."""
     template, user = "face_recognition__examples_biden.jpg", "insightface__bulk_kun.jpg"
     result = fuse(template, user)
-    brow = masks.polygon_mask(result.shape[:2], masks.loop(photo_face(template).landmarks[:, :2],
-                                                           mesh.RIGHT_BROW))
+    brow = masks.polygon_mask(result.shape[:2], masks.loop(photo_face(template).landmarks[:, :2], mesh.RIGHT_BROW))
     area = masks.grow(brow, 4) > 0.5
     darker = photo(template)[area].mean() - result[area].mean()
     assert darker < 25
@@ -269,20 +274,29 @@ def test_reached_from_above_follows_the_mask_down_from_the_seeds_only() -> None:
     assert upside_down[:25, 5:10].all() and upside_down[15:25, 20:25].all() and not upside_down[:12, 30:35].any()
 
 
-@pytest.mark.parametrize(("name", "bearded"), [
-    ("deepface__img16.jpg", True), ("deepface__img59.jpg", True), ("deepface__img24.jpg", True),
-    ("face_recognition__examples_knn_examples_train_alex_lacamoire_img1.jpg", True),
-    ("face_recognition__examples_obama.jpg", False), ("dlib__examples_johns_John_Salley_000179_02159509.jpg", False),
-    ("insightface__bulk_blur.jpg", False), ("deepface__img2.jpg", False), ("deepface__img30.jpg", False),
-])
+@pytest.mark.parametrize(
+    ("name", "bearded"),
+    [
+        ("deepface__img16.jpg", True),
+        ("deepface__img59.jpg", True),
+        ("deepface__img24.jpg", True),
+        ("face_recognition__examples_knn_examples_train_alex_lacamoire_img1.jpg", True),
+        ("face_recognition__examples_obama.jpg", False),
+        ("dlib__examples_johns_John_Salley_000179_02159509.jpg", False),
+        ("insightface__bulk_blur.jpg", False),
+        ("deepface__img2.jpg", False),
+        ("deepface__img30.jpg", False),
+    ],
+)
 def test_a_template_is_told_bearded_by_a_dark_busy_lower_face(name: str, bearded: bool) -> None:
     """A dark skin (Salley), a blurred photo or light stubble (img30) is not a beard."""
     amount = prepare_template(photo(name), photo_face(name)).beard
     assert amount > 0.9 if bearded else amount == 0.0, amount
 
 
-@pytest.mark.parametrize("user, template", [("deepface__img11.jpg", "deepface__img24.jpg"),
-                                            ("deepface__img10.jpg", "deepface__img16.jpg")])
+@pytest.mark.parametrize(
+    "user, template", [("deepface__img11.jpg", "deepface__img24.jpg"), ("deepface__img10.jpg", "deepface__img16.jpg")]
+)
 def test_a_templates_beard_stays_along_the_jaw_instead_of_a_chinstrap(user: str, template: str) -> None:
     """A shaven user's chin replaced the inner part of the template's beard (it passes the skin
     test) and left a ring along the jaw. The beard now fades in from the jaw. Measured: the
@@ -293,10 +307,13 @@ def test_a_templates_beard_stays_along_the_jaw_instead_of_a_chinstrap(user: str,
     result = cv2.cvtColor(fuse(template, user), cv2.COLOR_RGB2GRAY).astype(np.float32)
     luma = cv2.cvtColor(photo(template), cv2.COLOR_RGB2GRAY).astype(np.float32)
     points = photo_face(template).landmarks[:, :2]
-    band = masks.polygon_mask(luma.shape, masks.shrunk_oval(points, 0, 0.04, 0.04)) \
-        - masks.polygon_mask(luma.shape, masks.shrunk_oval(points, 0, 0.2, 0.2)) > 0.5
+    band = (
+        masks.polygon_mask(luma.shape, masks.shrunk_oval(points, 0, 0.04, 0.04))
+        - masks.polygon_mask(luma.shape, masks.shrunk_oval(points, 0, 0.2, 0.2))
+        > 0.5
+    )
     down = (points[152] - points[168]) / np.linalg.norm(points[152] - points[168])
-    ys, xs = np.mgrid[0: luma.shape[0], 0: luma.shape[1]]
+    ys, xs = np.mgrid[0 : luma.shape[0], 0 : luma.shape[1]]
     band &= (xs - points[2, 0]) * down[0] + (ys - points[2, 1]) * down[1] > 0
 
     def texture(image: np.ndarray) -> float:
@@ -423,10 +440,13 @@ def test_closed_eyes_of_a_template_stay_closed():
         assert openness(result.points, span) < closed + 0.05
 
 
-@pytest.mark.parametrize("user, template", [
-    ("dlib__examples_johns_John_Schneider_000307_00925823.jpg", "insightface__bulk_kun.jpg"),
-    ("deepface__img20.jpg", "dlib__examples_johns_John_Schneider_000288_00925786.jpg"),
-])
+@pytest.mark.parametrize(
+    "user, template",
+    [
+        ("dlib__examples_johns_John_Schneider_000307_00925823.jpg", "insightface__bulk_kun.jpg"),
+        ("deepface__img20.jpg", "dlib__examples_johns_John_Schneider_000288_00925786.jpg"),
+    ],
+)
 def test_the_eyes_come_as_a_pair(user: str, template: str) -> None:
     """A smile's squint and a turned head make one eye's openness differ more than the
     other's: judged one by one, one eye came from the user and the other stayed the
@@ -449,11 +469,10 @@ def test_small_user_face_and_template_face_at_the_edge():
     scale = 60 / source_face.size
     h, w = round(source.shape[0] * scale), round(source.shape[1] * scale)
     user = np.full((1200, 1600, 3), 128, np.uint8)
-    user[1200 - h:, 1600 - w:] = np.asarray(Image.fromarray(source).resize((w, h), Image.LANCZOS))
+    user[1200 - h :, 1600 - w :] = np.asarray(Image.fromarray(source).resize((w, h), Image.LANCZOS))
     landmarks = source_face.landmarks * scale
     landmarks[:, :2] += (1600 - w, 1200 - h)
-    user_face = Face(landmarks.astype(np.float32), 1.0, source_face.yaw, source_face.pitch,
-                     source_face.roll)
+    user_face = Face(landmarks.astype(np.float32), 1.0, source_face.yaw, source_face.pitch, source_face.roll)
     # A template face cut by the left image border.
     template_face_full = photo_face(SMILING)
     cut = int(template_face_full.box[0] + 0.2 * template_face_full.box[2])
@@ -487,8 +506,7 @@ def test_the_frames_of_the_templates_glasses_stay_in_front() -> None:
     eye_shapes = masks.polygon_mask(template.shape[:2], points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)])
     near_eyes = masks.grow(eye_shapes, 0.04 * t_face.size) > 0  # lashes, lids, the corners' shadow
     on_eyes = masks.grow(eye_shapes, 4) > 0
-    brows = masks.polygon_mask(template.shape[:2], points[list(mesh.RIGHT_BROW)],
-                               points[list(mesh.LEFT_BROW)]) > 0
+    brows = masks.polygon_mask(template.shape[:2], points[list(mesh.RIGHT_BROW)], points[list(mesh.LEFT_BROW)]) > 0
     t_luma, r_luma = luma(template), luma(result)
     frames = zone & ~near_eyes & ~brows & (t_luma < 50)
     assert frames.sum() > 2000  # the frames are there to look at
@@ -513,8 +531,12 @@ def test_a_user_in_glasses_brings_no_second_pair_into_a_glasses_template() -> No
     points, shape = t_face.landmarks[:, :2], template.shape[:2]
     zone = masks.glasses_zone(shape, points) > 0.5
     # Near the eyes are the user's own lashes and lids (they stay the user's, see above).
-    eyes = masks.grow(masks.polygon_mask(shape, points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]),
-                      0.04 * t_face.size) > 0
+    eyes = (
+        masks.grow(
+            masks.polygon_mask(shape, points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]), 0.04 * t_face.size
+        )
+        > 0
+    )
     brows = masks.grow(masks.polygon_mask(shape, points[list(mesh.RIGHT_BROW)], points[list(mesh.LEFT_BROW)]), 4) > 0
     t_luma = luma(template)
     t_frames = cv2.dilate((t_luma < 90).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -531,7 +553,7 @@ def frames_in_image(prepared) -> np.ndarray:
     weight = np.zeros(prepared.image.shape[:2], np.float32)
     x0, y0, x1, y1 = frames.box
     cx, cy = prepared.crop[:2]
-    weight[cy + y0:cy + y1, cx + x0:cx + x1] = frames.weight
+    weight[cy + y0 : cy + y1, cx + x0 : cx + x1] = frames.weight
     return weight
 
 
@@ -546,7 +568,7 @@ def test_the_demo_templates_frames_are_found_whole_and_the_lenses_left_open() ->
     assert prepared.frames is not None
     frames = frames_in_image(prepared)
     for x, y in DEMO_FRAME_POINTS:
-        assert frames[y - 1:y + 2, x - 1:x + 2].max() > 0.5, (x, y)
+        assert frames[y - 1 : y + 2, x - 1 : x + 2].max() > 0.5, (x, y)
     points = photo_face(DEMO).landmarks[:, :2]
     eyes = masks.polygon_mask(frames.shape, points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]) > 0
     assert not frames[eyes].any()  # the user's eyes, lids and lashes show through the lenses
@@ -580,8 +602,9 @@ def test_no_faded_copy_of_the_frames_shows_beside_them() -> None:
     plain = fuse_prepared(bare, photo(USER), photo_face(USER), FuseOptions())
     frames = frames_in_image(prepared) > 0
     points = t_face.landmarks[:, :2]
-    cheeks = (np.arange(template.shape[0])[:, None] > points[list(mesh.RIGHT_EYE + mesh.LEFT_EYE), 1].max()) \
-        & (masks.polygon_mask(frames.shape, points[list(mesh.FACE_OVAL)]) > 0.5)
+    cheeks = (np.arange(template.shape[0])[:, None] > points[list(mesh.RIGHT_EYE + mesh.LEFT_EYE), 1].max()) & (
+        masks.polygon_mask(frames.shape, points[list(mesh.FACE_OVAL)]) > 0.5
+    )
     beside = (masks.grow(frames.astype(np.float32), 0.05 * t_face.size) > 0) & ~frames & cheeks
     assert beside.sum() > 1000
     off = np.abs(result.astype(np.int16) - plain)[beside]
@@ -597,8 +620,19 @@ def test_templates_in_glasses_are_told(name: str) -> None:
 
 # Templates without glasses, among them those whose nose and eyes come nearest to passing
 # for a bridge and rims (a crease across the nose, eye bags, brows near the eyes).
-@pytest.mark.parametrize("name", [TEMPLATE, NARROW, WIDE, "deepface__img59.jpg", "deepface__img16.jpg",
-                                  "deepface__img62.jpg", "deepface__img17.jpg", "insightface__bulk_blur.jpg"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        TEMPLATE,
+        NARROW,
+        WIDE,
+        "deepface__img59.jpg",
+        "deepface__img16.jpg",
+        "deepface__img62.jpg",
+        "deepface__img17.jpg",
+        "insightface__bulk_blur.jpg",
+    ],
+)
 def test_a_template_without_glasses_gets_no_frames(name: str) -> None:
     prepared = prepare_template(photo(name), photo_face(name))
     assert prepared.frames is None and not prepared.glasses
@@ -668,8 +702,9 @@ def _chroma_spread(image: np.ndarray, face_found: Face) -> float:
     import cv2
 
     pts = face_found.landmarks[:, :2]
-    region = masks.polygon_mask(image.shape[:2], masks.shrunk_oval(pts, 0.1, 0.1, 0.1)) \
-        * (1 - masks.features_mask(image.shape[:2], pts, 0.02 * face_found.size))
+    region = masks.polygon_mask(image.shape[:2], masks.shrunk_oval(pts, 0.1, 0.1, 0.1)) * (
+        1 - masks.features_mask(image.shape[:2], pts, 0.02 * face_found.size)
+    )
     ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb).astype(np.float32)[region > 0.5]
     distance = np.hypot(ycc[:, 1] - np.median(ycc[:, 1]), ycc[:, 2] - np.median(ycc[:, 2]))
     return float(np.percentile(distance, 90))
@@ -682,8 +717,11 @@ def test_a_dark_face_lifted_into_a_light_template_has_even_skin_colour(monkeypat
     is not lifted much is not touched."""
     from facefuse.fusion import light as light_step
 
-    dark, light, lifted_little = "dlib__examples_johns_John_Salley_000179_02159509.jpg", "deepface__img11.jpg", \
-        "face_recognition__examples_obama.jpg"
+    dark, light, lifted_little = (
+        "dlib__examples_johns_John_Salley_000179_02159509.jpg",
+        "deepface__img11.jpg",
+        "face_recognition__examples_obama.jpg",
+    )
     evened = fuse(light, dark)
     template_spread = _chroma_spread(photo(light), photo_face(light))
     assert _chroma_spread(evened, largest_face(evened)) < 1.25 * template_spread  # 9.2 against 7.8
@@ -756,9 +794,16 @@ def _draw_strands(rgb: np.ndarray, f: Face) -> np.ndarray:
     for start, via, end in lock:
         a, d = start + 0.35 * iod * up, end
         b, c = via + 0.15 * iod * up, via - 0.15 * iod * up
-        curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d
-        cv2.polylines(out, [np.round(curve * 16).astype(np.int32)], False, (60, 40, 30),
-                      max(1, round(0.03 * iod)), cv2.LINE_AA, shift=4)
+        curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t**2 * c + t**3 * d
+        cv2.polylines(
+            out,
+            [np.round(curve * 16).astype(np.int32)],
+            False,
+            (60, 40, 30),
+            max(1, round(0.03 * iod)),
+            cv2.LINE_AA,
+            shift=4,
+        )
     return out
 
 
@@ -796,8 +841,12 @@ def _side_lit(rgb: np.ndarray, f: Face) -> np.ndarray:
     raster = warp.rasterize(points, triangles, (h, w), 2.0, np.arange(len(triangles)))
     normals = mesh.vertex_normals(f.landmarks)[: mesh.MESH_POINTS]
     facing = np.zeros((2, 3), np.float32)
-    xy, z0 = warp.grid_maps(raster, (normals[:, :2], np.stack([normals[:, 2], 0 * normals[:, 2]], axis=1)),
-                            triangles, (facing, np.array([[0, 0, 1], [0, 0, 0]], np.float32)))
+    xy, z0 = warp.grid_maps(
+        raster,
+        (normals[:, :2], np.stack([normals[:, 2], 0 * normals[:, 2]], axis=1)),
+        triangles,
+        (facing, np.array([[0, 0, 1], [0, 0, 0]], np.float32)),
+    )
     nx, nz = (warp.upsample(raster, plane)[0] for plane in (xy, z0))
     light = np.maximum(-0.87 * nx + 0.5 * nz, 0)
     shade = 0.2 + 0.8 * light / max(float(light.max()), 1e-3)

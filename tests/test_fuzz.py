@@ -39,12 +39,18 @@ from schemathesis.checks import (
 from facefuse.errors import Err
 
 EXAMPLES = int(os.environ.get("FACEFUSE_FUZZ_EXAMPLES", "100"))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 BY_CODE = {e.code: e for e in Err}
 COUNTS: Counter[str] = Counter()
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                         suppress_health_check=list(HealthCheck))
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,15 @@ def operations(server: RunningServer) -> list[schemathesis.APIOperation]:
 
 def test_openapi_document_covers_every_route(fuzz_server: RunningServer) -> None:
     document = httpx.get(f"{fuzz_server.base_url}/openapi.json", trust_env=False).json()
-    assert set(document["paths"]) == {"/v3/facefuse", "/v3/templates", "/v3/templates/{template_id}",
-                                      "/v3/results/{name}", "/healthz", "/readyz", "/metrics"}
+    assert set(document["paths"]) == {
+        "/v3/facefuse",
+        "/v3/templates",
+        "/v3/templates/{template_id}",
+        "/v3/results/{name}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    }
     fuse = document["paths"]["/v3/facefuse"]["post"]
     assert {p["name"] for p in fuse["parameters"]} == {"api_key", "api_secret"}
     assert fuse["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/FuseRequest")
@@ -89,8 +102,9 @@ def test_openapi_document_covers_every_route(fuzz_server: RunningServer) -> None
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
-def test_schema_fuzz_gets_no_server_error_and_always_the_error_body(fuzz_server: RunningServer,
-                                                                    mode: GenerationMode) -> None:
+def test_schema_fuzz_gets_no_server_error_and_always_the_error_body(
+    fuzz_server: RunningServer, mode: GenerationMode
+) -> None:
     for operation in operations(fuzz_server):
         run_operation(fuzz_server, operation, mode)
     assert_still_healthy(fuzz_server)
@@ -127,9 +141,11 @@ def mutated_photos() -> st.SearchStrategy[bytes]:
     png_header = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR"
     truncated = st.integers(0, len(jpeg)).map(lambda n: jpeg[:n])
     flipped = st.lists(st.tuples(st.integers(0, len(jpeg) - 1), st.integers(0, 255)), min_size=1, max_size=16).map(
-        lambda edits: _overwrite(jpeg, edits))
+        lambda edits: _overwrite(jpeg, edits)
+    )
     forged_png = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.binary(max_size=64)).map(
-        lambda t: png_header + struct.pack(">II", t[0], t[1]) + b"\x08\x02\x00\x00\x00" + t[2])
+        lambda t: png_header + struct.pack(">II", t[0], t[1]) + b"\x08\x02\x00\x00\x00" + t[2]
+    )
     return st.one_of(truncated, flipped, forged_png, st.binary(max_size=256))
 
 
@@ -146,9 +162,12 @@ def test_mutated_photos_through_the_wire_get_an_answer_never_a_crash(fuzz_server
         @settings(FUZZ_SETTINGS, max_examples=max(10, EXAMPLES))
         @given(photo=mutated_photos())
         def one_photo(photo: bytes) -> None:
-            body = {"parameter": {"faceFusePPType": DEMO_TEMPLATE, "rsp_media_type": "base64"},
-                    "media_info_list": [{"media_data": base64.b64encode(photo).decode(),
-                                         "media_profiles": {"media_data_type": "jpg"}}]}
+            body = {
+                "parameter": {"faceFusePPType": DEMO_TEMPLATE, "rsp_media_type": "base64"},
+                "media_info_list": [
+                    {"media_data": base64.b64encode(photo).decode(), "media_profiles": {"media_data_type": "jpg"}}
+                ],
+            }
             answer = client.post("/v3/facefuse", params=fuzz_server.auth, json=body)
             COUNTS["photos requests"] += 1
             COUNTS[f"photos status {answer.status_code}"] += 1

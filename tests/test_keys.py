@@ -29,8 +29,15 @@ def test_create_answers_the_record_and_the_secret_once(keys: KeyStore) -> None:
     key, secret = keys.create("mobile app", admin=True, qps=5, daily_quota=1000)
     assert re.fullmatch(r"[0-9a-z]{32}", key.api_key)
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", secret)  # 256 bits
-    assert key == ApiKey(api_key=key.api_key, name="mobile app", admin=True, qps=5.0, daily_quota=1000,
-                         created_at=key.created_at, revoked_at=None)
+    assert key == ApiKey(
+        api_key=key.api_key,
+        name="mobile app",
+        admin=True,
+        qps=5.0,
+        daily_quota=1000,
+        created_at=key.created_at,
+        revoked_at=None,
+    )
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", key.created_at)
     assert secret not in repr(key)
     assert keys.list() == [key]
@@ -96,11 +103,20 @@ def test_only_a_hash_of_the_secret_is_stored(db: Database, keys: KeyStore, tmp_p
     assert row["secret_hash"].startswith("sha256v1$") and len(row["secret_hash"]) == 9 + 64
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"name": ""}, {"name": "   "}, {"name": "x" * 201}, {"name": "ok", "qps": 0}, {"name": "ok", "qps": -1},
-    {"name": "ok", "qps": float("nan")}, {"name": "ok", "qps": True}, {"name": "ok", "daily_quota": -1},
-    {"name": "ok", "daily_quota": 1.5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"name": ""},
+        {"name": "   "},
+        {"name": "x" * 201},
+        {"name": "ok", "qps": 0},
+        {"name": "ok", "qps": -1},
+        {"name": "ok", "qps": float("nan")},
+        {"name": "ok", "qps": True},
+        {"name": "ok", "daily_quota": -1},
+        {"name": "ok", "daily_quota": 1.5},
+    ],
+)
 def test_bad_key_limits_are_refused(keys: KeyStore, kwargs: dict) -> None:
     with pytest.raises(FacefuseError) as caught:
         keys.create(**kwargs)

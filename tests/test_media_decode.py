@@ -39,8 +39,12 @@ PORTRAIT = "face_recognition__examples_obama.jpg"
 
 # EXIF orientation -> the Pillow transpose that makes an image stored that way upright
 UPRIGHT_BY = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
 STORED_BY = {**UPRIGHT_BY, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}  # the inverses
@@ -96,14 +100,17 @@ def assert_rgb(rgb: np.ndarray) -> None:
 
 def png_header_only(width: int, height: int, color_type: int = 2) -> bytes:
     """A valid PNG signature and IHDR claiming a size, then one small IDAT and IEND."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + body
 
 
 # --- every real photo ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("row", MANIFEST, ids=[row["file"] for row in MANIFEST])
 def test_every_manifest_photo_follows_the_image_rules(row: dict[str, str]) -> None:
@@ -147,6 +154,7 @@ def test_png_with_alpha_comes_out_as_three_channels(name: str) -> None:
 
 
 # --- EXIF orientation ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def upright() -> Image.Image:
@@ -196,6 +204,7 @@ def test_scaled_decode_is_upright_too(upright: Image.Image) -> None:
 
 # --- synthetic edge cases --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
 def test_truncated_jpeg_is_a_decode_error(keep: float) -> None:
     data = photo(PORTRAIT)
@@ -229,7 +238,7 @@ def test_jpeg_scan_flood_is_refused_before_decoding() -> None:
     """Each repeated scan makes libjpeg (Pillow's as OpenCV's) rework the whole image."""
     data = encoded(Image.new("RGB", (2048, 2048), (120, 130, 140)), "JPEG", progressive=True)
     end = data.rindex(b"\xff\xd9")
-    last_scan = data[data.rindex(b"\xff\xda"):end]
+    last_scan = data[data.rindex(b"\xff\xda") : end]
     assert 10 <= data.count(b"\xff\xda") <= MAX_JPEG_SCANS  # an ordinary progressive file passes
     assert decode_image(data, LIMITS).shape == (2048, 2048, 3)
     flood = data[:end] + last_scan * 5000 + b"\xff\xd9"
@@ -275,8 +284,13 @@ def test_unknown_bytes_are_unsupported(data: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((47, 100), Err.IMAGE_SIZE_OUT_OF_RANGE), ((100, 47), Err.IMAGE_SIZE_OUT_OF_RANGE),
-     ((4097, 48), Err.IMAGE_SIZE_OUT_OF_RANGE), ((48, 48), None), ((4096, 48), None)],
+    [
+        ((47, 100), Err.IMAGE_SIZE_OUT_OF_RANGE),
+        ((100, 47), Err.IMAGE_SIZE_OUT_OF_RANGE),
+        ((4097, 48), Err.IMAGE_SIZE_OUT_OF_RANGE),
+        ((48, 48), None),
+        ((4096, 48), None),
+    ],
 )
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_side_limits(size: tuple[int, int], expected: Err | None, fmt: str) -> None:
@@ -417,8 +431,17 @@ JPEG_BYTES = photo(SMALL_JPEG)
         "DATA:image/png;base64," + base64.b64encode(JPEG_BYTES).decode(),
         "  \n" + base64.b64encode(JPEG_BYTES).decode() + "\n\t ",
     ],
-    ids=["standard", "urlsafe", "standard-unpadded", "urlsafe-unpadded", "mime", "mime-crlf", "data-uri",
-         "data-uri-case", "surrounding-space"],
+    ids=[
+        "standard",
+        "urlsafe",
+        "standard-unpadded",
+        "urlsafe-unpadded",
+        "mime",
+        "mime-crlf",
+        "data-uri",
+        "data-uri-case",
+        "surrounding-space",
+    ],
 )
 def test_base64_variants_decode_to_the_same_bytes(text: str) -> None:
     assert decode_base64(text, max_bytes=LIMITS.max_bytes) == JPEG_BYTES
@@ -454,6 +477,7 @@ def test_base64_of_just_over_the_limit_is_too_large() -> None:
 
 # --- encode ------------------------------------------------------------------------------
 
+
 def test_encode_jpeg_round_trips(upright: Image.Image) -> None:
     rgb = np.asarray(upright)
     data = encode_jpeg(rgb, 92)
@@ -474,18 +498,29 @@ def test_encode_jpeg_accepts_views_and_refuses_non_rgb(upright: Image.Image) -> 
 
 def _full_encode_with_restarts(rgb: np.ndarray, quality: int, interval: int) -> bytes:
     """What libjpeg-turbo writes for the whole image: 4:4:4, a restart every `interval` blocks."""
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [
-        cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-        cv2.IMWRITE_JPEG_RST_INTERVAL, interval])
+    ok, data = cv2.imencode(
+        ".jpg",
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+        [
+            cv2.IMWRITE_JPEG_QUALITY,
+            quality,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+            cv2.IMWRITE_JPEG_RST_INTERVAL,
+            interval,
+        ],
+    )
     assert ok
     return data.tobytes()
 
 
 @pytest.mark.parametrize("size", [(455, 568), (480, 563), (440, 560)])  # whole blocks or not, tiles or rows
-@pytest.mark.parametrize("box", [(40, 100, 400, 300), (0, 0, 37, 37), (201, 421, 480, 563),
-                                 (100, 203, 101, 204), (0, 0, 480, 568)])
+@pytest.mark.parametrize(
+    "box", [(40, 100, 400, 300), (0, 0, 37, 37), (201, 421, 480, 563), (100, 203, 101, 204), (0, 0, 480, 568)]
+)
 def test_re_encoding_only_changed_tiles_gives_the_bytes_of_a_full_encode(
-        upright: Image.Image, size: tuple[int, int], box: tuple[int, int, int, int], spare_core: bool) -> None:
+    upright: Image.Image, size: tuple[int, int], box: tuple[int, int, int, int], spare_core: bool
+) -> None:
     width, height = size
     template = np.ascontiguousarray(np.asarray(upright.resize((width, 568)))[:height])
     kept = TileCodedJpeg.encode(template, 93)
@@ -538,20 +573,26 @@ def decode_or_refuse(data: bytes) -> None:
     try:
         rgb = decode_image(data, LIMITS)
     except FacefuseError as error:
-        assert error.error in (Err.UNSUPPORTED_IMAGE_FORMAT, Err.IMAGE_FILE_TOO_LARGE,
-                               Err.IMAGE_SIZE_OUT_OF_RANGE, Err.IMAGE_DECODE_ERROR)
+        assert error.error in (
+            Err.UNSUPPORTED_IMAGE_FORMAT,
+            Err.IMAGE_FILE_TOO_LARGE,
+            Err.IMAGE_SIZE_OUT_OF_RANGE,
+            Err.IMAGE_DECODE_ERROR,
+        )
         return
     assert_rgb(rgb)
     assert LIMITS.min_side <= min(rgb.shape[:2]) and max(rgb.shape[:2]) <= LIMITS.max_side
 
 
 @FUZZ
-@given(st.one_of(
-    st.binary(max_size=4000),
-    st.binary(max_size=4000).map(lambda tail: b"\xff\xd8\xff" + tail),
-    st.binary(max_size=4000).map(lambda tail: b"\x89PNG\r\n\x1a\n" + tail),
-    st.binary(max_size=4000).map(lambda tail: png_header_only(64, 64)[:33] + tail),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=4000),
+        st.binary(max_size=4000).map(lambda tail: b"\xff\xd8\xff" + tail),
+        st.binary(max_size=4000).map(lambda tail: b"\x89PNG\r\n\x1a\n" + tail),
+        st.binary(max_size=4000).map(lambda tail: png_header_only(64, 64)[:33] + tail),
+    )
+)
 def test_arbitrary_bytes_raise_only_facefuse_errors(data: bytes) -> None:
     decode_or_refuse(data)
 

@@ -11,12 +11,19 @@ from conftest import REPO
 
 
 def test_wheel_holds_only_the_package_code(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
-                    "-q", "-w", str(tmp_path)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("facefuse-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n == "facefuse/wire/app.py" for n in names)
-    strays = [n for n in names if not (n.startswith("facefuse/") and n.endswith((".py", "py.typed")))
-              and ".dist-info/" not in n]
+    strays = [
+        n
+        for n in names
+        if not (n.startswith("facefuse/") and n.endswith((".py", "py.typed"))) and ".dist-info/" not in n
+    ]
     assert strays == []
     assert not any(n.lower().endswith((".jpg", ".jpeg", ".png", ".tsv", ".db")) for n in names)

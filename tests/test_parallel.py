@@ -47,8 +47,9 @@ def test_a_piece_that_waits_for_one_queued_behind_it_fails_instead_of_hanging() 
         parallel.use_spare_cores(lambda: False)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux and two CPUs")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs"
+)
 def test_the_helper_reaches_the_cores_given_though_the_caller_is_pinned() -> None:
     cores = os.sched_getaffinity(0)
     seen: list[set[int]] = []

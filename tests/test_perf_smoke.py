@@ -22,9 +22,12 @@ from perfbench.report import LoadRun, median_round, paired_ratios  # noqa: E402
 
 def test_bench_quick_writes_a_complete_report(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "perf.py"), "--quick",
-                           "--faces-dir", str(FACES), "--out", str(out)],
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "perf.py"), "--quick", "--faces-dir", str(FACES), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cold start to /readyz" in done.stdout and "target " in done.stdout
     report = json.loads(out.read_text(), parse_constant=_refuse)  # strict: no NaN or Infinity
@@ -66,17 +69,40 @@ def test_the_machine_probe_times_jobs_alone_and_on_every_core_at_once() -> None:
     assert 0 < result.speedup <= result.cores * 1.5  # each job timed, none skipped
 
 
-def _run(rps: float = 20.0, concurrency: int = 4, busy_p99_ms: float = float("nan"), healthz_p99_ms: float = 5.0,
-         healthz_max_ms: float = 6.0, cpu_ms_work: float = 30.0, steal_ms: float = 0.0) -> LoadRun:
-    return LoadRun(concurrency=concurrency, requests=12, ok=12, busy_503=0, other=0, rps=rps, ok_p50_ms=40.0,
-                   ok_p99_ms=60.0, busy_p99_ms=busy_p99_ms, healthz_p99_ms=healthz_p99_ms,
-                   healthz_max_ms=healthz_max_ms, cpu_ms_http=2.0, cpu_ms_work=cpu_ms_work, cpu_ms_client=0.5,
-                   idle_pct=3.0, steal_ms=steal_ms)
+def _run(
+    rps: float = 20.0,
+    concurrency: int = 4,
+    busy_p99_ms: float = float("nan"),
+    healthz_p99_ms: float = 5.0,
+    healthz_max_ms: float = 6.0,
+    cpu_ms_work: float = 30.0,
+    steal_ms: float = 0.0,
+) -> LoadRun:
+    return LoadRun(
+        concurrency=concurrency,
+        requests=12,
+        ok=12,
+        busy_503=0,
+        other=0,
+        rps=rps,
+        ok_p50_ms=40.0,
+        ok_p99_ms=60.0,
+        busy_p99_ms=busy_p99_ms,
+        healthz_p99_ms=healthz_p99_ms,
+        healthz_max_ms=healthz_max_ms,
+        cpu_ms_http=2.0,
+        cpu_ms_work=cpu_ms_work,
+        cpu_ms_client=0.5,
+        idle_pct=3.0,
+        steal_ms=steal_ms,
+    )
 
 
 def test_a_throughput_cell_is_its_median_round_with_the_worst_healthz() -> None:
-    runs = [_run(rps=rps, healthz_p99_ms=h, healthz_max_ms=h + 1, cpu_ms_work=rps / 10)
-            for rps, h in ((31.0, 2.0), (24.0, 40.0), (28.0, 3.0))]
+    runs = [
+        _run(rps=rps, healthz_p99_ms=h, healthz_max_ms=h + 1, cpu_ms_work=rps / 10)
+        for rps, h in ((31.0, 2.0), (24.0, 40.0), (28.0, 3.0))
+    ]
     cell = median_round(runs)
     assert cell.rps == 28.0 and cell.cpu_ms_work == 2.8  # one real round, not a blend
     assert cell.rounds_rps == [31.0, 24.0, 28.0] and cell.rounds_busy_p99_ms is None
@@ -85,9 +111,15 @@ def test_a_throughput_cell_is_its_median_round_with_the_worst_healthz() -> None:
 
 
 def test_the_saturated_cell_is_its_round_of_median_busy_p99_with_the_host_steal_listed() -> None:
-    runs = [_run(rps=rps, busy_p99_ms=busy, healthz_max_ms=worst, steal_ms=steal)
-            for rps, busy, worst, steal in ((20.0, 134.6, 118.0, 130.0), (21.0, 14.0, 8.0, 0.0),
-                                            (22.0, 25.0, 9.0, 10.0), (23.0, float("nan"), 7.0, 0.0))]
+    runs = [
+        _run(rps=rps, busy_p99_ms=busy, healthz_max_ms=worst, steal_ms=steal)
+        for rps, busy, worst, steal in (
+            (20.0, 134.6, 118.0, 130.0),
+            (21.0, 14.0, 8.0, 0.0),
+            (22.0, 25.0, 9.0, 10.0),
+            (23.0, float("nan"), 7.0, 0.0),
+        )
+    ]
     cell = median_round(runs, by="busy_p99_ms")
     assert cell.busy_p99_ms == 25.0 and cell.rps == 22.0  # a round with no busy answer sorts last
     assert cell.rounds_busy_p99_ms is not None and cell.rounds_busy_p99_ms[:3] == [134.6, 14.0, 25.0]
@@ -100,16 +132,24 @@ def test_the_scaling_ratio_pairs_rounds_run_back_to_back_with_more_clients_than_
         return [median_round([_run(rps=rps, concurrency=c) for rps in rounds]) for c, rounds in levels]
 
     one = cells((1, [20.0, 20.0, 20.0]), (4, [20.0, 25.0, 22.0]), (16, [24.0]))
-    two = cells((1, [20.0, 20.0, 20.0]),  # one client: no scaling to see
-                (4, [36.0, 45.0, 44.0]), (16, [48.0]))
+    two = cells(
+        (1, [20.0, 20.0, 20.0]),  # one client: no scaling to see
+        (4, [36.0, 45.0, 44.0]),
+        (16, [48.0]),
+    )
     assert paired_ratios(one, two) == [1.8, 1.8, 2.0, 2.0]
 
 
 def test_without_the_documented_pair_the_photos_are_the_largest_accepted_with_one_face(tmp_path: Path) -> None:
-    for name in ("deepface__img1.jpg",  # the largest, but over 2 MB: the service refuses it
-                 "face_recognition__examples_knn_examples_test_obama_and_biden.jpg",  # two faces
-                 "deepface__img59.jpg", "deepface__img9.jpg"):
+    for name in (
+        "deepface__img1.jpg",  # the largest, but over 2 MB: the service refuses it
+        "face_recognition__examples_knn_examples_test_obama_and_biden.jpg",  # two faces
+        "deepface__img59.jpg",
+        "deepface__img9.jpg",
+    ):
         (tmp_path / name).write_bytes(face(name).read_bytes())
     assert choose_photos(tmp_path) == (tmp_path / "deepface__img9.jpg", tmp_path / "deepface__img59.jpg")
     assert [p.name for p in choose_photos(FACES)] == [  # the pair docs/performance.md measured
-        "deepface__img2.jpg", "face_recognition__examples_knn_examples_train_biden_biden2.jpg"]
+        "deepface__img2.jpg",
+        "face_recognition__examples_knn_examples_train_biden_biden2.jpg",
+    ]

@@ -36,14 +36,20 @@ from facefuse.wire.validation import parse_json_object, validate
 # Real time on purpose: a parser or filter that stalls on a small hostile input (runaway
 # backtracking, quadratic work) is a denial of service, and only a clock sees it. The bound
 # is a second per example, far above what any of them takes.
-PROPERTY = settings(max_examples=300, deadline=timedelta(seconds=1),
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=300,
+    deadline=timedelta(seconds=1),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 MAX_DEPTH, MAX_LIST = 16, 64
 REQUEST_ERRORS = {Err.INVALID_JSON, Err.MISSING_PARAMETER, Err.INVALID_PARAMETER}
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)), max_leaves=40)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=40,
+)
 
 
 def depth(value: Any) -> int:
@@ -88,13 +94,16 @@ def test_json_within_the_limits_reads_back_and_beyond_them_is_refused(value: Any
     assert not (too_deep or too_long) and parsed == json.loads(body)
 
 
-@pytest.mark.parametrize("body", [
-    b'\xef\xbb\xbf{"a": 1}',  # a UTF-8 byte order mark
-    '{"a": "\u00e9"}'.encode("utf-16"),  # UTF-16, as json.loads detects it
-    b'{"a": NaN, "b": -Infinity}',
-    b'{"a": 123456789012345678901234567890, "b": [-9223372036854775809]}',  # beyond 64 bits
-    b'{"a": 18446744073709551615, "b": 1e300, "c": "x"}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'\xef\xbb\xbf{"a": 1}',  # a UTF-8 byte order mark
+        '{"a": "\u00e9"}'.encode("utf-16"),  # UTF-16, as json.loads detects it
+        b'{"a": NaN, "b": -Infinity}',
+        b'{"a": 123456789012345678901234567890, "b": [-9223372036854775809]}',  # beyond 64 bits
+        b'{"a": 18446744073709551615, "b": 1e300, "c": "x"}',
+    ],
+)
 def test_the_reader_reads_what_the_standard_parser_reads(body: bytes) -> None:
     parsed = parse_json_object(body, MAX_DEPTH, MAX_LIST)
     expected = json.loads(body)
@@ -114,19 +123,45 @@ def test_deep_nesting_is_refused_without_recursion_errors(levels: int) -> None:
 # ------------------------------------------------------------------ the request models
 
 media_items = st.fixed_dictionaries(
-    {"media_data": st.text(min_size=1, max_size=40),
-     "media_profiles": st.fixed_dictionaries({}, optional={"media_data_type": st.sampled_from(
-         ["jpg", "JPG", " png ", "jpeg", "base64", "url"])})},
-    optional={"media_extra": st.fixed_dictionaries({}, optional={
-        "role": st.sampled_from(["user", "template"]), "template_face_index": st.integers(0, 63),
-        "face_rect": st.fixed_dictionaries({"x": st.integers(-10, 10), "y": st.floats(0, 9),
-                                            "width": st.integers(1, 99), "height": st.floats(0.5, 9)})})})
+    {
+        "media_data": st.text(min_size=1, max_size=40),
+        "media_profiles": st.fixed_dictionaries(
+            {}, optional={"media_data_type": st.sampled_from(["jpg", "JPG", " png ", "jpeg", "base64", "url"])}
+        ),
+    },
+    optional={
+        "media_extra": st.fixed_dictionaries(
+            {},
+            optional={
+                "role": st.sampled_from(["user", "template"]),
+                "template_face_index": st.integers(0, 63),
+                "face_rect": st.fixed_dictionaries(
+                    {
+                        "x": st.integers(-10, 10),
+                        "y": st.floats(0, 9),
+                        "width": st.integers(1, 99),
+                        "height": st.floats(0.5, 9),
+                    }
+                ),
+            },
+        )
+    },
+)
 valid_fuse_requests = st.fixed_dictionaries(
-    {"media_info_list": st.lists(media_items, min_size=1, max_size=8),
-     "parameter": st.fixed_dictionaries({}, optional={
-         "faceFusePPType": st.text(max_size=20), "rsp_media_type": st.sampled_from(["base64", "url"]),
-         "fuse_degree": st.integers(0, 100), "shape_degree": st.integers(0, 100)})},
-    optional={"extra": st.dictionaries(st.text(max_size=5), json_scalars, max_size=3)})
+    {
+        "media_info_list": st.lists(media_items, min_size=1, max_size=8),
+        "parameter": st.fixed_dictionaries(
+            {},
+            optional={
+                "faceFusePPType": st.text(max_size=20),
+                "rsp_media_type": st.sampled_from(["base64", "url"]),
+                "fuse_degree": st.integers(0, 100),
+                "shape_degree": st.integers(0, 100),
+            },
+        ),
+    },
+    optional={"extra": st.dictionaries(st.text(max_size=5), json_scalars, max_size=3)},
+)
 
 
 @PROPERTY
@@ -142,9 +177,16 @@ def test_every_well_formed_request_is_accepted_as_sent(data: dict[str, Any]) -> 
 
 
 @PROPERTY
-@given(valid_fuse_requests, st.sampled_from(["fuse_degree", "shape_degree"]),
-       st.one_of(st.integers().filter(lambda n: not 0 <= n <= 100), st.text(max_size=5), st.floats(),
-                 st.lists(st.integers(), max_size=2)))
+@given(
+    valid_fuse_requests,
+    st.sampled_from(["fuse_degree", "shape_degree"]),
+    st.one_of(
+        st.integers().filter(lambda n: not 0 <= n <= 100),
+        st.text(max_size=5),
+        st.floats(),
+        st.lists(st.integers(), max_size=2),
+    ),
+)
 @example({"media_info_list": [{"media_data": "0", "media_profiles": {}}], "parameter": {}}, "fuse_degree", "²")
 def test_an_out_of_range_degree_is_refused_naming_the_field(data: dict[str, Any], name: str, bad: Any) -> None:
     assume(not isinstance(bad, float) or not (bad.is_integer() and 0 <= bad <= 100))
@@ -218,18 +260,41 @@ def _must_not_decode(*_: object, **__: object) -> None:
 
 # ------------------------------------------------------------------ the url filter
 
-blocked_v4 = st.sampled_from(["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-                              "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]).flatmap(
+blocked_v4 = st.sampled_from(
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "0.0.0.0/8",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    ]
+).flatmap(
     lambda net: st.integers(0, ipaddress.IPv4Network(net).num_addresses - 1).map(
-        lambda i: ipaddress.IPv4Network(net)[i]))
+        lambda i: ipaddress.IPv4Network(net)[i]
+    )
+)
 
 
 def spellings(ip: ipaddress.IPv4Address) -> list[str]:
     n = int(ip)
     a, b, c, d = ip.packed
-    return [str(ip), str(n), hex(n), f"0{n:o}", f"{a}.{b * 65536 + c * 256 + d}", f"{a}.{b}.{c * 256 + d}",
-            f"{a:#x}.{b:#o}.{c}.{d:#x}", f"[::ffff:{ip}]", f"[::ffff:{(n >> 16):x}:{(n & 0xffff):x}]",
-            f"[64:ff9b::{ip}]", f"{ip}."]
+    return [
+        str(ip),
+        str(n),
+        hex(n),
+        f"0{n:o}",
+        f"{a}.{b * 65536 + c * 256 + d}",
+        f"{a}.{b}.{c * 256 + d}",
+        f"{a:#x}.{b:#o}.{c}.{d:#x}",
+        f"[::ffff:{ip}]",
+        f"[::ffff:{(n >> 16):x}:{(n & 0xFFFF):x}]",
+        f"[64:ff9b::{ip}]",
+        f"{ip}.",
+    ]
 
 
 @PROPERTY
@@ -282,8 +347,15 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
 
 
 def key(name: str, qps: float | None, quota: int | None) -> ApiKey:
-    return ApiKey(api_key=name, name=name, admin=False, qps=qps, daily_quota=quota,
-                  created_at="2027-01-15T08:00:00Z", revoked_at=None)
+    return ApiKey(
+        api_key=name,
+        name=name,
+        admin=False,
+        qps=qps,
+        daily_quota=quota,
+        created_at="2027-01-15T08:00:00Z",
+        revoked_at=None,
+    )
 
 
 @settings(PROPERTY, max_examples=60)
@@ -306,8 +378,9 @@ def test_the_bucket_never_admits_more_than_its_rate(database: Database, qps: flo
 
 @settings(PROPERTY, max_examples=40)
 @given(quota=st.integers(0, 5), calls=st.integers(0, 12))
-def test_the_daily_quota_admits_exactly_the_quota_then_renews_at_midnight(database: Database, quota: int,
-                                                                          calls: int) -> None:
+def test_the_daily_quota_admits_exactly_the_quota_then_renews_at_midnight(
+    database: Database, quota: int, calls: int
+) -> None:
     clock = Clock()
     limiter, limited = UsageLimiter(database, clock=clock), key(f"d{next(KEY_NUMBERS)}", None, quota)
     outcomes = []
@@ -335,8 +408,12 @@ def results(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Res
 
 
 @PROPERTY
-@given(st.one_of(st.text(max_size=64), st.sampled_from(["../facefuse.sqlite3", "..%2F..%2Fetc%2Fpasswd",
-                                                        "/etc/passwd", "a" * 31 + "/", ".", ""])))
+@given(
+    st.one_of(
+        st.text(max_size=64),
+        st.sampled_from(["../facefuse.sqlite3", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "a" * 31 + "/", ".", ""]),
+    )
+)
 def test_no_token_reaches_a_file_outside_the_results(results: ResultStore, token: str) -> None:
     path = results.path_for(token)
     assert path is None or (path.parent == results.results_dir and path.name == f"{token}.jpg")

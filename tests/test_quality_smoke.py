@@ -12,11 +12,31 @@ from conftest import FACES, REPO
 
 def test_quality_benchmark_small_run(tmp_path: Path) -> None:
     out, sheet = tmp_path / "quality.json", tmp_path / "quality.png"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality.py"), "--pairs", "8",
-                           "--faces-dir", str(FACES), "--out", str(out), "--sheet", str(sheet),
-                           "--realism-pairs", "1", "--realism-pose-templates", "1", "--realism-groups", "1",
-                           "--realism-sheet", ""],  # the realism measures: tests/test_realism_smoke.py
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "quality.py"),
+            "--pairs",
+            "8",
+            "--faces-dir",
+            str(FACES),
+            "--out",
+            str(out),
+            "--sheet",
+            str(sheet),
+            "--realism-pairs",
+            "1",
+            "--realism-pose-templates",
+            "1",
+            "--realism-groups",
+            "1",
+            "--realism-sheet",
+            "",
+        ],  # the realism measures: tests/test_realism_smoke.py
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "id_transfer" in done.stdout and "targets met" in done.stdout
     report = json.loads(out.read_text())
@@ -35,16 +55,36 @@ def test_quality_benchmark_small_run(tmp_path: Path) -> None:
     # The realism measures ride along, reported with the old ones.
     assert "realism occluders" in done.stdout and "realism targets met" in done.stdout
     assert report["realism"]["summary"]["occluder_pairs"] == 1
-    assert set(report["targets_met"]) == {"success", "id_transfer", "top1", "psnr_bg", "pose", "tone_median",
-                                          "tone_p90", "gray_kept"}
+    assert set(report["targets_met"]) == {
+        "success",
+        "id_transfer",
+        "top1",
+        "psnr_bg",
+        "pose",
+        "tone_median",
+        "tone_p90",
+        "gray_kept",
+    }
 
 
 def test_reference_methods_small_run(tmp_path: Path) -> None:
     """The issue's two reference methods run through the same judge (benchmarks/references.py)."""
     out = tmp_path / "references.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "references.py"), "--pairs", "2",
-                           "--faces-dir", str(FACES), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "references.py"),
+            "--pairs",
+            "2",
+            "--faces-dir",
+            str(FACES),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report) == {"classical", "mesh"}

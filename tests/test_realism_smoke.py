@@ -101,8 +101,9 @@ def test_plain_skin_leaves_the_features_out() -> None:
     polygon = quality.face_polygon_mask(rgb.shape, points)
     assert not (skin & ~polygon).any()
     assert 0.2 < skin.sum() / polygon.sum() < 0.8
-    features = np.vstack([points[list(group)] for group in
-                          (*realism.EYES, *realism.BROWS, realism.NOSE_BASE, realism.MOUTH)])
+    features = np.vstack(
+        [points[list(group)] for group in (*realism.EYES, *realism.BROWS, realism.NOSE_BASE, realism.MOUTH)]
+    )
     ys, xs = np.nonzero(skin)
     nearest = np.sqrt(((np.stack([xs, ys], 1)[:, None] - features[None]) ** 2).sum(2)).min(1)
     assert nearest.min() >= realism.FEATURE_MARGIN * quality.interocular_distance(points) - 1.5
@@ -125,10 +126,27 @@ def test_lstar_change_counts_what_moved() -> None:
 
 def test_realism_small_run(tmp_path: Path) -> None:
     out, sheet = tmp_path / "realism.json", tmp_path / "realism.png"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "realism.py"), "--pairs", "2",
-                           "--pose-templates", "1", "--groups", "1", "--faces-dir", str(FACES),
-                           "--out", str(out), "--sheet", str(sheet)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "realism.py"),
+            "--pairs",
+            "2",
+            "--pose-templates",
+            "1",
+            "--groups",
+            "1",
+            "--faces-dir",
+            str(FACES),
+            "--out",
+            str(out),
+            "--sheet",
+            str(sheet),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "realism targets met" in done.stdout and ("MET" in done.stdout or "MISS" in done.stdout)
     report = json.loads(out.read_text())

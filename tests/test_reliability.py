@@ -53,8 +53,15 @@ class Clock:
 def limited_key(name: str, qps: float | None = None, quota: int | None = None):
     from facefuse.keys.store import ApiKey
 
-    return ApiKey(api_key=name, name=name, admin=False, qps=qps, daily_quota=quota,
-                  created_at="2027-01-15T08:00:00Z", revoked_at=None)
+    return ApiKey(
+        api_key=name,
+        name=name,
+        admin=False,
+        qps=qps,
+        daily_quota=quota,
+        created_at="2027-01-15T08:00:00Z",
+        revoked_at=None,
+    )
 
 
 def test_a_refused_key_is_admitted_again_once_its_retry_after_has_passed(tmp_path) -> None:
@@ -128,6 +135,7 @@ def test_limits_are_shared_by_two_worker_processes(tmp_path_factory) -> None:
 
 # ------------------------------------------------------------------ hostile input, black-box
 
+
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG of a few dozen bytes whose header claims width x height pixels."""
     import struct
@@ -141,8 +149,10 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 def fuse_with(media_data: str) -> dict:
-    return {"parameter": {"faceFusePPType": DEMO_TEMPLATE},
-            "media_info_list": [{"media_data": media_data, "media_profiles": {"media_data_type": "jpg"}}]}
+    return {
+        "parameter": {"faceFusePPType": DEMO_TEMPLATE},
+        "media_info_list": [{"media_data": media_data, "media_profiles": {"media_data_type": "jpg"}}],
+    }
 
 
 def test_decompression_bomb_is_refused_from_its_header(server: RunningServer) -> None:
@@ -173,6 +183,7 @@ def test_json_shape_and_media_count_limits(server: RunningServer) -> None:
     for _ in range(17):
         deep = {"d": deep}
     with server.client() as client:
+
         def post(body: object) -> httpx.Response:
             return client.post("/v3/facefuse", params=server.auth, json=body)
 
@@ -188,8 +199,19 @@ def test_base64_longer_than_the_image_limit_is_refused_before_decoding(server: R
     assert_error(answer, 400, 10006, "IMAGE_FILE_TOO_LARGE")
 
 
-@pytest.mark.parametrize("name", ["..%2Ffacefuse.sqlite3", "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "....jpg",
-                                  "A" * 32, "A" * 32 + ".jpg", "%00.jpg", "..", "x.jpg%00"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..%2Ffacefuse.sqlite3",
+        "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "....jpg",
+        "A" * 32,
+        "A" * 32 + ".jpg",
+        "%00.jpg",
+        "..",
+        "x.jpg%00",
+    ],
+)
 def test_result_links_cannot_be_guessed_or_walked_out_of(server: RunningServer, name: str) -> None:
     with server.client() as client:
         assert_error(client.get(f"/v3/results/{name}"), 404, 10104, "NOT_FOUND")
@@ -234,8 +256,9 @@ def post_at_once(server: RunningServer, count: int) -> list[tuple[int, float, ht
 
 @pytest.fixture(scope="module")
 def tiny_queue_server(tmp_path_factory: pytest.TempPathFactory):
-    running = start_server(tmp_path_factory.mktemp("tiny") / "data",
-                           extra_env={"FACEFUSE_WORKERS": "1", "FACEFUSE_QUEUE_SIZE": "1"})
+    running = start_server(
+        tmp_path_factory.mktemp("tiny") / "data", extra_env={"FACEFUSE_WORKERS": "1", "FACEFUSE_QUEUE_SIZE": "1"}
+    )
     yield running
     stop_server(running)
 
@@ -253,8 +276,9 @@ def test_a_full_queue_answers_busy_at_once(tiny_queue_server: RunningServer) -> 
 
 
 def test_a_request_past_its_deadline_answers_process_timeout(tmp_path_factory: pytest.TempPathFactory) -> None:
-    running = start_server(tmp_path_factory.mktemp("deadline") / "data",
-                           extra_env={"FACEFUSE_REQUEST_DEADLINE": "0.005"})
+    running = start_server(
+        tmp_path_factory.mktemp("deadline") / "data", extra_env={"FACEFUSE_REQUEST_DEADLINE": "0.005"}
+    )
     try:
         with running.client() as client:
             answer = client.post("/v3/facefuse", params=running.auth, json=selfie_body())
@@ -283,6 +307,7 @@ def test_sigterm_finishes_the_requests_in_flight(tmp_path_factory: pytest.TempPa
 
 # ------------------------------------------------------------------ the last line of defence
 
+
 def test_a_client_hanging_up_mid_body_is_logged_without_a_stack_trace(tmp_path_factory) -> None:
     import socket
 
@@ -292,7 +317,7 @@ def test_a_client_hanging_up_mid_body_is_logged_without_a_stack_trace(tmp_path_f
         target = f"/v3/facefuse?api_key={running.api_key}&api_secret={running.api_secret}"
         for _ in range(3):
             with socket.create_connection(("127.0.0.1", port)) as sock:
-                sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{{\"a\":".encode())
+                sock.sendall(f'POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{{"a":'.encode())
                 time.sleep(0.1)
         with running.client() as client:
             assert client.get("/readyz").status_code == 200
@@ -357,12 +382,16 @@ def test_a_body_trickling_in_is_cut_off_at_the_request_deadline(tmp_path_factory
 
 # ------------------------------------------------------------------ work processes
 
+
 def work_processes(server: RunningServer) -> list[int]:
     """PIDs of the server's work processes (children of any of its threads)."""
     from pathlib import Path
 
-    children = [int(pid) for task in Path(f"/proc/{server.process.pid}/task").glob("*")
-                for pid in (task / "children").read_text().split()]
+    children = [
+        int(pid)
+        for task in Path(f"/proc/{server.process.pid}/task").glob("*")
+        for pid in (task / "children").read_text().split()
+    ]
     return [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 

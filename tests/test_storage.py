@@ -37,6 +37,7 @@ def db(tmp_path: Path) -> Database:
 
 # ------------------------------------------------------------------ database
 
+
 def test_database_is_wal_durable_and_versioned(db: Database) -> None:
     assert db.query_one("PRAGMA journal_mode")[0] == "wal"
     assert db.query_one("PRAGMA synchronous")[0] == 2  # FULL
@@ -107,8 +108,7 @@ def test_processes_open_a_fresh_database_and_write_at_once(tmp_path: Path) -> No
         "for _ in range(30): store.save(b'x' * 1000)\n"
     )
     db_path, results_dir = tmp_path / "shared.sqlite3", tmp_path / "results"
-    children = [subprocess.Popen([sys.executable, "-c", script, str(db_path), str(results_dir)])
-                for _ in range(4)]
+    children = [subprocess.Popen([sys.executable, "-c", script, str(db_path), str(results_dir)]) for _ in range(4)]
     assert [child.wait(timeout=60) for child in children] == [0, 0, 0, 0]
     db = Database(db_path)
     assert db.schema_version == SCHEMA_VERSION
@@ -122,6 +122,7 @@ def test_iso_utc() -> None:
 
 
 # ------------------------------------------------------------------ atomic files
+
 
 def test_write_atomic_writes_and_replaces_without_leftovers(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "file.bin"
@@ -147,6 +148,7 @@ def test_write_atomic_failure_keeps_the_old_file(tmp_path: Path, monkeypatch: py
 
 # ------------------------------------------------------------------ results
 
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -167,11 +169,26 @@ def test_result_tokens_are_long_random_and_url_safe(results: ResultStore) -> Non
         assert path.parent == results.results_dir
 
 
-@pytest.mark.parametrize("token", [
-    "../x", "../../etc/passwd", "..", "", "/etc/passwd", "a" * 31, "a" * 33, "a" * 31 + "/",
-    "a" * 31 + ".", "%2e%2e%2fxxxxxxxxxxxxxxxxxxxxxxxxx", "a" * 32 + "\n", "\n" + "a" * 32,
-    "a" * 30 + "\\x", "ａ" * 32, "a" * 32 + ".jpg",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "../x",
+        "../../etc/passwd",
+        "..",
+        "",
+        "/etc/passwd",
+        "a" * 31,
+        "a" * 33,
+        "a" * 31 + "/",
+        "a" * 31 + ".",
+        "%2e%2e%2fxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "a" * 32 + "\n",
+        "\n" + "a" * 32,
+        "a" * 30 + "\\x",
+        "ａ" * 32,
+        "a" * 32 + ".jpg",
+    ],
+)
 def test_malformed_tokens_find_nothing(results: ResultStore, token: str) -> None:
     results.save(b"jpeg")
     assert results.path_for(token) is None

@@ -67,6 +67,7 @@ def assert_consistent(registry: TemplateRegistry) -> list[TemplateInfo]:
 
 # ------------------------------------------------------------------ adding
 
+
 def test_add_a_frontal_photo(registry: TemplateRegistry) -> None:
     info = registry.add(photo(FRONTAL), name="angelina", fuse_degree=80)
     assert len(info.template_id) == 19 and info.template_id.isalnum() and info.template_id.islower()
@@ -111,31 +112,51 @@ def test_photo_breaking_the_image_rules_is_refused(registry: TemplateRegistry) -
 def test_duplicate_id_is_refused(registry: TemplateRegistry) -> None:
     registry.add(photo(FRONTAL), template_id="sametemplate0001")
     assert error_of(lambda: registry.add(photo(SMALL_FRONTAL), template_id="sametemplate0001")) is (
-        Err.INVALID_PARAMETER)
+        Err.INVALID_PARAMETER
+    )
     with pytest.raises(FacefuseError, match="already exists"):
         registry.add(photo(SMALL_FRONTAL), template_id="sametemplate0001")
     assert [t.width for t in registry.list()] == [330]
 
 
-@pytest.mark.parametrize("bad_id", [
-    "short", "a" * 15, "a" * 20, "UPPERCASE0000000", "with-dash0000000", "../../etc/passwd", "abcdefghijklmnop\n",
-    "abcdefghijklmnop/", "", "ａbcdefghijklmnop",
-])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "short",
+        "a" * 15,
+        "a" * 20,
+        "UPPERCASE0000000",
+        "with-dash0000000",
+        "../../etc/passwd",
+        "abcdefghijklmnop\n",
+        "abcdefghijklmnop/",
+        "",
+        "ａbcdefghijklmnop",
+    ],
+)
 def test_malformed_id_is_refused(registry: TemplateRegistry, bad_id: str) -> None:
     assert error_of(lambda: registry.add(photo(FRONTAL), template_id=bad_id)) is Err.INVALID_PARAMETER
     assert registry.get(bad_id) is None
     assert registry.list() == []
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"fuse_degree": 101}, {"fuse_degree": -1}, {"shape_degree": 50.5}, {"shape_degree": True},
-    {"name": "x" * 201}, {"name": "line\nbreak"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"fuse_degree": 101},
+        {"fuse_degree": -1},
+        {"shape_degree": 50.5},
+        {"shape_degree": True},
+        {"name": "x" * 201},
+        {"name": "line\nbreak"},
+    ],
+)
 def test_bad_options_are_refused(registry: TemplateRegistry, kwargs: dict) -> None:
     assert error_of(lambda: registry.add(photo(FRONTAL), **kwargs)) is Err.INVALID_PARAMETER
 
 
 # ------------------------------------------------------------------ loading
+
 
 def test_load_decodes_and_analyses_once(registry: TemplateRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
     info = registry.add(photo(FRONTAL), template_id="cachedtemplate01")
@@ -156,18 +177,17 @@ def test_load_decodes_and_analyses_once(registry: TemplateRegistry, monkeypatch:
     assert first.info == info
 
 
-@pytest.mark.parametrize("template_photo, users", [(FRONTAL, [SMALL_FRONTAL]),
-                                                   (TWO_PEOPLE, [FRONTAL, SMALL_FRONTAL])])
+@pytest.mark.parametrize("template_photo, users", [(FRONTAL, [SMALL_FRONTAL]), (TWO_PEOPLE, [FRONTAL, SMALL_FRONTAL])])
 def test_results_of_a_kept_template_re_encode_only_the_face_rows(
-        tmp_path: Path, template_photo: str, users: list[str]) -> None:
+    tmp_path: Path, template_photo: str, users: list[str]
+) -> None:
     """A registry that keeps templates encoded gives the pixels of a full encode."""
     from facefuse.media.decode import decode_image
     from facefuse.media.encode import encode_jpeg
     from facefuse.service import FuseJob, FuseService, UserPhoto
     from facefuse.settings import Settings
 
-    registry = TemplateRegistry(Database(tmp_path / "facefuse.sqlite3"), tmp_path / "templates",
-                                result_quality=95)
+    registry = TemplateRegistry(Database(tmp_path / "facefuse.sqlite3"), tmp_path / "templates", result_quality=95)
     template_id = registry.add(photo(template_photo)).template_id
     assert registry.load(template_id).encoded is not None
     service = FuseService(Settings(data_dir=tmp_path), registry)
@@ -222,8 +242,7 @@ def test_another_process_sees_adds_and_removes_at_once(registry: TemplateRegistr
 
 def test_demo_template(registry: TemplateRegistry) -> None:
     demo = registry.ensure_demo()
-    assert (demo.template_id, demo.name, demo.faces, demo.width, demo.height) == (
-        DEMO_TEMPLATE_ID, "demo", 1, 512, 600)
+    assert (demo.template_id, demo.name, demo.faces, demo.width, demo.height) == (DEMO_TEMPLATE_ID, "demo", 1, 512, 600)
     assert registry.ensure_demo() == demo  # not added twice
     assert len(registry.list()) == 1
     assert registry.load(DEMO_TEMPLATE_ID).faces[0].size > 100
@@ -291,8 +310,12 @@ print("survived", flush=True)
 
 
 def run_child(data_dir: Path, mode: str, *extra: str, photo_name: str = SMALL_FRONTAL) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CHILD, str(data_dir), str(face(photo_name)), mode, *extra],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(data_dir), str(face(photo_name)), mode, *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_kill_at_each_step_of_an_add_leaves_all_or_nothing(tmp_path: Path) -> None:
@@ -322,8 +345,12 @@ def test_sigkill_at_random_moments_of_an_add_loop(tmp_path: Path) -> None:
     rng = random.Random(20240501)
     acknowledged: list[str] = []
     for _ in range(4):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(face(SMALL_FRONTAL)), "loop"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), str(face(SMALL_FRONTAL)), "loop"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         for _ in range(rng.randint(2, 5)):
             acknowledged.append(child.stdout.readline().strip())
@@ -339,9 +366,16 @@ def test_sigkill_at_random_moments_of_an_add_loop(tmp_path: Path) -> None:
 
 def test_two_processes_adding_at_once(tmp_path: Path) -> None:
     open_registry(tmp_path).db.close()  # the schema exists; both racers start on equal terms
-    racers = [subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(face(SMALL_FRONTAL)), "race"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), str(face(SMALL_FRONTAL)), "race"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for racer in racers:
         assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
     for racer in racers:  # go

@@ -26,8 +26,13 @@ CODE_OF_CATEGORY = {
     "pitch_large": Err.DETECT_FACE_PITCHANGLE_BIG,
     "yaw_large": Err.DETECT_FACE_YAWANGLE_BIG,
 }
-ACCEPTED = [p for p in photos() if ("frontal" in p.categories or "hard_to_detect" in p.categories)
-            and "large_image" not in p.categories and p.format in ("JPEG", "PNG")]
+ACCEPTED = [
+    p
+    for p in photos()
+    if ("frontal" in p.categories or "hard_to_detect" in p.categories)
+    and "large_image" not in p.categories
+    and p.format in ("JPEG", "PNG")
+]
 
 
 def check(photo: str) -> None:
@@ -48,8 +53,7 @@ def test_frontal_and_hard_to_detect_photos_pass_the_checks(photo: Photo) -> None
     assert error_code(photo.file) is None
 
 
-@pytest.mark.parametrize(
-    "photo", [p for p in photos() if p.categories & CODE_OF_CATEGORY.keys()], ids=lambda p: p.file)
+@pytest.mark.parametrize("photo", [p for p in photos() if p.categories & CODE_OF_CATEGORY.keys()], ids=lambda p: p.file)
 def test_each_problem_photo_gets_its_code(photo: Photo) -> None:
     expected = next(CODE_OF_CATEGORY[c].code for c in CODE_OF_CATEGORY if c in photo.categories)
     assert error_code(photo.file) == expected
@@ -134,7 +138,7 @@ def face_of(photo: str, background: str | None, side: float) -> np.ndarray:
     if background is None:
         return small
     canvas = decode_image(face(background).read_bytes()).copy()
-    canvas[40:40 + small.shape[0], 60:60 + small.shape[1]] = small
+    canvas[40 : 40 + small.shape[0], 60 : 60 + small.shape[1]] = small
     return canvas
 
 
@@ -155,25 +159,34 @@ def test_a_40_px_face_is_too_small(case: str) -> None:
     assert raised.value.error is Err.DETECT_FACE_LOWAREA
 
 
-def post_user_photo(server: RunningServer, rgb: np.ndarray, template_photo: str | None = None,
-                    template_face_index: int | None = None) -> dict:
+def post_user_photo(
+    server: RunningServer, rgb: np.ndarray, template_photo: str | None = None, template_face_index: int | None = None
+) -> dict:
     """POST /v3/facefuse with the photo as PNG, to the demo template or an ad-hoc one."""
     png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-    user: dict[str, object] = {"media_data": base64.b64encode(png).decode(),
-                               "media_profiles": {"media_data_type": "png"}}
+    user: dict[str, object] = {
+        "media_data": base64.b64encode(png).decode(),
+        "media_profiles": {"media_data_type": "png"},
+    }
     if template_face_index is not None:
         user["media_extra"] = {"template_face_index": template_face_index}
     items = [user]
     if template_photo is not None:
-        items.append({"media_data": base64.b64encode(face(template_photo).read_bytes()).decode(),
-                      "media_profiles": {"media_data_type": "jpg"}, "media_extra": {"role": "template"}})
+        items.append(
+            {
+                "media_data": base64.b64encode(face(template_photo).read_bytes()).decode(),
+                "media_profiles": {"media_data_type": "jpg"},
+                "media_extra": {"role": "template"},
+            }
+        )
     parameter: dict[str, str] = {"rsp_media_type": "base64"}
     if template_photo is None:
         parameter["faceFusePPType"] = DEMO_TEMPLATE
     body = {"parameter": parameter, "extra": {}, "media_info_list": items}
     with server.client() as client:
-        return client.post("/v3/facefuse", content=json.dumps(body), params=server.auth,
-                           headers={"Content-Type": "application/json"}).json()
+        return client.post(
+            "/v3/facefuse", content=json.dumps(body), params=server.auth, headers={"Content-Type": "application/json"}
+        ).json()
 
 
 @pytest.mark.parametrize("case", SMALL_FACE_PHOTOS)
@@ -195,7 +208,7 @@ def test_small_face_in_a_big_photo_is_too_small() -> None:
     canvas = np.full((3000, 3000, 3), 200, np.uint8)
     scale = 55 / found.size  # the face becomes about 55 px; a 3000 px photo needs 62.5 px
     small = cv2.resize(selfie, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    canvas[1400:1400 + small.shape[0], 1400:1400 + small.shape[1]] = small
+    canvas[1400 : 1400 + small.shape[0], 1400 : 1400 + small.shape[1]] = small
     faces = detect_faces(canvas)
     assert faces, "the small face should still be found"
     assert faces[0].size < 62.5 and found.size * scale == pytest.approx(faces[0].size, rel=0.3)
@@ -306,7 +319,8 @@ def test_mediapipe_start_up_notices_stay_off_stderr_and_stderr_works_after() -> 
         "print(len(faces), file=sys.stderr, flush=True)\n"
         "os.write(2, b'still here\\n')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(face("deepface__img11.jpg"))],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(face("deepface__img11.jpg"))], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == "2\nstill here\n"

@@ -87,6 +87,7 @@ def test_a_full_pool_refuses_and_a_deadline_releases_nothing_early(tmp_path) -> 
     gate = Gate(tmp_path / "gate")
     work = WorkPool(1, 0, deadline=0.2)
     try:
+
         async def scenario() -> None:
             held = asyncio.create_task(work.run(_wait_at, gate.path))
             await asyncio.sleep(0)  # run() admits before it first waits
@@ -180,6 +181,7 @@ def test_a_crash_fails_only_the_job_in_that_process(tmp_path) -> None:
     gate = Gate(tmp_path / "gate")
     work = WorkPool(2, 2, deadline=30)
     try:
+
         async def scenario() -> None:
             steady = asyncio.create_task(work.run(_wait_at, gate.path))
             await until(lambda: any(p.held for p in work._processes), "the steady job in a process")
@@ -199,6 +201,7 @@ def test_a_crash_fails_only_the_job_in_that_process(tmp_path) -> None:
 def test_waiting_jobs_run_as_processes_free_up() -> None:
     work = WorkPool(2, 8, deadline=30)
     try:
+
         async def scenario() -> list[int]:
             return await asyncio.gather(*(work.run(_sleep_and_pid, 0.05) for _ in range(10)))
 
@@ -223,6 +226,7 @@ def test_a_busy_process_holds_the_next_idempotent_job_and_a_crash_retries_it(tmp
     gate = Gate(tmp_path / "gate")
     work = WorkPool(1, 4, deadline=30)
     try:
+
         async def scenario() -> None:
             crash = asyncio.create_task(work.run(_wait_then_exit, gate.path))
             await until(lambda: work._processes and work._processes[0].held, "the first job in the process")
@@ -297,8 +301,9 @@ def _cores_of_a_new_thread() -> set[int]:
     return seen[0]
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux and two CPUs")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs"
+)
 def test_one_worker_per_cpu_each_runs_on_a_cpu_of_its_own_and_a_replacement_takes_the_freed_one() -> None:
     cores = os.sched_getaffinity(0)
     work = WorkPool(len(cores), 0, deadline=30)
@@ -326,8 +331,9 @@ def test_one_worker_per_cpu_each_runs_on_a_cpu_of_its_own_and_a_replacement_take
         work.shutdown()
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux and two CPUs")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs"
+)
 def test_fewer_workers_than_cpus_or_pinning_off_leave_the_scheduler_free() -> None:
     cores = os.sched_getaffinity(0)
     for work in (WorkPool(len(cores) - 1, 0, deadline=30), WorkPool(len(cores), 0, deadline=30, pin_to_cores=False)):
@@ -370,8 +376,9 @@ def test_a_job_may_take_a_spare_core_while_the_jobs_are_at_most_half_the_cores()
     assert seen == [True, True, True, False, False]
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux and two CPUs")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and two CPUs"
+)
 def test_a_lone_job_may_take_a_spare_core_and_none_does_under_load(tmp_path) -> None:
     cores = len(os.sched_getaffinity(0))
     for workers in (1, cores):  # not pinned, pinned

@@ -86,7 +86,7 @@ class LoopbackClient:
         length = int(headers["content-length"])
         data = bytearray(length)
         view = memoryview(data)
-        already = received[end + 4:]
+        already = received[end + 4 :]
         taken = min(len(already), length)
         view[:taken] = already[:taken]
         self._pending = bytes(already[taken:])

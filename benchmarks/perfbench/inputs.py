@@ -132,8 +132,9 @@ class ComputeProbe:
         self._job = (base64.b64encode(item.jpeg).decode(), template_jpeg, runs)
         single_threaded_libraries()  # as the service's work processes
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(self.cores, mp_context=context, initializer=_start_probe_process,
-                                         initargs=(context.Barrier(self.cores),))
+        self._pool = ProcessPoolExecutor(
+            self.cores, mp_context=context, initializer=_start_probe_process, initargs=(context.Barrier(self.cores),)
+        )
         self.alone: list[float] = []
         self.together: list[list[float]] = [[] for _ in range(self.cores)]
 

@@ -29,9 +29,15 @@ SATURATED_HEALTH_EVERY_S = 0.02  # where its answer time is the target
 
 
 def fuse_body(item: Input, template_id: str, rsp: str) -> bytes:
-    return json.dumps({"parameter": {"rsp_media_type": rsp, "faceFusePPType": template_id}, "extra": {},
-                       "media_info_list": [{"media_data": base64.b64encode(item.jpeg).decode(),
-                                            "media_profiles": {"media_data_type": "jpg"}}]}).encode()
+    return json.dumps(
+        {
+            "parameter": {"rsp_media_type": rsp, "faceFusePPType": template_id},
+            "extra": {},
+            "media_info_list": [
+                {"media_data": base64.b64encode(item.jpeg).decode(), "media_profiles": {"media_data_type": "jpg"}}
+            ],
+        }
+    ).encode()
 
 
 def post(client: LoopbackClient, service: Service, body: bytes, parse: bool = True) -> tuple[float, int]:
@@ -55,8 +61,11 @@ def _is_base64_jpeg_answer(data: bytes) -> bool:
     """The answer's shape and its JPEG's first bytes, without parsing its half a megabyte:
     an answer that is not this is parsed whole and checked."""
     head = _BASE64_ANSWER_HEAD.match(data[:256])
-    return (head is not None and data.endswith(_BASE64_ANSWER_TAIL)
-            and base64.b64decode(head.group(1)).startswith(b"\xff\xd8\xff"))
+    return (
+        head is not None
+        and data.endswith(_BASE64_ANSWER_TAIL)
+        and base64.b64decode(head.group(1)).startswith(b"\xff\xd8\xff")
+    )
 
 
 def _check_answer(client: LoopbackClient, answer: Any) -> None:
@@ -77,8 +86,9 @@ def latency(service: Service, body: bytes, count: int) -> Percentiles:
     return Percentiles.of(_timed_posts(service, body, count, None))
 
 
-def floor_and_latency(service: Service, item: Input, body: bytes, result_rgb: np.ndarray,
-                      count: int) -> tuple[Percentiles, Percentiles]:
+def floor_and_latency(
+    service: Service, item: Input, body: bytes, result_rgb: np.ndarray, count: int
+) -> tuple[Percentiles, Percentiles]:
     """The floor and the service's latency for the same input, one floor run before each
     request: both see the machine in the same state, so their ratio does not drift with
     whatever else the machine is doing."""
@@ -122,8 +132,9 @@ def first_answers(service: Service, body: bytes, clients: int) -> list[float]:
         return sorted(pool.map(first, range(clients)))
 
 
-def throughput(service: Service, body: bytes, concurrency: int, count: int,
-               health_every: float = HEALTH_EVERY_S) -> LoadRun:
+def throughput(
+    service: Service, body: bytes, concurrency: int, count: int, health_every: float = HEALTH_EVERY_S
+) -> LoadRun:
     """`concurrency` clients send `count` requests in all: fused answers per second, latency
     of the fused and of the busy answers, and /healthz polled every `health_every` s
     meanwhile. A poll wakes both processes from sleep, which costs CPU on the cores the
@@ -161,13 +172,24 @@ def throughput(service: Service, body: bytes, concurrency: int, count: int,
     ok = [ms for ms, status in results if status == 200]
     busy = [ms for ms, status in results if status == 503]
     answered = max(len(ok), 1)
-    return LoadRun(concurrency=concurrency, requests=len(results), ok=len(ok), busy_503=len(busy),
-                   other=len(results) - len(ok) - len(busy), rps=len(ok) / elapsed,
-                   ok_p50_ms=_pct(ok, 50), ok_p99_ms=_pct(ok, 99), busy_p99_ms=_pct(busy, 99),
-                   healthz_p99_ms=_pct(health, 99), healthz_max_ms=max(health, default=float("nan")),
-                   cpu_ms_http=1000 * cpu.http_s / answered, cpu_ms_work=1000 * cpu.work_s / answered,
-                   cpu_ms_client=1000 * cpu.client_s / answered, idle_pct=cpu.idle_pct(),
-                   steal_ms=1000 * cpu.steal_s)
+    return LoadRun(
+        concurrency=concurrency,
+        requests=len(results),
+        ok=len(ok),
+        busy_503=len(busy),
+        other=len(results) - len(ok) - len(busy),
+        rps=len(ok) / elapsed,
+        ok_p50_ms=_pct(ok, 50),
+        ok_p99_ms=_pct(ok, 99),
+        busy_p99_ms=_pct(busy, 99),
+        healthz_p99_ms=_pct(health, 99),
+        healthz_max_ms=max(health, default=float("nan")),
+        cpu_ms_http=1000 * cpu.http_s / answered,
+        cpu_ms_work=1000 * cpu.work_s / answered,
+        cpu_ms_client=1000 * cpu.client_s / answered,
+        idle_pct=cpu.idle_pct(),
+        steal_ms=1000 * cpu.steal_s,
+    )
 
 
 def saturation(service: Service, body: bytes, concurrency: int, rounds: int) -> LoadCell:
@@ -175,8 +197,7 @@ def saturation(service: Service, body: bytes, concurrency: int, rounds: int) -> 
     busy-answer p99. A busy answer waits on nothing but the HTTP process, so one stall of
     it (a full garbage collection, the host taking the CPU) delays every one in flight at
     once: one round should not decide."""
-    runs = [throughput(service, body, concurrency, 3 * concurrency, SATURATED_HEALTH_EVERY_S)
-            for _ in range(rounds)]
+    runs = [throughput(service, body, concurrency, 3 * concurrency, SATURATED_HEALTH_EVERY_S) for _ in range(rounds)]
     return median_round(runs, by="busy_p99_ms")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 P50_TARGETS = {"0.25 MP": 2.0, "1 MP": 2.0, "4 MP": 3.0, "16 MP": 4.0}
 
+
 @dataclass(frozen=True)
 class Percentiles:
     p50: float
@@ -27,8 +28,12 @@ class Percentiles:
     @classmethod
     def of(cls, samples: list[float]) -> Percentiles:
         values = np.asarray(samples)
-        return cls(float(np.percentile(values, 50)), float(np.percentile(values, 95)),
-                   float(np.percentile(values, 99)), len(samples))
+        return cls(
+            float(np.percentile(values, 50)),
+            float(np.percentile(values, 95)),
+            float(np.percentile(values, 99)),
+            len(samples),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ def median_round(runs: list[LoadRun], by: Literal["rps", "busy_p99_ms"] = "rps")
     """The round of median `by` (the lower middle one of an even number). A shared host's
     speed moves within minutes: the best single round of each service would tell more about
     when it ran than about the service."""
+
     def value(run: LoadRun) -> float:
         measured = run.rps if by == "rps" else run.busy_p99_ms
         return measured if np.isfinite(measured) else float("inf")
@@ -75,9 +81,12 @@ def median_round(runs: list[LoadRun], by: Literal["rps", "busy_p99_ms"] = "rps")
     chosen = {f.name: getattr(median, f.name) for f in fields(LoadRun)}
     chosen["healthz_p99_ms"] = max(r.healthz_p99_ms for r in runs)
     chosen["healthz_max_ms"] = max(r.healthz_max_ms for r in runs)
-    return LoadCell(**chosen, rounds_rps=[r.rps for r in runs],
-                    rounds_busy_p99_ms=[r.busy_p99_ms for r in runs] if by == "busy_p99_ms" else None,
-                    rounds_steal_ms=[r.steal_ms for r in runs])
+    return LoadCell(
+        **chosen,
+        rounds_rps=[r.rps for r in runs],
+        rounds_busy_p99_ms=[r.busy_p99_ms for r in runs] if by == "busy_p99_ms" else None,
+        rounds_steal_ms=[r.steal_ms for r in runs],
+    )
 
 
 @dataclass(frozen=True)
@@ -157,8 +166,13 @@ class Ratios:
 
     def named(self) -> dict[str, float]:
         out = {f"p50_over_floor_{label}": value for label, value in self.p50_over_floor.items()}
-        for name in ("two_workers_over_one", "two_workers_over_one_ceiling", "two_workers_over_one_paired",
-                     "cores_compute_speedup", "two_workers_over_one_of_machine"):
+        for name in (
+            "two_workers_over_one",
+            "two_workers_over_one_ceiling",
+            "two_workers_over_one_paired",
+            "cores_compute_speedup",
+            "two_workers_over_one_of_machine",
+        ):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -190,16 +204,26 @@ def ratios(service: ServiceResults, cpus: int | None) -> Ratios:
     ceiling = ((cpus or 1) * 1000 / per_request) / one.rps
     paired = paired_ratios(service.throughput[1], service.throughput[2])
     speedup = service.compute_scaling.speedup if service.compute_scaling else None
-    return Ratios(p50_over_floor, over_one, ceiling, float(np.median(paired)) if paired else None, speedup,
-                  over_one / speedup if speedup else None)
+    return Ratios(
+        p50_over_floor,
+        over_one,
+        ceiling,
+        float(np.median(paired)) if paired else None,
+        speedup,
+        over_one / speedup if speedup else None,
+    )
 
 
 def paired_ratios(one: list[LoadCell], two: list[LoadCell]) -> list[float]:
     """2 workers over 1 in each round where both had more clients than workers, the two
     runs back to back: seconds apart, so the host's drift over the minutes of the whole
     run (which the best cells of each can catch at different speeds) mostly cancels."""
-    return [b / a for cell_one, cell_two in zip(one, two) if cell_one.concurrency > 2
-            for a, b in zip(cell_one.rounds_rps, cell_two.rounds_rps)]
+    return [
+        b / a
+        for cell_one, cell_two in zip(one, two)
+        if cell_one.concurrency > 2
+        for a, b in zip(cell_one.rounds_rps, cell_two.rounds_rps)
+    ]
 
 
 def _best_loaded(runs: list[LoadCell]) -> LoadCell:
@@ -212,12 +236,16 @@ def _best_loaded(runs: list[LoadCell]) -> LoadCell:
 
 def targets(service: ServiceResults, ratio: Ratios) -> dict[str, bool]:
     """Each target of the issue that this run measured: met or not."""
-    met = {f"p50 {label} <= {limit:g}x floor": ratio.p50_over_floor[label] <= limit
-           for label, limit in P50_TARGETS.items() if label in ratio.p50_over_floor}
+    met = {
+        f"p50 {label} <= {limit:g}x floor": ratio.p50_over_floor[label] <= limit
+        for label, limit in P50_TARGETS.items()
+        if label in ratio.p50_over_floor
+    }
     if ratio.two_workers_over_one is not None:
         scaling = ratio.two_workers_over_one_paired
         met["2 workers >= 1.8x 1 worker (paired rounds)"] = (
-            scaling if scaling is not None else ratio.two_workers_over_one) >= 1.8
+            scaling if scaling is not None else ratio.two_workers_over_one
+        ) >= 1.8
     loaded: list[LoadRun] = [r for runs in service.throughput.values() for r in runs]
     loaded.append(service.saturation)
     met["/healthz <= 50 ms under load (p99)"] = all(r.healthz_p99_ms <= 50 for r in loaded)
@@ -234,10 +262,15 @@ def as_json_object(report: Report) -> dict[str, object]:
     s = report.service
     later = [n for n in s.start_s if n != 1]
     out: dict[str, object] = {
-        "machine": asdict(report.machine), "template": asdict(report.template),
-        "inputs": [asdict(i) for i in report.inputs], "start_s_1_worker": s.start_s[1],
-        **{name: {label: asdict(p) for label, p in getattr(s.latencies, name).items()}
-           for name in ("floor_ms", "service_ms", "service_url_out_ms")}}
+        "machine": asdict(report.machine),
+        "template": asdict(report.template),
+        "inputs": [asdict(i) for i in report.inputs],
+        "start_s_1_worker": s.start_s[1],
+        **{
+            name: {label: asdict(p) for label, p in getattr(s.latencies, name).items()}
+            for name in ("floor_ms", "service_ms", "service_url_out_ms")
+        },
+    }
     for n in later:
         out[f"start_s_{n}_worker"] = s.start_s[n]
         out[f"first_answers_ms_{n}_worker"] = s.first_answers_ms[n]
@@ -259,6 +292,7 @@ def _cell(cell: LoadCell) -> dict[str, object]:
 
 def to_json(report: Report) -> str:
     """The report as strict JSON: a value that could not be measured (NaN) becomes null."""
+
     def clean(value: object) -> object:
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -273,15 +307,19 @@ def to_json(report: Report) -> str:
 
 def table_lines(report: Report) -> list[str]:
     s, t, lat = report.service, report.template, report.service.latencies
-    lines = [f"template {t.photo} {t.width}x{t.height}, face {t.face_px} px; "
-             f"{report.machine.cpus} cpus, load {report.machine.load_before:.2f} before",
-             f"{'input':>8} {'size':>11} {'floor p50':>10} {'svc p50':>8} {'p95':>7} {'p99':>7} "
-             f"{'ratio':>6} {'target':>6}  {'url p50':>8} {'url p99':>8}"]
+    lines = [
+        f"template {t.photo} {t.width}x{t.height}, face {t.face_px} px; "
+        f"{report.machine.cpus} cpus, load {report.machine.load_before:.2f} before",
+        f"{'input':>8} {'size':>11} {'floor p50':>10} {'svc p50':>8} {'p95':>7} {'p99':>7} "
+        f"{'ratio':>6} {'target':>6}  {'url p50':>8} {'url p99':>8}",
+    ]
     for item in report.inputs:
         floor, svc, url = lat.floor_ms[item.label], lat.service_ms[item.label], lat.service_url_out_ms[item.label]
-        lines.append(f"{item.label:>8} {item.width:>5}x{item.height:<5} {floor.p50:>8.1f}ms {svc.p50:>6.1f}ms "
-                     f"{svc.p95:>5.1f}ms {svc.p99:>5.1f}ms {svc.p50 / floor.p50:>5.2f}x "
-                     f"{P50_TARGETS[item.label]:>5g}x  {url.p50:>6.1f}ms {url.p99:>6.1f}ms")
+        lines.append(
+            f"{item.label:>8} {item.width:>5}x{item.height:<5} {floor.p50:>8.1f}ms {svc.p50:>6.1f}ms "
+            f"{svc.p95:>5.1f}ms {svc.p99:>5.1f}ms {svc.p50 / floor.p50:>5.2f}x "
+            f"{P50_TARGETS[item.label]:>5g}x  {url.p50:>6.1f}ms {url.p99:>6.1f}ms"
+        )
     named = [(f"throughput_{n}_worker", cells) for n, cells in s.throughput.items()]
     for key, cells in [*named, ("saturation_1_worker", [s.saturation])]:
         for r in cells:
@@ -289,30 +327,38 @@ def table_lines(report: Report) -> list[str]:
             busy_rounds = r.rounds_busy_p99_ms or []
             busy_each = f", rounds {'/'.join(f'{ms:.0f}' for ms in busy_rounds)}" if len(busy_rounds) > 1 else ""
             steal = sum(r.rounds_steal_ms or [r.steal_ms])
-            lines.append(f"{key}: c={r.concurrency:<2} {r.rps:6.1f} req/s{each}  ok {r.ok}/{r.requests} "
-                         f"(p50 {r.ok_p50_ms:.0f} ms, p99 {r.ok_p99_ms:.0f} ms)  busy {r.busy_503} "
-                         f"(p99 {r.busy_p99_ms:.1f} ms{busy_each})  healthz p99 {r.healthz_p99_ms:.1f} ms "
-                         f"max {r.healthz_max_ms:.1f} ms  cpu/ok: http {r.cpu_ms_http:.1f} "
-                         f"work {r.cpu_ms_work:.1f} client {r.cpu_ms_client:.1f} ms, idle {r.idle_pct:.0f} %, "
-                         f"host steal {steal:.0f} ms")
+            lines.append(
+                f"{key}: c={r.concurrency:<2} {r.rps:6.1f} req/s{each}  ok {r.ok}/{r.requests} "
+                f"(p50 {r.ok_p50_ms:.0f} ms, p99 {r.ok_p99_ms:.0f} ms)  busy {r.busy_503} "
+                f"(p99 {r.busy_p99_ms:.1f} ms{busy_each})  healthz p99 {r.healthz_p99_ms:.1f} ms "
+                f"max {r.healthz_max_ms:.1f} ms  cpu/ok: http {r.cpu_ms_http:.1f} "
+                f"work {r.cpu_ms_work:.1f} client {r.cpu_ms_client:.1f} ms, idle {r.idle_pct:.0f} %, "
+                f"host steal {steal:.0f} ms"
+            )
     memory = s.memory
-    lines.append(f"memory (1 worker): {memory.rss_mb_after_warmup:.0f} MB after warm-up, "
-                 f"{memory.rss_mb_after:.0f} MB after {memory.requests} more requests "
-                 f"({memory.growth_pct:+.1f} %)")
+    lines.append(
+        f"memory (1 worker): {memory.rss_mb_after_warmup:.0f} MB after warm-up, "
+        f"{memory.rss_mb_after:.0f} MB after {memory.requests} more requests "
+        f"({memory.growth_pct:+.1f} %)"
+    )
     for n, mbs in s.rss_mb.items():
         lines.append(f"memory per work process ({n} worker), after its load: {', '.join(f'{v:.0f} MB' for v in mbs)}")
-    lines.append(f"memory HTTP process (no models), after its load: "
-                 f"{', '.join(f'{v:.0f} MB' for v in s.rss_mb_http_process)}")
+    lines.append(
+        f"memory HTTP process (no models), after its load: {', '.join(f'{v:.0f} MB' for v in s.rss_mb_http_process)}"
+    )
     starts = [f"{n} worker {seconds:.2f} s" for n, seconds in s.start_s.items()]
     lines.append("cold start to /readyz: " + ", ".join(starts) + " (the first on a fresh data dir)")
     for n, answers in s.first_answers_ms.items():
-        lines.append(f"first answers after start ({n} workers, one client each): "
-                     f"{', '.join(f'{ms:.0f}' for ms in answers)} ms")
+        lines.append(
+            f"first answers after start ({n} workers, one client each): {', '.join(f'{ms:.0f}' for ms in answers)} ms"
+        )
     scaling = s.compute_scaling
     if scaling is not None:
         together = "/".join(f"{ms:.1f}" for ms in scaling.together_ms_p50)
-        lines.append(f"machine, no HTTP: a 1 MP job {scaling.alone_ms_p50:.1f} ms alone, {together} ms with "
-                     f"one per core at once: {scaling.cores} cores give {scaling.speedup:.2f}x one")
+        lines.append(
+            f"machine, no HTTP: a 1 MP job {scaling.alone_ms_p50:.1f} ms alone, {together} ms with "
+            f"one per core at once: {scaling.cores} cores give {scaling.speedup:.2f}x one"
+        )
     lines.append("ratios: " + "  ".join(f"{k} {v:.2f}" for k, v in report.ratios.named().items()))
     lines.extend(f"target {'MET ' if ok else 'MISS'}  {name}" for name, ok in report.targets.items())
     return lines

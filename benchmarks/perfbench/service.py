@@ -49,11 +49,22 @@ def start_service(data_dir: Path, workers: int, key: tuple[str, str] | None) -> 
     """`facefuse serve` with `workers` work processes; waits for /readyz. Without `key`, the
     data dir is fresh and the key the first start prints is read from its output."""
     port = free_port()
-    env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir), "FACEFUSE_PORT": str(port),
-           "FACEFUSE_HOST": "127.0.0.1", "FACEFUSE_WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "FACEFUSE_DATA_DIR": str(data_dir),
+        "FACEFUSE_PORT": str(port),
+        "FACEFUSE_HOST": "127.0.0.1",
+        "FACEFUSE_WORKERS": str(workers),
+        "PYTHONUNBUFFERED": "1",
+    }
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "facefuse.cli", "serve"], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facefuse.cli", "serve"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         return _wait_ready(process, f"http://127.0.0.1:{port}", key, started)
     except BaseException:
@@ -62,8 +73,7 @@ def start_service(data_dir: Path, workers: int, key: tuple[str, str] | None) -> 
         raise
 
 
-def _wait_ready(process: subprocess.Popen[str], base_url: str, key: tuple[str, str] | None,
-                started: float) -> Service:
+def _wait_ready(process: subprocess.Popen[str], base_url: str, key: tuple[str, str] | None, started: float) -> Service:
     api_key, secret = key or ("", "")
     assert process.stdout is not None
     deadline = time.monotonic() + 120
@@ -72,14 +82,15 @@ def _wait_ready(process: subprocess.Popen[str], base_url: str, key: tuple[str, s
             raise RuntimeError("the service exited during start-up")
         if not (api_key and secret):
             line = process.stdout.readline()
-            api_key = (m.group(1) if (m := re.search(r"api_key=(\S+)", line)) else api_key)
-            secret = (m.group(1) if (m := re.search(r"api_secret=(\S+)", line)) else secret)
+            api_key = m.group(1) if (m := re.search(r"api_key=(\S+)", line)) else api_key
+            secret = m.group(1) if (m := re.search(r"api_secret=(\S+)", line)) else secret
             continue
         try:
             if httpx.get(f"{base_url}/readyz", timeout=2, trust_env=False).status_code == 200:
                 threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
-                return Service(process, base_url, {"api_key": api_key, "api_secret": secret},
-                               time.perf_counter() - started)
+                return Service(
+                    process, base_url, {"api_key": api_key, "api_secret": secret}, time.perf_counter() - started
+                )
         except httpx.HTTPError:
             pass
         time.sleep(0.02)
@@ -88,8 +99,14 @@ def _wait_ready(process: subprocess.Popen[str], base_url: str, key: tuple[str, s
 
 def register_template(data_dir: Path, photo: Path) -> str:
     env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir)}
-    done = subprocess.run([sys.executable, "-m", "facefuse.cli", "templates", "add", str(photo), "--json"],
-                          env=env, capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "facefuse.cli", "templates", "add", str(photo), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return str(json.loads(done.stdout)["template_id"])
 
 
@@ -111,13 +128,18 @@ class CpuUse:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()  # cpu user nice system idle ...
         ticks = os.sysconf("SC_CLK_TCK")
         steal = int(fields[8]) if len(fields) > 8 else 0
-        return cls(cpu_seconds(service.process.pid), children, time.process_time(),
-                   int(fields[4]) / ticks, steal / ticks)
+        return cls(
+            cpu_seconds(service.process.pid), children, time.process_time(), int(fields[4]) / ticks, steal / ticks
+        )
 
     def minus(self, before: CpuUse) -> CpuUse:
-        return CpuUse(self.http_s - before.http_s, self.work_s - before.work_s,
-                      self.client_s - before.client_s, self.idle_s - before.idle_s,
-                      self.steal_s - before.steal_s)
+        return CpuUse(
+            self.http_s - before.http_s,
+            self.work_s - before.work_s,
+            self.client_s - before.client_s,
+            self.idle_s - before.idle_s,
+            self.steal_s - before.steal_s,
+        )
 
     def idle_pct(self) -> float:
         busy = self.http_s + self.work_s + self.client_s

@@ -19,8 +19,9 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 @click.group()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Data directory (env FACEFUSE_DATA_DIR).")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory (env FACEFUSE_DATA_DIR)."
+)
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """Self-hostable face fusion speaking the MTLab facefuse v3 protocol."""
@@ -38,13 +39,20 @@ def _open_core(settings: Settings) -> Any:
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (env FACEFUSE_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (env FACEFUSE_PORT, default 8080).")
-@click.option("--workers", type=int, default=None,
-              help="Work processes (env FACEFUSE_WORKERS, default: one per CPU, at most 8).")
-@click.option("--data-dir", "serve_data_dir", type=click.Path(path_type=Path), default=None,
-              help="Data directory (env FACEFUSE_DATA_DIR).")
+@click.option(
+    "--workers", type=int, default=None, help="Work processes (env FACEFUSE_WORKERS, default: one per CPU, at most 8)."
+)
+@click.option(
+    "--data-dir",
+    "serve_data_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data directory (env FACEFUSE_DATA_DIR).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None,
-          serve_data_dir: Path | None) -> None:
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, workers: int | None, serve_data_dir: Path | None
+) -> None:
     """Run the service; the first start creates the data dir, the demo template and a key."""
     overrides = {"HOST": host, "PORT": port, "WORKERS": workers, "DATA_DIR": serve_data_dir}
     for name, value in overrides.items():
@@ -54,8 +62,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     _bootstrap(settings)
     import uvicorn
 
-    click.echo(f"facefuse: listening on http://{_url_host(settings.host)}:{settings.port} "
-               f"({settings.workers} worker{'s' if settings.workers > 1 else ''})", err=True)
+    click.echo(
+        f"facefuse: listening on http://{_url_host(settings.host)}:{settings.port} "
+        f"({settings.workers} worker{'s' if settings.workers > 1 else ''})",
+        err=True,
+    )
     uvicorn.run(
         "facefuse.wire.app:create_server_app",
         factory=True,
@@ -88,6 +99,7 @@ def _url_host(host: str) -> str:
 
 # ---------------------------------------------------------------- keys
 
+
 @cli.group()
 def keys() -> None:
     """API keys: create, list, revoke."""
@@ -100,8 +112,9 @@ def keys() -> None:
 @click.option("--daily-quota", type=int, default=None, help="Requests per UTC day allowed for this key.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def keys_create(ctx: click.Context, name: str, admin: bool, qps: float | None,
-                daily_quota: int | None, as_json: bool) -> None:
+def keys_create(
+    ctx: click.Context, name: str, admin: bool, qps: float | None, daily_quota: int | None, as_json: bool
+) -> None:
     """Create a key; its secret is printed once and never again."""
     core = _open_core(_settings(ctx))
     key, secret = core.keys.create(name, admin=admin, qps=qps, daily_quota=daily_quota)
@@ -126,8 +139,15 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 
 
 def _key_row(key: Any) -> dict[str, Any]:
-    return {"api_key": key.api_key, "name": key.name, "admin": key.admin, "qps": key.qps,
-            "daily_quota": key.daily_quota, "created_at": key.created_at, "revoked_at": key.revoked_at}
+    return {
+        "api_key": key.api_key,
+        "name": key.name,
+        "admin": key.admin,
+        "qps": key.qps,
+        "daily_quota": key.daily_quota,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
 
 
 @keys.command("revoke")
@@ -142,6 +162,7 @@ def keys_revoke(ctx: click.Context, api_key: str) -> None:
 
 # ---------------------------------------------------------------- templates
 
+
 @cli.group()
 def templates() -> None:
     """The template library: add, list, show, remove."""
@@ -155,13 +176,26 @@ def templates() -> None:
 @click.option("--shape-degree", type=click.IntRange(0, 100), default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def templates_add(ctx: click.Context, photo: Path, template_id: str | None, name: str | None,
-                  fuse_degree: int | None, shape_degree: int | None, as_json: bool) -> None:
+def templates_add(
+    ctx: click.Context,
+    photo: Path,
+    template_id: str | None,
+    name: str | None,
+    fuse_degree: int | None,
+    shape_degree: int | None,
+    as_json: bool,
+) -> None:
     """Register PHOTO as a template (analysed once, usable at once by a running server)."""
     core = _open_core(_settings(ctx))
-    info = _or_fail(lambda: core.registry.add(photo.read_bytes(), template_id=template_id,
-                                              name=name or photo.stem, fuse_degree=fuse_degree,
-                                              shape_degree=shape_degree))
+    info = _or_fail(
+        lambda: core.registry.add(
+            photo.read_bytes(),
+            template_id=template_id,
+            name=name or photo.stem,
+            fuse_degree=fuse_degree,
+            shape_degree=shape_degree,
+        )
+    )
     if as_json:
         click.echo(json.dumps({"template_id": info.template_id, "faces": info.faces}))
     else:
@@ -178,8 +212,9 @@ def templates_list(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps([i.to_dict() for i in infos]))
         return
     for info in infos:
-        click.echo(f"{info.template_id}  {info.faces} face(s)  {info.width}x{info.height}  "
-                   f"{info.created_at}  {info.name}")
+        click.echo(
+            f"{info.template_id}  {info.faces} face(s)  {info.width}x{info.height}  {info.created_at}  {info.name}"
+        )
 
 
 @templates.command("show")
@@ -205,17 +240,30 @@ def templates_remove(ctx: click.Context, template_id: str) -> None:
 
 # ---------------------------------------------------------------- fuse
 
+
 @cli.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--template", "template_id", default=None, help="A registered template id.")
 @click.option("--template-photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
-              help="Output JPEG (one photo) or folder (several photos or a folder).")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output JPEG (one photo) or folder (several photos or a folder).",
+)
 @click.option("--fuse-degree", type=click.IntRange(0, 100), default=None)
 @click.option("--shape-degree", type=click.IntRange(0, 100), default=None)
 @click.pass_context
-def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
-         template_photo: Path | None, out: Path, fuse_degree: int | None, shape_degree: int | None) -> None:
+def fuse(
+    ctx: click.Context,
+    photos: tuple[Path, ...],
+    template_id: str | None,
+    template_photo: Path | None,
+    out: Path,
+    fuse_degree: int | None,
+    shape_degree: int | None,
+) -> None:
     """Fuse offline: each PHOTO's face into the template."""
     from tqdm import tqdm
 
@@ -238,8 +286,13 @@ def fuse(ctx: click.Context, photos: tuple[Path, ...], template_id: str | None,
     template_bytes = template_photo.read_bytes() if template_photo else None
     failures = 0
     for path in tqdm(inputs, desc="fusing", unit="photo", disable=single or not sys.stderr.isatty()):
-        job = FuseJob(users=[UserPhoto(path.read_bytes())], template_id=template_id,
-                      template_photo=template_bytes, fuse_degree=fuse_degree, shape_degree=shape_degree)
+        job = FuseJob(
+            users=[UserPhoto(path.read_bytes())],
+            template_id=template_id,
+            template_photo=template_bytes,
+            fuse_degree=fuse_degree,
+            shape_degree=shape_degree,
+        )
         target = out if single else out / f"{path.stem}.jpg"
         try:
             jpeg = service.fuse_to_jpeg(job)

@@ -83,8 +83,10 @@ class FuseService:
         if encoded is None or encoded.quality != self.settings.jpeg_quality or not scene.prepared:
             return encode_jpeg(result, self.settings.jpeg_quality)
         boxes = [scene.prepared[user.template_face_index].changed_box() for user in placed]
-        return encoded.with_region(result, (min(b[0] for b in boxes), min(b[1] for b in boxes),
-                                            max(b[2] for b in boxes), max(b[3] for b in boxes)))
+        return encoded.with_region(
+            result,
+            (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)),
+        )
 
     def fuse(self, job: FuseJob) -> np.ndarray:
         return self._fused(job)[2]
@@ -147,8 +149,9 @@ class FuseService:
         image = decode_image(user.photo, self.image_limits)
         return image, select_user_face(detect_faces(image), image.shape, self.face_rules, user.face_rect)
 
-    def _reduced_user_face(self, user: UserPhoto, stored_size: tuple[int, int],
-                           template_face_size: float) -> tuple[np.ndarray, Face] | None:
+    def _reduced_user_face(
+        self, user: UserPhoto, stored_size: tuple[int, int], template_face_size: float
+    ) -> tuple[np.ndarray, Face] | None:
         image = decode_image_reduced(user.photo, 2, self.image_limits)
         faces = detect_faces(image)
         if not faces:

@@ -40,8 +40,12 @@ def start(settings: Settings, load: PoolLoad | None = None) -> None:
     tune_for_compute()
     if settings.spare_cores and load is not None:
         parallel.use_spare_cores(load.spare, set(load.cores))
-    _registry = TemplateRegistry(Database(settings.db_path), settings.templates_dir,
-                                 ImageLimits.from_settings(settings), result_quality=settings.jpeg_quality)
+    _registry = TemplateRegistry(
+        Database(settings.db_path),
+        settings.templates_dir,
+        ImageLimits.from_settings(settings),
+        result_quality=settings.jpeg_quality,
+    )
     _service = FuseService(settings, _registry)
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -57,8 +61,13 @@ def warm_up() -> int:
     on_demo = registry.get(DEMO_TEMPLATE_ID) is not None
     try:
         demo = demo_photo()
-        service.fuse_to_jpeg(FuseJob(users=[UserPhoto(demo)], template_id=DEMO_TEMPLATE_ID if on_demo else None,
-                                     template_photo=None if on_demo else demo))
+        service.fuse_to_jpeg(
+            FuseJob(
+                users=[UserPhoto(demo)],
+                template_id=DEMO_TEMPLATE_ID if on_demo else None,
+                template_photo=None if on_demo else demo,
+            )
+        )
     except (FacefuseError, OSError):
         pass  # image rules that refuse the demo photo, or no photo: the first request pays instead
     for info in registry.newest(service.settings.preload_templates):
@@ -92,11 +101,13 @@ def _settle() -> None:
     _settled = True
 
 
-def add_template(photo: bytes, template_id: str | None, name: str | None,
-                 fuse_degree: int | None, shape_degree: int | None) -> dict[str, object]:
+def add_template(
+    photo: bytes, template_id: str | None, name: str | None, fuse_degree: int | None, shape_degree: int | None
+) -> dict[str, object]:
     """Analyse and store a template photo (faces found here, the rows and files written here)."""
-    info = _ready_registry().add(photo, template_id=template_id, name=name,
-                                 fuse_degree=fuse_degree, shape_degree=shape_degree)
+    info = _ready_registry().add(
+        photo, template_id=template_id, name=name, fuse_degree=fuse_degree, shape_degree=shape_degree
+    )
     return info.to_dict()
 
 

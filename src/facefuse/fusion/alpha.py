@@ -25,8 +25,16 @@ MOUTH_HOLE_MARGIN = 0.02  # of the face size, around the inner lips: the window 
 MOUTH_HOLE_FEATHER = 0.003  # of the face size
 
 
-def on_canvas(canvas: Canvas, warps: CanvasWarps, prepared: PreparedTemplate, template: TemplateSkin,
-               user: UserSkin, user_as_seen: UserSkin, trust: dict[str, float], fuse: float) -> np.ndarray:
+def on_canvas(
+    canvas: Canvas,
+    warps: CanvasWarps,
+    prepared: PreparedTemplate,
+    template: TemplateSkin,
+    user: UserSkin,
+    user_as_seen: UserSkin,
+    trust: dict[str, float],
+    fuse: float,
+) -> np.ndarray:
     """Canvas-size alpha of the user's face: its skin (hair on the forehead left out) where
     the template has skin, the features the user can supply, less what of the template
     stays in front (its fringe, its beard) and, under the template's glasses, the user's
@@ -48,8 +56,9 @@ def feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
     the template's read as two people, and a turned head or a smile's squint makes the two
     eyes' openness differ more than the faces do."""
     trust = {"lips": user_lips_trust(t_lms, u_lms)}
-    mismatch = np.mean([eye_openness_mismatch(t_lms, u_lms, span)
-                        for span in (mesh.RIGHT_EYE_OPENING, mesh.LEFT_EYE_OPENING)])
+    mismatch = np.mean(
+        [eye_openness_mismatch(t_lms, u_lms, span) for span in (mesh.RIGHT_EYE_OPENING, mesh.LEFT_EYE_OPENING)]
+    )
     trust["right_eye"] = trust["left_eye"] = 1 - float(masks.smoothstep(np.float32(mismatch), *EYES_MISMATCH))
     return {k: float(v) for k, v in trust.items()}
 
@@ -63,16 +72,16 @@ class FullSizeWeights:
     alpha: np.ndarray  # with the template's open mouth cut out
 
 
-def full_size_weights(canvas: Canvas, shared_skin: np.ndarray, alpha: np.ndarray, target: np.ndarray,
-                      t_lms: np.ndarray, face_size: float) -> FullSizeWeights:
+def full_size_weights(
+    canvas: Canvas, shared_skin: np.ndarray, alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray, face_size: float
+) -> FullSizeWeights:
     """`target`: the fused landmarks in the region's pixels."""
     alpha = canvas.grow(alpha)
     _cut_mouth_hole(alpha, target, t_lms, face_size)
     return FullSizeWeights(canvas.grow(shared_skin), canvas.grow(canvas.features), alpha)
 
 
-def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray,
-                    face_size: float) -> None:
+def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray, face_size: float) -> None:
     """Take the template's open mouth (teeth, tongue) out of `alpha` (full resolution, in
     place): it stays the template's. A closed mouth has no hole: there the user's lips,
     lip line included, come in whole."""

@@ -34,8 +34,13 @@ def beard_amount(image: np.ndarray, points: np.ndarray) -> float:
     """How surely the face with landmarks `points` (pixels of `image`, RGB) has a beard, 0..1;
     judged once per template, at a set eye distance whatever the canvas."""
     scale = _JUDGED_EYE_DISTANCE / max(float(np.linalg.norm(points[33] - points[263])), 1.0)
-    small = cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale,
-                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    small = cv2.resize(
+        image.astype(np.float32),
+        None,
+        fx=scale,
+        fy=scale,
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    )
     at_scale = (points + 0.5) * scale - 0.5
     luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     level = cv2.GaussianBlur(luma, (0, 0), 3)
@@ -48,8 +53,10 @@ def beard_amount(image: np.ndarray, points: np.ndarray) -> float:
     smooth = cv2.GaussianBlur(luma, (0, 0), 2.5)
     darkness = float(np.mean(smooth[lower]) / max(float(np.median(smooth[cheeks])), 1.0))
     busy = float(np.median(texture[lower]))
-    return float((1 - masks.smoothstep(np.float32(darkness), *_BEARD_DARKNESS))
-                 * masks.smoothstep(np.float32(busy), *_BEARD_TEXTURE))
+    return float(
+        (1 - masks.smoothstep(np.float32(darkness), *_BEARD_DARKNESS))
+        * masks.smoothstep(np.float32(busy), *_BEARD_TEXTURE)
+    )
 
 
 def beard_kept(canvas: Canvas, t_small: np.ndarray, amount: float) -> np.ndarray:

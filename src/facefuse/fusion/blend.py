@@ -9,8 +9,17 @@ import numpy as np
 from facefuse.fusion import detail, glasses, tone
 
 
-def blend_rows(out: np.ndarray, face: np.ndarray, template_face: np.ndarray, template_detail: detail.TemplateDetail,
-               alpha: np.ndarray, grain: detail.Grain | None, skin: np.ndarray, grayscale: bool, rows: slice) -> None:
+def blend_rows(
+    out: np.ndarray,
+    face: np.ndarray,
+    template_face: np.ndarray,
+    template_detail: detail.TemplateDetail,
+    alpha: np.ndarray,
+    grain: detail.Grain | None,
+    skin: np.ndarray,
+    grayscale: bool,
+    rows: slice,
+) -> None:
     """`rows` of the fused face into `out` (uint8): `face` (float32, the lit user's, given the
     template's grain over `skin` in place) over `template_face` by `alpha`; gray for a
     grayscale template."""

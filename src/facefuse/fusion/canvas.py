@@ -51,8 +51,9 @@ class Canvas:
         (frames of glasses) keep their darkness where an average would wash them out."""
         luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if self.factor > 1:
-            luma = cv2.erode(luma, np.ones((self.factor, self.factor), np.uint8),
-                             anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+            luma = cv2.erode(
+                luma, np.ones((self.factor, self.factor), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE
+            )
             luma = luma[:: self.factor, :: self.factor]
             h, w = self.shape
             if luma.shape != (h, w):  # the crop's last partial block
@@ -63,8 +64,9 @@ class Canvas:
         if self.factor == 1:
             return image
         h, w = self.out_shape
-        grown = cv2.resize(image, (self.shape[1] * self.factor, self.shape[0] * self.factor),
-                           interpolation=cv2.INTER_LINEAR)
+        grown = cv2.resize(
+            image, (self.shape[1] * self.factor, self.shape[0] * self.factor), interpolation=cv2.INTER_LINEAR
+        )
         return grown[:h, :w]
 
     def skin_model(self, image: np.ndarray) -> tone.SkinModel:
@@ -89,8 +91,12 @@ class Canvas:
         strands through; their darkness does not (`dark`: luma shrunk by darkest pixels)."""
         hair = 1 - masks.smoothstep(dark / skin_luma(model), *HAIR_LUMA)
         forehead = masks.polygon_mask(self.shape, self.points[list(_FOREHEAD)])
-        brows = masks.grow(masks.polygon_mask(self.shape, masks.loop(self.points, mesh.RIGHT_BROW),
-                                              masks.loop(self.points, mesh.LEFT_BROW)), 0.02 * self.size)
+        brows = masks.grow(
+            masks.polygon_mask(
+                self.shape, masks.loop(self.points, mesh.RIGHT_BROW), masks.loop(self.points, mesh.LEFT_BROW)
+            ),
+            0.02 * self.size,
+        )
         return masks.feather(hair * forehead * (1 - brows), 0.01 * self.size)
 
     def template_fringe(self, dark: np.ndarray, model: tone.SkinModel) -> np.ndarray:
@@ -107,8 +113,9 @@ class Canvas:
         if up @ (pts[10] - pts[152]) < 0:
             up = -up
         h, w = self.shape
-        height = ((np.arange(w, dtype=np.float32) - eye_level[0]) * up[0]
-                  + (np.arange(h, dtype=np.float32)[:, None] - eye_level[1]) * up[1])
+        height = (np.arange(w, dtype=np.float32) - eye_level[0]) * up[0] + (
+            np.arange(h, dtype=np.float32)[:, None] - eye_level[1]
+        ) * up[1]
         brows_top = float(((pts[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - eye_level) @ up).max())
         above_face = height > brows_top + _FRINGE_ROOT * size
         face = masks.polygon_mask(self.shape, pts[list(mesh.FACE_OVAL)])
@@ -117,8 +124,13 @@ class Canvas:
         roots = (hair > 0.5) & ~oval & above_face
         if not roots.any():
             return np.zeros(self.shape, np.float32)
-        eyes = masks.grow(masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE),
-                                             masks.loop(pts, mesh.LEFT_EYE)), 0.01 * size) > 0.5
+        eyes = (
+            masks.grow(
+                masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE)),
+                0.01 * size,
+            )
+            > 0.5
+        )
         candidates = (hair > 0.5) & (height > 0) & ~eyes & (oval | above_face)
         fringe = masks.reached_from_above(candidates, roots, up) * face * hair
         return masks.feather(masks.grow(fringe, 0.005 * size), 0.008 * size)
@@ -155,8 +167,7 @@ class Canvas:
     def alpha(self, t_skin: np.ndarray, u_skin: np.ndarray, trust: dict[str, float]) -> np.ndarray:
         """How much of the user's face shows at each pixel (before fuse_degree)."""
         pts, size = self.points, self.size
-        base = masks.feather(masks.polygon_mask(self.shape, masks.shrunk_oval(pts, *FACE_SHRINK)),
-                             FACE_FEATHER * size)
+        base = masks.feather(masks.polygon_mask(self.shape, masks.shrunk_oval(pts, *FACE_SHRINK)), FACE_FEATHER * size)
         centre = masks.grow(masks.inner_zone(self.shape, pts), 0.02 * size)
         centre = np.maximum(masks.feather(centre, 0.02 * size), self.features)
         # Off the centre, whatever is not skin stays in front: the template's hair over the
@@ -175,13 +186,14 @@ class Canvas:
         self._keep_template_feature(alpha, mesh.LEFT_EYE, 0.045, trust["left_eye"])
         for brow, top in ((mesh.RIGHT_BROW, _RIGHT_BROW_TOP), (mesh.LEFT_BROW, _LEFT_BROW_TOP)):
             band = self._band_above(top)
-            trust = min(masks.smoothstep(_mean_over(t_skin, band), 0.15, 0.4),
-                        masks.smoothstep(_mean_over(u_skin, band), 0.35, 0.55))
+            trust = min(
+                masks.smoothstep(_mean_over(t_skin, band), 0.15, 0.4),
+                masks.smoothstep(_mean_over(u_skin, band), 0.35, 0.55),
+            )
             self._keep_template_feature(alpha, brow, 0.03, float(trust))
         return alpha
 
-    def _keep_template_feature(self, alpha: np.ndarray, indices: tuple[int, ...], reach: float,
-                               trust: float) -> None:
+    def _keep_template_feature(self, alpha: np.ndarray, indices: tuple[int, ...], reach: float, trust: float) -> None:
         """Lower alpha (in place) over a feature the user's photo cannot supply well."""
         if trust < 1:
             alpha *= 1 - self._feature_region(indices, reach) * (1 - trust)
@@ -200,8 +212,10 @@ class Canvas:
         # On ../shared/faces glasses darken 0.66-0.80 of the bridge, a bare nose at most 0.30.
         if (lines * bridge).sum() < 0.5 * max(float(bridge.sum()), 1.0):
             return np.zeros(self.shape, np.float32)
-        eyes = masks.grow(masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE),
-                                             masks.loop(pts, mesh.LEFT_EYE)), eye_clearance * size)
+        eyes = masks.grow(
+            masks.polygon_mask(self.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE)),
+            eye_clearance * size,
+        )
         frames = lines * masks.glasses_zone(self.shape, pts) * (1 - eyes)
         _, pieces = cv2.connectedComponents((frames > 0.25).astype(np.uint8), connectivity=8)
         on_bridge = np.unique(pieces[(bridge > 0.5) & (pieces > 0)])
@@ -228,8 +242,7 @@ class Canvas:
 
 
 # Above the brows up to the top of the face oval, image left to right along the brows.
-_FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
-             389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
+_FOREHEAD = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300, 389, 251, 284, 332, 297, 338, 10, 109, 67, 103, 54, 21, 162)
 HAIR_LUMA = (0.35, 0.55)  # of the cheeks' luma: hair below, shadowed skin above
 # A template's fringe hangs from hair at least this far (of the face size) above its brows,
 # outside the face oval: the hair of the head, not the hair at the temples beside the brows.

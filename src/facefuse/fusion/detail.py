@@ -30,8 +30,7 @@ class Grain:
     amount: float
     limit: float  # clipped to the noise level: grain and pores come over, the template's edges do not
 
-    def add(self, face: np.ndarray, template_luma: np.ndarray, template_smooth: np.ndarray,
-            skin: np.ndarray) -> None:
+    def add(self, face: np.ndarray, template_luma: np.ndarray, template_smooth: np.ndarray, skin: np.ndarray) -> None:
         """Into `face` (in place), over any band of rows given of all four."""
         grain = cv2.subtract(template_luma, template_smooth)
         cv2.min(grain, self.limit, dst=grain)  # as np.clip, cheaper
@@ -40,8 +39,9 @@ class Grain:
         face += _channels(grain)
 
 
-def match_detail(face: np.ndarray, template: TemplateDetail, skin: np.ndarray,
-                 features: np.ndarray) -> tuple[np.ndarray, Grain | None]:
+def match_detail(
+    face: np.ndarray, template: TemplateDetail, skin: np.ndarray, features: np.ndarray
+) -> tuple[np.ndarray, Grain | None]:
     """Blur the user's skin and features where they are sharper than the template's, and
     tell how much grain the template has beyond it (to add where the skin is), so the
     fused face has the template's sharpness and noise (a soft-focus or low-resolution
@@ -96,8 +96,7 @@ class _SampledWeight:
         return float(np.dot(power.ravel(), self.sampled) / self.total)
 
 
-def _blur_to_match(luma: np.ndarray, power: np.ndarray, t_energy: float,
-                   region: _SampledWeight) -> float:
+def _blur_to_match(luma: np.ndarray, power: np.ndarray, t_energy: float, region: _SampledWeight) -> float:
     """The blur (sigma, 0 for none) that brings the face's fine detail (`power` of `luma`)
     in `region` down to the template's energy there."""
     if region.mean_of(power) <= 1.3 * t_energy:

@@ -33,8 +33,9 @@ GAIN_LIMIT = 1.2  # the directional gain stays within exp(+-this)
 _LOG_OFFSET = 4.0  # log(luma + this): dark pixels do not dominate the fit
 
 
-def gain(user_small: np.ndarray, user_weight: np.ndarray, user_normals: np.ndarray,
-         template_normals: np.ndarray) -> np.ndarray | None:
+def gain(
+    user_small: np.ndarray, user_weight: np.ndarray, user_normals: np.ndarray, template_normals: np.ndarray
+) -> np.ndarray | None:
     """(h, w) the gain that takes the sideways part of the user's photo's light off its face
     (canvas, float32 RGB), per block; None when that light cannot be told."""
     user_light = _fit(user_small, user_weight, user_normals)

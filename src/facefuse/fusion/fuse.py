@@ -30,18 +30,19 @@ class FuseOptions:
     shape_degree: int = 40
 
     def strength(self) -> Strength:
-        return Strength(float(np.clip(self.fuse_degree, 0, 100)) / 100,
-                        float(np.clip(self.shape_degree, 0, 100)) / 100)
+        return Strength(float(np.clip(self.fuse_degree, 0, 100)) / 100, float(np.clip(self.shape_degree, 0, 100)) / 100)
 
 
-def fuse_face(template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray,
-              user_face: Face, options: FuseOptions) -> np.ndarray:
+def fuse_face(
+    template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray, user_face: Face, options: FuseOptions
+) -> np.ndarray:
     """A new RGB image of the template's size with the user's face in template_face."""
     return fuse_prepared(prepare_template(template_rgb, template_face), user_rgb, user_face, options)
 
 
-def fuse_prepared(prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
-                  options: FuseOptions) -> np.ndarray:
+def fuse_prepared(
+    prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face, options: FuseOptions
+) -> np.ndarray:
     """fuse_face with the template face prepared beforehand (prepare_template)."""
     result = prepared.image.copy()
     if options.fuse_degree > 0:

@@ -33,12 +33,13 @@ def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
     sign = np.ones(3)
     sign[2] = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
     rotation = u @ np.diag(sign) @ vt
-    scale = float((sing * sign).sum() / (src_c ** 2).sum(axis=1).mean())
+    scale = float((sing * sign).sum() / (src_c**2).sum(axis=1).mean())
     return Similarity(scale, rotation, dst_mean - scale * rotation @ src_mean)
 
 
-def target_landmarks(template_pts: np.ndarray, user_aligned: np.ndarray,
-                     inner_weight: float, outline_weight: float) -> np.ndarray:
+def target_landmarks(
+    template_pts: np.ndarray, user_aligned: np.ndarray, inner_weight: float, outline_weight: float
+) -> np.ndarray:
     """(478, 2) landmarks of the fused face.
 
     Inner points move toward the user by inner_weight, the face outline by outline_weight.
@@ -66,7 +67,7 @@ def _point_weights(inner: float, outline: float) -> np.ndarray:
     ramp = np.clip(hops / 2.0, 0.0, 1.0)
     weights = np.empty(478, dtype=np.float32)
     weights[: mesh.MESH_POINTS] = outline + (inner - outline) * ramp
-    weights[mesh.MESH_POINTS:] = inner
+    weights[mesh.MESH_POINTS :] = inner
     return weights
 
 
@@ -96,9 +97,48 @@ def _feature_groups() -> list[tuple[tuple[int, ...], tuple[int, int]]]:
 
 
 # Mesh points on the lips between the outer and inner contours.
-_LIP_BODY = (72, 73, 74, 183, 42, 41, 38, 11, 12, 268, 271, 272, 303, 302, 407, 184, 62, 76,
-             77, 96, 89, 90, 179, 180, 86, 85, 15, 16, 316, 315, 403, 404, 320, 319, 325, 307,
-             292, 306, 408, 304)
+_LIP_BODY = (
+    72,
+    73,
+    74,
+    183,
+    42,
+    41,
+    38,
+    11,
+    12,
+    268,
+    271,
+    272,
+    303,
+    302,
+    407,
+    184,
+    62,
+    76,
+    77,
+    96,
+    89,
+    90,
+    179,
+    180,
+    86,
+    85,
+    15,
+    16,
+    316,
+    315,
+    403,
+    404,
+    320,
+    319,
+    325,
+    307,
+    292,
+    306,
+    408,
+    304,
+)
 # The user's own opening of a feature comes in fully while the two faces' openness differs
 # by up to the first value and not at all from the second: mouth, gap over width (closed
 # ~0.0, parted ~0.05, open 0.1 and more); eyes, |log| of the ratio (so a squint or a closed
@@ -126,16 +166,14 @@ def _mouth_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray) -> f
     return _fade(gap, *_MOUTH_SHAPE_GAP)
 
 
-def eye_openness_mismatch(template_pts: np.ndarray, user_pts: np.ndarray,
-                          span: tuple[int, int, int, int]) -> float:
+def eye_openness_mismatch(template_pts: np.ndarray, user_pts: np.ndarray, span: tuple[int, int, int, int]) -> float:
     """How differently open an eye is in the two faces: |log| of the openness ratio
     (0 alike; a squint against an open eye ~0.5, a closed eye against an open one > 1)."""
     ratio = (openness(user_pts, span) + 0.03) / (openness(template_pts, span) + 0.03)
     return abs(float(np.log(ratio)))
 
 
-def _eye_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray,
-                      span: tuple[int, int, int, int]) -> float:
+def _eye_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray, span: tuple[int, int, int, int]) -> float:
     return _fade(eye_openness_mismatch(template_pts, user_aligned, span), *_EYE_SHAPE_LOG_RATIO)
 
 
@@ -143,8 +181,9 @@ def _fade(value: float, full_below: float, none_above: float) -> float:
     return float(np.clip((none_above - value) / (none_above - full_below), 0.0, 1.0))
 
 
-def _group_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray,
-                 corners: tuple[int, int]) -> np.ndarray:
+def _group_shift(
+    template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray, corners: tuple[int, int]
+) -> np.ndarray:
     """Shift of a group that takes the template's feature to the user's centre and width."""
     a, b = corners
     t_width = np.linalg.norm(template_pts[a] - template_pts[b])
@@ -160,8 +199,7 @@ def _feature_scale(t_width: float, u_width: float) -> float:
     return float(np.clip(u_width / max(t_width, 1e-3), 0.7, 1.4))
 
 
-def _mouth_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray,
-                 own_opening: float) -> np.ndarray:
+def _mouth_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray, own_opening: float) -> np.ndarray:
     """Shift of the mouth's points to the user's lips laid on the template's mouth.
 
     The template's mouth line stays (its curve, a smile or a downturn, and its tilt), and
@@ -256,8 +294,7 @@ def _undo_folds(template_pts: np.ndarray, target: np.ndarray) -> np.ndarray:
     return _scaled_back(template_pts, target, tri_used, base_used)
 
 
-def _scaled_back(template_pts: np.ndarray, target: np.ndarray, tri: np.ndarray,
-                 base: np.ndarray) -> np.ndarray:
+def _scaled_back(template_pts: np.ndarray, target: np.ndarray, tri: np.ndarray, base: np.ndarray) -> np.ndarray:
     """The whole move scaled down until nothing folds (the fallback)."""
     for step in np.linspace(1.0, 0.0, 9):
         candidate = template_pts + step * (target - template_pts)

@@ -29,8 +29,15 @@ class Light:
     evened: np.ndarray | None  # how far the skin's chroma is evened out (0..1), None: nowhere
 
 
-def relight(canvas: Canvas, warps: CanvasWarps, user: UserSkin, template: TemplateSkin,
-            template_levels: list[np.ndarray], template_small: np.ndarray, alpha: np.ndarray) -> Light:
+def relight(
+    canvas: Canvas,
+    warps: CanvasWarps,
+    user: UserSkin,
+    template: TemplateSkin,
+    template_levels: list[np.ndarray],
+    template_small: np.ndarray,
+    alpha: np.ndarray,
+) -> Light:
     """The gain taking the user's skin to the template's light: the user's sideways light
     taken off on the face's shape (directional.gain), then the template's local levels
     (Canvas.shading), then its median colour over what the user brings (`alpha`)."""
@@ -62,6 +69,9 @@ def even_chroma(canvas: Canvas, face: np.ndarray, user: UserSkin, template: Temp
     (`face` itself when nowhere)."""
     if light.evened is None:
         return face
-    local = tone.skin_chroma(tone.soft_highlights(tone.lit(user.small, light.gain, light.shine_floor)),
-                             template.shared, EVEN_CHROMA_SIGMA * canvas.size)
+    local = tone.skin_chroma(
+        tone.soft_highlights(tone.lit(user.small, light.gain, light.shine_floor)),
+        template.shared,
+        EVEN_CHROMA_SIGMA * canvas.size,
+    )
     return tone.even_chroma(face, canvas.grow(local), canvas.grow(light.evened))

@@ -11,8 +11,7 @@ from facefuse.fusion import mesh
 def polygon_mask(shape: tuple[int, int], *polygons: np.ndarray) -> np.ndarray:
     """float32 (h, w) 1 inside any of the polygons, anti-aliased edge."""
     canvas = np.zeros(shape, dtype=np.uint8)
-    cv2.fillPoly(canvas, [np.round(p * 16).astype(np.int32) for p in polygons], 255, cv2.LINE_AA,
-                 shift=4)
+    cv2.fillPoly(canvas, [np.round(p * 16).astype(np.int32) for p in polygons], 255, cv2.LINE_AA, shift=4)
     return canvas.astype(np.float32) * (1 / 255)
 
 
@@ -29,8 +28,7 @@ def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
         return cv2.GaussianBlur(mask, (0, 0), sigma)
     h, w = mask.shape[:2]
     factor = sigma / 3
-    small = cv2.resize(mask, (max(1, round(w / factor)), max(1, round(h / factor))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(mask, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigma * small.shape[1] / w)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -97,8 +95,7 @@ def features_mask(shape: tuple[int, int], points: np.ndarray, grow_by: float) ->
 
 def features_outline(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     """Eyes, brows, lips and nostrils, as drawn by their landmark loops."""
-    loops = (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_BROW, mesh.LEFT_BROW, mesh.LIPS_OUTER,
-             mesh.NOSTRILS)
+    loops = (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_BROW, mesh.LEFT_BROW, mesh.LIPS_OUTER, mesh.NOSTRILS)
     return polygon_mask(shape, *(loop(points, indices) for indices in loops))
 
 
@@ -130,8 +127,7 @@ def dark_lines(luma: np.ndarray, width: float) -> np.ndarray:
     than a closing of the float32 luma at `width` pixels. Shadows and folds are too wide
     or too faint to count."""
     size = max(3, int(2 * round(width) + 1))
-    closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE,
-                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     ratio = (luma + 4) / (closed + 4)
     t = np.clip((0.7 - ratio) / 0.2, 0, 1)
     # Grown by a pixel: grown back to full size, a thin line must stay fully covered.

@@ -107,8 +107,10 @@ def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> np.ndarra
     # hair at a temple (a brow, a lid's crease): left as it is. Frames come closer to the
     # eyes; over a brow they leave the brow as it is too.
     near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * size))
-    brows = masks.grow(masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW),
-                                          masks.loop(pts, mesh.LEFT_BROW)), OWN_FEATURES_MARGIN * size)
+    brows = masks.grow(
+        masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW), masks.loop(pts, mesh.LEFT_BROW)),
+        OWN_FEATURES_MARGIN * size,
+    )
     return np.maximum(covers * (1 - near), frames * (1 - brows))
 
 
@@ -141,8 +143,7 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray | None, sma
     # The mirror side must be clear and on the face (an edge-on cheek's mirror is near the
     # other cheek's edge, where the background may begin).
     mirror = warps.mirror()
-    clear_there = warp.remap((1 - need) * masks.shrink(oval, MIRROR_INSIDE * canvas.size), mirror,
-                             cv2.BORDER_CONSTANT)
+    clear_there = warp.remap((1 - need) * masks.shrink(oval, MIRROR_INSIDE * canvas.size), mirror, cv2.BORDER_CONSTANT)
     from_mirror = need * masks.smoothstep(clear_there, *MIRROR_CLEAR)
     # The other side of a face is lit otherwise (a side light, a turned head): the mirror
     # image takes the light of the clear face around each bit, compared over the same bits.
@@ -155,7 +156,7 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray | None, sma
     # stays the template's (alpha).
     from_around = np.zeros_like(need) if covers is None else np.maximum(covers - from_mirror, 0)
     filled = from_mirror + from_around
-    if float(filled.max(initial=0.0)) < NOTHING_TO_FILL or float(filled.sum()) < FILL_FROM * canvas.size ** 2:
+    if float(filled.max(initial=0.0)) < NOTHING_TO_FILL or float(filled.sum()) < FILL_FROM * canvas.size**2:
         return None
     return FillPlan(from_mirror, from_around, mirror_gain)
 
@@ -171,8 +172,9 @@ def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, plan: FillPlan
     mirrored *= canvas.grow(plan.mirror_gain)[window]
     filled = np.empty(part.shape, np.uint8)
     cv2.convertScaleAbs(_mixed(part, mirrored, canvas.grow(plan.from_mirror)[window]), dst=filled)
-    filled = _inpaint_lines(filled, canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL,
-                            canvas.size * canvas.factor)
+    filled = _inpaint_lines(
+        filled, canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL, canvas.size * canvas.factor
+    )
     out = u_face.copy()
     out[window] = filled
     return out
@@ -187,7 +189,7 @@ def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     canvas = Canvas(crop.shape[:2], face.size, face.landmarks[:, :2] - np.array([x0, y0], np.float32))
     covers = find_covers(canvas, crop, canvas.shrink_dark(crop))
-    if covers is None or float(covers.sum()) < CLEAN_FROM * canvas.size ** 2:
+    if covers is None or float(covers.sum()) < CLEAN_FROM * canvas.size**2:
         return None
     inpainted = _inpaint_lines(crop, canvas.grow(covers) > NOTHING_TO_FILL, face.size)
     if inpainted is crop:
@@ -206,8 +208,10 @@ def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.nd
         return rgb
     pad = int(np.ceil(INPAINT_CONTEXT * face_size))
     h, w = band.shape
-    window = (slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
-              slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)))
+    window = (
+        slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
+        slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)),
+    )
     part = np.ascontiguousarray(rgb[window])
     luma = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY).astype(np.float32)
     around = masks.feather(luma, LINE_WIDTH * face_size)
@@ -257,8 +261,9 @@ def _height(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
     """(h, w) each pixel's height along the face's up (chin to forehead) from the nose's bridge."""
     up = _up(pts)
     h, w = shape
-    return ((np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0]
-            + (np.arange(h, dtype=np.float32)[:, None] - pts[168, 1]) * up[1])
+    return (np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0] + (
+        np.arange(h, dtype=np.float32)[:, None] - pts[168, 1]
+    ) * up[1]
 
 
 def _brows_top(pts: np.ndarray) -> float:
@@ -279,5 +284,9 @@ def _box_of(mask: np.ndarray, canvas: Canvas) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     f = canvas.factor
     h, w = canvas.out_shape
-    return (max(0, (int(xs.min()) - 1) * f), max(0, (int(ys.min()) - 1) * f),
-            min(w, (int(xs.max()) + 2) * f), min(h, (int(ys.max()) + 2) * f))
+    return (
+        max(0, (int(xs.min()) - 1) * f),
+        max(0, (int(ys.min()) - 1) * f),
+        min(w, (int(xs.max()) + 2) * f),
+        min(h, (int(ys.max()) + 2) * f),
+    )

@@ -49,8 +49,9 @@ from facefuse.vision.faces import Face
 COLOURLESS_CHROMA_SIGMA = 0.01
 
 
-def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face,
-              strength: Strength) -> None:
+def fill_face(
+    out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face, strength: Strength
+) -> None:
     """Fuse the user's face into `out`, the template's crop (a view of the result, holding
     the template's pixels): only what the warp reaches is written."""
     user = placement.crop_user(user_rgb, user_face, prepared.face_size)
@@ -64,8 +65,9 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
     u_face = np.empty((*canvas.out_shape, 3), np.uint8)
     remap_user = partial(_warp_user_rows, u_face, user.image, maps.user_map_of_face(place))
     upper = parallel.start(remap_user, slice(0, len(u_face) // 2))
-    template = parallel.start(_warp_template, prepared.patch, maps, place, out[wy0:wy1, wx0:wx1], canvas,
-                              template_skin.shared)
+    template = parallel.start(
+        _warp_template, prepared.patch, maps, place, out[wy0:wy1, wx0:wx1], canvas, template_skin.shared
+    )
     template_detail = parallel.start(_detail_of, template)
     remap_user(slice(len(u_face) // 2, len(u_face)))
     upper.result()
@@ -77,11 +79,19 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
         u_face = occluders.fill(canvas, maps.region, u_face, plan)
         user_skin = skin.user_skin(canvas, on_canvas, u_face, plan.filled)
     trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
-    canvas_alpha = alpha.on_canvas(canvas, on_canvas, prepared, template_skin, user_skin, user_as_seen, trust,
-                                   strength.fuse)
+    canvas_alpha = alpha.on_canvas(
+        canvas, on_canvas, prepared, template_skin, user_skin, user_as_seen, trust, strength.fuse
+    )
     region_target = place.target - place.face_origin
-    weights = parallel.start(alpha.full_size_weights, canvas, template_skin.shared, canvas_alpha, region_target,
-                             prepared.landmarks, prepared.face_size)
+    weights = parallel.start(
+        alpha.full_size_weights,
+        canvas,
+        template_skin.shared,
+        canvas_alpha,
+        region_target,
+        prepared.landmarks,
+        prepared.face_size,
+    )
     t = template.result()
     lighting = light.relight(canvas, on_canvas, user_skin, template_skin, t.levels, t.small, canvas_alpha)
 
@@ -95,16 +105,19 @@ def fill_face(out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray,
         occluders.texture_inpainted(face, canvas, plan, t_detail)
     face, grain = detail.match_detail(face, t_detail, full.skin, full.features)
     fused = np.empty(t.face.shape, np.uint8)
-    parallel.in_halves(partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, full.skin,
-                               prepared.grayscale), len(fused))
+    parallel.in_halves(
+        partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, full.skin, prepared.grayscale),
+        len(fused),
+    )
     fx0, fy0, fx1, fy1 = place.face_box
     out[fy0:fy1, fx0:fx1] = fused
     if prepared.frames is not None:
         blend.keep_template_glasses(out, prepared.frames, place.warp_box)
 
 
-def _warp_user_rows(out: np.ndarray, user_image: np.ndarray, user_map: tuple[np.ndarray, np.ndarray],
-                    rows: slice) -> None:
+def _warp_user_rows(
+    out: np.ndarray, user_image: np.ndarray, user_map: tuple[np.ndarray, np.ndarray], rows: slice
+) -> None:
     warp.remap(user_image, (user_map[0][rows], user_map[1][rows]), out=out[rows])
 
 
@@ -118,8 +131,9 @@ class _WarpedTemplate:
     levels: list[np.ndarray]
 
 
-def _warp_template(patch: np.ndarray, maps: Warps, place: Placement, out: np.ndarray, canvas: Canvas,
-                   shared_skin: np.ndarray) -> _WarpedTemplate:
+def _warp_template(
+    patch: np.ndarray, maps: Warps, place: Placement, out: np.ndarray, canvas: Canvas, shared_skin: np.ndarray
+) -> _WarpedTemplate:
     """The template patch warped over the warp box into `out` (a view of the result), and its
     face region on `canvas` with its levels there over `shared_skin`."""
     warped = warp.remap(patch, warp.upsample(maps.raster, maps.template_grid))

@@ -153,8 +153,9 @@ class RegionWarps:
         pixel's mirror image across the face's midline, in the face region's pixels."""
         x0, y0, x1, y1 = box
         ox, oy = self.origin
-        maps = warp.sample_blocks(self.raster, np.ascontiguousarray(self.grids[..., 5:7]), (ox + x0, oy + y0), 1,
-                                  (y1 - y0, x1 - x0))
+        maps = warp.sample_blocks(
+            self.raster, np.ascontiguousarray(self.grids[..., 5:7]), (ox + x0, oy + y0), 1, (y1 - y0, x1 - x0)
+        )
         return maps[..., 0] - ox, maps[..., 1] - oy
 
 
@@ -237,8 +238,7 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
     triangles, kinds = mesh.all_triangles()
     g_vertices = warp_vertices(place.target, prepared.ring) - origin
     order = warp.painter_order(g_vertices, prepared.landmarks[:, 2], triangles, kinds, mesh.SKIN)
-    raster = warp.rasterize(g_vertices, triangles, (y1 - y0, x1 - x0),
-                            max(1.0, prepared.face_size / GRID_CELLS), order)
+    raster = warp.rasterize(g_vertices, triangles, (y1 - y0, x1 - x0), max(1.0, prepared.face_size / GRID_CELLS), order)
     shift = np.array([[0, 0, x0], [0, 0, y0]], dtype=np.float32)
     to_user = _inverse_in_plane(place.align)
     u_ring = prepared.ring @ to_user[:, :2].T + to_user[:, 2]
@@ -248,18 +248,34 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
     u_normals = _as_pairs(mesh.vertex_normals(place.user.landmarks))
     t_normals = _as_pairs(prepared.warp_normals)
     t_grid, u_grid, m_grid, *normal_grids = warp.grid_maps(
-        raster, (prepared.warp_vertices, u_vertices, g_vertices[mesh.mirrored_vertices()], *u_normals, *t_normals),
-        triangles, (np.eye(2, 3, dtype=np.float32) + shift, u_fallback, np.eye(2, 3, dtype=np.float32),
-                    *(_FACING_CAMERA * 2)))
+        raster,
+        (prepared.warp_vertices, u_vertices, g_vertices[mesh.mirrored_vertices()], *u_normals, *t_normals),
+        triangles,
+        (np.eye(2, 3, dtype=np.float32) + shift, u_fallback, np.eye(2, 3, dtype=np.float32), *(_FACING_CAMERA * 2)),
+    )
     # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
     # ear, hair or background, not skin: there the template stays.
-    squeeze = (warp.signed_areas(u_vertices, triangles) * place.align.scale ** 2
-               / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3))
+    squeeze = (
+        warp.signed_areas(u_vertices, triangles)
+        * place.align.scale**2
+        / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3)
+    )
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SEEN_SQUEEZE), 1.0)
     squarely = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SQUARELY_SQUEEZE), 1.0)
     u_nx_ny, u_nz, t_nx_ny, t_nz = normal_grids
-    grids = cv2.merge((*u_grid, warp.grid_values(raster, seen, outside=1.0), *t_grid, *m_grid,
-                       warp.grid_values(raster, squarely, outside=1.0), *u_nx_ny, u_nz[0], *t_nx_ny, t_nz[0]))
+    grids = cv2.merge(
+        (
+            *u_grid,
+            warp.grid_values(raster, seen, outside=1.0),
+            *t_grid,
+            *m_grid,
+            warp.grid_values(raster, squarely, outside=1.0),
+            *u_nx_ny,
+            u_nz[0],
+            *t_nx_ny,
+            t_nz[0],
+        )
+    )
     fx0, fy0 = place.face_box[:2]
     region = RegionWarps(place.user.image.shape, raster, grids, (fx0 - x0, fy0 - y0))
     return Warps(raster, t_grid, warp.upsample(raster, u_grid), region)

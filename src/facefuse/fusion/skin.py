@@ -44,8 +44,7 @@ def template_skin(canvas: Canvas, on_canvas: CanvasWarps, prepared: PreparedTemp
     return TemplateSkin(likelihood, plain, plain * likelihood)
 
 
-def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: np.ndarray,
-              filled: np.ndarray | None = None) -> UserSkin:
+def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: np.ndarray, filled: np.ndarray | None = None) -> UserSkin:
     """`u_face`: the user's face warped onto the canvas's region (full resolution, uint8);
     `filled`: how much of each block was filled from the face itself (occluders.fill),
     which counts as shown."""

@@ -40,8 +40,18 @@ class PreparedTemplate:
     def nbytes(self) -> int:
         """The arrays it keeps of its own (the whole template `image` is shared, not counted)."""
         frames = self.frames.nbytes if self.frames is not None else 0
-        return frames + sum(a.nbytes for a in (self.patch, self.landmarks, self.canvas_skin, self.canvas_in_front,
-                                               self.ring, self.warp_vertices, self.warp_normals))
+        return frames + sum(
+            a.nbytes
+            for a in (
+                self.patch,
+                self.landmarks,
+                self.canvas_skin,
+                self.canvas_in_front,
+                self.ring,
+                self.warp_vertices,
+                self.warp_normals,
+            )
+        )
 
     def changed_box(self) -> tuple[int, int, int, int]:
         """x0, y0, x1, y1 of the image fusion may change (what the template warp reaches)."""
@@ -64,18 +74,27 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
     model = canvas.skin_model(small)
     beard_amount = beard.beard_amount(patch, landmarks[:, :2])
     ring = warp_ring(landmarks[:, :2])
-    return PreparedTemplate(image=template_rgb, crop=(x0, y0, x1, y1), patch=patch,
-                            landmarks=landmarks, face_size=float(side),
-                            grayscale=tone.is_grayscale(patch), glasses=frames is not None,
-                            canvas_skin=tone.skin_likelihood(small, model),
-                            canvas_in_front=_hair_in_front(canvas, dark, small, model, beard_amount),
-                            ring=ring, warp_vertices=warp_vertices(landmarks[:, :2], ring),
-                            warp_normals=mesh.vertex_normals(landmarks), beard=beard_amount,
-                            frames=frames)
+    return PreparedTemplate(
+        image=template_rgb,
+        crop=(x0, y0, x1, y1),
+        patch=patch,
+        landmarks=landmarks,
+        face_size=float(side),
+        grayscale=tone.is_grayscale(patch),
+        glasses=frames is not None,
+        canvas_skin=tone.skin_likelihood(small, model),
+        canvas_in_front=_hair_in_front(canvas, dark, small, model, beard_amount),
+        ring=ring,
+        warp_vertices=warp_vertices(landmarks[:, :2], ring),
+        warp_normals=mesh.vertex_normals(landmarks),
+        beard=beard_amount,
+        frames=frames,
+    )
 
 
-def _hair_in_front(canvas: Canvas, t_dark: np.ndarray, t_small: np.ndarray,
-                   t_model: tone.SkinModel, beard_amount: float) -> np.ndarray:
+def _hair_in_front(
+    canvas: Canvas, t_dark: np.ndarray, t_small: np.ndarray, t_model: tone.SkinModel, beard_amount: float
+) -> np.ndarray:
     """How much of the template stays in front for its hair (canvas size, 0..1): its fringe,
     over the brows too (the user's features showing through it come out as ghosted brows
     under a see-through fringe), and its beard from the jaw inward."""
@@ -85,13 +104,16 @@ def _hair_in_front(canvas: Canvas, t_dark: np.ndarray, t_small: np.ndarray,
     return kept
 
 
-def box_around(shape: tuple[int, ...], x: float, y: float, side: float,
-               margin: float) -> tuple[int, int, int, int]:
+def box_around(shape: tuple[int, ...], x: float, y: float, side: float, margin: float) -> tuple[int, int, int, int]:
     """x0, y0, x1, y1 of a face box grown by `margin` of its side each way, within the image."""
     h, w = shape[:2]
     pad = margin * side
-    return (max(0, int(np.floor(x - pad))), max(0, int(np.floor(y - pad))),
-            min(w, int(np.ceil(x + side + pad))), min(h, int(np.ceil(y + side + pad))))
+    return (
+        max(0, int(np.floor(x - pad))),
+        max(0, int(np.floor(y - pad))),
+        min(w, int(np.ceil(x + side + pad))),
+        min(h, int(np.ceil(y + side + pad))),
+    )
 
 
 def warp_ring(points: np.ndarray) -> np.ndarray:

@@ -152,8 +152,7 @@ def even_chroma(face: np.ndarray, local: np.ndarray, weight: np.ndarray) -> np.n
     return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
-def dark_keeps_its_hue(gain: np.ndarray, luma: np.ndarray, level: np.ndarray,
-                       amount: float | np.ndarray) -> np.ndarray:
+def dark_keeps_its_hue(gain: np.ndarray, luma: np.ndarray, level: np.ndarray, amount: float | np.ndarray) -> np.ndarray:
     """`gain` with its colour (each channel's gain over the luma gain) faded out, by
     `amount` (a number or a map), where `luma` is far darker than the skin `level` around
     it: brows and hair take the light but keep their own hue.

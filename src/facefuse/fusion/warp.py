@@ -22,8 +22,9 @@ class TriangleRaster:
     inverse: np.ndarray  # (K, 3, 3) maps output points to barycentric coordinates
 
 
-def rasterize(vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int],
-              cell: float, order: np.ndarray) -> TriangleRaster:
+def rasterize(
+    vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int], cell: float, order: np.ndarray
+) -> TriangleRaster:
     """Triangle ids at the grid cell centres, drawn in `order` (later ones on top).
 
     Vectorised: every (triangle, cell of its bounding box) pair is tested at once with the
@@ -59,8 +60,9 @@ def rasterize(vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int,
     return TriangleRaster(ids.reshape(gh, gw), out_shape, inverse)
 
 
-def dense_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
-              fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dense_map(
+    raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution (map_x, map_y) for cv2.remap taking each raster triangle onto the
     same triangle of `source` vertices; cells off the mesh use the `fallback` (2, 3) affine."""
     return upsample(raster, grid_map(raster, source, triangles, fallback))
@@ -71,8 +73,9 @@ def upsample(raster: TriangleRaster, grid: tuple[np.ndarray, np.ndarray]) -> tup
     outer ones (where the resize alone would repeat the edge cells' values: a strip up to
     half a cell deep along each edge pulled from one line of the image)."""
     h, w = raster.out_shape
-    map_x, map_y = (_extend_edges(cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR), plane.shape)
-                    for plane in grid)
+    map_x, map_y = (
+        _extend_edges(cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR), plane.shape) for plane in grid
+    )
     return map_x, map_y
 
 
@@ -88,18 +91,20 @@ def _extend_edges(full: np.ndarray, grid_shape: tuple[int, ...]) -> np.ndarray:
             view[:, :first] = view[:, first, None] + np.arange(-first, 0, dtype=np.float32) * slope[:, None]
         if last < size - 1:
             slope = view[:, last] - view[:, last - 1]
-            view[:, last + 1:] = view[:, last, None] + np.arange(1, size - last, dtype=np.float32) * slope[:, None]
+            view[:, last + 1 :] = view[:, last, None] + np.arange(1, size - last, dtype=np.float32) * slope[:, None]
     return full
 
 
-def grid_map(raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray,
-             fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def grid_map(
+    raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """dense_map at the raster's grid cells (before it is resized to the output)."""
     return grid_maps(raster, (source,), triangles, (fallback,))[0]
 
 
-def grid_maps(raster: TriangleRaster, sources: tuple[np.ndarray, ...], triangles: np.ndarray,
-              fallbacks: tuple[np.ndarray, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+def grid_maps(
+    raster: TriangleRaster, sources: tuple[np.ndarray, ...], triangles: np.ndarray, fallbacks: tuple[np.ndarray, ...]
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """grid_map for several vertex sets over one raster, worked out together (one lookup
     of each cell's triangle for all)."""
     corners = np.concatenate([source[triangles].astype(np.float64) for source in sources], axis=2)  # (k, vertex, xy...)
@@ -110,8 +115,10 @@ def grid_maps(raster: TriangleRaster, sources: tuple[np.ndarray, ...], triangles
     xs = (np.arange(gw, dtype=np.float32) + 0.5) * (w / gw) - 0.5
     ys = (np.arange(gh, dtype=np.float32) + 0.5) * (h / gh) - 0.5
     coeff = table[raster.ids]  # id -1 picks the fallbacks, the last row
-    planes = [coeff[..., row, 0] * xs + coeff[..., row, 1] * ys[:, None] + coeff[..., row, 2]
-              for row in range(2 * len(sources))]
+    planes = [
+        coeff[..., row, 0] * xs + coeff[..., row, 1] * ys[:, None] + coeff[..., row, 2]
+        for row in range(2 * len(sources))
+    ]
     return [(planes[2 * i], planes[2 * i + 1]) for i in range(len(sources))]
 
 
@@ -120,8 +127,9 @@ def grid_values(raster: TriangleRaster, values: np.ndarray, outside: float = 0.0
     return np.append(values.astype(np.float32), np.float32(outside))[raster.ids]
 
 
-def sample_blocks(raster: TriangleRaster, grid: np.ndarray, origin: tuple[int, int], factor: int,
-                  shape: tuple[int, int]) -> np.ndarray:
+def sample_blocks(
+    raster: TriangleRaster, grid: np.ndarray, origin: tuple[int, int], factor: int, shape: tuple[int, int]
+) -> np.ndarray:
     """A grid quantity (grid_map, grid_values) as it would be at full resolution averaged
     over blocks of factor x factor pixels: `shape` blocks from `origin` (x, y) of the
     output. Taken at the blocks' centres straight from the grid, it is the same (the map
@@ -129,10 +137,20 @@ def sample_blocks(raster: TriangleRaster, grid: np.ndarray, origin: tuple[int, i
     h, w = raster.out_shape
     gh, gw = raster.ids.shape
     sx, sy = gw / w, gh / h
-    to_grid = np.array([[factor * sx, 0, (origin[0] + 0.5 * factor) * sx - 0.5],
-                        [0, factor * sy, (origin[1] + 0.5 * factor) * sy - 0.5]], np.float32)
-    return cv2.warpAffine(grid, to_grid, (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    to_grid = np.array(
+        [
+            [factor * sx, 0, (origin[0] + 0.5 * factor) * sx - 0.5],
+            [0, factor * sy, (origin[1] + 0.5 * factor) * sy - 0.5],
+        ],
+        np.float32,
+    )
+    return cv2.warpAffine(
+        grid,
+        to_grid,
+        (shape[1], shape[0]),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -143,13 +161,18 @@ def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return 0.5 * ((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
 
 
-def remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
-          border: int = cv2.BORDER_REPLICATE, out: np.ndarray | None = None) -> np.ndarray:
+def remap(
+    image: np.ndarray,
+    maps: tuple[np.ndarray, np.ndarray],
+    border: int = cv2.BORDER_REPLICATE,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     return cv2.remap(image, maps[0], maps[1], dst=out, interpolation=cv2.INTER_LINEAR, borderMode=border)
 
 
-def painter_order(vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray,
-                  kinds: np.ndarray, surface_kind: int) -> np.ndarray:
+def painter_order(
+    vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray, kinds: np.ndarray, surface_kind: int
+) -> np.ndarray:
     """Drawing order: the other kinds first, then the surface's triangles that face away
     (folded under the nose, past the cheek's silhouette), then those that face the camera
     from far to near, so the visible surface always ends on top."""
@@ -159,8 +182,9 @@ def painter_order(vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray
     corner_depth = depth.take(np.minimum(triangles, len(depth) - 1))
     near = -(corner_depth[:, 0] + corner_depth[:, 1] + corner_depth[:, 2]) / 3
     front = surface & (area > 0)
-    return np.concatenate([index[~surface], index[surface & ~front],
-                           index[front][np.argsort(near[front], kind="stable")]])
+    return np.concatenate(
+        [index[~surface], index[surface & ~front], index[front][np.argsort(near[front], kind="stable")]]
+    )
 
 
 def _barycentric_inverse(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +205,7 @@ def _barycentric_inverse(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse, usable
 
 
-def _to_grid(points: np.ndarray, out_shape: tuple[int, int],
-             grid_shape: tuple[int, int]) -> np.ndarray:
+def _to_grid(points: np.ndarray, out_shape: tuple[int, int], grid_shape: tuple[int, int]) -> np.ndarray:
     (h, w), (gh, gw) = out_shape, grid_shape
     scale = np.array([gw / w, gh / h], dtype=np.float32)
     return (points + 0.5) * scale - 0.5

@@ -44,8 +44,9 @@ class UsageLimiter:
         now = self.clock()
         today = _utc_day(now)
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT tokens, updated_at, day, day_count FROM key_usage WHERE api_key = ?",
-                               (key.api_key,)).fetchone()
+            row = conn.execute(
+                "SELECT tokens, updated_at, day, day_count FROM key_usage WHERE api_key = ?", (key.api_key,)
+            ).fetchone()
             capacity = max(1.0, key.qps or 1.0)
             tokens, count = (capacity, 0) if row is None else (float(row[0]), int(row[3]))
             if row is not None:
@@ -57,14 +58,17 @@ class UsageLimiter:
                 spent = f"the daily quota of {key.daily_quota} requests is spent; it renews at 00:00 UTC"
                 raise RateLimitExceeded(Err.QUOTA_EXCEEDED, spent, _seconds_to_midnight(now))
             if key.qps is not None and tokens < 1.0:
-                raise RateLimitExceeded(Err.QPS_LIMIT_EXCEEDED,
-                                        f"this key may send {key.qps:g} requests per second",
-                                        (1.0 - tokens) / key.qps)
+                raise RateLimitExceeded(
+                    Err.QPS_LIMIT_EXCEEDED,
+                    f"this key may send {key.qps:g} requests per second",
+                    (1.0 - tokens) / key.qps,
+                )
             conn.execute(
                 "INSERT INTO key_usage (api_key, tokens, updated_at, day, day_count) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(api_key) DO UPDATE SET tokens = excluded.tokens,"
                 " updated_at = excluded.updated_at, day = excluded.day, day_count = excluded.day_count",
-                (key.api_key, tokens - 1.0 if key.qps is not None else capacity, now, today, count + 1))
+                (key.api_key, tokens - 1.0 if key.qps is not None else capacity, now, today, count + 1),
+            )
 
 
 def _utc_day(now: float) -> str:

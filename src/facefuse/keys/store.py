@@ -61,21 +61,37 @@ class KeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, name: str, admin: bool = False, qps: float | None = None,
-               daily_quota: int | None = None) -> tuple[ApiKey, str]:
+    def create(
+        self, name: str, admin: bool = False, qps: float | None = None, daily_quota: int | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key and its plaintext secret; the secret cannot be had again."""
         _check_limits(name, qps, daily_quota)
         api_key = "".join(secrets.choice(API_KEY_ALPHABET) for _ in range(API_KEY_LENGTH))
         secret = secrets.token_urlsafe(SECRET_BYTES)
         qps = float(qps) if qps is not None else None
-        key = ApiKey(api_key=api_key, name=name, admin=bool(admin), qps=qps, daily_quota=daily_quota,
-                     created_at=iso_utc(), revoked_at=None)
+        key = ApiKey(
+            api_key=api_key,
+            name=name,
+            admin=bool(admin),
+            qps=qps,
+            daily_quota=daily_quota,
+            created_at=iso_utc(),
+            revoked_at=None,
+        )
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO api_keys (api_key, secret_hash, name, admin, qps, daily_quota, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key.api_key, hash_secret(api_key, secret), key.name, int(key.admin), key.qps,
-                 key.daily_quota, key.created_at))
+                (
+                    key.api_key,
+                    hash_secret(api_key, secret),
+                    key.name,
+                    int(key.admin),
+                    key.qps,
+                    key.daily_quota,
+                    key.created_at,
+                ),
+            )
         return key, secret
 
     def verify(self, api_key: str, secret: str) -> ApiKey | None:
@@ -104,8 +120,9 @@ class KeyStore:
     def revoke(self, api_key: str) -> bool:
         """Revoke an active key at once (every process checks the database on each request)."""
         with self.db.transaction() as conn:
-            cursor = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE api_key = ? AND revoked_at IS NULL",
-                                  (iso_utc(), api_key))
+            cursor = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE api_key = ? AND revoked_at IS NULL", (iso_utc(), api_key)
+            )
         return cursor.rowcount == 1
 
     def count(self) -> int:
@@ -120,14 +137,23 @@ def _plausible(value: object) -> bool:
 def _check_limits(name: str, qps: float | None, daily_quota: int | None) -> None:
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
         raise FacefuseError(Err.INVALID_PARAMETER, f"name must be 1..{MAX_NAME_LENGTH} characters")
-    if qps is not None and (isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0
-                            or qps == float("inf")):
+    if qps is not None and (
+        isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0 or qps == float("inf")
+    ):
         raise FacefuseError(Err.INVALID_PARAMETER, "qps must be a number above 0")
-    if daily_quota is not None and (isinstance(daily_quota, bool) or not isinstance(daily_quota, int)
-                                    or daily_quota < 0):
+    if daily_quota is not None and (
+        isinstance(daily_quota, bool) or not isinstance(daily_quota, int) or daily_quota < 0
+    ):
         raise FacefuseError(Err.INVALID_PARAMETER, "daily_quota must be an integer of 0 or more")
 
 
 def _key_from_row(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(api_key=row["api_key"], name=row["name"], admin=bool(row["admin"]), qps=row["qps"],
-                  daily_quota=row["daily_quota"], created_at=row["created_at"], revoked_at=row["revoked_at"])
+    return ApiKey(
+        api_key=row["api_key"],
+        name=row["name"],
+        admin=bool(row["admin"]),
+        qps=row["qps"],
+        daily_quota=row["daily_quota"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )

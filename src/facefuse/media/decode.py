@@ -79,7 +79,7 @@ def decode_base64(text: str, max_bytes: int | None = None) -> bytes:
             f"media_data is {len(text)} characters of base64, more than a {format_size(max_bytes)} image needs",
         )
     if prefix := _DATA_URI_PREFIX.match(text):
-        text = text[prefix.end():]
+        text = text[prefix.end() :]
     if decoded := _decode_plain_base64(text):
         if max_bytes is not None and len(decoded) > max_bytes:
             raise _too_large(len(decoded), max_bytes)
@@ -112,8 +112,9 @@ def _decode_plain_base64(text: str) -> bytes:
 
 
 def _too_large(size: int, max_bytes: int) -> FacefuseError:
-    return FacefuseError(Err.IMAGE_FILE_TOO_LARGE,
-                         f"the image file is {size} bytes; the limit is {format_size(max_bytes)}")
+    return FacefuseError(
+        Err.IMAGE_FILE_TOO_LARGE, f"the image file is {size} bytes; the limit is {format_size(max_bytes)}"
+    )
 
 
 def sniff_format(data: bytes) -> ImageFormat:
@@ -294,13 +295,13 @@ def _jpeg_frame(data: bytes) -> tuple[int, int, int]:
         pos += 1
         if marker in _STANDALONE_MARKERS:
             continue
-        length = int.from_bytes(data[pos:pos + 2], "big")
+        length = int.from_bytes(data[pos : pos + 2], "big")
         if marker in (0x00, 0xD8, 0xD9, 0xDA) or length < 2:
             break  # no frame header before the scan or the end: nothing to size
         if marker in _SOF_MARKERS:
             if length < 7 or pos + 7 > end:
                 break
-            height, width = struct.unpack(">HH", data[pos + 3:pos + 7])
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
             return width, height, pos
         pos += length
     raise _corrupt("jpeg", "its header is truncated or has no frame size")

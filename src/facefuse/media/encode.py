@@ -63,8 +63,9 @@ class TileCodedJpeg:
     def encode(cls, rgb: np.ndarray, quality: int = 95) -> "TileCodedJpeg":
         interval = _restart_interval(-(-rgb.shape[1] // _BLOCK))
         header, tiles = _split(_encode(rgb, _tile_params(quality, interval)))
-        return cls(header, tuple(_with_markers(tiles, 0, len(tiles))), rgb.shape[1], rgb.shape[0],
-                   _clamped(quality), interval)
+        return cls(
+            header, tuple(_with_markers(tiles, 0, len(tiles))), rgb.shape[1], rgb.shape[0], _clamped(quality), interval
+        )
 
     @property
     def nbytes(self) -> int:
@@ -86,15 +87,15 @@ class TileCodedJpeg:
             columns = slice(c0 * tile_px, min(c1 * tile_px, self.width))
             # Two halves of rows, coded apart (a tile is coded on its own), on two cores when spare.
             middle = (r0 + r1 + 1) // 2
-            upper = parallel.start(self._coded_tiles, rgb[r0 * _BLOCK: middle * _BLOCK, columns])
-            lower = rgb[middle * _BLOCK: min(r1 * _BLOCK, self.height), columns]
+            upper = parallel.start(self._coded_tiles, rgb[r0 * _BLOCK : middle * _BLOCK, columns])
+            lower = rgb[middle * _BLOCK : min(r1 * _BLOCK, self.height), columns]
             lower_tiles = self._coded_tiles(lower) if lower.size else []
             new = upper.result() + lower_tiles
             if len(new) != (r1 - r0) * (c1 - c0):
                 raise ValueError(f"{len(new)} coded tiles for {(r1 - r0) * (c1 - c0)}")
             for row in range(r0, r1):
                 start, first = (row - r0) * (c1 - c0), row * per_row + c0
-                tiles[first: first + c1 - c0] = _with_markers(new[start: start + c1 - c0], first, len(tiles))
+                tiles[first : first + c1 - c0] = _with_markers(new[start : start + c1 - c0], first, len(tiles))
         return b"".join([self.header, *tiles, _EOI])
 
     def _coded_tiles(self, region: np.ndarray) -> list[bytes]:
@@ -104,8 +105,7 @@ class TileCodedJpeg:
 def _with_markers(tiles: list[bytes], first: int, count: int) -> list[bytes]:
     """Tiles `first`, `first + 1`, ... of `count`, each followed by its restart marker (the
     numbers run 0-7 over the whole image; none after the last tile)."""
-    return [tile + _MARKERS[index % 8] if index < count - 1 else tile
-            for index, tile in enumerate(tiles, start=first)]
+    return [tile + _MARKERS[index % 8] if index < count - 1 else tile for index, tile in enumerate(tiles, start=first)]
 
 
 def _encode(rgb: np.ndarray, params: list[int]) -> bytes:
@@ -119,9 +119,14 @@ def _encode(rgb: np.ndarray, params: list[int]) -> bytes:
 
 
 def _tile_params(quality: int, interval: int) -> list[int]:
-    return [cv2.IMWRITE_JPEG_QUALITY, _clamped(quality),
-            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-            cv2.IMWRITE_JPEG_RST_INTERVAL, interval]
+    return [
+        cv2.IMWRITE_JPEG_QUALITY,
+        _clamped(quality),
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        cv2.IMWRITE_JPEG_RST_INTERVAL,
+        interval,
+    ]
 
 
 def _restart_interval(blocks_per_row: int) -> int:
@@ -135,7 +140,7 @@ def _restart_interval(blocks_per_row: int) -> int:
 def _split(jpeg: bytes) -> tuple[bytes, list[bytes]]:
     """(header, coded tiles) of a JPEG written by _encode with _tile_params."""
     sos = jpeg.index(_SOS)
-    scan = sos + 2 + int.from_bytes(jpeg[sos + 2: sos + 4], "big")
+    scan = sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big")
     if not jpeg.endswith(_EOI):
         raise ValueError("the JPEG does not end with EOI")
     return jpeg[:scan], _RESTART.split(jpeg[scan:-2])

@@ -101,9 +101,7 @@ async def _connect(client: httpx.AsyncClient, target: UrlTarget, addresses: Sequ
 def build_request(client: httpx.AsyncClient, target: UrlTarget, ip: IPAddress) -> httpx.Request:
     """GET to the address itself, naming the host in the Host header and, for https, in SNI."""
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else None
-    return client.build_request(
-        "GET", target.url_for(ip), headers={"Host": target.host_header}, extensions=extensions
-    )
+    return client.build_request("GET", target.url_for(ip), headers={"Host": target.host_header}, extensions=extensions)
 
 
 async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
@@ -127,8 +125,10 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
 
 def _client(limits: FetchLimits) -> httpx.AsyncClient:
     timeout = httpx.Timeout(
-        connect=limits.connect_timeout, read=limits.read_timeout,
-        write=limits.read_timeout, pool=limits.connect_timeout,
+        connect=limits.connect_timeout,
+        read=limits.read_timeout,
+        write=limits.read_timeout,
+        pool=limits.connect_timeout,
     )
     return httpx.AsyncClient(
         headers=_HEADERS,

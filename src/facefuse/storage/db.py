@@ -120,8 +120,13 @@ class Database:
 
     def _open(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit BEGINs; transaction() says when a write starts.
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                               isolation_level=None, check_same_thread=False, factory=_Connection)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_Connection,
+        )
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -217,7 +222,8 @@ class Database:
             version = self._read_version(conn)  # again, under the lock: another process may have won
             if version > SCHEMA_VERSION:
                 raise SchemaTooNewError(
-                    f"{self.path} has schema version {version}; this facefuse knows up to {SCHEMA_VERSION}")
+                    f"{self.path} has schema version {version}; this facefuse knows up to {SCHEMA_VERSION}"
+                )
             for statements in MIGRATIONS[version:]:
                 for sql in statements:
                     conn.execute(sql)

@@ -25,8 +25,9 @@ class ResultStore:
     no link points to, which cleanup() removes after ORPHAN_GRACE_SECONDS.
     """
 
-    def __init__(self, db: Database, results_dir: Path, ttl_seconds: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db: Database, results_dir: Path, ttl_seconds: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self.db = db
         self.results_dir = Path(results_dir)
         self.ttl_seconds = ttl_seconds
@@ -39,8 +40,10 @@ class ResultStore:
         write_atomic(self._file(token), jpeg)
         now = self.clock()
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO results (token, created_at, expires_at) VALUES (?, ?, ?)",
-                         (token, now, now + self.ttl_seconds))
+            conn.execute(
+                "INSERT INTO results (token, created_at, expires_at) VALUES (?, ?, ?)",
+                (token, now, now + self.ttl_seconds),
+            )
         return token
 
     def path_for(self, token: str) -> Path | None:

@@ -70,8 +70,14 @@ class TemplateInfo:
 
     def to_dict(self) -> dict[str, object]:
         """The admin API and CLI view (docs/api.md B.1)."""
-        return {"template_id": self.template_id, "name": self.name, "faces": self.faces,
-                "width": self.width, "height": self.height, "created_at": self.created_at}
+        return {
+            "template_id": self.template_id,
+            "name": self.name,
+            "faces": self.faces,
+            "width": self.width,
+            "height": self.height,
+            "created_at": self.created_at,
+        }
 
     @property
     def file_name(self) -> str:
@@ -102,9 +108,15 @@ class TemplateRegistry:
     220003 no face in the photo, 10011 load of an unknown id.
     """
 
-    def __init__(self, db: Database, templates_dir: Path, image_limits: ImageLimits = DEFAULT_LIMITS,
-                 cache_templates: int = CACHE_TEMPLATES, cache_bytes: int = CACHE_BYTES,
-                 result_quality: int | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        templates_dir: Path,
+        image_limits: ImageLimits = DEFAULT_LIMITS,
+        cache_templates: int = CACHE_TEMPLATES,
+        cache_bytes: int = CACHE_BYTES,
+        result_quality: int | None = None,
+    ) -> None:
         self.db = db
         self.result_quality = result_quality  # when set, load() keeps the image encoded at it
         self.templates_dir = Path(templates_dir)
@@ -115,8 +127,14 @@ class TemplateRegistry:
 
     # ------------------------------------------------------------ adding
 
-    def add(self, photo: bytes, template_id: str | None = None, name: str | None = None,
-            fuse_degree: int | None = None, shape_degree: int | None = None) -> TemplateInfo:
+    def add(
+        self,
+        photo: bytes,
+        template_id: str | None = None,
+        name: str | None = None,
+        fuse_degree: int | None = None,
+        shape_degree: int | None = None,
+    ) -> TemplateInfo:
         """Check, analyse and store a template photo; 10003 for a bad or taken id, 220003 without a face."""
         _check_template_id(template_id)
         _check_name(name)
@@ -129,10 +147,18 @@ class TemplateRegistry:
         faces = detect_faces(image, every_face=True)
         require_template_faces(faces)
         height, width = image.shape[:2]  # upright: EXIF orientation applied
-        info = TemplateInfo(template_id=template_id or _new_template_id(), name=name or "",
-                            faces=len(faces), width=width, height=height, created_at=iso_utc(),
-                            fuse_degree=fuse_degree, shape_degree=shape_degree, format=fmt,
-                            revision=secrets.token_hex(8))
+        info = TemplateInfo(
+            template_id=template_id or _new_template_id(),
+            name=name or "",
+            faces=len(faces),
+            width=width,
+            height=height,
+            created_at=iso_utc(),
+            fuse_degree=fuse_degree,
+            shape_degree=shape_degree,
+            format=fmt,
+            revision=secrets.token_hex(8),
+        )
         self._store(info, photo, faces)
         return info
 
@@ -143,8 +169,20 @@ class TemplateRegistry:
             write_atomic(self.templates_dir / info.file_name, photo)
             conn.execute(
                 f"INSERT INTO templates ({_INFO_COLUMNS}, faces_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (info.template_id, info.revision, info.name, info.format, info.width, info.height,
-                 info.faces, info.fuse_degree, info.shape_degree, info.created_at, faces_json))
+                (
+                    info.template_id,
+                    info.revision,
+                    info.name,
+                    info.format,
+                    info.width,
+                    info.height,
+                    info.faces,
+                    info.fuse_degree,
+                    info.shape_degree,
+                    info.created_at,
+                    faces_json,
+                ),
+            )
 
     def _refuse_taken(self, template_id: str, conn: sqlite3.Connection | None = None) -> None:
         conn = conn or self.db.connection()
@@ -198,8 +236,9 @@ class TemplateRegistry:
         return loaded
 
     def _read(self, info: TemplateInfo) -> LoadedTemplate:
-        row = self.db.query_one("SELECT faces_json FROM templates WHERE template_id = ? AND revision = ?",
-                                (info.template_id, info.revision))
+        row = self.db.query_one(
+            "SELECT faces_json FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
+        )
         try:
             photo = (self.templates_dir / info.file_name).read_bytes()
         except FileNotFoundError:
@@ -227,8 +266,9 @@ class TemplateRegistry:
         if info is None:
             return False
         with self.db.transaction() as conn:
-            deleted = conn.execute("DELETE FROM templates WHERE template_id = ? AND revision = ?",
-                                   (info.template_id, info.revision)).rowcount
+            deleted = conn.execute(
+                "DELETE FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
+            ).rowcount
         (self.templates_dir / info.file_name).unlink(missing_ok=True)
         self._cache.drop(info)
         return deleted == 1
@@ -236,8 +276,7 @@ class TemplateRegistry:
     def clean_orphans(self) -> int:
         """Delete files no template row names (left by a crash mid-add or mid-remove)."""
         with self.db.transaction() as conn:
-            known = {_info_from_row(row).file_name
-                     for row in conn.execute(f"SELECT {_INFO_COLUMNS} FROM templates")}
+            known = {_info_from_row(row).file_name for row in conn.execute(f"SELECT {_INFO_COLUMNS} FROM templates")}
             orphans = [p for p in self.templates_dir.iterdir() if p.is_file() and p.name not in known]
             for path in orphans:
                 path.unlink(missing_ok=True)
@@ -306,15 +345,16 @@ def _is_template_id(value: object) -> bool:
 
 def _check_template_id(template_id: str | None) -> None:
     if template_id is not None and not _is_template_id(template_id):
-        raise FacefuseError(Err.INVALID_PARAMETER,
-                            "template_id must be 16 to 19 characters, each a digit or a lowercase letter a-z")
+        raise FacefuseError(
+            Err.INVALID_PARAMETER, "template_id must be 16 to 19 characters, each a digit or a lowercase letter a-z"
+        )
 
 
 def _check_name(name: str | None) -> None:
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH
-                             or not name.isprintable()):
-        raise FacefuseError(Err.INVALID_PARAMETER,
-                            f"name must be text of at most {MAX_NAME_LENGTH} printable characters")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not name.isprintable()):
+        raise FacefuseError(
+            Err.INVALID_PARAMETER, f"name must be text of at most {MAX_NAME_LENGTH} printable characters"
+        )
 
 
 def _check_degree(field_name: str, value: int | None) -> None:
@@ -328,8 +368,12 @@ def _not_found(template_id: str) -> FacefuseError:
 
 def _stored_limits(limits: ImageLimits, info: TemplateInfo, size: int) -> ImageLimits:
     """Limits a stored template always meets, even if the configured ones were tightened since."""
-    return replace(limits, max_bytes=max(limits.max_bytes, size), min_side=min(limits.min_side, info.width,
-                   info.height), max_side=max(limits.max_side, info.width, info.height))
+    return replace(
+        limits,
+        max_bytes=max(limits.max_bytes, size),
+        min_side=min(limits.min_side, info.width, info.height),
+        max_side=max(limits.max_side, info.width, info.height),
+    )
 
 
 def _frozen_face(face: Face) -> Face:
@@ -338,7 +382,15 @@ def _frozen_face(face: Face) -> Face:
 
 
 def _info_from_row(row: sqlite3.Row) -> TemplateInfo:
-    return TemplateInfo(template_id=row["template_id"], name=row["name"], faces=row["face_count"],
-                        width=row["width"], height=row["height"], created_at=row["created_at"],
-                        fuse_degree=row["fuse_degree"], shape_degree=row["shape_degree"],
-                        format=row["format"], revision=row["revision"])
+    return TemplateInfo(
+        template_id=row["template_id"],
+        name=row["name"],
+        faces=row["face_count"],
+        width=row["width"],
+        height=row["height"],
+        created_at=row["created_at"],
+        fuse_degree=row["fuse_degree"],
+        shape_degree=row["shape_degree"],
+        format=row["format"],
+        revision=row["revision"],
+    )

@@ -38,9 +38,9 @@ def detector(model: int):
 
     cache = thread_cache("detectors")
     if model not in cache:
-        cache[model] = built(lambda: face_detection.FaceDetection(
-            model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE
-        ))
+        cache[model] = built(
+            lambda: face_detection.FaceDetection(model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE)
+        )
     return cache[model]
 
 

@@ -69,9 +69,7 @@ def check_user_face(face: Face, image_shape: tuple[int, ...], rules: FaceRules) 
         )
     missing = features_outside(face, image_shape)
     if missing:
-        raise FacefuseError(
-            Err.DETECT_FACE_OUTOFIMAGE, f"part of the face is outside the photo: {', '.join(missing)}"
-        )
+        raise FacefuseError(Err.DETECT_FACE_OUTOFIMAGE, f"part of the face is outside the photo: {', '.join(missing)}")
     if face.pitch < -rules.max_pitch_up or face.pitch > rules.max_pitch_down:
         direction = "up" if face.pitch < 0 else "down"
         limit = rules.max_pitch_up if face.pitch < 0 else rules.max_pitch_down

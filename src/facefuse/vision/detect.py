@@ -165,13 +165,20 @@ def _crop(
         # window's bounding region: shrinking the whole of a 16 MP photo costs ~20 ms.
         source, to_source = _shrunk_window(rgb, center, side, scale * 1.25)
         from_source = _compose(to_crop, _inverse(to_source))
-    crop = cv2.warpAffine(source, from_source, (out_side, out_side), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+    crop = cv2.warpAffine(
+        source,
+        from_source,
+        (out_side, out_side),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(128, 128, 128),
+    )
     return crop, to_crop
 
 
-def _shrunk_window(rgb: np.ndarray, center: tuple[float, float], side: float,
-                   factor: float) -> tuple[np.ndarray, np.ndarray]:
+def _shrunk_window(
+    rgb: np.ndarray, center: tuple[float, float], side: float, factor: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The region any turn of a side x side square around center can touch, area-shrunk
     by about factor, and the affine matrix from image to shrunk-region pixels."""
     h, w = rgb.shape[:2]
@@ -220,10 +227,12 @@ def _mesh(max_faces: int):
 
     cache = thread_cache("meshes")
     if max_faces not in cache:
-        cache[max_faces] = built(lambda: face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=0.5,
-        ))
+        cache[max_faces] = built(
+            lambda: face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=0.5,
+            )
+        )
     return cache[max_faces]

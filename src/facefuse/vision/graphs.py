@@ -46,7 +46,6 @@ _settled_graphs: set[int] = set()
 _stderr_lock = threading.Lock()
 
 
-
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """File descriptor 2 on /dev/null meanwhile (one such window at a time)."""

@@ -65,8 +65,11 @@ def find_small_face_boxes(rgb: np.ndarray, max_windows: int | None = None) -> li
                 window = _window(level, x0, y0)
                 for box in boxes_from(run(detector(0), window), window.shape, 1.0):
                     if box.score >= MIN_WINDOW_SCORE:
-                        boxes.append(FaceBox((box.x + x0) * back_x, (box.y + y0) * back_y,
-                                             box.side * back_x, box.score, box.angle))
+                        boxes.append(
+                            FaceBox(
+                                (box.x + x0) * back_x, (box.y + y0) * back_y, box.side * back_x, box.score, box.angle
+                            )
+                        )
         if max(lh, lw) <= WINDOW_SIDE:
             break
         scale /= LEVEL_RATIO
@@ -84,11 +87,11 @@ def _window_starts(length: int) -> list[int]:
 def _window(level: np.ndarray, x0: int, y0: int) -> np.ndarray:
     """The WINDOW_SIDE square at x0, y0, grey past the copy's edges, so the model sees every
     window at the copy's scale (it resizes any image to its 128 px input)."""
-    window = level[y0:y0 + WINDOW_SIDE, x0:x0 + WINDOW_SIDE]
+    window = level[y0 : y0 + WINDOW_SIDE, x0 : x0 + WINDOW_SIDE]
     if window.shape[:2] == (WINDOW_SIDE, WINDOW_SIDE):
         return np.ascontiguousarray(window)
     padded = np.full((WINDOW_SIDE, WINDOW_SIDE, 3), 128, np.uint8)
-    padded[:window.shape[0], :window.shape[1]] = window
+    padded[: window.shape[0], : window.shape[1]] = window
     return padded
 
 
@@ -100,8 +103,9 @@ def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     block = int(1 / factor)
     if block >= 2 and w // block >= size[0] and h // block >= size[1]:
-        rgb = cv2.resize(rgb[: h // block * block, : w // block * block], (w // block, h // block),
-                         interpolation=cv2.INTER_AREA)
+        rgb = cv2.resize(
+            rgb[: h // block * block, : w // block * block], (w // block, h // block), interpolation=cv2.INTER_AREA
+        )
     if (rgb.shape[1], rgb.shape[0]) == size:
         return np.ascontiguousarray(rgb)
     return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)

@@ -48,8 +48,9 @@ def create_app(settings: Settings | None = None, freeze_when_ready: bool = False
         frozen = freeze_startup_objects() if freeze_when_ready else 0
         ctx.ready = True
         cleaner = asyncio.create_task(_clean_results_forever(ctx))
-        log.info("ready", extra={"data_dir": str(settings.data_dir), "workers": settings.workers,
-                                 "frozen_objects": frozen})
+        log.info(
+            "ready", extra={"data_dir": str(settings.data_dir), "workers": settings.workers, "frozen_objects": frozen}
+        )
         try:
             yield
         finally:
@@ -69,8 +70,9 @@ def create_app(settings: Settings | None = None, freeze_when_ready: bool = False
     install_openapi(app)
     for module in (fuse, templates, results, ops):
         app.include_router(module.router)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,
-                       body_deadline=settings.request_deadline)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, body_deadline=settings.request_deadline
+    )
     return app
 
 

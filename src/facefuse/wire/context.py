@@ -41,8 +41,14 @@ class AppContext:
             keys=KeyStore(db),
             limiter=UsageLimiter(db),
             results=ResultStore(db, settings.results_dir, settings.result_ttl_seconds),
-            pool=WorkPool(settings.workers, settings.queue_size, settings.request_deadline,
-                          initializer=worker.start, initargs=(settings,), pin_to_cores=settings.pin_workers),
+            pool=WorkPool(
+                settings.workers,
+                settings.queue_size,
+                settings.request_deadline,
+                initializer=worker.start,
+                initargs=(settings,),
+                pin_to_cores=settings.pin_workers,
+            ),
             image_limits=image_limits,
             fetch_limits=FetchLimits.from_settings(settings),
         )

@@ -37,8 +37,9 @@ class FastLane:
     def __init__(self, app: FastAPI, settings: Settings) -> None:
         self.app = app
         self._route = _RouteName(fuse.PATH)
-        self._fuse = RequestContextMiddleware(_fuse_endpoint, max_body_bytes=settings.max_body_bytes,
-                                              body_deadline=settings.request_deadline)
+        self._fuse = RequestContextMiddleware(
+            _fuse_endpoint, max_body_bytes=settings.max_body_bytes, body_deadline=settings.request_deadline
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == fuse.PATH:

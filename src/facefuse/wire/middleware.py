@@ -61,8 +61,9 @@ class RequestContextMiddleware:
         finally:
             self._record(scope, request_id, outcome, time.perf_counter() - started)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str,
-                       outcome: dict[str, object]) -> None:
+    async def _guarded(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, outcome: dict[str, object]
+    ) -> None:
         """The app behind the body limits; a hang-up or an unexpected exception never escapes."""
         try:
             if _declared_length(scope) > self.max_body_bytes:
@@ -91,8 +92,9 @@ class RequestContextMiddleware:
                     message = await receive()
             except TimeoutError:
                 outcome["cut_off"] = True
-                raise FacefuseError(Err.PROCESS_TIMEOUT,
-                                    f"the request body did not arrive within {self.body_deadline:g} s") from None
+                raise FacefuseError(
+                    Err.PROCESS_TIMEOUT, f"the request body did not arrive within {self.body_deadline:g} s"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
@@ -119,11 +121,17 @@ class RequestContextMiddleware:
         REQUESTS.labels(route_path, scope["method"], status, "").inc()
         LATENCY.labels(route_path).observe(seconds)
         # Never the query string: it carries api_secret.
-        log.info("request", extra={
-            "request_id": request_id, "method": scope["method"], "path": scope["path"],
-            "status": int(status), "ms": round(seconds * 1000, 1),
-            "api_key": scope.get("state", {}).get("api_key", ""),
-        })
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": int(status),
+                "ms": round(seconds * 1000, 1),
+                "api_key": scope.get("state", {}).get("api_key", ""),
+            },
+        )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -36,14 +36,15 @@ class Operation:
 _AUTH_ERRORS = (401, 403, 429)
 _WORK_ERRORS = (400, 413, 503, 504)
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("/v3/facefuse", "post"): Operation(schemas.FuseResponse, (400, 401, 413, 429, 503, 504),
-                                        schemas.FuseRequest, auth=True),
-    ("/v3/templates", "post"): Operation(schemas.TemplateView, _AUTH_ERRORS + _WORK_ERRORS,
-                                         schemas.TemplateCreateRequest, auth=True),
+    ("/v3/facefuse", "post"): Operation(
+        schemas.FuseResponse, (400, 401, 413, 429, 503, 504), schemas.FuseRequest, auth=True
+    ),
+    ("/v3/templates", "post"): Operation(
+        schemas.TemplateView, _AUTH_ERRORS + _WORK_ERRORS, schemas.TemplateCreateRequest, auth=True
+    ),
     ("/v3/templates", "get"): Operation(schemas.TemplateList, _AUTH_ERRORS, auth=True),
     ("/v3/templates/{template_id}", "get"): Operation(schemas.TemplateView, _AUTH_ERRORS + (404,), auth=True),
-    ("/v3/templates/{template_id}", "delete"): Operation(schemas.TemplateDeleted, _AUTH_ERRORS + (404,),
-                                                         auth=True),
+    ("/v3/templates/{template_id}", "delete"): Operation(schemas.TemplateDeleted, _AUTH_ERRORS + (404,), auth=True),
     ("/v3/results/{name}", "get"): Operation(None, (404,), ok_media="image/jpeg"),
     ("/healthz", "get"): Operation(schemas.Health, ()),
     ("/readyz", "get"): Operation(schemas.Health, (503,)),
@@ -52,15 +53,35 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 
 _CREDENTIAL = {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_LENGTH}
 AUTH_PARAMETERS = [
-    {"name": "api_key", "in": "query", "required": True, "schema": _CREDENTIAL,
-     "description": "the key's identifier (facefuse keys create)"},
-    {"name": "api_secret", "in": "query", "required": True, "schema": _CREDENTIAL,
-     "description": "the key's secret, shown once when the key was created"},
+    {
+        "name": "api_key",
+        "in": "query",
+        "required": True,
+        "schema": _CREDENTIAL,
+        "description": "the key's identifier (facefuse keys create)",
+    },
+    {
+        "name": "api_secret",
+        "in": "query",
+        "required": True,
+        "schema": _CREDENTIAL,
+        "description": "the key's secret, shown once when the key was created",
+    },
 ]
-_REQUEST_ID = {"X-Request-Id": {"required": True, "schema": {"type": "string"},
-                                "description": "the request id (echoed when the client sent a valid one)"}}
-_RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                                "description": "seconds after which a retry can succeed"}}
+_REQUEST_ID = {
+    "X-Request-Id": {
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "the request id (echoed when the client sent a valid one)",
+    }
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "seconds after which a retry can succeed",
+    }
+}
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -75,9 +96,13 @@ def install_openapi(app: FastAPI) -> None:
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
-    document = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                           description="facefuse: the MTLab facefuse v3 wire protocol and its additions "
-                                       "(docs/api.md); every failure answers its error body (part E).")
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        routes=app.routes,
+        description="facefuse: the MTLab facefuse v3 wire protocol and its additions "
+        "(docs/api.md); every failure answers its error body (part E).",
+    )
     components: dict[str, Any] = {}
     for model in _models():
         components.update(_model_schema(model))
@@ -92,10 +117,16 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 def error_schema(status: int) -> dict[str, Any]:
     """The error body whose code and name are those the table gives this HTTP status."""
     errors = [e for e in Err if e.http_status == status]
-    return {"type": "object", "additionalProperties": False, "required": ["ErrorCode", "ErrorMsg", "Data"],
-            "properties": {"ErrorCode": {"type": "integer", "enum": [e.code for e in errors]},
-                           "ErrorMsg": {"type": "string", "enum": [e.message for e in errors]},
-                           "Data": {"type": "string"}}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["ErrorCode", "ErrorMsg", "Data"],
+        "properties": {
+            "ErrorCode": {"type": "integer", "enum": [e.code for e in errors]},
+            "ErrorMsg": {"type": "string", "enum": [e.message for e in errors]},
+            "Data": {"type": "string"},
+        },
+    }
 
 
 def _models() -> list[type[BaseModel]]:

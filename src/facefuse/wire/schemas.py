@@ -13,7 +13,8 @@ class MediaProfiles(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     media_data_type: StrictStr = Field(
-        "jpg", json_schema_extra={"enum": sorted(BASE64_TYPES | {"url"})},
+        "jpg",
+        json_schema_extra={"enum": sorted(BASE64_TYPES | {"url"})},
         description="jpg/jpeg/png/base64: media_data is base64 image data; url: media_data is a link",
     )
 

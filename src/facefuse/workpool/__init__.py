@@ -20,5 +20,12 @@ from facefuse.workpool.tuning import (
     usable_cores,
 )
 
-__all__ = ["PoolLoad", "WorkPool", "freeze_startup_objects", "single_threaded_libraries", "tune_allocator",
-           "tune_for_compute", "usable_cores"]
+__all__ = [
+    "PoolLoad",
+    "WorkPool",
+    "freeze_startup_objects",
+    "single_threaded_libraries",
+    "tune_allocator",
+    "tune_for_compute",
+    "usable_cores",
+]

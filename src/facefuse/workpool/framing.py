@@ -32,7 +32,7 @@ def take_frame(received: bytearray) -> bytes | None:
     end = HEADER.size + HEADER.unpack_from(received)[0]
     if len(received) < end:
         return None
-    message = bytes(received[HEADER.size:end])
+    message = bytes(received[HEADER.size : end])
     del received[:end]
     return message
 
@@ -63,7 +63,7 @@ def write_all(fd: int, message: bytes) -> None:
     """The whole message into a blocking fd."""
     view = memoryview(message)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def send_waiting(fd: int, message: bytes) -> None:
@@ -72,7 +72,7 @@ def send_waiting(fd: int, message: bytes) -> None:
     while view:
         select.select([], [fd], [], 60)
         try:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         except BlockingIOError:
             continue
 

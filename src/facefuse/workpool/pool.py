@@ -38,9 +38,15 @@ class WorkPool:
 
     run() is called on an event loop; warm_up() and shutdown() from plain threads."""
 
-    def __init__(self, workers: int, queue_size: int, deadline: float,
-                 initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = (),
-                 pin_to_cores: bool = True) -> None:
+    def __init__(
+        self,
+        workers: int,
+        queue_size: int,
+        deadline: float,
+        initializer: Callable[..., None] | None = None,
+        initargs: tuple[Any, ...] = (),
+        pin_to_cores: bool = True,
+    ) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
         self.deadline = deadline
@@ -83,9 +89,7 @@ class WorkPool:
         try:
             return await asyncio.wait_for(self._run_admitted(message, 2 if idempotent else 1), self.deadline)
         except asyncio.TimeoutError:
-            raise FacefuseError(
-                Err.PROCESS_TIMEOUT, f"processing took longer than {self.deadline:g} s"
-            ) from None
+            raise FacefuseError(Err.PROCESS_TIMEOUT, f"processing took longer than {self.deadline:g} s") from None
 
     async def _run_admitted(self, message: bytes, attempts: int) -> Any:
         """Run an admitted job; its admission ends when the job does (even after a deadline:
@@ -102,8 +106,9 @@ class WorkPool:
                     return await asyncio.shield(job.outcome)  # a deadline stops the wait, not the job
                 except ProcessLost:
                     if attempt == attempts:
-                        raise FacefuseError(Err.PROCESS_ERROR,
-                                            "the work process handling this request stopped") from None
+                        raise FacefuseError(
+                            Err.PROCESS_ERROR, "the work process handling this request stopped"
+                        ) from None
             raise AssertionError("unreachable")
         except asyncio.CancelledError:
             if not job.outcome.done() and job.sent:
@@ -158,8 +163,9 @@ class WorkPool:
 
     def _spawn(self, starting: Sequence[WorkProcess] = ()) -> WorkProcess:
         single_threaded_libraries()
-        return WorkProcess.spawn(self._context, self._initializer, self._initargs, self.load, self._redispatch,
-                                 self._free_core(starting))
+        return WorkProcess.spawn(
+            self._context, self._initializer, self._initargs, self.load, self._redispatch, self._free_core(starting)
+        )
 
     def _free_core(self, starting: Sequence[WorkProcess]) -> int | None:
         """The core for a new process (`starting`: others not in the pool yet): the one the

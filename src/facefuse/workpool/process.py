@@ -59,15 +59,25 @@ class WorkProcess:
     _writing: bool = False  # the loop watches the job pipe (a job larger than the pipe)
 
     @classmethod
-    def spawn(cls, context: Any, initializer: Callable[..., None] | None, initargs: tuple[Any, ...],
-              load: PoolLoad, on_change: Callable[[asyncio.AbstractEventLoop], None],
-              core: int | None) -> WorkProcess:
+    def spawn(
+        cls,
+        context: Any,
+        initializer: Callable[..., None] | None,
+        initargs: tuple[Any, ...],
+        load: PoolLoad,
+        on_change: Callable[[asyncio.AbstractEventLoop], None],
+        core: int | None,
+    ) -> WorkProcess:
         job_read, job_write = context.Pipe(duplex=False)
         answer_read, answer_write = context.Pipe(duplex=False)
         for connection in (job_write, answer_write):
             framing.widen(connection.fileno())
-        process = context.Process(target=serve, args=(job_read, answer_write, initializer, initargs, load, core),
-                                  daemon=True, name="facefuse-work")
+        process = context.Process(
+            target=serve,
+            args=(job_read, answer_write, initializer, initargs, load, core),
+            daemon=True,
+            name="facefuse-work",
+        )
         process.start()
         job_read.close()  # the child holds its own copies: the pipes end when the child does
         answer_write.close()
@@ -145,7 +155,7 @@ class WorkProcess:
             if not chunk:  # end of file: the process died
                 return self._die()
             if not self._received and framing.whole_frame(chunk):
-                self._answer(memoryview(chunk)[framing.HEADER.size:])  # the usual case: no copy
+                self._answer(memoryview(chunk)[framing.HEADER.size :])  # the usual case: no copy
                 continue
             self._received += chunk
             while (answer := framing.take_frame(self._received)) is not None:
@@ -218,8 +228,14 @@ class WorkProcess:
             self.answers.close()
 
 
-def serve(jobs: Connection, answers: Connection, initializer: Callable[..., None] | None,
-          initargs: tuple[Any, ...], load: PoolLoad, core: int | None = None) -> None:
+def serve(
+    jobs: Connection,
+    answers: Connection,
+    initializer: Callable[..., None] | None,
+    initargs: tuple[Any, ...],
+    load: PoolLoad,
+    core: int | None = None,
+) -> None:
     """A work process: run jobs one at a time until the job pipe closes. The initializer
     gets the pool's load as the keyword `load` after `initargs`."""
     if core is not None:  # before any model starts its threads: they inherit it
@@ -238,7 +254,11 @@ def serve(jobs: Connection, answers: Connection, initializer: Callable[..., None
         try:
             message = framing.frame(pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
         except Exception as exc:  # an answer that cannot cross the pipe
-            message = framing.frame(pickle.dumps((False, RuntimeError(f"unpicklable answer: {exc!r}"),
-                                                  traceback.format_exc()), pickle.HIGHEST_PROTOCOL))
+            message = framing.frame(
+                pickle.dumps(
+                    (False, RuntimeError(f"unpicklable answer: {exc!r}"), traceback.format_exc()),
+                    pickle.HIGHEST_PROTOCOL,
+                )
+            )
         del outcome
         framing.write_all(answer_fd, message)

@@ -79,8 +79,9 @@ def has_bridge(patch: np.ndarray, points: np.ndarray, face_size: float) -> bool:
     return find_bridge(lab, local, axes) is not None
 
 
-def _work_area(patch: np.ndarray, points: np.ndarray,
-               face_size: float) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, FaceAxes]:
+def _work_area(
+    patch: np.ndarray, points: np.ndarray, face_size: float
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, FaceAxes]:
     """The box of the patch glasses are looked for in, its CIELAB (lightly blurred), the
     landmarks and the face's axes in it."""
     axes = FaceAxes.of(points, face_size)
@@ -100,8 +101,10 @@ def find_frames(patch: np.ndarray, points: np.ndarray, face_size: float) -> Fram
     if bridge is None:
         return None
     like_bridge = likeness(lab, [bridge.colour])
-    eyes = masks.grow(masks.polygon_mask(crop.shape[:2], masks.loop(local, mesh.RIGHT_EYE),
-                                         masks.loop(local, mesh.LEFT_EYE)), EYE_CLEARANCE * face_size)
+    eyes = masks.grow(
+        masks.polygon_mask(crop.shape[:2], masks.loop(local, mesh.RIGHT_EYE), masks.loop(local, mesh.LEFT_EYE)),
+        EYE_CLEARANCE * face_size,
+    )
     # Rims are traced on the bridge's colour, their bands measured on the frame's body.
     light, body = frame_body(lab, like_bridge, bridge, local, face_size)
     paths = rim_paths(like_bridge, eyes, axes)
@@ -124,7 +127,7 @@ def find_frames(patch: np.ndarray, points: np.ndarray, face_size: float) -> Fram
         return None
     bx0, by0, bx1, by1 = cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
     box = (x0 + int(bx0), y0 + int(by0), x0 + int(bx1), y0 + int(by1))
-    pixels = np.ascontiguousarray(patch[box[1]:box[3], box[0]:box[2]])
+    pixels = np.ascontiguousarray(patch[box[1] : box[3], box[0] : box[2]])
     return Frames(box, np.ascontiguousarray(weight[by0:by1, bx0:bx1]), pixels)
 
 
@@ -137,11 +140,12 @@ def without_frames(patch: np.ndarray, frames: Frames, face_size: float) -> np.nd
     x0, y0, x1, y1 = frames.box
     wx0, wy0, wx1, wy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
     hole = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
-    hole[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] = (frames.weight > 0).astype(np.uint8)
+    hole[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = (frames.weight > 0).astype(np.uint8)
     # Grown by a pixel: a partly covered edge pixel holds some of the frame's colour too.
     hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))
-    clean[wy0:wy1, wx0:wx1] = cv2.inpaint(patch[wy0:wy1, wx0:wx1], hole, max(1.0, INPAINT_REACH * face_size),
-                                          cv2.INPAINT_TELEA)
+    clean[wy0:wy1, wx0:wx1] = cv2.inpaint(
+        patch[wy0:wy1, wx0:wx1], hole, max(1.0, INPAINT_REACH * face_size), cv2.INPAINT_TELEA
+    )
     return clean
 
 
@@ -152,9 +156,9 @@ def put_back(out: np.ndarray, frames: Frames, box: tuple[int, int, int, int]) ->
     if x0 >= x1 or y0 >= y1:
         return
     fx, fy = x0 - frames.box[0], y0 - frames.box[1]
-    weight = frames.weight[fy:fy + y1 - y0, fx:fx + x1 - x0]
+    weight = frames.weight[fy : fy + y1 - y0, fx : fx + x1 - x0]
     target = out[y0:y1, x0:x1]
-    target[:] = cv2.blendLinear(frames.pixels[fy:fy + y1 - y0, fx:fx + x1 - x0], target, weight, 1 - weight)
+    target[:] = cv2.blendLinear(frames.pixels[fy : fy + y1 - y0, fx : fx + x1 - x0], target, weight, 1 - weight)
 
 
 def _work_box(points: np.ndarray, shape: tuple[int, int], size: float) -> tuple[int, int, int, int]:

@@ -145,8 +145,9 @@ def _close_gaps(seen: np.ndarray, longest: int) -> np.ndarray:
     return out
 
 
-def _band_edges(likeness: np.ndarray, path: RimPath, size: float,
-                light: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _band_edges(
+    likeness: np.ndarray, path: RimPath, size: float, light: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Along each ray, the band of frame likeness about the rim's middle: its inner and outer
     edges (pixels from the centre, evened over neighbouring angles) and whether it stands out."""
     centre, directions, radius = path.centre, path.directions, path.radius
@@ -162,8 +163,7 @@ def _band_edges(likeness: np.ndarray, path: RimPath, size: float,
     return _running_median(inner, BAND_SMOOTH), _running_median(outer, BAND_SMOOTH), seen
 
 
-def half_height_run(profile: np.ndarray, peak_reach: float,
-                    light: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def half_height_run(profile: np.ndarray, peak_reach: float, light: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row of `profile` (rows, samples), the band about its middle sample: from its peak
     (within `peak_reach` samples of the middle) down each side to its floor there (the first
     valley for a `light` frame's, the least for a dark one's), where it falls to BAND_LEVEL
@@ -172,7 +172,7 @@ def half_height_run(profile: np.ndarray, peak_reach: float,
     rows, n = profile.shape
     mid = n // 2
     reach = max(1, int(round(peak_reach)))
-    peak_at = mid - reach + np.argmax(profile[:, mid - reach:mid + reach + 1], axis=1)
+    peak_at = mid - reach + np.argmax(profile[:, mid - reach : mid + reach + 1], axis=1)
     low, high = np.empty(rows, np.float32), np.empty(rows, np.float32)
     seen = np.ones(rows, bool)
     level = BAND_LEVEL[0] if light else BAND_LEVEL[1]
@@ -196,12 +196,12 @@ def _down_to_valley(run: np.ndarray) -> np.ndarray:
     highlight on the frame, is not one)."""
     lowest = np.minimum.accumulate(run)
     rises = np.flatnonzero((run[1:] > lowest[:-1] + VALLEY_NOISE) & (lowest[:-1] <= run[0] - BAND_CONTRAST))
-    return run[:int(rises[0]) + 1] if rises.size else run
+    return run[: int(rises[0]) + 1] if rises.size else run
 
 
 def _to_lowest(run: np.ndarray) -> np.ndarray:
     """`run` (from a peak outward) up to its least value."""
-    return run[:int(np.argmin(run)) + 1]
+    return run[: int(np.argmin(run)) + 1]
 
 
 def _crossing(run: np.ndarray, level: float) -> float:

@@ -109,8 +109,12 @@ def find_bridge(lab: np.ndarray, points: np.ndarray, axes: FaceAxes) -> Bridge |
         across_nose = np.percentile(contrast, 25, axis=0)
         k = int(np.argmax(across_nose))
         if best is None or across_nose[k] > best.contrast:
-            best = Bridge(float(across_nose[k]), np.median(band[:, k], axis=0),
-                          float(ys[starts[k]] + w * step / 2), float(w * step))
+            best = Bridge(
+                float(across_nose[k]),
+                np.median(band[:, k], axis=0),
+                float(ys[starts[k]] + w * step / 2),
+                float(w * step),
+            )
     if best is None or best.contrast < BRIDGE_CONTRAST:
         return None
     return best
@@ -121,4 +125,4 @@ def likeness(lab: np.ndarray, colours: list[np.ndarray]) -> np.ndarray:
     nearest = np.full(lab.shape[:2], np.inf, np.float32)
     for colour in colours:
         np.minimum(nearest, ((lab - colour) ** 2).sum(axis=2), out=nearest)
-    return np.exp(nearest * (-0.5 / FRAME_COLOUR_SPREAD ** 2)).astype(np.float32)
+    return np.exp(nearest * (-0.5 / FRAME_COLOUR_SPREAD**2)).astype(np.float32)

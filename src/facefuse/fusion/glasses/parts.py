@@ -45,8 +45,9 @@ BRIDGE_REACH = 0.25  # of the face size from the nose's middle, at most, to a ri
 BRIDGE_GAP = 3  # columns
 
 
-def frame_body(lab: np.ndarray, like_bridge: np.ndarray, bridge: Bridge, points: np.ndarray,
-               size: float) -> tuple[bool, np.ndarray]:
+def frame_body(
+    lab: np.ndarray, like_bridge: np.ndarray, bridge: Bridge, points: np.ndarray, size: float
+) -> tuple[bool, np.ndarray]:
     """Whether the frames are light (near the skin's colour), and what the rims' bands are
     measured on: a light frame's likeness to the bridge's colour; for a dark one, its
     darkness too (tortoiseshell and highlights vary its colour)."""
@@ -85,13 +86,13 @@ def dark_parts(lab: np.ndarray, frames: np.ndarray, points: np.ndarray, size: fl
     lines = masks.dark_lines(lab[..., 0], DARK_WIDTH * size)
     shape = lab.shape[:2]
     zone = masks.glasses_zone(shape, points) * masks.polygon_mask(shape, masks.loop(points, mesh.FACE_OVAL))
-    darkness = masks.smoothstep(FRAME_DARK * _cheeks_lightness(lab, points) - lab[..., 0],
-                                -FRAME_DARK_EDGE, FRAME_DARK_EDGE)
+    darkness = masks.smoothstep(
+        FRAME_DARK * _cheeks_lightness(lab, points) - lab[..., 0], -FRAME_DARK_EDGE, FRAME_DARK_EDGE
+    )
     return _joined(lines * zone * darkness, frames, 2.0)
 
 
-def bridge_mask(likeness: np.ndarray, bridge: Bridge, rims: list[Rim], axes: FaceAxes,
-                light: bool) -> np.ndarray:
+def bridge_mask(likeness: np.ndarray, bridge: Bridge, rims: list[Rim], axes: FaceAxes, light: bool) -> np.ndarray:
     """The bridge, traced from the middle of the nose out to where it meets each rim (across
     a highlight or a nose pad, a few columns without a band, as on either side of them)."""
     size, origin = axes.size, axes.middle
@@ -102,8 +103,9 @@ def bridge_mask(likeness: np.ndarray, bridge: Bridge, rims: list[Rim], axes: Fac
         half, gap = [], 0
         for k in range(int(BRIDGE_REACH / COLUMN_STEP)):
             x = -side * k * COLUMN_STEP * size
-            found_top, found_bottom, seen = _column(likeness, axes, origin, x, (top + bottom) / 2,
-                                                    COLUMN_DRIFT * size, light)
+            found_top, found_bottom, seen = _column(
+                likeness, axes, origin, x, (top + bottom) / 2, COLUMN_DRIFT * size, light
+            )
             gap = 0 if seen else gap + 1
             if gap > BRIDGE_GAP:
                 break
@@ -120,13 +122,15 @@ def bridge_mask(likeness: np.ndarray, bridge: Bridge, rims: list[Rim], axes: Fac
     return mask
 
 
-def _column(likeness: np.ndarray, axes: FaceAxes, origin: np.ndarray, x: float, centre: float, reach: float,
-            light: bool) -> tuple[float, float, bool]:
+def _column(
+    likeness: np.ndarray, axes: FaceAxes, origin: np.ndarray, x: float, centre: float, reach: float, light: bool
+) -> tuple[float, float, bool]:
     """Down one column (`x` across from `origin`, pixels), the band of frame likeness about
     `centre` (pixels down, the peak sought within `reach`): its top and bottom (pixels down)
     and whether it stands out."""
-    offsets = np.arange(-BAND_REACH * axes.size - reach, BAND_REACH * axes.size + reach + BAND_STEP, BAND_STEP,
-                        dtype=np.float32)
+    offsets = np.arange(
+        -BAND_REACH * axes.size - reach, BAND_REACH * axes.size + reach + BAND_STEP, BAND_STEP, dtype=np.float32
+    )
     px, py = axes.at(origin, np.full(offsets.shape, x, np.float32), centre + offsets)
     profile = cv2.remap(likeness, px[None], py[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     low, high, seen = half_height_run(profile, reach / BAND_STEP, light)
@@ -142,8 +146,9 @@ def _band_polygon(axes: FaceAxes, origin: np.ndarray, columns: list[tuple[float,
     return np.concatenate([upper, lower[::-1]])
 
 
-def arm_mask(body: np.ndarray, rim: Rim, rim_mask: np.ndarray, points: np.ndarray, axes: FaceAxes,
-             side: int) -> np.ndarray:
+def arm_mask(
+    body: np.ndarray, rim: Rim, rim_mask: np.ndarray, points: np.ndarray, axes: FaceAxes, side: int
+) -> np.ndarray:
     """The arm beside one lens (side 1: the right), up to and a little past the face's edge
     (past it the template stays as it is, but for the warp fading out there): what has the
     frame's colour, joined to the rim, from the rim's outer side outward, at the height of
@@ -158,8 +163,10 @@ def arm_mask(body: np.ndarray, rim: Rim, rim_mask: np.ndarray, points: np.ndarra
     top, bottom = top - ARM_ABOVE * size, top + ARM_BELOW * size
     if edge <= start:
         return np.zeros(body.shape, np.float32)
-    corners = np.array([origin + outward * x + axes.down * y for x, y in
-                        ((start, top), (edge, top), (edge, bottom), (start, bottom))], np.float32)
+    corners = np.array(
+        [origin + outward * x + axes.down * y for x, y in ((start, top), (edge, top), (edge, bottom), (start, bottom))],
+        np.float32,
+    )
     strip = masks.polygon_mask(body.shape, corners)
     return _joined(masks.smoothstep(body, *FRAME_EDGE) * strip, rim_mask, JOIN_REACH * size)
 

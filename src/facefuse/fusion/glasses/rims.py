@@ -75,23 +75,26 @@ def _centroid(polygon: np.ndarray) -> np.ndarray:
     return np.array([m["m10"] / m["m00"], m["m01"] / m["m00"]], np.float32)
 
 
-def _rim_paths_round(like_bridge: np.ndarray, untraced: np.ndarray, axes: FaceAxes,
-                     centres: list[np.ndarray]) -> list[RimPath]:
+def _rim_paths_round(
+    like_bridge: np.ndarray, untraced: np.ndarray, axes: FaceAxes, centres: list[np.ndarray]
+) -> list[RimPath]:
     """One round of rim_paths about `centres`."""
     polars = [_Polar.of(like_bridge, untraced, axes, side, centre) for side, centre in zip((1, -1), centres)]
     # Above the eye a rim lies under the brow: of two bands there, the inner one is more
     # likely the rim.
     angles = 2 * np.pi * np.arange(POLAR_ANGLES) / POLAR_ANGLES
     inward = RIM_INWARD * np.maximum(-np.sin(angles), 0)[:, None] * (np.arange(POLAR_RADII) / POLAR_RADII)[None, :]
-    both = _closed_smooth_path(polars[0].response + polars[1].response - 2 * (RIM_BASELINE + inward), RIM_MAX_STEP,
-                               2 * RIM_BEND_COST)
+    both = _closed_smooth_path(
+        polars[0].response + polars[1].response - 2 * (RIM_BASELINE + inward), RIM_MAX_STEP, 2 * RIM_BEND_COST
+    )
     corridor = np.abs(np.arange(POLAR_RADII)[None, :] - both[:, None]) <= RIM_CORRIDOR * POLAR_RADII / POLAR_REACH
     paths = []
     for polar in polars:
         score = np.where(corridor, polar.response, RIM_BLOCKED) - RIM_BASELINE - inward
         path = _closed_smooth_path(score, RIM_MAX_STEP, RIM_BEND_COST * RIM_OWN_BEND)
-        paths.append(RimPath(polar.centre, polar.directions, polar.radii[path],
-                             polar.blocked[np.arange(POLAR_ANGLES), path]))
+        paths.append(
+            RimPath(polar.centre, polar.directions, polar.radii[path], polar.blocked[np.arange(POLAR_ANGLES), path])
+        )
     return paths
 
 
@@ -112,8 +115,9 @@ class _Polar:
     def of(like_bridge: np.ndarray, untraced: np.ndarray, axes: FaceAxes, side: int, centre: np.ndarray) -> _Polar:
         size = axes.size
         angles = 2 * np.pi * np.arange(POLAR_ANGLES) / POLAR_ANGLES
-        directions = (side * np.cos(angles)[:, None] * axes.across
-                      + np.sin(angles)[:, None] * axes.down).astype(np.float32)
+        directions = (side * np.cos(angles)[:, None] * axes.across + np.sin(angles)[:, None] * axes.down).astype(
+            np.float32
+        )
         step = POLAR_REACH * size / POLAR_RADII
         radii = (np.arange(POLAR_RADII, dtype=np.float32) + 0.5) * step
         px = (centre[0] + directions[:, :1] * radii).astype(np.float32)
@@ -158,9 +162,9 @@ def _closed_smooth_path(score: np.ndarray, max_step: int, bend_cost: float) -> n
                     continue
                 move = v - max_step  # radius now = radius before + move
                 if move >= 0:
-                    came[move:, v] = total[:radii - move, previous]
+                    came[move:, v] = total[: radii - move, previous]
                 else:
-                    came[:radii + move, v] = total[-move:, previous]
+                    came[: radii + move, v] = total[-move:, previous]
             if bend:
                 came -= bend_cost
             better = came > best

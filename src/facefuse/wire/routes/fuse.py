@@ -45,15 +45,21 @@ async def facefuse(request: Request) -> JsonResponse:
     produced = await ctx.pool.run(worker.fuse, job, idempotent=True)
     if want_url:
         token = await run_in_threadpool(ctx.results.save, produced)
-        media: dict[str, Any] = {"media_data": result_url(ctx, request, token),
-                                 "media_profiles": {"media_data_type": "url"}}
+        media: dict[str, Any] = {
+            "media_data": result_url(ctx, request, token),
+            "media_profiles": {"media_data_type": "url"},
+        }
     else:
-        media = {"media_data": pybase64.b64encode_as_string(produced),  # SIMD base64
-                 "media_profiles": {"media_data_type": "jpg"}}
-    return JsonResponse({
-        "parameter": {"rsp_media_type": fuse_request.parameter.rsp_media_type, "version": VERSION},
-        "media_info_list": [media],
-    })
+        media = {
+            "media_data": pybase64.b64encode_as_string(produced),  # SIMD base64
+            "media_profiles": {"media_data_type": "jpg"},
+        }
+    return JsonResponse(
+        {
+            "parameter": {"rsp_media_type": fuse_request.parameter.rsp_media_type, "version": VERSION},
+            "media_info_list": [media],
+        }
+    )
 
 
 def _build_job(ctx: AppContext, request: FuseRequest, raw: list[bytes | str]) -> FuseJob:
@@ -69,8 +75,7 @@ def _build_job(ctx: AppContext, request: FuseRequest, raw: list[bytes | str]) ->
             template_photo = as_bytes(ctx, data)
             continue
         rect = extra.face_rect.as_tuple() if extra.face_rect else None
-        users.append(UserPhoto(as_bytes(ctx, data), face_rect=rect,
-                               template_face_index=extra.template_face_index))
+        users.append(UserPhoto(as_bytes(ctx, data), face_rect=rect, template_face_index=extra.template_face_index))
     if not users:
         raise FacefuseError(Err.MISSING_PARAMETER, "media_info_list needs at least one user photo")
     parameter = request.parameter

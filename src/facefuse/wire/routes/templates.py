@@ -27,14 +27,19 @@ def _admin_context(request: Request) -> AppContext:
 @router.post("")
 async def create_template(request: Request) -> JsonResponse:
     ctx = _admin_context(request)
-    body = parse_json_object(await request.body(), ctx.settings.max_json_depth,
-                             ctx.settings.max_json_list_length)
+    body = parse_json_object(await request.body(), ctx.settings.max_json_depth, ctx.settings.max_json_list_length)
     create = validate(TemplateCreateRequest, body)
     raw = await fetch_if_url(ctx, create.media_info_list[0])
     parameter = create.parameter
 
-    added = await ctx.pool.run(worker.add_template, as_bytes(ctx, raw), parameter.template_id,
-                               parameter.name, parameter.fuse_degree, parameter.shape_degree)
+    added = await ctx.pool.run(
+        worker.add_template,
+        as_bytes(ctx, raw),
+        parameter.template_id,
+        parameter.name,
+        parameter.fuse_degree,
+        parameter.shape_degree,
+    )
     return JsonResponse(added)
 
 
