@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefuse.arrays import FloatArray
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.geometry import eye_openness_mismatch, openness, user_lips_trust
@@ -34,7 +35,7 @@ def on_canvas(
     user_as_seen: UserSkin,
     trust: dict[str, float],
     fuse: float,
-) -> np.ndarray:
+) -> FloatArray:
     """Canvas-size alpha of the user's face: its skin (hair on the forehead left out) where
     the template has skin, the features the user can supply, less what of the template
     stays in front (its fringe, its beard) and, under the template's glasses, the user's
@@ -47,7 +48,7 @@ def on_canvas(
     return alpha
 
 
-def feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
+def feature_trust(t_lms: FloatArray, u_lms: FloatArray) -> dict[str, float]:
     """How far the user's lips and eyes can be stretched onto the template's: a user's
     open mouth squeezed onto closed lips smears teeth over them, and open eyes squeezed
     shut (or shut eyes pulled open) smear lashes; there the template's own feature stays.
@@ -67,13 +68,13 @@ def feature_trust(t_lms: np.ndarray, u_lms: np.ndarray) -> dict[str, float]:
 class FullSizeWeights:
     """The canvas's weights grown to the face region's full resolution."""
 
-    skin: np.ndarray  # TemplateSkin.shared
-    features: np.ndarray  # Canvas.features
-    alpha: np.ndarray  # with the template's open mouth cut out
+    skin: FloatArray  # TemplateSkin.shared
+    features: FloatArray  # Canvas.features
+    alpha: FloatArray  # with the template's open mouth cut out
 
 
 def full_size_weights(
-    canvas: Canvas, shared_skin: np.ndarray, alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray, face_size: float
+    canvas: Canvas, shared_skin: FloatArray, alpha: FloatArray, target: FloatArray, t_lms: FloatArray, face_size: float
 ) -> FullSizeWeights:
     """`target`: the fused landmarks in the region's pixels."""
     alpha = canvas.grow(alpha)
@@ -81,7 +82,7 @@ def full_size_weights(
     return FullSizeWeights(canvas.grow(shared_skin), canvas.grow(canvas.features), alpha)
 
 
-def _cut_mouth_hole(alpha: np.ndarray, target: np.ndarray, t_lms: np.ndarray, face_size: float) -> None:
+def _cut_mouth_hole(alpha: FloatArray, target: FloatArray, t_lms: FloatArray, face_size: float) -> None:
     """Take the template's open mouth (teeth, tongue) out of `alpha` (full resolution, in
     place): it stays the template's. A closed mouth has no hole: there the user's lips,
     lip line included, come in whole."""

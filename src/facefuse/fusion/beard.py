@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facefuse.arrays import BoolArray, FloatArray, UInt8Array
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.canvas import Canvas
 
@@ -30,7 +31,7 @@ _BEARD_FADE = 0.06
 _CHEEKS = ((117, 118, 101, 36, 206, 207, 187, 123), (346, 347, 330, 266, 426, 427, 411, 352))
 
 
-def beard_amount(image: np.ndarray, points: np.ndarray) -> float:
+def beard_amount(image: UInt8Array, points: FloatArray) -> float:
     """How surely the face with landmarks `points` (pixels of `image`, RGB) has a beard, 0..1;
     judged once per template, at a set eye distance whatever the canvas."""
     scale = _JUDGED_EYE_DISTANCE / max(float(np.linalg.norm(points[33] - points[263])), 1.0)
@@ -59,7 +60,7 @@ def beard_amount(image: np.ndarray, points: np.ndarray) -> float:
     )
 
 
-def beard_kept(canvas: Canvas, t_small: np.ndarray, amount: float) -> np.ndarray:
+def beard_kept(canvas: Canvas, t_small: FloatArray, amount: float) -> FloatArray:
     """How much of the template's beard stays in front at each canvas pixel: where its lower
     face is darker than its cheeks, outside the lips, from the jaw fading inward."""
     pts, size = canvas.points, canvas.size
@@ -74,7 +75,7 @@ def beard_kept(canvas: Canvas, t_small: np.ndarray, amount: float) -> np.ndarray
     return amount * beard * (1 - masks.feather(core, _BEARD_FADE * size))
 
 
-def _below_nose(shape: tuple[int, int], points: np.ndarray, lips_margin: float) -> np.ndarray:
+def _below_nose(shape: tuple[int, ...], points: FloatArray, lips_margin: float) -> FloatArray:
     """Inside the face oval and below the bottom of the nose (across the face), the lips
     (grown by `lips_margin` pixels) left out."""
     oval = masks.polygon_mask(shape, points[list(mesh.FACE_OVAL)])
@@ -82,6 +83,6 @@ def _below_nose(shape: tuple[int, int], points: np.ndarray, lips_margin: float) 
     return oval * masks.below_nose(shape, points) * (1 - lips)
 
 
-def _cheeks(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
-    """bool: the upper cheeks, between the lower eyelids and the nose's base."""
+def _cheeks(shape: tuple[int, ...], points: FloatArray) -> BoolArray:
+    """The upper cheeks, between the lower eyelids and the nose's base."""
     return masks.polygon_mask(shape, *(points[list(c)] for c in _CHEEKS)) > 0.5

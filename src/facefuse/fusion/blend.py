@@ -3,20 +3,23 @@ template's grain added over its skin), then the template's glasses in front."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.fusion import detail, glasses, tone
 
 
 def blend_rows(
-    out: np.ndarray,
-    face: np.ndarray,
-    template_face: np.ndarray,
+    out: UInt8Array,
+    face: FloatArray,
+    template_face: UInt8Array,
     template_detail: detail.TemplateDetail,
-    alpha: np.ndarray,
+    alpha: FloatArray,
     grain: detail.Grain | None,
-    skin: np.ndarray,
+    skin: FloatArray,
     grayscale: bool,
     rows: slice,
 ) -> None:
@@ -26,14 +29,14 @@ def blend_rows(
     if grain is not None:
         grain.add(face[rows], template_detail.luma[rows], template_detail.smooth[rows], skin[rows])
     weight = alpha[rows]
-    mixed = cv2.blendLinear(face[rows], template_face[rows].astype(np.float32), weight, 1 - weight)
+    mixed = cast(FloatArray, cv2.blendLinear(face[rows], template_face[rows].astype(np.float32), weight, 1 - weight))
     if grayscale:
         mixed = tone.to_gray(mixed)
     cv2.threshold(mixed, 0, 0, cv2.THRESH_TOZERO, dst=mixed)  # negatives to 0, as np.maximum but cheaper
     cv2.convertScaleAbs(mixed, dst=out[rows])  # rounds and saturates at 255
 
 
-def keep_template_glasses(out: np.ndarray, frames: glasses.Frames, box: tuple[int, int, int, int]) -> None:
+def keep_template_glasses(out: UInt8Array, frames: glasses.Frames, box: tuple[int, int, int, int]) -> None:
     """The frames of the template's glasses, as they are in the template, in front of the
     fused face (in place; `out` the template's patch, `box` x0, y0, x1, y1 of what fusion
     wrote in it). Frames are rigid: the warp that moves the template's features to the

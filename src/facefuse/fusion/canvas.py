@@ -5,10 +5,12 @@ hair on the forehead, glasses frames). Only their results are grown back to full
 from __future__ import annotations
 
 from functools import cached_property
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, ImageArray
 from facefuse.fusion import masks, mesh, tone
 
 WORK_FACE = 80.0  # least face size in pixels on the canvas where masks and light are computed
@@ -28,7 +30,7 @@ class Canvas:
     and light. A whole factor keeps the shrink a plain block average, the cheapest there is;
     the crop is padded (edge pixels repeated) to a multiple of it."""
 
-    def __init__(self, out_shape: tuple[int, int], face_size: float, target: np.ndarray) -> None:
+    def __init__(self, out_shape: tuple[int, ...], face_size: float, target: FloatArray) -> None:
         h, w = out_shape
         self.factor = canvas_factor(face_size)
         self.out_shape = out_shape
@@ -36,17 +38,17 @@ class Canvas:
         self.points = (target + 0.5) / self.factor - 0.5
         self.size = face_size / self.factor
 
-    def shrink(self, image: np.ndarray) -> np.ndarray:
+    def shrink(self, image: ImageArray) -> FloatArray:
         """float32 copy at the canvas size (uint8 input is shrunk before it is converted)."""
         if self.factor > 1:
             h, w = self.out_shape
             pad_h, pad_w = self.shape[0] * self.factor - h, self.shape[1] * self.factor - w
             if pad_h or pad_w:
-                image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
-            image = cv2.resize(image, self.shape[::-1], interpolation=cv2.INTER_AREA)
-        return image.astype(np.float32)
+                image = cast(ImageArray, cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE))
+            image = cast(ImageArray, cv2.resize(image, self.shape[::-1], interpolation=cv2.INTER_AREA))
+        return cast(FloatArray, image.astype(np.float32))
 
-    def shrink_dark(self, rgb: np.ndarray) -> np.ndarray:
+    def shrink_dark(self, rgb: ImageArray) -> FloatArray:
         """float32 luma at the canvas size, each block its darkest pixel: thin dark lines
         (frames of glasses) keep their darkness where an average would wash them out."""
         luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -60,32 +62,32 @@ class Canvas:
                 luma = cv2.copyMakeBorder(luma, 0, h - luma.shape[0], 0, w - luma.shape[1], cv2.BORDER_REPLICATE)
         return luma.astype(np.float32)
 
-    def grow(self, image: np.ndarray) -> np.ndarray:
+    def grow(self, image: FloatArray) -> FloatArray:
         if self.factor == 1:
             return image
         h, w = self.out_shape
         grown = cv2.resize(
             image, (self.shape[1] * self.factor, self.shape[0] * self.factor), interpolation=cv2.INTER_LINEAR
         )
-        return grown[:h, :w]
+        return cast(FloatArray, grown[:h, :w])
 
-    def skin_model(self, image: np.ndarray) -> tone.SkinModel:
+    def skin_model(self, image: ImageArray) -> tone.SkinModel:
         return tone.fit_skin_model(image, self.points, 0.035 * self.size)
 
     @cached_property
-    def features(self) -> np.ndarray:
+    def features(self) -> FloatArray:
         """Eyes, brows, lips and nostrils, soft-edged (the mask and the light both use it)."""
         return masks.feather(self.features_grown(0.015), 0.01 * self.size)
 
     @cached_property
-    def _feature_outlines(self) -> np.ndarray:
+    def _feature_outlines(self) -> FloatArray:
         return masks.features_outline(self.shape, self.points)
 
-    def features_grown(self, margin: float) -> np.ndarray:
+    def features_grown(self, margin: float) -> FloatArray:
         """The features (masks.features_mask) grown by `margin` of the face size."""
         return masks.grow(self._feature_outlines, margin * self.size)
 
-    def forehead_hair(self, dark: np.ndarray, model: tone.SkinModel) -> np.ndarray:
+    def forehead_hair(self, dark: FloatArray, model: tone.SkinModel) -> FloatArray:
         """Strands of hair (a fringe) on the forehead: far darker than the skin of the
         cheeks. Dark hair has about the colour of skin, so the skin likelihood lets thin
         strands through; their darkness does not (`dark`: luma shrunk by darkest pixels)."""
@@ -99,7 +101,7 @@ class Canvas:
         )
         return masks.feather(hair * forehead * (1 - brows), 0.01 * self.size)
 
-    def template_fringe(self, dark: np.ndarray, model: tone.SkinModel) -> np.ndarray:
+    def template_fringe(self, dark: FloatArray, model: tone.SkinModel) -> FloatArray:
         """The template's hair hanging over its forehead (a fringe), to stay in front of the
         user's face, over the brows too, where the user's features otherwise always come.
         Hair is far darker than the cheeks (`dark`: luma shrunk by darkest pixels); a
@@ -135,24 +137,24 @@ class Canvas:
         fringe = masks.reached_from_above(candidates, roots, up) * face * hair
         return masks.feather(masks.grow(fringe, 0.005 * size), 0.008 * size)
 
-    def bare_face(self) -> np.ndarray:
+    def bare_face(self) -> FloatArray:
         """The whole oval but the eyes, brows, lips and nostrils."""
         return self._oval_without_features(self.points[list(mesh.FACE_OVAL)], 0.01)
 
-    def skin_area(self) -> np.ndarray:
+    def skin_area(self) -> FloatArray:
         """Where both faces show plain skin: inside the oval, away from eyes, brows, lips."""
         return self._oval_without_features(masks.shrunk_oval(self.points, 0.08, 0.04, 0.04), 0.02)
 
-    def _oval_without_features(self, oval: np.ndarray, margin: float) -> np.ndarray:
+    def _oval_without_features(self, oval: FloatArray, margin: float) -> FloatArray:
         """Inside `oval` and over `margin` of the face away from the features."""
         inside = masks.polygon_mask(self.shape, oval)
         return inside * (1 - self.features_grown(margin))
 
-    def skin_levels(self, small: np.ndarray, weight: np.ndarray) -> list[np.ndarray]:
+    def skin_levels(self, small: FloatArray, weight: FloatArray) -> list[FloatArray]:
         """A face's local skin level (log, per channel) at the scales of `shading`."""
         return tone.masked_log_lowpass(small, weight, tuple(sigma * self.size for sigma in SHADING_SIGMA))
 
-    def shading(self, template_logs: list[np.ndarray], user_logs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def shading(self, template_logs: list[FloatArray], user_logs: list[FloatArray]) -> tuple[FloatArray, FloatArray]:
         """The gain taking the user's local skin level to the template's (`skin_levels`), and
         that level of the user's (per channel). Fine-grained near the rim, where the
         template's light shapes the outline (and the jaw stays the template's); coarse in the
@@ -164,7 +166,7 @@ class Canvas:
         user_level = np.exp(user_logs[0] + centre * (user_logs[1] - user_logs[0])) - 4.0
         return gains[0] + centre * (gains[1] - gains[0]), user_level.astype(np.float32)
 
-    def alpha(self, t_skin: np.ndarray, u_skin: np.ndarray, trust: dict[str, float]) -> np.ndarray:
+    def alpha(self, t_skin: FloatArray, u_skin: FloatArray, trust: dict[str, float]) -> FloatArray:
         """How much of the user's face shows at each pixel (before fuse_degree)."""
         pts, size = self.points, self.size
         base = masks.feather(masks.polygon_mask(self.shape, masks.shrunk_oval(pts, *FACE_SHRINK)), FACE_FEATHER * size)
@@ -186,19 +188,19 @@ class Canvas:
         self._keep_template_feature(alpha, mesh.LEFT_EYE, 0.045, trust["left_eye"])
         for brow, top in ((mesh.RIGHT_BROW, _RIGHT_BROW_TOP), (mesh.LEFT_BROW, _LEFT_BROW_TOP)):
             band = self._band_above(top)
-            trust = min(
+            brow_trust = min(
                 masks.smoothstep(_mean_over(t_skin, band), 0.15, 0.4),
                 masks.smoothstep(_mean_over(u_skin, band), 0.35, 0.55),
             )
-            self._keep_template_feature(alpha, brow, 0.03, float(trust))
+            self._keep_template_feature(alpha, brow, 0.03, float(brow_trust))
         return alpha
 
-    def _keep_template_feature(self, alpha: np.ndarray, indices: tuple[int, ...], reach: float, trust: float) -> None:
+    def _keep_template_feature(self, alpha: FloatArray, indices: tuple[int, ...], reach: float, trust: float) -> None:
         """Lower alpha (in place) over a feature the user's photo cannot supply well."""
         if trust < 1:
             alpha *= 1 - self._feature_region(indices, reach) * (1 - trust)
 
-    def glasses_frames(self, dark: np.ndarray, eye_clearance: float) -> np.ndarray:
+    def glasses_frames(self, dark: FloatArray, eye_clearance: float) -> FloatArray:
         """Soft mask of the frames of this face's glasses (`dark`: its luma shrunk by the
         darkest pixels, see shrink_dark); zero when it wears none. Nothing within
         `eye_clearance` (of the face size) of an eye counts as frame.
@@ -222,14 +224,14 @@ class Canvas:
         attached = np.isin(pieces, on_bridge).astype(np.float32)
         return frames * masks.feather(masks.grow(attached, 1.5), 0.5)
 
-    def _band_above(self, top: tuple[int, ...]) -> np.ndarray:
+    def _band_above(self, top: tuple[int, ...]) -> FloatArray:
         """The band of forehead just above a brow: where the skin is low when hair (a
         fringe) covers it, and so most likely the brow too."""
         edge = self.points[list(top)]
         up = edge - self.points[[1, 168]].mean(axis=0)
         return masks.polygon_mask(self.shape, np.concatenate([edge, (edge + 0.25 * up)[::-1]]))
 
-    def _feature_region(self, indices: tuple[int, ...], reach: float) -> np.ndarray:
+    def _feature_region(self, indices: tuple[int, ...], reach: float) -> FloatArray:
         """The feature's polygon grown and feathered by `reach` of the face size (drawn in
         a window around the feature: the rest of the canvas is 0)."""
         region = np.zeros(self.shape, np.float32)
@@ -260,7 +262,7 @@ _RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
 _LEFT_BROW_TOP = (300, 293, 334, 296, 336)
 
 
-def _mean_over(values: np.ndarray, area: np.ndarray) -> np.float32:
+def _mean_over(values: FloatArray, area: FloatArray) -> np.float32:
     """The mean of `values` weighted by `area`."""
     return np.float32((values * area).sum() / max(area.sum(), 1.0))
 

@@ -14,9 +14,12 @@ away how the face darkens toward its sides and under its brows: part of its like
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray
 from facefuse.fusion.masks import smoothstep
 
 # Blocks whose normal faces the camera less than this (a silhouette, the side of the nose
@@ -34,8 +37,8 @@ _LOG_OFFSET = 4.0  # log(luma + this): dark pixels do not dominate the fit
 
 
 def gain(
-    user_small: np.ndarray, user_weight: np.ndarray, user_normals: np.ndarray, template_normals: np.ndarray
-) -> np.ndarray | None:
+    user_small: FloatArray, user_weight: FloatArray, user_normals: FloatArray, template_normals: FloatArray
+) -> FloatArray | None:
     """(h, w) the gain that takes the sideways part of the user's photo's light off its face
     (canvas, float32 RGB), per block; None when that light cannot be told."""
     user_light = _fit(user_small, user_weight, user_normals)
@@ -50,7 +53,7 @@ def gain(
     return np.exp(np.clip(log_gain, -GAIN_LIMIT, GAIN_LIMIT)).astype(np.float32)
 
 
-def _fit(small: np.ndarray, weight: np.ndarray, normals: np.ndarray) -> np.ndarray | None:
+def _fit(small: FloatArray, weight: FloatArray, normals: FloatArray) -> FloatArray | None:
     """The directional part (3,) of log luma ~ c + light . normal, weighted least squares."""
     luma = cv2.cvtColor(np.ascontiguousarray(small, np.float32), cv2.COLOR_RGB2GRAY)
     use = (weight > MIN_WEIGHT) & (normals[..., 2] > MIN_FACING)
@@ -60,4 +63,4 @@ def _fit(small: np.ndarray, weight: np.ndarray, normals: np.ndarray) -> np.ndarr
     design = np.column_stack([np.ones(w.size), normals[use].astype(np.float64)]) * w[:, None]
     target = np.log(luma[use].astype(np.float64) + _LOG_OFFSET) * w
     solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-    return solution[1:].astype(np.float32)
+    return cast(FloatArray, solution[1:].astype(np.float32))

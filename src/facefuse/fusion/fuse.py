@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefuse.arrays import UInt8Array
 from facefuse.fusion.pipeline import fill_face
 from facefuse.fusion.placement import Strength
 from facefuse.fusion.template import PreparedTemplate, prepare_template
@@ -34,15 +35,15 @@ class FuseOptions:
 
 
 def fuse_face(
-    template_rgb: np.ndarray, template_face: Face, user_rgb: np.ndarray, user_face: Face, options: FuseOptions
-) -> np.ndarray:
+    template_rgb: UInt8Array, template_face: Face, user_rgb: UInt8Array, user_face: Face, options: FuseOptions
+) -> UInt8Array:
     """A new RGB image of the template's size with the user's face in template_face."""
     return fuse_prepared(prepare_template(template_rgb, template_face), user_rgb, user_face, options)
 
 
 def fuse_prepared(
-    prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face, options: FuseOptions
-) -> np.ndarray:
+    prepared: PreparedTemplate, user_rgb: UInt8Array, user_face: Face, options: FuseOptions
+) -> UInt8Array:
     """fuse_face with the template face prepared beforehand (prepare_template)."""
     result = prepared.image.copy()
     if options.fuse_degree > 0:

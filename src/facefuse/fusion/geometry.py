@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
 
+from facefuse.arrays import BoolArray, FloatArray, IntArray
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.warp import signed_areas
 
@@ -16,14 +18,14 @@ class Similarity:
     """x -> scale * rotation @ x + shift (3-D)."""
 
     scale: float
-    rotation: np.ndarray  # (3, 3)
-    shift: np.ndarray  # (3,)
+    rotation: FloatArray  # (3, 3)
+    shift: FloatArray  # (3,)
 
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        return (self.scale * points @ self.rotation.T + self.shift).astype(np.float32)
+    def apply(self, points: FloatArray) -> FloatArray:
+        return cast(FloatArray, (self.scale * points @ self.rotation.T + self.shift).astype(np.float32))
 
 
-def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
+def fit_similarity(source: FloatArray, target: FloatArray) -> Similarity:
     """Least-squares similarity taking source (N, 3) points onto target (Umeyama)."""
     src = source.astype(np.float64)
     dst = target.astype(np.float64)
@@ -38,8 +40,8 @@ def fit_similarity(source: np.ndarray, target: np.ndarray) -> Similarity:
 
 
 def target_landmarks(
-    template_pts: np.ndarray, user_aligned: np.ndarray, inner_weight: float, outline_weight: float
-) -> np.ndarray:
+    template_pts: FloatArray, user_aligned: FloatArray, inner_weight: float, outline_weight: float
+) -> FloatArray:
     """(478, 2) landmarks of the fused face.
 
     Inner points move toward the user by inner_weight, the face outline by outline_weight.
@@ -55,14 +57,15 @@ def target_landmarks(
     return _undo_folds(template_pts, target)
 
 
-def openness(points: np.ndarray, span: tuple[int, int, int, int]) -> float:
+def openness(points: FloatArray, span: tuple[int, int, int, int]) -> float:
     """How open a feature is (mesh.MOUTH_OPENING, ...): its gap over its width."""
     top, bottom, a, b = span
     gap = np.linalg.norm(points[top, :2] - points[bottom, :2])
-    return float(gap / max(np.linalg.norm(points[a, :2] - points[b, :2]), 1e-3))
+    width = cast("np.floating[Any] | float", max(np.linalg.norm(points[a, :2] - points[b, :2]), 1e-3))
+    return float(gap / width)
 
 
-def _point_weights(inner: float, outline: float) -> np.ndarray:
+def _point_weights(inner: float, outline: float) -> FloatArray:
     hops = mesh.hops_from_oval()
     ramp = np.clip(hops / 2.0, 0.0, 1.0)
     weights = np.empty(478, dtype=np.float32)
@@ -71,7 +74,7 @@ def _point_weights(inner: float, outline: float) -> np.ndarray:
     return weights
 
 
-def _expression_free_shift(template_pts: np.ndarray, user_aligned: np.ndarray) -> np.ndarray:
+def _expression_free_shift(template_pts: FloatArray, user_aligned: FloatArray) -> FloatArray:
     shift = (user_aligned - template_pts).astype(np.float32)
     mouth, right_eye, left_eye = ((np.array(group), corners) for group, corners in _feature_groups())
     # Where the user's lips cannot stand in for the template's (fuse keeps the template's
@@ -153,7 +156,7 @@ _PHILTRUM = 164  # between the nose and the upper lip, on the midline
 _EYE_SHAPE_LOG_RATIO = (0.15, 0.45)
 
 
-def user_lips_trust(template_pts: np.ndarray, user_pts: np.ndarray) -> float:
+def user_lips_trust(template_pts: FloatArray, user_pts: FloatArray) -> float:
     """How well the user's lips can stand in for the template's: 1, down to 0 as the
     user's mouth is far more open (a grin: lips stretched thin over teeth, which would be
     squeezed onto the template's closed lips)."""
@@ -161,19 +164,19 @@ def user_lips_trust(template_pts: np.ndarray, user_pts: np.ndarray) -> float:
     return 1.0 - float(masks.smoothstep(gap, *_LIPS_GAP_TRUST))
 
 
-def _mouth_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray) -> float:
+def _mouth_shape_weight(template_pts: FloatArray, user_aligned: FloatArray) -> float:
     gap = abs(openness(user_aligned, mesh.MOUTH_OPENING) - openness(template_pts, mesh.MOUTH_OPENING))
     return _fade(gap, *_MOUTH_SHAPE_GAP)
 
 
-def eye_openness_mismatch(template_pts: np.ndarray, user_pts: np.ndarray, span: tuple[int, int, int, int]) -> float:
+def eye_openness_mismatch(template_pts: FloatArray, user_pts: FloatArray, span: tuple[int, int, int, int]) -> float:
     """How differently open an eye is in the two faces: |log| of the openness ratio
     (0 alike; a squint against an open eye ~0.5, a closed eye against an open one > 1)."""
     ratio = (openness(user_pts, span) + 0.03) / (openness(template_pts, span) + 0.03)
     return abs(float(np.log(ratio)))
 
 
-def _eye_shape_weight(template_pts: np.ndarray, user_aligned: np.ndarray, span: tuple[int, int, int, int]) -> float:
+def _eye_shape_weight(template_pts: FloatArray, user_aligned: FloatArray, span: tuple[int, int, int, int]) -> float:
     return _fade(eye_openness_mismatch(template_pts, user_aligned, span), *_EYE_SHAPE_LOG_RATIO)
 
 
@@ -182,8 +185,8 @@ def _fade(value: float, full_below: float, none_above: float) -> float:
 
 
 def _group_shift(
-    template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray, corners: tuple[int, int]
-) -> np.ndarray:
+    template_pts: FloatArray, user_aligned: FloatArray, idx: IntArray, corners: tuple[int, int]
+) -> FloatArray:
     """Shift of a group that takes the template's feature to the user's centre and width."""
     a, b = corners
     t_width = np.linalg.norm(template_pts[a] - template_pts[b])
@@ -192,14 +195,14 @@ def _group_shift(
     t_centre = (template_pts[a] + template_pts[b]) / 2
     u_centre = (user_aligned[a] + user_aligned[b]) / 2
     moved = u_centre + scale * (template_pts[idx] - t_centre)
-    return moved - template_pts[idx]
+    return cast(FloatArray, moved - template_pts[idx])
 
 
-def _feature_scale(t_width: float, u_width: float) -> float:
+def _feature_scale(t_width: float | np.floating[Any], u_width: float | np.floating[Any]) -> float:
     return float(np.clip(u_width / max(t_width, 1e-3), 0.7, 1.4))
 
 
-def _mouth_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.ndarray, own_opening: float) -> np.ndarray:
+def _mouth_shift(template_pts: FloatArray, user_aligned: FloatArray, idx: IntArray, own_opening: float) -> FloatArray:
     """Shift of the mouth's points to the user's lips laid on the template's mouth.
 
     The template's mouth line stays (its curve, a smile or a downturn, and its tilt), and
@@ -217,7 +220,7 @@ def _mouth_shift(template_pts: np.ndarray, user_aligned: np.ndarray, idx: np.nda
     y = t_opening + own_opening * (u_opening - t_opening) + fullness
     scale = _feature_scale(t_frame.half_width, u_frame.half_width)
     moved = u_frame.centre + scale * t_frame.half_width * (x[:, None] * t_frame.x_axis + y[:, None] * t_frame.y_axis)
-    return (moved - template_pts[idx]).astype(np.float32)
+    return cast(FloatArray, (moved - template_pts[idx]).astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -226,15 +229,15 @@ class _MouthFrame:
     unit half the mouth's width. Its inner lips and its line (the middle between them)
     are kept as y of x."""
 
-    centre: np.ndarray
+    centre: FloatArray
     half_width: float
-    x_axis: np.ndarray
-    y_axis: np.ndarray
-    upper: tuple[np.ndarray, np.ndarray] = (np.zeros(1), np.zeros(1))  # inner upper lip: x, y
-    lower: tuple[np.ndarray, np.ndarray] = (np.zeros(1), np.zeros(1))
+    x_axis: FloatArray
+    y_axis: FloatArray
+    upper: tuple[FloatArray, FloatArray] = (np.zeros(1), np.zeros(1))  # inner upper lip: x, y
+    lower: tuple[FloatArray, FloatArray] = (np.zeros(1), np.zeros(1))
 
     @classmethod
-    def of(cls, points: np.ndarray) -> "_MouthFrame":
+    def of(cls, points: FloatArray) -> "_MouthFrame":
         a, b = (points[i, :2].astype(np.float64) for i in mesh.MOUTH_CORNERS)
         half = (b - a) / 2
         half_width = max(float(np.linalg.norm(half)), 1e-3)
@@ -243,25 +246,25 @@ class _MouthFrame:
         upper, lower = (frame.to_local(points[list(lip)]) for lip in (mesh.LIPS_INNER_UPPER, mesh.LIPS_INNER_LOWER))
         return cls(frame.centre, half_width, x_axis, frame.y_axis, _by_x(upper), _by_x(lower))
 
-    def to_local(self, points: np.ndarray) -> np.ndarray:
+    def to_local(self, points: FloatArray) -> FloatArray:
         offset = points[:, :2] - self.centre
-        return np.stack([offset @ self.x_axis, offset @ self.y_axis], axis=-1) / self.half_width
+        return cast(FloatArray, np.stack([offset @ self.x_axis, offset @ self.y_axis], axis=-1) / self.half_width)
 
-    def line_at(self, x: np.ndarray) -> np.ndarray:
+    def line_at(self, x: FloatArray) -> FloatArray:
         return (self.inner_lip_at(x, True) + self.inner_lip_at(x, False)) / 2
 
-    def inner_lip_at(self, x: np.ndarray, upper: np.ndarray | bool) -> np.ndarray:
+    def inner_lip_at(self, x: FloatArray, upper: BoolArray | bool) -> FloatArray:
         """y of the inner upper lip (where `upper`) or inner lower lip at x."""
         return np.where(upper, np.interp(x, *self.upper), np.interp(x, *self.lower))
 
 
-def _by_x(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _by_x(points: FloatArray) -> tuple[FloatArray, FloatArray]:
     order = np.argsort(points[:, 0])
     return points[order, 0], points[order, 1]
 
 
 @lru_cache(maxsize=1)
-def _smoothing_operator(rounds: int = 6) -> np.ndarray:
+def _smoothing_operator(rounds: int = 6) -> FloatArray:
     """(468, 468) linear map of the mesh points' shifts: `rounds` times, each free point's
     shift is averaged half with its neighbours' mean, so that expression-bound differences
     (a cheek raised by a smile) fade while proportions stay; the feature groups (mouth,
@@ -274,7 +277,7 @@ def _smoothing_operator(rounds: int = 6) -> np.ndarray:
     return np.linalg.matrix_power(step, rounds).astype(np.float32)
 
 
-def _undo_folds(template_pts: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _undo_folds(template_pts: FloatArray, target: FloatArray) -> FloatArray:
     """Pull points back toward the template until no mesh triangle flips or collapses.
 
     Only the corners of offending triangles are pulled back (halving their move each
@@ -294,10 +297,10 @@ def _undo_folds(template_pts: np.ndarray, target: np.ndarray) -> np.ndarray:
     return _scaled_back(template_pts, target, tri_used, base_used)
 
 
-def _scaled_back(template_pts: np.ndarray, target: np.ndarray, tri: np.ndarray, base: np.ndarray) -> np.ndarray:
+def _scaled_back(template_pts: FloatArray, target: FloatArray, tri: IntArray, base: FloatArray) -> FloatArray:
     """The whole move scaled down until nothing folds (the fallback)."""
     for step in np.linspace(1.0, 0.0, 9):
         candidate = template_pts + step * (target - template_pts)
         if (signed_areas(candidate, tri) / base).min(initial=1.0) > 0.1:
-            return candidate.astype(np.float32)
+            return cast(FloatArray, candidate.astype(np.float32))
     return template_pts.astype(np.float32)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.fusion import directional, masks, tone
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.placement import CanvasWarps
@@ -24,9 +25,9 @@ EVEN_CHROMA_SIGMA = 0.03
 class Light:
     """The canvas-size light for the user's face (see tone.lit)."""
 
-    gain: np.ndarray  # (h, w, 3)
-    shine_floor: np.ndarray  # (h, w, 3): the user's skin level times the brightening part of the gain
-    evened: np.ndarray | None  # how far the skin's chroma is evened out (0..1), None: nowhere
+    gain: FloatArray  # (h, w, 3)
+    shine_floor: FloatArray  # (h, w, 3): the user's skin level times the brightening part of the gain
+    evened: FloatArray | None  # how far the skin's chroma is evened out (0..1), None: nowhere
 
 
 def relight(
@@ -34,9 +35,9 @@ def relight(
     warps: CanvasWarps,
     user: UserSkin,
     template: TemplateSkin,
-    template_levels: list[np.ndarray],
-    template_small: np.ndarray,
-    alpha: np.ndarray,
+    template_levels: list[FloatArray],
+    template_small: FloatArray,
+    alpha: FloatArray,
 ) -> Light:
     """The gain taking the user's skin to the template's light: the user's sideways light
     taken off on the face's shape (directional.gain), then the template's local levels
@@ -58,13 +59,13 @@ def relight(
     return Light(gain, u_level * np.maximum(gain - 1, 0), evened)
 
 
-def light_rows(out: np.ndarray, u_face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray, rows: slice) -> None:
+def light_rows(out: FloatArray, u_face: UInt8Array, gain: FloatArray, shine_floor: FloatArray, rows: slice) -> None:
     """tone.lit and tone.soft_highlights of `rows` of the full-size face into `out`
     (float32), with the canvas's gain and shine floor grown to full size."""
     tone.soft_highlights(tone.lit(u_face[rows], gain[rows], shine_floor[rows], out=out[rows]))
 
 
-def even_chroma(canvas: Canvas, face: np.ndarray, user: UserSkin, template: TemplateSkin, light: Light) -> np.ndarray:
+def even_chroma(canvas: Canvas, face: FloatArray, user: UserSkin, template: TemplateSkin, light: Light) -> FloatArray:
     """The lit full-size face with its skin's chroma evened out as `light.evened` says
     (`face` itself when nowhere)."""
     if light.evened is None:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections import deque
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
+from facefuse.arrays import FloatArray, IntArray
+
 # The eye and brow loops are the vision package's (it checks fits with them).
-from facefuse.vision.upright import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE  # noqa: F401
+from facefuse.vision.upright import LEFT_BROW as LEFT_BROW
+from facefuse.vision.upright import LEFT_EYE as LEFT_EYE
+from facefuse.vision.upright import RIGHT_BROW as RIGHT_BROW
+from facefuse.vision.upright import RIGHT_EYE as RIGHT_EYE
 
 # Closed loops of landmark indices, in drawing order.
-FACE_OVAL = (
+FACE_OVAL: tuple[int, ...] = (
     10,
     338,
     297,
@@ -555,7 +561,7 @@ SKIN, MOUTH_HOLE, RIGHT_EYE_HOLE, LEFT_EYE_HOLE, RING = range(5)
 
 
 @lru_cache(maxsize=1)
-def mesh_edges() -> np.ndarray:
+def mesh_edges() -> IntArray:
     """(E, 2) undirected edges of the 468-point tessellation."""
     from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
 
@@ -563,7 +569,7 @@ def mesh_edges() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def mesh_triangles() -> np.ndarray:
+def mesh_triangles() -> IntArray:
     """(852, 3) triangles of the face surface, found as 3-cliques of the tessellation edges."""
     edges = mesh_edges()
     neighbours = _neighbour_sets(edges)
@@ -575,7 +581,7 @@ def mesh_triangles() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def all_triangles() -> tuple[np.ndarray, np.ndarray]:
+def all_triangles() -> tuple[IntArray, IntArray]:
     """Triangles covering the face, its holes and an outer ring, with their kinds.
 
     The holes (mouth, eyes) are fans around an extra centre vertex; the ring joins the face
@@ -594,7 +600,7 @@ def all_triangles() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=1)
-def mirrored_vertices() -> np.ndarray:
+def mirrored_vertices() -> IntArray:
     """(VERTEX_COUNT,) the warp vertex each warp vertex is the mirror image of: MIRROR for
     the mesh, the other iris, the other eye's centre, the mouth's own, the ring's mirror."""
     order = np.arange(VERTEX_COUNT)
@@ -606,7 +612,7 @@ def mirrored_vertices() -> np.ndarray:
     return order
 
 
-def vertex_normals(points: np.ndarray) -> np.ndarray:
+def vertex_normals(points: FloatArray) -> FloatArray:
     """(VERTEX_COUNT, 3) unit normals at the warp vertices of a face with landmarks `points`
     ((478, 3) pixels, z away from the camera as mediapipe gives it), turned toward the
     camera (x right, y down, z toward the camera): the mesh's from its triangles (weighted
@@ -627,11 +633,11 @@ def vertex_normals(points: np.ndarray) -> np.ndarray:
         out[centre] = normals[list(loop)].sum(axis=0)
     out[RIGHT_IRIS[0] : LEFT_IRIS[-1] + 1] = out[RIGHT_EYE_CENTRE]
     out[RING_START:] = normals[list(FACE_OVAL)]
-    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+    return cast(FloatArray, (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)).astype(np.float32))
 
 
 @lru_cache(maxsize=1)
-def hops_from_oval() -> np.ndarray:
+def hops_from_oval() -> IntArray:
     """(468,) graph distance of each mesh point from the face oval (0 on the oval)."""
     neighbours = _neighbour_sets(mesh_edges())
     hops = np.full(MESH_POINTS, -1, dtype=np.int32)
@@ -647,7 +653,7 @@ def hops_from_oval() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def neighbour_lists() -> tuple[np.ndarray, np.ndarray]:
+def neighbour_lists() -> tuple[IntArray, IntArray]:
     """CSR-style neighbours of the 468 mesh points: (indptr, indices)."""
     neighbours = _neighbour_sets(mesh_edges())
     indptr = np.cumsum([0] + [len(neighbours[i]) for i in range(MESH_POINTS)])
@@ -656,7 +662,7 @@ def neighbour_lists() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=1)
-def neighbour_mean_matrix() -> np.ndarray:
+def neighbour_mean_matrix() -> FloatArray:
     """(468, 468) float32: row i averages the neighbours of mesh point i."""
     indptr, indices = neighbour_lists()
     matrix = np.zeros((MESH_POINTS, MESH_POINTS), dtype=np.float32)
@@ -666,7 +672,7 @@ def neighbour_mean_matrix() -> np.ndarray:
     return matrix
 
 
-def _consistently_oriented(triangles: list[tuple[int, ...]]) -> np.ndarray:
+def _consistently_oriented(triangles: list[tuple[int, ...]]) -> IntArray:
     """The triangles with their corners reordered so that neighbours agree on the winding
     (each shared edge runs opposite ways): then the sign of a triangle's area in an image
     says whether that bit of the face faces the camera or away from it."""
@@ -691,7 +697,7 @@ def _consistently_oriented(triangles: list[tuple[int, ...]]) -> np.ndarray:
     return np.array([oriented[t] for t in range(len(triangles))], dtype=np.int32)
 
 
-def _neighbour_sets(edges: np.ndarray) -> dict[int, set[int]]:
+def _neighbour_sets(edges: IntArray) -> dict[int, set[int]]:
     neighbours: dict[int, set[int]] = {i: set() for i in range(MESH_POINTS)}
     for a, b in edges:
         neighbours[int(a)].add(int(b))
@@ -699,11 +705,11 @@ def _neighbour_sets(edges: np.ndarray) -> dict[int, set[int]]:
     return neighbours
 
 
-def _fan(loop: tuple[int, ...], centre: int) -> np.ndarray:
+def _fan(loop: tuple[int, ...], centre: int) -> IntArray:
     return np.array([(centre, loop[i], loop[(i + 1) % len(loop)]) for i in range(len(loop))], dtype=np.int32)
 
 
-def _ring_strip() -> np.ndarray:
+def _ring_strip() -> IntArray:
     n = len(FACE_OVAL)
     rows = []
     for i in range(n):

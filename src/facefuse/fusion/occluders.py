@@ -14,10 +14,12 @@ fitted again (clean_photo), so that they do not pull the landmarks either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import BoolArray, FloatArray, IntArray, UInt8Array
 from facefuse.fusion import detail, glasses, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
@@ -62,7 +64,7 @@ MIRROR_LIGHT_SIGMA = 0.06  # of the face size: the scale of the light matched on
 MIRROR_LIGHT_LIMIT = 1.0  # at most e times brighter or darker
 
 
-def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> np.ndarray | None:
+def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> FloatArray | None:
     """Strands of hair and frames of glasses over the face's plain skin, 0..1 on the canvas
     (`face`: the full-resolution image the canvas is of; `dark`: its luma, each block its
     darkest pixel, from Canvas.shrink_dark); None when there are none.
@@ -81,7 +83,7 @@ def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> np.ndarra
     mouth_nose = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.LIPS_OUTER), masks.loop(pts, mesh.NOSTRILS))
     own = np.maximum(masks.grow(mouth_nose, OWN_FEATURES_MARGIN * size), masks.grow(eyes, OWN_EYES_MARGIN * size))
     candidates = (lines * above_nose > COVER_LINE[0]).astype(np.uint8)
-    _, pieces = cv2.connectedComponents(candidates, connectivity=8)
+    _, pieces = cast(tuple[int, IntArray], cv2.connectedComponents(candidates, connectivity=8))
     # Strands hang from the hairline: the face's edge above the brows (a brow's tail reaches
     # the edge at the temple; the arms of glasses are told by their bridge, below).
     height = _height(canvas.shape, pts)
@@ -111,23 +113,23 @@ def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> np.ndarra
         masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW), masks.loop(pts, mesh.LEFT_BROW)),
         OWN_FEATURES_MARGIN * size,
     )
-    return np.maximum(covers * (1 - near), frames * (1 - brows))
+    return cast(FloatArray, np.maximum(covers * (1 - near), frames * (1 - brows)))
 
 
 @dataclass(frozen=True)
 class FillPlan:
     """Which canvas blocks are filled, and from where (each 0..1, their sum the need)."""
 
-    from_mirror: np.ndarray
-    from_around: np.ndarray
-    mirror_gain: np.ndarray  # (h, w, 3): the mirror image's light matched to the face around it
+    from_mirror: FloatArray
+    from_around: FloatArray
+    mirror_gain: FloatArray  # (h, w, 3): the mirror image's light matched to the face around it
 
     @property
-    def filled(self) -> np.ndarray:
+    def filled(self) -> FloatArray:
         return self.from_mirror + self.from_around
 
 
-def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray | None, small: np.ndarray) -> FillPlan | None:
+def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: FloatArray | None, small: FloatArray) -> FillPlan | None:
     """What of the face needs filling (covered, edge-on or outside the user's photo),
     whether its mirror image is clear, and the gain that gives the mirror image the light
     of the face around (`small`: the face's block averages); None when nothing needs it."""
@@ -147,7 +149,7 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray | None, sma
     from_mirror = need * masks.smoothstep(clear_there, *MIRROR_CLEAR)
     # The other side of a face is lit otherwise (a side light, a turned head): the mirror
     # image takes the light of the clear face around each bit, compared over the same bits.
-    around = 1 - need
+    around = cast(FloatArray, 1 - need)  # numpy's stubs type 1 - (an array of dtype Any) as integers
     sigma = (MIRROR_LIGHT_SIGMA * canvas.size,)
     here = tone.masked_log_lowpass(small, around, sigma)[0]
     there = tone.masked_log_lowpass(warp.remap(small, mirror), around, sigma)[0]
@@ -161,7 +163,7 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray | None, sma
     return FillPlan(from_mirror, from_around, mirror_gain)
 
 
-def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, plan: FillPlan) -> np.ndarray:
+def fill(canvas: Canvas, region: RegionWarps, u_face: UInt8Array, plan: FillPlan) -> UInt8Array:
     """`u_face` (the user's warped face region, uint8) with the planned blocks filled, as a new
     image: from its mirror image, else inpainted at full resolution (the covers' dark lines
     within the planned blocks: thin, so the skin right beside them fills them)."""
@@ -180,7 +182,7 @@ def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, plan: FillPlan
     return out
 
 
-def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
+def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     """A copy of the user's photo with the covers over `face` inpainted, or None when they
     are too few to pull its landmarks: fitted again on the copy, they are where the face's
     own are, not pulled by a lock of hair or a frame (a rim around an eye moves its points)."""
@@ -199,7 +201,7 @@ def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
     return cleaned
 
 
-def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.ndarray:
+def _inpaint_lines(rgb: UInt8Array, band: BoolArray, face_size: float) -> UInt8Array:
     """`rgb` (uint8) with what is much darker than its surroundings within `band` (a cover's
     thin dark line) inpainted from the pixels beside it: a new image, or `rgb` itself when
     there is nothing to inpaint. Only the window around the band is worked on."""
@@ -225,61 +227,62 @@ def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.nd
     return out
 
 
-def _inpainted(part: np.ndarray, hole: np.ndarray, face_size: float) -> np.ndarray:
+def _inpainted(part: UInt8Array, hole: UInt8Array, face_size: float) -> UInt8Array:
     """`part` inpainted over `hole`, worked out with the face at most INPAINT_FACE pixels (the
     inpainting is smooth: a smaller copy loses nothing of it, and costs far less)."""
     scale = min(1.0, INPAINT_FACE / max(face_size, 1.0))
     if scale == 1.0:
-        return cv2.inpaint(part, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        return cast(UInt8Array, cv2.inpaint(part, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA))
     h, w = hole.shape
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
     # Grown, so that no pixel the line darkened by averaging is taken to fill from.
     small_hole = cv2.dilate(cv2.resize(hole, size, interpolation=cv2.INTER_AREA), np.ones((3, 3), np.uint8))
     filled = cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cast(UInt8Array, cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
-def texture_inpainted(face: np.ndarray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:
+def texture_inpainted(face: FloatArray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:
     """The template's fine texture (its luma's finest band, at most INPAINT_TEXTURE levels)
     on what was inpainted, in place: the inpainting is smooth, the skin around it is not."""
     if not plan.from_around.any():
         return
-    texture = cv2.subtract(template.luma, template.smooth)
-    cv2.min(texture, INPAINT_TEXTURE, dst=texture)
-    cv2.max(texture, -INPAINT_TEXTURE, dst=texture)
+    texture = cast(FloatArray, cv2.subtract(template.luma, template.smooth))
+    cv2.min(texture, INPAINT_TEXTURE, dst=texture)  # type: ignore[call-overload]  # cv2 takes a number for an array
+    cv2.max(texture, -INPAINT_TEXTURE, dst=texture)  # type: ignore[call-overload]  # likewise
     texture *= canvas.grow(plan.from_around)
     face += cv2.merge((texture, texture, texture))
 
 
-def _mixed(base: np.ndarray, other: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _mixed(base: FloatArray, other: FloatArray, weight: FloatArray) -> FloatArray:
     """base + weight * (other - base), per pixel (float32 RGB, weight 0..1 per pixel)."""
-    return cv2.blendLinear(other, base, weight, 1 - weight)
+    return cast(FloatArray, cv2.blendLinear(other, base, weight, 1 - weight))
 
 
-def _height(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
+def _height(shape: tuple[int, ...], pts: FloatArray) -> FloatArray:
     """(h, w) each pixel's height along the face's up (chin to forehead) from the nose's bridge."""
     up = _up(pts)
     h, w = shape
-    return (np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0] + (
+    height = (np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0] + (
         np.arange(h, dtype=np.float32)[:, None] - pts[168, 1]
     ) * up[1]
+    return cast(FloatArray, height)
 
 
-def _brows_top(pts: np.ndarray) -> float:
+def _brows_top(pts: FloatArray) -> float:
     return float(((pts[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - pts[168]) @ _up(pts)).max())
 
 
-def _eyes_level(pts: np.ndarray) -> float:
+def _eyes_level(pts: FloatArray) -> float:
     return float(((pts[list(mesh.RIGHT_EYE + mesh.LEFT_EYE)] - pts[168]) @ _up(pts)).min())
 
 
-def _up(pts: np.ndarray) -> np.ndarray:
+def _up(pts: FloatArray) -> FloatArray:
     up = pts[10] - pts[152]
-    return up / max(float(np.linalg.norm(up)), 1e-3)
+    return cast(FloatArray, up / max(float(np.linalg.norm(up)), 1e-3))
 
 
-def _box_of(mask: np.ndarray, canvas: Canvas) -> tuple[int, int, int, int]:
+def _box_of(mask: BoolArray, canvas: Canvas) -> tuple[int, int, int, int]:
     """x0, y0, x1, y1 at full resolution of the canvas blocks where `mask` is set, a block wider."""
     ys, xs = np.nonzero(mask)
     f = canvas.factor

@@ -38,6 +38,7 @@ from functools import partial
 import numpy as np
 
 from facefuse import parallel
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.fusion import alpha, blend, detail, light, occluders, placement, skin, tone, warp
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.placement import Placement, Strength, Warps
@@ -50,7 +51,7 @@ COLOURLESS_CHROMA_SIGMA = 0.01
 
 
 def fill_face(
-    out: np.ndarray, prepared: PreparedTemplate, user_rgb: np.ndarray, user_face: Face, strength: Strength
+    out: UInt8Array, prepared: PreparedTemplate, user_rgb: UInt8Array, user_face: Face, strength: Strength
 ) -> None:
     """Fuse the user's face into `out`, the template's crop (a view of the result, holding
     the template's pixels): only what the warp reaches is written."""
@@ -116,7 +117,7 @@ def fill_face(
 
 
 def _warp_user_rows(
-    out: np.ndarray, user_image: np.ndarray, user_map: tuple[np.ndarray, np.ndarray], rows: slice
+    out: UInt8Array, user_image: UInt8Array, user_map: tuple[FloatArray, FloatArray], rows: slice
 ) -> None:
     warp.remap(user_image, (user_map[0][rows], user_map[1][rows]), out=out[rows])
 
@@ -126,13 +127,13 @@ class _WarpedTemplate:
     """The template's face region warped onto the fused landmarks, and on the canvas: its
     block averages and its skin levels (Canvas.skin_levels)."""
 
-    face: np.ndarray  # uint8
-    small: np.ndarray  # float32
-    levels: list[np.ndarray]
+    face: UInt8Array
+    small: FloatArray  # float32
+    levels: list[FloatArray]
 
 
 def _warp_template(
-    patch: np.ndarray, maps: Warps, place: Placement, out: np.ndarray, canvas: Canvas, shared_skin: np.ndarray
+    patch: UInt8Array, maps: Warps, place: Placement, out: UInt8Array, canvas: Canvas, shared_skin: FloatArray
 ) -> _WarpedTemplate:
     """The template patch warped over the warp box into `out` (a view of the result), and its
     face region on `canvas` with its levels there over `shared_skin`."""
@@ -147,7 +148,7 @@ def _detail_of(template: parallel.Pending[_WarpedTemplate]) -> detail.TemplateDe
     return detail.TemplateDetail.of(template.result().face)
 
 
-def _light_face(canvas: Canvas, u_face: np.ndarray, lighting: light.Light) -> np.ndarray:
+def _light_face(canvas: Canvas, u_face: UInt8Array, lighting: light.Light) -> FloatArray:
     """The user's face in the template's light at full size (float32), by halves."""
     pending_shine = parallel.start(canvas.grow, lighting.shine_floor)
     gain = canvas.grow(lighting.gain)

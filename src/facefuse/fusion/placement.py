@@ -9,10 +9,12 @@ the same warps sampled at a canvas's blocks (RegionWarps.on).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.fusion import masks, mesh, tone, warp
 from facefuse.fusion.canvas import Canvas, canvas_factor
 from facefuse.fusion.geometry import Similarity, fit_similarity, target_landmarks
@@ -38,8 +40,8 @@ class UserFace:
     """The user's face region (area-shrunk to about the template face's scale) and its
     landmarks in the region's pixels."""
 
-    image: np.ndarray
-    landmarks: np.ndarray  # (478, 3)
+    image: UInt8Array
+    landmarks: FloatArray  # (478, 3)
     grayscale: bool  # a black-and-white (or sepia) photo: no colour of its own to bring
 
 
@@ -67,7 +69,7 @@ class Placement:
 
     user: UserFace
     align: Similarity  # user landmarks -> template patch
-    target: np.ndarray  # (478, 2) the fused landmarks, patch pixels
+    target: FloatArray  # (478, 2) the fused landmarks, patch pixels
     warp_box: tuple[int, int, int, int]  # x0, y0, x1, y1
     face_box: tuple[int, int, int, int]
 
@@ -77,7 +79,7 @@ class Placement:
         return slice(fy0 - wy0, fy1 - wy0), slice(fx0 - wx0, fx1 - wx0)
 
     @property
-    def face_origin(self) -> np.ndarray:
+    def face_origin(self) -> FloatArray:
         return np.array(self.face_box[:2], np.float32)
 
     def canvas(self, face_size: float) -> Canvas:
@@ -86,7 +88,7 @@ class Placement:
         return Canvas((fy1 - fy0, fx1 - fx0), face_size, self.target - self.face_origin)
 
 
-def crop_user(user_rgb: np.ndarray, user_face: Face, template_face_size: float) -> UserFace:
+def crop_user(user_rgb: UInt8Array, user_face: Face, template_face_size: float) -> UserFace:
     """The user's face region, area-shrunk when much larger than the template face so the
     warp never skips pixels; with its landmarks in the region's pixels."""
     x, y, side, _ = user_face.box
@@ -97,7 +99,7 @@ def crop_user(user_rgb: np.ndarray, user_face: Face, template_face_size: float) 
     factor = template_face_size / max(side, 1.0)
     if factor < USER_SHRINK_BELOW:
         size = (max(1, round(patch.shape[1] * factor)), max(1, round(patch.shape[0] * factor)))
-        patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
+        patch = cast(UInt8Array, cv2.resize(patch, size, interpolation=cv2.INTER_AREA))
         lms[:, :2] = (lms[:, :2] + 0.5) * np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)]) - 0.5
         lms[:, 2] *= factor
     return UserFace(patch, lms, tone.is_colourless(patch))
@@ -141,14 +143,14 @@ class RegionWarps:
     raster: warp.TriangleRaster  # over the warp box
     # (gh, gw, 14): user patch x, y; seen 0..1; template patch x, y; mirror x, y; squarely 0..1;
     # the user's surface normal x, y, z; the template's
-    grids: np.ndarray
+    grids: FloatArray
     origin: tuple[int, int]  # x, y of the face region in the warp box
 
     def on(self, canvas: Canvas) -> CanvasWarps:
         blocks = warp.sample_blocks(self.raster, self.grids, self.origin, canvas.factor, canvas.shape)
         return CanvasWarps(self.user_shape, canvas.factor, blocks, self.origin)
 
-    def mirror(self, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def mirror(self, box: tuple[int, int, int, int]) -> tuple[FloatArray, FloatArray]:
         """Full-resolution remap() maps over `box` (x0, y0, x1, y1 of the face region): each
         pixel's mirror image across the face's midline, in the face region's pixels."""
         x0, y0, x1, y1 = box
@@ -167,14 +169,14 @@ class CanvasWarps:
 
     user_shape: tuple[int, ...]
     factor: int
-    blocks: np.ndarray  # (h, w, 14) as RegionWarps.grids
+    blocks: FloatArray  # (h, w, 14) as RegionWarps.grids
     origin: tuple[int, int]  # x, y of the face region in the warp box
 
-    def user_coverage(self) -> np.ndarray:
+    def user_coverage(self) -> FloatArray:
         """float32 0..1 at the canvas size (of the face region)."""
         return self.inside_user_photo() * self.seen
 
-    def inside_user_photo(self) -> np.ndarray:
+    def inside_user_photo(self) -> FloatArray:
         """float32 0..1 at the canvas size: what the user's photo holds at all."""
         inside = np.zeros(self.user_shape[:2], np.uint8)
         inside[1:-1, 1:-1] = 255
@@ -182,32 +184,32 @@ class CanvasWarps:
         return warp.remap(inside, to_user, cv2.BORDER_CONSTANT).astype(np.float32) * (1 / 255)
 
     @property
-    def seen(self) -> np.ndarray:
+    def seen(self) -> FloatArray:
         """How squarely the user's photo shows each block of the face (0..1; 1 off the skin)."""
         return self.blocks[..., 2]
 
     @property
-    def squarely(self) -> np.ndarray:
+    def squarely(self) -> FloatArray:
         """How squarely, unstretched, the user's photo shows each block (0..1; 1 off the skin)."""
         return self.blocks[..., 7]
 
     @property
-    def user_normals(self) -> np.ndarray:
+    def user_normals(self) -> FloatArray:
         """(h, w, 3) the user's face's surface normal at each block, as its photo shows it
         (x right, y down, z toward the camera; (0, 0, 1) off the mesh)."""
         return self.blocks[..., 8:11]
 
     @property
-    def template_normals(self) -> np.ndarray:
+    def template_normals(self) -> FloatArray:
         """(h, w, 3) the template face's surface normal at each block, likewise."""
         return self.blocks[..., 11:14]
 
-    def mirror(self) -> tuple[np.ndarray, np.ndarray]:
+    def mirror(self) -> tuple[FloatArray, FloatArray]:
         """remap() maps on the canvas: each block's mirror image across the face's midline."""
         to_canvas = (self.blocks[..., 5:7] - np.array(self.origin, np.float32) + 0.5) * (1 / self.factor) - 0.5
         return to_canvas[..., 0], to_canvas[..., 1]
 
-    def template_plane(self, plane: np.ndarray) -> np.ndarray:
+    def template_plane(self, plane: FloatArray) -> FloatArray:
         """`plane` on the template patch's canvas (same factor), as on this canvas: each
         block takes the value at the template point its centre comes from."""
         to_patch_canvas = (self.blocks[..., 3:] + 0.5) * (1 / self.factor) - 0.5
@@ -221,11 +223,11 @@ class Warps:
     the face region's warps for its canvas."""
 
     raster: warp.TriangleRaster
-    template_grid: tuple[np.ndarray, np.ndarray]
-    user_map: tuple[np.ndarray, np.ndarray]
+    template_grid: tuple[FloatArray, FloatArray]
+    user_map: tuple[FloatArray, FloatArray]
     region: RegionWarps
 
-    def user_map_of_face(self, place: Placement) -> tuple[np.ndarray, np.ndarray]:
+    def user_map_of_face(self, place: Placement) -> tuple[FloatArray, FloatArray]:
         inner = place.face_in_warp_box
         return self.user_map[0][inner], self.user_map[1][inner]
 
@@ -263,18 +265,21 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SEEN_SQUEEZE), 1.0)
     squarely = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SQUARELY_SQUEEZE), 1.0)
     u_nx_ny, u_nz, t_nx_ny, t_nz = normal_grids
-    grids = cv2.merge(
-        (
-            *u_grid,
-            warp.grid_values(raster, seen, outside=1.0),
-            *t_grid,
-            *m_grid,
-            warp.grid_values(raster, squarely, outside=1.0),
-            *u_nx_ny,
-            u_nz[0],
-            *t_nx_ny,
-            t_nz[0],
-        )
+    grids = cast(
+        FloatArray,
+        cv2.merge(
+            (
+                *u_grid,
+                warp.grid_values(raster, seen, outside=1.0),
+                *t_grid,
+                *m_grid,
+                warp.grid_values(raster, squarely, outside=1.0),
+                *u_nx_ny,
+                u_nz[0],
+                *t_nx_ny,
+                t_nz[0],
+            )
+        ),
     )
     fx0, fy0 = place.face_box[:2]
     region = RegionWarps(place.user.image.shape, raster, grids, (fx0 - x0, fy0 - y0))
@@ -286,12 +291,12 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
 _FACING_CAMERA = (np.zeros((2, 3), np.float32), np.array([[0, 0, 1], [0, 0, 0]], np.float32))
 
 
-def _as_pairs(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _as_pairs(normals: FloatArray) -> tuple[FloatArray, FloatArray]:
     """(V, 3) normals as the two (V, 2) vertex arrays warp.grid_maps interpolates: x, y and z, 0."""
     return normals[:, :2], np.stack([normals[:, 2], np.zeros(len(normals), np.float32)], axis=1)
 
 
-def _inverse_in_plane(align: Similarity) -> np.ndarray:
+def _inverse_in_plane(align: Similarity) -> FloatArray:
     """(2, 3) the in-plane part of the user->template similarity, inverted."""
     forward = np.concatenate([align.scale * align.rotation[:2, :2], align.shift[:2, None]], axis=1)
     return np.linalg.inv(np.vstack([forward, [0, 0, 1]]))[:2].astype(np.float32)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.fusion import masks, tone
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.placement import CanvasWarps
@@ -22,20 +23,20 @@ COVERAGE_FEATHER = 0.015
 class TemplateSkin:
     """The template's skin on the canvas, and where both faces show plain skin."""
 
-    likelihood: np.ndarray  # the template's skin likelihood, 0..1
-    plain: np.ndarray  # Canvas.skin_area: inside the oval, away from the features
-    shared: np.ndarray  # plain * likelihood: where the template's light is read
+    likelihood: FloatArray  # the template's skin likelihood, 0..1
+    plain: FloatArray  # Canvas.skin_area: inside the oval, away from the features
+    shared: FloatArray  # plain * likelihood: where the template's light is read
 
 
 @dataclass(frozen=True)
 class UserSkin:
     """The user's warped face on the canvas."""
 
-    small: np.ndarray  # float32 RGB, block averages
-    dark: np.ndarray  # float32 luma, each block's darkest pixel (Canvas.shrink_dark)
+    small: FloatArray  # float32 RGB, block averages
+    dark: FloatArray  # float32 luma, each block's darkest pixel (Canvas.shrink_dark)
     model: tone.SkinModel
-    likelihood: np.ndarray  # skin likelihood where its photo shows the face, 0..1
-    forehead_hair: np.ndarray  # strands over the forehead, 0..1
+    likelihood: FloatArray  # skin likelihood where its photo shows the face, 0..1
+    forehead_hair: FloatArray  # strands over the forehead, 0..1
 
 
 def template_skin(canvas: Canvas, on_canvas: CanvasWarps, prepared: PreparedTemplate) -> TemplateSkin:
@@ -44,7 +45,7 @@ def template_skin(canvas: Canvas, on_canvas: CanvasWarps, prepared: PreparedTemp
     return TemplateSkin(likelihood, plain, plain * likelihood)
 
 
-def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: np.ndarray, filled: np.ndarray | None = None) -> UserSkin:
+def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: UInt8Array, filled: FloatArray | None = None) -> UserSkin:
     """`u_face`: the user's face warped onto the canvas's region (full resolution, uint8);
     `filled`: how much of each block was filled from the face itself (occluders.fill),
     which counts as shown."""

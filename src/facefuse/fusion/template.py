@@ -5,12 +5,15 @@ of its glasses, glasses/)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.fusion import beard, glasses, masks, mesh, tone
 from facefuse.fusion.canvas import Canvas
+from facefuse.fusion.glasses import Frames
 from facefuse.vision.faces import Face
 
 CROP_MARGIN = 0.25  # of the face box side, each way: the region fusion may change
@@ -21,20 +24,20 @@ RING_REACH = 1.15  # outer ring of the template warp, as a multiple of the oval'
 class PreparedTemplate:
     """What fusion needs from one template face; compute once per template face."""
 
-    image: np.ndarray  # the whole template, never written to
+    image: UInt8Array  # the whole template, never written to
     crop: tuple[int, int, int, int]  # x0, y0, x1, y1 of the region fusion may change
-    patch: np.ndarray  # that region, uint8, its glasses' frames painted out (glasses.without_frames)
-    landmarks: np.ndarray  # (478, 3) in patch pixels
+    patch: UInt8Array  # that region, uint8, its glasses' frames painted out (glasses.without_frames)
+    landmarks: FloatArray  # (478, 3) in patch pixels
     face_size: float
     grayscale: bool
     glasses: bool  # wears glasses: their frames are put back unwarped (blend.keep_template_glasses)
-    canvas_skin: np.ndarray  # its skin likelihood on the patch's canvas, warped onto each fusion's
-    canvas_in_front: np.ndarray  # what of it stays in front for its hair (0..1), likewise
-    ring: np.ndarray  # the outer ring of the warp (warp_ring), patch pixels
-    warp_vertices: np.ndarray  # the template's vertices of the warp mesh (warp_vertices)
-    warp_normals: np.ndarray  # its surface's normals at those vertices (mesh.vertex_normals)
+    canvas_skin: FloatArray  # its skin likelihood on the patch's canvas, warped onto each fusion's
+    canvas_in_front: FloatArray  # what of it stays in front for its hair (0..1), likewise
+    ring: FloatArray  # the outer ring of the warp (warp_ring), patch pixels
+    warp_vertices: FloatArray  # the template's vertices of the warp mesh (warp_vertices)
+    warp_normals: FloatArray  # its surface's normals at those vertices (mesh.vertex_normals)
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
-    frames: glasses.Frames | None = None  # its glasses' frames, as they are in the template
+    frames: Frames | None = None  # its glasses' frames, as they are in the template
 
     @property
     def nbytes(self) -> int:
@@ -59,7 +62,7 @@ class PreparedTemplate:
         return self.crop[0] + x0, self.crop[1] + y0, self.crop[0] + x1, self.crop[1] + y1
 
 
-def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedTemplate:
+def prepare_template(template_rgb: UInt8Array, template_face: Face) -> PreparedTemplate:
     x, y, side, _ = template_face.box
     x0, y0, x1, y1 = box_around(template_rgb.shape, x, y, side, CROP_MARGIN)
     patch = np.ascontiguousarray(template_rgb[y0:y1, x0:x1])
@@ -93,14 +96,14 @@ def prepare_template(template_rgb: np.ndarray, template_face: Face) -> PreparedT
 
 
 def _hair_in_front(
-    canvas: Canvas, t_dark: np.ndarray, t_small: np.ndarray, t_model: tone.SkinModel, beard_amount: float
-) -> np.ndarray:
+    canvas: Canvas, t_dark: FloatArray, t_small: FloatArray, t_model: tone.SkinModel, beard_amount: float
+) -> FloatArray:
     """How much of the template stays in front for its hair (canvas size, 0..1): its fringe,
     over the brows too (the user's features showing through it come out as ghosted brows
     under a see-through fringe), and its beard from the jaw inward."""
     kept = canvas.template_fringe(t_dark, t_model)
     if beard_amount > 0:
-        kept = 1 - (1 - kept) * (1 - beard.beard_kept(canvas, t_small, beard_amount))
+        kept = cast(FloatArray, 1 - (1 - kept) * (1 - beard.beard_kept(canvas, t_small, beard_amount)))
     return kept
 
 
@@ -116,13 +119,13 @@ def box_around(shape: tuple[int, ...], x: float, y: float, side: float, margin: 
     )
 
 
-def warp_ring(points: np.ndarray) -> np.ndarray:
+def warp_ring(points: FloatArray) -> FloatArray:
     """The loop of extra vertices around the face oval where the warp fades to nothing."""
     centre = masks.face_centre(points)
     return centre + RING_REACH * (points[list(mesh.FACE_OVAL)] - centre)
 
 
-def warp_vertices(points: np.ndarray, ring: np.ndarray) -> np.ndarray:
+def warp_vertices(points: FloatArray, ring: FloatArray) -> FloatArray:
     """The 478 landmarks plus the centres of the mouth and eye holes and the outer ring."""
     mouth = points[list(mesh.LIPS_INNER)].mean(axis=0)
     right = _eye_centre(points, mesh.RIGHT_EYE, mesh.RIGHT_IRIS[0])
@@ -130,8 +133,8 @@ def warp_vertices(points: np.ndarray, ring: np.ndarray) -> np.ndarray:
     return np.concatenate([points[:478], [mouth, right, left], ring]).astype(np.float32)
 
 
-def _eye_centre(points: np.ndarray, loop: tuple[int, ...], iris: int) -> np.ndarray:
+def _eye_centre(points: FloatArray, loop: tuple[int, ...], iris: int) -> FloatArray:
     """The iris centre when it lies inside the eye opening, else the opening's centroid."""
     contour = points[list(loop)].astype(np.float32)
     inside = cv2.pointPolygonTest(contour.reshape(-1, 1, 2), tuple(map(float, points[iris])), True)
-    return points[iris] if inside > 0.5 else contour.mean(axis=0)
+    return cast(FloatArray, points[iris] if inside > 0.5 else contour.mean(axis=0))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, ImageArray, UInt8Array
 from facefuse.fusion import mesh
 from facefuse.fusion.masks import feather, smoothstep
 
@@ -15,23 +17,23 @@ from facefuse.fusion.masks import feather, smoothstep
 class SkinModel:
     """Robust centre and spread of skin colour in (log R/G, log B/G, log luma)."""
 
-    centre: np.ndarray  # (3,)
-    spread: np.ndarray  # (3,)
+    centre: FloatArray  # (3,)
+    spread: FloatArray  # (3,)
 
 
-def skin_features(rgb: np.ndarray) -> np.ndarray:
+def skin_features(rgb: ImageArray) -> FloatArray:
     rgb = rgb.astype(np.float32)
     logs = np.log(rgb + 8.0)
     luma = np.log(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) + 8.0)
     return np.stack([logs[..., 0] - logs[..., 1], logs[..., 2] - logs[..., 1], luma], axis=-1)
 
 
-def fit_skin_model(rgb: np.ndarray, points: np.ndarray, radius: float) -> SkinModel:
+def fit_skin_model(rgb: ImageArray, points: FloatArray, radius: float) -> SkinModel:
     """Skin colour sampled on both upper cheeks (rarely covered by hair, beard or glasses)."""
     spots = np.zeros(rgb.shape[:2], dtype=np.uint8)
     for index in mesh.RIGHT_CHEEK + mesh.LEFT_CHEEK:
         x, y = points[index]
-        cv2.circle(spots, (int(round(x)), int(round(y))), max(1, int(round(radius))), 1, -1)
+        cv2.circle(spots, (int(round(x)), int(round(y))), max(1, int(round(radius))), 1, -1)  # type: ignore[call-overload]  # cv2 takes a number for a colour
     picked = np.take(rgb.reshape(-1, 3), np.flatnonzero(spots), axis=0)  # cheaper than rgb[spots > 0]
     if len(picked) < 8:
         picked = rgb.reshape(-1, 3)
@@ -42,7 +44,7 @@ def fit_skin_model(rgb: np.ndarray, points: np.ndarray, radius: float) -> SkinMo
     return SkinModel(centre.astype(np.float32), spread.astype(np.float32))
 
 
-def skin_likelihood(rgb: np.ndarray, model: SkinModel) -> np.ndarray:
+def skin_likelihood(rgb: FloatArray, model: SkinModel) -> FloatArray:
     """float32 (h, w) ~1 where the colour is the model's skin, ~0 far from it. Light
     and shadow change luminance much more than chroma, so luminance counts for little."""
     features = skin_features(rgb)
@@ -51,10 +53,10 @@ def skin_likelihood(rgb: np.ndarray, model: SkinModel) -> np.ndarray:
     for channel in range(3):
         z = (features[..., channel] - model.centre[channel]) * (1 / scale[channel])
         total += z * z
-    return np.exp(-0.5 * total).astype(np.float32)
+    return cast(FloatArray, np.exp(-0.5 * total).astype(np.float32))
 
 
-def masked_log_lowpass(image: np.ndarray, weight: np.ndarray, sigmas: tuple[float, ...]) -> list[np.ndarray]:
+def masked_log_lowpass(image: FloatArray, weight: FloatArray, sigmas: tuple[float, ...]) -> list[FloatArray]:
     """Weighted Gaussian low-passes of log(image) (normalised convolution) at each of
     `sigmas`, as log values.
 
@@ -68,19 +70,19 @@ def masked_log_lowpass(image: np.ndarray, weight: np.ndarray, sigmas: tuple[floa
     return lows
 
 
-def shading_gain(template_log_low: np.ndarray, user_log_low: np.ndarray) -> np.ndarray:
+def shading_gain(template_log_low: FloatArray, user_log_low: FloatArray) -> FloatArray:
     """Per-channel gain that turns the user's local skin colour into the template's."""
     return np.exp(np.clip(template_log_low - user_log_low, -2.5, 2.5)).astype(np.float32)
 
 
-def is_grayscale(rgb: np.ndarray) -> bool:
+def is_grayscale(rgb: UInt8Array) -> bool:
     """True when the channels are (nearly) equal everywhere: a black-and-white photo."""
     sample = rgb[:: max(1, rgb.shape[0] // 128), :: max(1, rgb.shape[1] // 128)].astype(np.int16)
     spread = np.abs(sample[..., 0] - sample[..., 1]) + np.abs(sample[..., 1] - sample[..., 2])
     return float(np.percentile(spread, 99)) <= 6
 
 
-def is_colourless(rgb: np.ndarray) -> bool:
+def is_colourless(rgb: UInt8Array) -> bool:
     """True for a black-and-white photo, even one slightly toned: its chroma hardly varies
     (a colour photo's lips, eyes and skin differ in colour)."""
     sample = np.ascontiguousarray(rgb[:: max(1, rgb.shape[0] // 64), :: max(1, rgb.shape[1] // 64)])
@@ -94,21 +96,21 @@ def is_colourless(rgb: np.ndarray) -> bool:
 COLOURLESS_SPREAD = 6.0
 
 
-def with_chroma_of(face: np.ndarray, source: np.ndarray, sigma: float) -> np.ndarray:
+def with_chroma_of(face: FloatArray, source: UInt8Array, sigma: float) -> FloatArray:
     """The float32 RGB `face` with its chroma (YCrCb) taken from `source` (uint8 RGB, the
     same region), low-passed at `sigma` so that only its colours come, not its texture."""
     ycc = cv2.cvtColor(face, cv2.COLOR_RGB2YCrCb)
     chroma = np.ascontiguousarray(cv2.cvtColor(source.astype(np.float32), cv2.COLOR_RGB2YCrCb)[..., 1:])
     ycc[..., 1:] = cv2.GaussianBlur(chroma, (0, 0), max(sigma, 0.5))
-    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    return cast(FloatArray, cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB))
 
 
-def to_gray(rgb: np.ndarray) -> np.ndarray:
+def to_gray(rgb: FloatArray) -> FloatArray:
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
+    return cast(FloatArray, cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB))
 
 
-def lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def lit(face: ImageArray, gain: FloatArray, shine_floor: FloatArray, out: FloatArray | None = None) -> FloatArray:
     """The user's pixels (uint8 or float32) in the template's light, as a new float32 image:
     `gain` times `face`, except what is brighter than the user's skin level where the gain
     brightens. That part is light the skin reflects (shine, a glint), not skin colour: it
@@ -119,40 +121,40 @@ def lit(face: np.ndarray, gain: np.ndarray, shine_floor: np.ndarray, out: np.nda
     max(face - level, 0) * boost, which equals min(gain * face, face + level * boost):
     `shine_floor` = level * boost, worked out on the small canvas (three passes here).
     `out`: where to write it instead (float32, the face's shape)."""
-    out = cv2.multiply(face, gain, dst=out, dtype=cv2.CV_32F)
+    out = cast(FloatArray, cv2.multiply(face, gain, dst=out, dtype=cv2.CV_32F))
     cv2.min(out, cv2.add(face, shine_floor, dtype=cv2.CV_32F), dst=out)
     return out
 
 
-def skin_lift(gain: np.ndarray, skin: np.ndarray) -> float:
+def skin_lift(gain: FloatArray, skin: FloatArray) -> float:
     """How many times brighter the template's light makes the user's skin: the median gain
     over the plain skin (the mean of the channels')."""
     medians = _channel_medians(skin, gain)
     return 1.0 if medians is None else float(medians[0].mean())
 
 
-def skin_chroma(rgb: np.ndarray, skin: np.ndarray, sigma: float) -> np.ndarray:
+def skin_chroma(rgb: FloatArray, skin: FloatArray, sigma: float) -> FloatArray:
     """(h, w, 2) the skin's local chroma (Cr, Cb) around each pixel: a low-pass weighted by
     `skin`, so that lips, brows and hair do not bleed into it."""
     chroma = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)[..., 1:])
     total = np.maximum(feather(skin, sigma), 1e-4)
-    return feather(chroma * skin[..., None], sigma) / total[..., None]
+    return cast(FloatArray, feather(chroma * skin[..., None], sigma) / total[..., None])
 
 
-def even_chroma(face: np.ndarray, local: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def even_chroma(face: FloatArray, local: FloatArray, weight: FloatArray) -> FloatArray:
     """The lit face (float32 RGB) with each pixel's chroma moved toward `local` by `weight`;
     luma, which carries the features and their relief, is left as it is.
 
     A dark face lifted into a light template gets gains of 2-3x, most in blue: its chroma
     noise and the colourless shine of dark skin came out as grey-blue patches on the light
     face. Evening the skin's chroma out removes them and keeps every shape."""
-    ycc = cv2.cvtColor(face, cv2.COLOR_RGB2YCrCb)
+    ycc = cast(FloatArray, cv2.cvtColor(face, cv2.COLOR_RGB2YCrCb))
     chroma = ycc[..., 1:]
     chroma += weight[..., None] * (local - chroma)
-    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    return cast(FloatArray, cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB))
 
 
-def dark_keeps_its_hue(gain: np.ndarray, luma: np.ndarray, level: np.ndarray, amount: float | np.ndarray) -> np.ndarray:
+def dark_keeps_its_hue(gain: FloatArray, luma: FloatArray, level: FloatArray, amount: float | FloatArray) -> FloatArray:
     """`gain` with its colour (each channel's gain over the luma gain) faded out, by
     `amount` (a number or a map), where `luma` is far darker than the skin `level` around
     it: brows and hair take the light but keep their own hue.
@@ -164,7 +166,7 @@ def dark_keeps_its_hue(gain: np.ndarray, luma: np.ndarray, level: np.ndarray, am
     skin_like = smoothstep((luma + 4.0) / (level_luma + 4.0), *_DARK_HUE_LUMA)
     keep = 1.0 - amount * (1.0 - skin_like)
     luma_gain = cv2.cvtColor(gain, cv2.COLOR_RGB2GRAY)[..., None]
-    return (luma_gain * (gain / np.maximum(luma_gain, 1e-3)) ** keep[..., None]).astype(np.float32)
+    return cast(FloatArray, (luma_gain * (gain / np.maximum(luma_gain, 1e-3)) ** keep[..., None]).astype(np.float32))
 
 
 # Of the local skin level's luma (darkest pixel of each canvas block): hair below the first,
@@ -172,7 +174,7 @@ def dark_keeps_its_hue(gain: np.ndarray, luma: np.ndarray, level: np.ndarray, am
 _DARK_HUE_LUMA = (0.5, 0.9)
 
 
-def median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def median_tone_gain(face: FloatArray, template: FloatArray, weight: FloatArray) -> FloatArray:
     """One gain per channel so the median colour of what the user brings (eyes, brows and
     lips included) is the template's there.
 
@@ -190,18 +192,18 @@ def median_tone_gain(face: np.ndarray, template: np.ndarray, weight: np.ndarray)
     return np.clip(gain, 0.5, 2.0).astype(np.float32)
 
 
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
+def _to_lab(rgb: FloatArray) -> FloatArray:
     """float32 RGB 0..255 (h, w, 3) -> CIELAB (L 0..100)."""
-    return cv2.cvtColor(np.clip(rgb, 0, 255) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
+    return cast(FloatArray, cv2.cvtColor(np.clip(rgb, 0, 255) * np.float32(1 / 255), cv2.COLOR_RGB2Lab))
 
 
-def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+def _lab_to_rgb(lab: FloatArray) -> FloatArray:
     """One CIELAB colour -> float RGB 0..255 (out-of-gamut channels clipped)."""
-    rgb = cv2.cvtColor(lab.astype(np.float32).reshape(1, 1, 3), cv2.COLOR_Lab2RGB).reshape(3)
-    return np.clip(rgb, 0, 1) * 255
+    rgb = cast(FloatArray, cv2.cvtColor(lab.astype(np.float32).reshape(1, 1, 3), cv2.COLOR_Lab2RGB)).reshape(3)
+    return cast(FloatArray, np.clip(rgb, 0, 1) * 255)  # numpy's stubs type clip's result dtype Any, then * 255 int
 
 
-def _channel_medians(weight: np.ndarray, *images: np.ndarray) -> list[np.ndarray] | None:
+def _channel_medians(weight: FloatArray, *images: FloatArray) -> list[FloatArray] | None:
     """Each (h, w, 3) image's per-channel median where `weight` is over 0.5; None when
     that is under 64 pixels."""
     region = np.flatnonzero(weight > 0.5)
@@ -211,7 +213,7 @@ def _channel_medians(weight: np.ndarray, *images: np.ndarray) -> list[np.ndarray
     return [np.median(np.take(image.reshape(-1, 3), region, axis=0), axis=0) for image in images]
 
 
-def soft_highlights(image: np.ndarray, knee: float = 235.0) -> np.ndarray:
+def soft_highlights(image: FloatArray, knee: float = 235.0) -> FloatArray:
     """Compress values above the knee smoothly toward 255 (in place when contiguous): a gain
     that brightens a dark face must not burn its highlights (nose tip, forehead) to flat
     white. Only the values above the knee are touched (a few percent of them)."""

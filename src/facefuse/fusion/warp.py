@@ -8,22 +8,25 @@ up loses nothing visible and costs a fraction of a full-resolution map.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
+
+from facefuse.arrays import BoolArray, FloatArray, ImageT, IntArray
 
 
 @dataclass(frozen=True)
 class TriangleRaster:
     """Which triangle covers each cell of a coarse grid over the output image."""
 
-    ids: np.ndarray  # (gh, gw) int32, -1 where no triangle
+    ids: IntArray  # (gh, gw) int32, -1 where no triangle
     out_shape: tuple[int, int]  # (h, w) of the output image
-    inverse: np.ndarray  # (K, 3, 3) maps output points to barycentric coordinates
+    inverse: FloatArray  # (K, 3, 3) maps output points to barycentric coordinates
 
 
 def rasterize(
-    vertices: np.ndarray, triangles: np.ndarray, out_shape: tuple[int, int], cell: float, order: np.ndarray
+    vertices: FloatArray, triangles: IntArray, out_shape: tuple[int, int], cell: float, order: IntArray
 ) -> TriangleRaster:
     """Triangle ids at the grid cell centres, drawn in `order` (later ones on top).
 
@@ -61,25 +64,26 @@ def rasterize(
 
 
 def dense_map(
-    raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray, fallback: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    raster: TriangleRaster, source: FloatArray, triangles: IntArray, fallback: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """Full-resolution (map_x, map_y) for cv2.remap taking each raster triangle onto the
     same triangle of `source` vertices; cells off the mesh use the `fallback` (2, 3) affine."""
     return upsample(raster, grid_map(raster, source, triangles, fallback))
 
 
-def upsample(raster: TriangleRaster, grid: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def upsample(raster: TriangleRaster, grid: tuple[FloatArray, FloatArray]) -> tuple[FloatArray, FloatArray]:
     """A grid_map at full resolution: linear between the cells' centres and beyond the
     outer ones (where the resize alone would repeat the edge cells' values: a strip up to
     half a cell deep along each edge pulled from one line of the image)."""
     h, w = raster.out_shape
     map_x, map_y = (
-        _extend_edges(cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR), plane.shape) for plane in grid
+        _extend_edges(cast(FloatArray, cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR)), plane.shape)
+        for plane in grid
     )
     return map_x, map_y
 
 
-def _extend_edges(full: np.ndarray, grid_shape: tuple[int, ...]) -> np.ndarray:
+def _extend_edges(full: FloatArray, grid_shape: tuple[int, ...]) -> FloatArray:
     """`full` (a grid resized up, in place) continued linearly past the outer cell centres."""
     for axis, cells in ((1, grid_shape[1]), (0, grid_shape[0])):
         size = full.shape[axis]
@@ -96,15 +100,15 @@ def _extend_edges(full: np.ndarray, grid_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def grid_map(
-    raster: TriangleRaster, source: np.ndarray, triangles: np.ndarray, fallback: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    raster: TriangleRaster, source: FloatArray, triangles: IntArray, fallback: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """dense_map at the raster's grid cells (before it is resized to the output)."""
     return grid_maps(raster, (source,), triangles, (fallback,))[0]
 
 
 def grid_maps(
-    raster: TriangleRaster, sources: tuple[np.ndarray, ...], triangles: np.ndarray, fallbacks: tuple[np.ndarray, ...]
-) -> list[tuple[np.ndarray, np.ndarray]]:
+    raster: TriangleRaster, sources: tuple[FloatArray, ...], triangles: IntArray, fallbacks: tuple[FloatArray, ...]
+) -> list[tuple[FloatArray, FloatArray]]:
     """grid_map for several vertex sets over one raster, worked out together (one lookup
     of each cell's triangle for all)."""
     corners = np.concatenate([source[triangles].astype(np.float64) for source in sources], axis=2)  # (k, vertex, xy...)
@@ -122,14 +126,14 @@ def grid_maps(
     return [(planes[2 * i], planes[2 * i + 1]) for i in range(len(sources))]
 
 
-def grid_values(raster: TriangleRaster, values: np.ndarray, outside: float = 0.0) -> np.ndarray:
+def grid_values(raster: TriangleRaster, values: FloatArray, outside: float = 0.0) -> FloatArray:
     """One value per triangle, at the raster's grid cells (float32, `outside` off the mesh)."""
-    return np.append(values.astype(np.float32), np.float32(outside))[raster.ids]
+    return cast(FloatArray, np.append(values.astype(np.float32), np.float32(outside))[raster.ids])
 
 
 def sample_blocks(
-    raster: TriangleRaster, grid: np.ndarray, origin: tuple[int, int], factor: int, shape: tuple[int, int]
-) -> np.ndarray:
+    raster: TriangleRaster, grid: FloatArray, origin: tuple[int, int], factor: int, shape: tuple[int, int]
+) -> FloatArray:
     """A grid quantity (grid_map, grid_values) as it would be at full resolution averaged
     over blocks of factor x factor pixels: `shape` blocks from `origin` (x, y) of the
     output. Taken at the blocks' centres straight from the grid, it is the same (the map
@@ -144,35 +148,36 @@ def sample_blocks(
         ],
         np.float32,
     )
-    return cv2.warpAffine(
+    blocks = cv2.warpAffine(
         grid,
         to_grid,
         (shape[1], shape[0]),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
+    return cast(FloatArray, blocks)
 
 
-def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+def signed_areas(vertices: FloatArray, triangles: IntArray) -> FloatArray:
     """Each triangle's area, positive when its corners run clockwise on screen (y down)."""
     x, y = vertices[:, 0], vertices[:, 1]
     a, b, c = triangles.T  # one coordinate gathered at a time: cheaper than vertices[triangles[:, k]]
     ax, bx, cx, ay, by, cy = x.take(a), x.take(b), x.take(c), y.take(a), y.take(b), y.take(c)
-    return 0.5 * ((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
+    return cast(FloatArray, 0.5 * ((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)))
 
 
 def remap(
-    image: np.ndarray,
-    maps: tuple[np.ndarray, np.ndarray],
+    image: ImageT,
+    maps: tuple[FloatArray, FloatArray],
     border: int = cv2.BORDER_REPLICATE,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    return cv2.remap(image, maps[0], maps[1], dst=out, interpolation=cv2.INTER_LINEAR, borderMode=border)
+    out: ImageT | None = None,
+) -> ImageT:
+    return cast(ImageT, cv2.remap(image, maps[0], maps[1], dst=out, interpolation=cv2.INTER_LINEAR, borderMode=border))
 
 
 def painter_order(
-    vertices: np.ndarray, depth: np.ndarray, triangles: np.ndarray, kinds: np.ndarray, surface_kind: int
-) -> np.ndarray:
+    vertices: FloatArray, depth: FloatArray, triangles: IntArray, kinds: IntArray, surface_kind: int
+) -> IntArray:
     """Drawing order: the other kinds first, then the surface's triangles that face away
     (folded under the nose, past the cheek's silhouette), then those that face the camera
     from far to near, so the visible surface always ends on top."""
@@ -187,12 +192,12 @@ def painter_order(
     )
 
 
-def _barycentric_inverse(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _barycentric_inverse(corners: FloatArray) -> tuple[FloatArray, BoolArray]:
     """(K, 3, 3) matrices B with B @ (x, y, 1) = barycentric weights in each triangle, and
     which triangles have an area (a collapsed one gets the identity and covers nothing)."""
     c = corners.astype(np.float64)
     x, y = c[..., 0], c[..., 1]
-    det = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+    det: FloatArray = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
     usable = np.abs(det) >= 1e-9
     safe = np.where(usable, det, 1.0)
     inverse = np.empty((len(c), 3, 3))
@@ -205,7 +210,7 @@ def _barycentric_inverse(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse, usable
 
 
-def _to_grid(points: np.ndarray, out_shape: tuple[int, int], grid_shape: tuple[int, int]) -> np.ndarray:
+def _to_grid(points: FloatArray, out_shape: tuple[int, int], grid_shape: tuple[int, int]) -> FloatArray:
     (h, w), (gh, gw) = out_shape, grid_shape
     scale = np.array([gw / w, gh / h], dtype=np.float32)
     return (points + 0.5) * scale - 0.5

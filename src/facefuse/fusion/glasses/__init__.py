@@ -28,10 +28,12 @@ parts.py    what the frames hold beyond the rims: the bridge traced to them, the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.glasses.bands import holds_eye, mirrored, rim_band
 from facefuse.fusion.glasses.bridge import FACE_SIDES, FaceAxes, find_bridge, likeness
@@ -64,15 +66,15 @@ class Frames:
     the template's pixels there (`pixels`, uint8)."""
 
     box: tuple[int, int, int, int]
-    weight: np.ndarray
-    pixels: np.ndarray
+    weight: FloatArray
+    pixels: UInt8Array
 
     @property
     def nbytes(self) -> int:
         return self.weight.nbytes + self.pixels.nbytes
 
 
-def has_bridge(patch: np.ndarray, points: np.ndarray, face_size: float) -> bool:
+def has_bridge(patch: UInt8Array, points: FloatArray, face_size: float) -> bool:
     """Whether the face seems to wear glasses, by their bridge alone (find_frames's first,
     quick test; the rims decide)."""
     _, lab, local, axes = _work_area(patch, points, face_size)
@@ -80,19 +82,19 @@ def has_bridge(patch: np.ndarray, points: np.ndarray, face_size: float) -> bool:
 
 
 def _work_area(
-    patch: np.ndarray, points: np.ndarray, face_size: float
-) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, FaceAxes]:
+    patch: UInt8Array, points: FloatArray, face_size: float
+) -> tuple[tuple[int, int, int, int], FloatArray, FloatArray, FaceAxes]:
     """The box of the patch glasses are looked for in, its CIELAB (lightly blurred), the
     landmarks and the face's axes in it."""
     axes = FaceAxes.of(points, face_size)
     x0, y0, x1, y1 = _work_box(points, patch.shape[:2], face_size)
     offset = np.array([x0, y0], np.float32)
     lab = cv2.cvtColor(patch[y0:y1, x0:x1].astype(np.float32) * (1 / 255), cv2.COLOR_RGB2Lab)
-    lab = cv2.GaussianBlur(lab, (0, 0), max(0.5, 0.002 * face_size))
+    lab = cast(FloatArray, cv2.GaussianBlur(lab, (0, 0), max(0.5, 0.002 * face_size)))
     return (x0, y0, x1, y1), lab, points[:, :2] - offset, axes.moved(-offset)
 
 
-def find_frames(patch: np.ndarray, points: np.ndarray, face_size: float) -> Frames | None:
+def find_frames(patch: UInt8Array, points: FloatArray, face_size: float) -> Frames | None:
     """The frames of the glasses this face wears (`points`: its landmarks in the patch), or
     None when it wears none."""
     (x0, y0, x1, y1), lab, local, axes = _work_area(patch, points, face_size)
@@ -131,7 +133,7 @@ def find_frames(patch: np.ndarray, points: np.ndarray, face_size: float) -> Fram
     return Frames(box, np.ascontiguousarray(weight[by0:by1, bx0:bx1]), pixels)
 
 
-def without_frames(patch: np.ndarray, frames: Frames, face_size: float) -> np.ndarray:
+def without_frames(patch: UInt8Array, frames: Frames, face_size: float) -> UInt8Array:
     """The patch with the frames painted out from around them: what the fusion warps, so that
     no bent copy of the frames shows wherever the template shows through."""
     clean = patch.copy()
@@ -142,14 +144,14 @@ def without_frames(patch: np.ndarray, frames: Frames, face_size: float) -> np.nd
     hole = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
     hole[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = (frames.weight > 0).astype(np.uint8)
     # Grown by a pixel: a partly covered edge pixel holds some of the frame's colour too.
-    hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))
+    hole = cast(UInt8Array, cv2.dilate(hole, np.ones((3, 3), np.uint8)))
     clean[wy0:wy1, wx0:wx1] = cv2.inpaint(
         patch[wy0:wy1, wx0:wx1], hole, max(1.0, INPAINT_REACH * face_size), cv2.INPAINT_TELEA
     )
     return clean
 
 
-def put_back(out: np.ndarray, frames: Frames, box: tuple[int, int, int, int]) -> None:
+def put_back(out: UInt8Array, frames: Frames, box: tuple[int, int, int, int]) -> None:
     """The frames over `out` (the patch's pixels, in place), within `box` (x0, y0, x1, y1)."""
     x0, y0 = max(frames.box[0], box[0]), max(frames.box[1], box[1])
     x1, y1 = min(frames.box[2], box[2]), min(frames.box[3], box[3])
@@ -161,7 +163,7 @@ def put_back(out: np.ndarray, frames: Frames, box: tuple[int, int, int, int]) ->
     target[:] = cv2.blendLinear(frames.pixels[fy : fy + y1 - y0, fx : fx + x1 - x0], target, weight, 1 - weight)
 
 
-def _work_box(points: np.ndarray, shape: tuple[int, int], size: float) -> tuple[int, int, int, int]:
+def _work_box(points: FloatArray, shape: tuple[int, ...], size: float) -> tuple[int, int, int, int]:
     """The part of the patch the glasses can be in: brows to below the eyes, cheek to cheek."""
     idx = list(mesh.RIGHT_BROW + mesh.LEFT_BROW + mesh.RIGHT_EYE + mesh.LEFT_EYE + FACE_SIDES + _TEMPLES)
     pts = points[idx, :2]

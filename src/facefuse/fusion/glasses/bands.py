@@ -13,10 +13,12 @@ band is kept much wider than the other's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import BoolArray, FloatArray, IntArray
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.glasses.rims import RimPath
 
@@ -42,18 +44,18 @@ class Rim:
     """One lens's rim: per angle round the polar centre, the band's inner and outer radii
     (pixels) and whether a band is there."""
 
-    centre: np.ndarray
-    directions: np.ndarray  # (angles, 2) unit vectors
-    inner: np.ndarray
-    outer: np.ndarray
-    seen: np.ndarray  # bool, short gaps closed
+    centre: FloatArray
+    directions: FloatArray  # (angles, 2) unit vectors
+    inner: FloatArray
+    outer: FloatArray
+    seen: BoolArray  # short gaps closed
     support: float  # the fraction of rays where the band itself is seen
 
-    def outline(self) -> np.ndarray:
+    def outline(self) -> FloatArray:
         """The rim's outer edge, a closed polygon (pixels)."""
         return self.centre + self.directions * self.outer[:, None]
 
-    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+    def mask(self, shape: tuple[int, ...]) -> FloatArray:
         """The band between the edges, where it is seen (each seen run its own polygon)."""
         out = np.zeros(shape, np.float32)
         inner = self.centre + self.directions * self.inner[:, None]
@@ -66,14 +68,15 @@ class Rim:
         return out
 
 
-def _runs(seen: np.ndarray) -> list[np.ndarray]:
+def _runs(seen: BoolArray) -> list[IntArray]:
     """Index runs of True in a circular bool array (a full circle closes on itself)."""
     n = len(seen)
     if seen.all():
         return [np.arange(n + 1) % n]
     start = int(np.argmin(seen))  # a gap: runs are read from there round
     order = (start + np.arange(n)) % n
-    runs, current = [], []
+    runs: list[IntArray] = []
+    current: list[int] = []
     for i in order:
         if seen[i]:
             current.append(i)
@@ -85,7 +88,7 @@ def _runs(seen: np.ndarray) -> list[np.ndarray]:
     return runs
 
 
-def rim_band(like_bridge: np.ndarray, body: np.ndarray, path: RimPath, size: float, light: bool) -> Rim:
+def rim_band(like_bridge: FloatArray, body: FloatArray, path: RimPath, size: float, light: bool) -> Rim:
     """The rim's band about its middle, measured on `body` (see find_frames): its edges where
     it is seen, and across short gaps (a rim is whole: where it fades into a like-coloured
     background for a few rays, it goes on as on either side of the gap). How much of the
@@ -101,7 +104,7 @@ def rim_band(like_bridge: np.ndarray, body: np.ndarray, path: RimPath, size: flo
     return Rim(path.centre, path.directions, inner, outer, whole, float(support.mean()))
 
 
-def holds_eye(rim: Rim, points: np.ndarray, side: int) -> bool:
+def holds_eye(rim: Rim, points: FloatArray, side: int) -> bool:
     """Whether the rim is a lens's: round its eye, both corners of it inside, and under its
     brow (a lens never holds the brow's middle)."""
     lens = (rim.centre + rim.directions * rim.inner[:, None]).astype(np.float32).reshape(-1, 1, 2)
@@ -126,14 +129,14 @@ def mirrored(rims: list[Rim], size: float) -> list[Rim]:
     return out
 
 
-def _close_gaps(seen: np.ndarray, longest: int) -> np.ndarray:
+def _close_gaps(seen: BoolArray, longest: int) -> BoolArray:
     """`seen` (circular) with its runs of False no longer than `longest` set True."""
     if seen.all() or not seen.any():
         return seen
     out = seen.copy()
     n = len(seen)
     start = int(np.argmax(seen))  # read round from a seen ray
-    gap = []
+    gap: list[int] = []
     for k in range(1, n + 1):
         i = (start + k) % n
         if seen[i]:
@@ -146,8 +149,8 @@ def _close_gaps(seen: np.ndarray, longest: int) -> np.ndarray:
 
 
 def _band_edges(
-    likeness: np.ndarray, path: RimPath, size: float, light: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    likeness: FloatArray, path: RimPath, size: float, light: bool
+) -> tuple[FloatArray, FloatArray, BoolArray]:
     """Along each ray, the band of frame likeness about the rim's middle: its inner and outer
     edges (pixels from the centre, evened over neighbouring angles) and whether it stands out."""
     centre, directions, radius = path.centre, path.directions, path.radius
@@ -156,14 +159,14 @@ def _band_edges(
     along = np.maximum(radius[:, None] + offsets[None, :], 0)
     px = (centre[0] + directions[:, :1] * along).astype(np.float32)
     py = (centre[1] + directions[:, 1:] * along).astype(np.float32)
-    profile = cv2.remap(likeness, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    profile = cast(FloatArray, cv2.remap(likeness, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
     lo, hi, seen = half_height_run(profile, BAND_PEAK * size / BAND_STEP, light)
     inner = radius + offsets[0] + lo * BAND_STEP
     outer = radius + offsets[0] + hi * BAND_STEP
     return _running_median(inner, BAND_SMOOTH), _running_median(outer, BAND_SMOOTH), seen
 
 
-def half_height_run(profile: np.ndarray, peak_reach: float, light: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def half_height_run(profile: FloatArray, peak_reach: float, light: bool) -> tuple[FloatArray, FloatArray, BoolArray]:
     """Per row of `profile` (rows, samples), the band about its middle sample: from its peak
     (within `peak_reach` samples of the middle) down each side to its floor there (the first
     valley for a `light` frame's, the least for a dark one's), where it falls to BAND_LEVEL
@@ -190,7 +193,7 @@ def half_height_run(profile: np.ndarray, peak_reach: float, light: bool) -> tupl
     return low, high, seen
 
 
-def _down_to_valley(run: np.ndarray) -> np.ndarray:
+def _down_to_valley(run: FloatArray) -> FloatArray:
     """`run` (from a peak outward) up to its first valley: where, having fallen by
     BAND_CONTRAST, it rises again by more than VALLEY_NOISE (a dip within a band, a
     highlight on the frame, is not one)."""
@@ -199,12 +202,12 @@ def _down_to_valley(run: np.ndarray) -> np.ndarray:
     return run[: int(rises[0]) + 1] if rises.size else run
 
 
-def _to_lowest(run: np.ndarray) -> np.ndarray:
+def _to_lowest(run: FloatArray) -> FloatArray:
     """`run` (from a peak outward) up to its least value."""
     return run[: int(np.argmin(run)) + 1]
 
 
-def _crossing(run: np.ndarray, level: float) -> float:
+def _crossing(run: FloatArray, level: float) -> float:
     """Where `run` (from the peak outward) first falls below `level`, as a fractional index."""
     below = np.flatnonzero(run < level)
     if below.size == 0:
@@ -216,9 +219,9 @@ def _crossing(run: np.ndarray, level: float) -> float:
     return float(j - 1 + (a - level) / max(a - b, 1e-6))
 
 
-def _running_median(values: np.ndarray, window: int) -> np.ndarray:
+def _running_median(values: FloatArray, window: int) -> FloatArray:
     """Circular running median (odd window)."""
     half = window // 2
     n = len(values)
     index = (np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :]) % n
-    return np.median(values[index], axis=1).astype(np.float32)
+    return cast(FloatArray, np.median(values[index], axis=1).astype(np.float32))

@@ -10,10 +10,12 @@ bands of it (likeness).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast, overload
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray
 from facefuse.fusion import mesh
 
 # The bridge: looked for on the nose's midline from the brows' top down to this far below
@@ -38,14 +40,14 @@ class FaceAxes:
     """The face's own directions: `across` from its right eye to its left, `down` toward the
     chin; the eyes' centres and the face size."""
 
-    right: np.ndarray
-    left: np.ndarray
-    across: np.ndarray
-    down: np.ndarray
+    right: FloatArray
+    left: FloatArray
+    across: FloatArray
+    down: FloatArray
     size: float
 
     @staticmethod
-    def of(points: np.ndarray, size: float) -> FaceAxes:
+    def of(points: FloatArray, size: float) -> FaceAxes:
         right = points[list(mesh.RIGHT_EYE), :2].mean(axis=0)
         left = points[list(mesh.LEFT_EYE), :2].mean(axis=0)
         across = (left - right) / max(float(np.linalg.norm(left - right)), 1e-3)
@@ -54,18 +56,26 @@ class FaceAxes:
             down = -down
         return FaceAxes(right.astype(np.float32), left.astype(np.float32), across.astype(np.float32), down, size)
 
-    def moved(self, by: np.ndarray) -> FaceAxes:
+    def moved(self, by: FloatArray) -> FaceAxes:
         return FaceAxes(self.right + by, self.left + by, self.across, self.down, self.size)
 
     @property
-    def middle(self) -> np.ndarray:
+    def middle(self) -> FloatArray:
         return (self.right + self.left) / 2
 
-    def eye(self, side: int) -> np.ndarray:
+    def eye(self, side: int) -> FloatArray:
         """side 1: the right eye (the nose lies `across` from it), -1: the left."""
         return self.right if side > 0 else self.left
 
-    def at(self, origin: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @overload
+    def at(self, origin: FloatArray, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]: ...
+    @overload
+    def at(
+        self, origin: FloatArray, x: np.floating[Any], y: np.floating[Any]
+    ) -> tuple[np.floating[Any], np.floating[Any]]: ...
+    def at(
+        self, origin: FloatArray, x: FloatArray | np.floating[Any], y: FloatArray | np.floating[Any]
+    ) -> tuple[FloatArray, FloatArray] | tuple[np.floating[Any], np.floating[Any]]:
         """Image x, y (float32) of face-frame offsets x (across), y (down) from `origin`, in pixels."""
         px = origin[0] + x * self.across[0] + y * self.down[0]
         py = origin[1] + x * self.across[1] + y * self.down[1]
@@ -77,12 +87,12 @@ class Bridge:
     """The bridge found: how much it stands out, its colour, where it is and how wide."""
 
     contrast: float
-    colour: np.ndarray  # Lab
+    colour: FloatArray  # Lab
     centre: float  # down from the eyes' middle, pixels
     width: float  # pixels
 
 
-def find_bridge(lab: np.ndarray, points: np.ndarray, axes: FaceAxes) -> Bridge | None:
+def find_bridge(lab: FloatArray, points: FloatArray, axes: FaceAxes) -> Bridge | None:
     """The bridge of the glasses: the band across the top of the nose that stands out most
     from the nose above and below it over most of the nose's width; None if none does."""
     size = axes.size
@@ -120,9 +130,9 @@ def find_bridge(lab: np.ndarray, points: np.ndarray, axes: FaceAxes) -> Bridge |
     return best
 
 
-def likeness(lab: np.ndarray, colours: list[np.ndarray]) -> np.ndarray:
+def likeness(lab: FloatArray, colours: list[FloatArray]) -> FloatArray:
     """float32 0..1: how near each pixel is to the nearest of `colours` (Lab)."""
     nearest = np.full(lab.shape[:2], np.inf, np.float32)
     for colour in colours:
         np.minimum(nearest, ((lab - colour) ** 2).sum(axis=2), out=nearest)
-    return np.exp(nearest * (-0.5 / FRAME_COLOUR_SPREAD**2)).astype(np.float32)
+    return cast(FloatArray, np.exp(nearest * (-0.5 / FRAME_COLOUR_SPREAD**2)).astype(np.float32))

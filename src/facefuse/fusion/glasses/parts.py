@@ -12,9 +12,12 @@ glasses is not taken for them.
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.glasses.bands import BAND_REACH, BAND_STEP, Rim, half_height_run
 from facefuse.fusion.glasses.bridge import FACE_SIDES, Bridge, FaceAxes
@@ -46,8 +49,8 @@ BRIDGE_GAP = 3  # columns
 
 
 def frame_body(
-    lab: np.ndarray, like_bridge: np.ndarray, bridge: Bridge, points: np.ndarray, size: float
-) -> tuple[bool, np.ndarray]:
+    lab: FloatArray, like_bridge: FloatArray, bridge: Bridge, points: FloatArray, size: float
+) -> tuple[bool, FloatArray]:
     """Whether the frames are light (near the skin's colour), and what the rims' bands are
     measured on: a light frame's likeness to the bridge's colour; for a dark one, its
     darkness too (tortoiseshell and highlights vary its colour)."""
@@ -57,14 +60,14 @@ def frame_body(
     return light, body
 
 
-def beside_dark(body: np.ndarray, frames: np.ndarray, size: float) -> np.ndarray:
+def beside_dark(body: FloatArray, frames: FloatArray, size: float) -> FloatArray:
     """What of a dark frame's `body` lies just beside its traced bands (`frames`), and so is
     frame too: their edges' last pixels, a hinge, a pad's arm."""
     near = masks.grow((frames > 0.5).astype(np.float32), FRAME_BESIDE * size)
     return masks.smoothstep(body, *FRAME_EDGE) * near
 
 
-def _cheeks_lightness(lab: np.ndarray, points: np.ndarray) -> float:
+def _cheeks_lightness(lab: FloatArray, points: FloatArray) -> float:
     """The median L at the cheeks' landmarks."""
     h, w = lab.shape[:2]
     at = np.round(points[list(mesh.RIGHT_CHEEK + mesh.LEFT_CHEEK)]).astype(int)
@@ -72,7 +75,7 @@ def _cheeks_lightness(lab: np.ndarray, points: np.ndarray) -> float:
     return float(np.median(lab[at[:, 1], at[:, 0], 0])) if len(at) else float(np.median(lab[..., 0]))
 
 
-def _local_darkness(lightness: np.ndarray, width: float) -> np.ndarray:
+def _local_darkness(lightness: FloatArray, width: float) -> FloatArray:
     """float32 0..1: how much darker each pixel is than its surroundings (a closing at `width`
     pixels), as a thin dark frame is; a shadow as wide as the closing is not."""
     size = max(3, int(2 * round(width) + 1))
@@ -80,7 +83,7 @@ def _local_darkness(lightness: np.ndarray, width: float) -> np.ndarray:
     return (1 - masks.smoothstep((lightness + 2) / (closed + 2), *DARK_FRAME_RATIO)).astype(np.float32)
 
 
-def dark_parts(lab: np.ndarray, frames: np.ndarray, points: np.ndarray, size: float) -> np.ndarray:
+def dark_parts(lab: FloatArray, frames: FloatArray, points: FloatArray, size: float) -> FloatArray:
     """The dark parts of light frames (a browline over the rims, its wings): thin, far darker
     structures in the glasses' zone, inside the face, that touch the frames found so far."""
     lines = masks.dark_lines(lab[..., 0], DARK_WIDTH * size)
@@ -92,7 +95,7 @@ def dark_parts(lab: np.ndarray, frames: np.ndarray, points: np.ndarray, size: fl
     return _joined(lines * zone * darkness, frames, 2.0)
 
 
-def bridge_mask(likeness: np.ndarray, bridge: Bridge, rims: list[Rim], axes: FaceAxes, light: bool) -> np.ndarray:
+def bridge_mask(likeness: FloatArray, bridge: Bridge, rims: list[Rim], axes: FaceAxes, light: bool) -> FloatArray:
     """The bridge, traced from the middle of the nose out to where it meets each rim (across
     a highlight or a nose pad, a few columns without a band, as on either side of them)."""
     size, origin = axes.size, axes.middle
@@ -123,7 +126,7 @@ def bridge_mask(likeness: np.ndarray, bridge: Bridge, rims: list[Rim], axes: Fac
 
 
 def _column(
-    likeness: np.ndarray, axes: FaceAxes, origin: np.ndarray, x: float, centre: float, reach: float, light: bool
+    likeness: FloatArray, axes: FaceAxes, origin: FloatArray, x: float, centre: float, reach: float, light: bool
 ) -> tuple[float, float, bool]:
     """Down one column (`x` across from `origin`, pixels), the band of frame likeness about
     `centre` (pixels down, the peak sought within `reach`): its top and bottom (pixels down)
@@ -132,13 +135,15 @@ def _column(
         -BAND_REACH * axes.size - reach, BAND_REACH * axes.size + reach + BAND_STEP, BAND_STEP, dtype=np.float32
     )
     px, py = axes.at(origin, np.full(offsets.shape, x, np.float32), centre + offsets)
-    profile = cv2.remap(likeness, px[None], py[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    profile = cast(
+        FloatArray, cv2.remap(likeness, px[None], py[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    )
     low, high, seen = half_height_run(profile, reach / BAND_STEP, light)
     start = centre + offsets[0]
     return start + float(low[0]) * BAND_STEP, start + float(high[0]) * BAND_STEP, bool(seen[0])
 
 
-def _band_polygon(axes: FaceAxes, origin: np.ndarray, columns: list[tuple[float, float, float]]) -> np.ndarray:
+def _band_polygon(axes: FaceAxes, origin: FloatArray, columns: list[tuple[float, float, float]]) -> FloatArray:
     """The polygon of a band traced column by column ((x, top, bottom) in pixels from `origin`)."""
     x, top, bottom = (np.array(v, np.float32) for v in zip(*columns))
     upper = np.stack(axes.at(origin, x, top), axis=1)
@@ -147,8 +152,8 @@ def _band_polygon(axes: FaceAxes, origin: np.ndarray, columns: list[tuple[float,
 
 
 def arm_mask(
-    body: np.ndarray, rim: Rim, rim_mask: np.ndarray, points: np.ndarray, axes: FaceAxes, side: int
-) -> np.ndarray:
+    body: FloatArray, rim: Rim, rim_mask: FloatArray, points: FloatArray, axes: FaceAxes, side: int
+) -> FloatArray:
     """The arm beside one lens (side 1: the right), up to and a little past the face's edge
     (past it the template stays as it is, but for the warp fading out there): what has the
     frame's colour, joined to the rim, from the rim's outer side outward, at the height of
@@ -171,7 +176,7 @@ def arm_mask(
     return _joined(masks.smoothstep(body, *FRAME_EDGE) * strip, rim_mask, JOIN_REACH * size)
 
 
-def _joined(candidate: np.ndarray, frames: np.ndarray, reach: float) -> np.ndarray:
+def _joined(candidate: FloatArray, frames: FloatArray, reach: float) -> FloatArray:
     """The parts of `candidate` (0..1) within `reach` pixels of `frames` (0..1)."""
     solid = (candidate > 0.5).astype(np.uint8)
     _, pieces = cv2.connectedComponents(solid, connectivity=8)

@@ -12,10 +12,12 @@ the eye and the nose's middle by blocking those radii.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 
+from facefuse.arrays import BoolArray, FloatArray, IntArray
 from facefuse.fusion.glasses.bridge import FaceAxes
 
 # The polar grid around each eye: angles, radii and their reach (of the face size). Its
@@ -47,13 +49,13 @@ class RimPath:
     """A rim's middle round one eye: the polar centre, the rays' directions, the radius along
     each (pixels) and whether it is where no frame can be."""
 
-    centre: np.ndarray
-    directions: np.ndarray
-    radius: np.ndarray
-    blocked: np.ndarray
+    centre: FloatArray
+    directions: FloatArray
+    radius: FloatArray
+    blocked: BoolArray
 
 
-def rim_paths(like_bridge: np.ndarray, untraced: np.ndarray, axes: FaceAxes) -> list[RimPath]:
+def rim_paths(like_bridge: FloatArray, untraced: FloatArray, axes: FaceAxes) -> list[RimPath]:
     """Both rims' middles (the right eye's first), traced on `like_bridge`.
 
     The two lenses are mirror images: their rims are traced first as one (both eyes' polar
@@ -68,15 +70,15 @@ def rim_paths(like_bridge: np.ndarray, untraced: np.ndarray, axes: FaceAxes) -> 
     return paths
 
 
-def _centroid(polygon: np.ndarray) -> np.ndarray:
+def _centroid(polygon: FloatArray) -> FloatArray:
     m = cv2.moments(polygon.astype(np.float32).reshape(-1, 1, 2))
     if abs(m["m00"]) < 1e-6:
-        return polygon.mean(axis=0).astype(np.float32)
+        return cast(FloatArray, polygon.mean(axis=0).astype(np.float32))
     return np.array([m["m10"] / m["m00"], m["m01"] / m["m00"]], np.float32)
 
 
 def _rim_paths_round(
-    like_bridge: np.ndarray, untraced: np.ndarray, axes: FaceAxes, centres: list[np.ndarray]
+    like_bridge: FloatArray, untraced: FloatArray, axes: FaceAxes, centres: list[FloatArray]
 ) -> list[RimPath]:
     """One round of rim_paths about `centres`."""
     polars = [_Polar.of(like_bridge, untraced, axes, side, centre) for side, centre in zip((1, -1), centres)]
@@ -105,14 +107,14 @@ class _Polar:
     radius how much a thin band of the frame's colour stands out there, and whether no
     frame can be there (blocked)."""
 
-    centre: np.ndarray
-    directions: np.ndarray  # (angles, 2) unit vectors
-    radii: np.ndarray
-    response: np.ndarray  # (angles, radii)
-    blocked: np.ndarray
+    centre: FloatArray
+    directions: FloatArray  # (angles, 2) unit vectors
+    radii: FloatArray
+    response: FloatArray  # (angles, radii)
+    blocked: BoolArray
 
     @staticmethod
-    def of(like_bridge: np.ndarray, untraced: np.ndarray, axes: FaceAxes, side: int, centre: np.ndarray) -> _Polar:
+    def of(like_bridge: FloatArray, untraced: FloatArray, axes: FaceAxes, side: int, centre: FloatArray) -> _Polar:
         size = axes.size
         angles = 2 * np.pi * np.arange(POLAR_ANGLES) / POLAR_ANGLES
         directions = (side * np.cos(angles)[:, None] * axes.across + np.sin(angles)[:, None] * axes.down).astype(
@@ -122,8 +124,8 @@ class _Polar:
         radii = (np.arange(POLAR_RADII, dtype=np.float32) + 0.5) * step
         px = (centre[0] + directions[:, :1] * radii).astype(np.float32)
         py = (centre[1] + directions[:, 1:] * radii).astype(np.float32)
-        polar = cv2.remap(like_bridge, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        polar = cv2.GaussianBlur(polar, (1, 0), sigmaX=0.1, sigmaY=1.0)
+        polar = cast(FloatArray, cv2.remap(like_bridge, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        polar = cast(FloatArray, cv2.GaussianBlur(polar, (1, 0), sigmaX=0.1, sigmaY=1.0))
         response = np.zeros_like(polar)
         for width in RIM_LINE_WIDTHS:
             w = max(1, int(round(width * size / step)))
@@ -140,7 +142,7 @@ class _Polar:
         return _Polar(centre, directions, radii, response, blocked)
 
 
-def _closed_smooth_path(score: np.ndarray, max_step: int, bend_cost: float) -> np.ndarray:
+def _closed_smooth_path(score: FloatArray, max_step: int, bend_cost: float) -> IntArray:
     """The radius index per angle (row of `score`, (angles, radii)) of the closed path with the
     highest total score, its radius changing by at most `max_step` per angle and that
     change by at most one per angle, each such bend costing `bend_cost`. Solved round twice
@@ -156,15 +158,15 @@ def _closed_smooth_path(score: np.ndarray, max_step: int, bend_cost: float) -> n
         choice = np.zeros((radii, speeds), np.int8)
         for bend in (-1, 0, 1):
             came = np.full((radii, speeds), lowest, np.float32)
-            for v in range(speeds):
-                previous = v - bend
+            for speed in range(speeds):
+                previous = speed - bend
                 if not 0 <= previous < speeds:
                     continue
-                move = v - max_step  # radius now = radius before + move
+                move = speed - max_step  # radius now = radius before + move
                 if move >= 0:
-                    came[move:, v] = total[: radii - move, previous]
+                    came[move:, speed] = total[: radii - move, previous]
                 else:
-                    came[: radii + move, v] = total[-move:, previous]
+                    came[: radii + move, speed] = total[-move:, previous]
             if bend:
                 came -= bend_cost
             better = came > best
