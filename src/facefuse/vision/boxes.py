@@ -8,6 +8,7 @@ Both the whole-photo pass (detect.find_face_boxes) and the window pyramid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class FaceBox:
         return self.x + self.side / 2, self.y + self.side / 2
 
 
-def detector(model: int):
+def detector(model: int) -> Any:  # a mediapipe FaceDetection (mediapipe has no type information)
     """One BlazeFace graph per thread and model: mediapipe graphs are not thread-safe."""
     from mediapipe.python.solutions import face_detection
 

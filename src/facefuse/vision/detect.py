@@ -18,9 +18,12 @@ the mediapipe graphs.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
 from facefuse.vision import upright
 from facefuse.vision.boxes import FaceBox, boxes_from, detector, suppress_overlaps
 from facefuse.vision.faces import Face
@@ -40,7 +43,7 @@ MAX_TEMPLATE_FACES = 64  # every_face; the wire's template_face_index goes up to
 MAX_FALLBACK_WINDOWS = 600
 
 
-def detect_faces(rgb: np.ndarray, max_faces: int | None = None, every_face: bool = False) -> list[Face]:
+def detect_faces(rgb: UInt8Array, max_faces: int | None = None, every_face: bool = False) -> list[Face]:
     """Faces in an RGB uint8 image, ordered left to right.
 
     A user photo (every_face False) looks at the whole photo at once, and looks for
@@ -64,7 +67,7 @@ def detect_faces(rgb: np.ndarray, max_faces: int | None = None, every_face: bool
     return sorted(_distinct(faces), key=lambda f: f.center[0])
 
 
-def _faces_in(rgb: np.ndarray, boxes: list[FaceBox]) -> list[Face]:
+def _faces_in(rgb: UInt8Array, boxes: list[FaceBox]) -> list[Face]:
     faces = []
     for box in boxes:
         face = landmarks_in_box(rgb, box)
@@ -73,7 +76,7 @@ def _faces_in(rgb: np.ndarray, boxes: list[FaceBox]) -> list[Face]:
     return faces
 
 
-def find_face_boxes(rgb: np.ndarray) -> list[FaceBox]:
+def find_face_boxes(rgb: UInt8Array) -> list[FaceBox]:
     """Face boxes of the whole photo at once, most confident first, duplicates merged."""
     small, scale = _fit(rgb, DETECTION_SIDE)
     boxes: list[FaceBox] = []
@@ -85,7 +88,7 @@ def find_face_boxes(rgb: np.ndarray) -> list[FaceBox]:
     return suppress_overlaps(sorted(boxes, key=lambda b: -b.score))
 
 
-def landmarks_in_box(rgb: np.ndarray, box: FaceBox) -> Face | None:
+def landmarks_in_box(rgb: UInt8Array, box: FaceBox) -> Face | None:
     """FaceMesh landmarks of the face in `box`, in full-image pixels.
 
     The crop is turned so the face stands upright (from BlazeFace's eye and mouth points):
@@ -96,19 +99,20 @@ def landmarks_in_box(rgb: np.ndarray, box: FaceBox) -> Face | None:
     if fitted is None:
         return None
     face, crop, to_crop = fitted
-    ratio = upright.brow_to_cheek_luma(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), face.landmarks)
+    ratio = upright.brow_to_cheek_luma(cast(UInt8Array, cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)), face.landmarks)
     if ratio > upright.UPSIDE_DOWN_RATIO:
         # Fitted upside down (see vision/upright.py): fit the crop turned half a turn, and
         # keep that only if it reads upright itself.
         turned = _fit_in_box(rgb, box, box.angle + 180.0)
         if turned is not None:
             t_face, t_crop, t_to_crop = turned
-            if upright.brow_to_cheek_luma(cv2.cvtColor(t_crop, cv2.COLOR_RGB2GRAY), t_face.landmarks) < 1.0:
+            t_gray = cast(UInt8Array, cv2.cvtColor(t_crop, cv2.COLOR_RGB2GRAY))
+            if upright.brow_to_cheek_luma(t_gray, t_face.landmarks) < 1.0:
                 face, to_crop = t_face, t_to_crop
     return _moved(face, to_crop)
 
 
-def _fit_in_box(rgb: np.ndarray, box: FaceBox, angle: float) -> tuple[Face, np.ndarray, np.ndarray] | None:
+def _fit_in_box(rgb: UInt8Array, box: FaceBox, angle: float) -> tuple[Face, UInt8Array, FloatArray] | None:
     """FaceMesh on the box's crop turned by `angle`: the face in crop pixels, the crop, and
     the affine matrix from image to crop pixels."""
     crop, to_crop = _crop(rgb, box.center, box.side * CROP_CONTEXT, CROP_SIDE, angle)
@@ -116,7 +120,7 @@ def _fit_in_box(rgb: np.ndarray, box: FaceBox, angle: float) -> tuple[Face, np.n
     return (faces[0], crop, to_crop) if faces else None
 
 
-def _landmarks_whole_image(rgb: np.ndarray, max_faces: int) -> list[Face]:
+def _landmarks_whole_image(rgb: UInt8Array, max_faces: int) -> list[Face]:
     h, w = rgb.shape[:2]
     for pad_fraction in (0.0, 0.3):
         side = max(h, w) * (1 + 2 * pad_fraction)
@@ -128,7 +132,7 @@ def _landmarks_whole_image(rgb: np.ndarray, max_faces: int) -> list[Face]:
     return []
 
 
-def _mesh_faces(rgb: np.ndarray, max_faces: int, score: float) -> list[Face]:
+def _mesh_faces(rgb: UInt8Array, max_faces: int, score: float) -> list[Face]:
     h, w = rgb.shape[:2]
     result = run(_mesh(max_faces), rgb, settled=lambda found: found.multi_face_landmarks is not None)
     faces = []
@@ -138,7 +142,7 @@ def _mesh_faces(rgb: np.ndarray, max_faces: int, score: float) -> list[Face]:
     return faces
 
 
-def _moved(face: Face, to_crop: np.ndarray) -> Face:
+def _moved(face: Face, to_crop: FloatArray) -> Face:
     """Landmarks from crop pixels back to image pixels, with the head pose computed."""
     back = cv2.invertAffineTransform(to_crop)
     crop_pts = face.landmarks.astype(np.float64)
@@ -151,12 +155,12 @@ def _moved(face: Face, to_crop: np.ndarray) -> Face:
 
 
 def _crop(
-    rgb: np.ndarray, center: tuple[float, float], side: float, out_side: int, angle: float
-) -> tuple[np.ndarray, np.ndarray]:
+    rgb: UInt8Array, center: tuple[float, float], side: float, out_side: int, angle: float
+) -> tuple[UInt8Array, FloatArray]:
     """A square window around `center`, turned by `angle` degrees, as an out_side px image
     (grey outside the photo), and the affine matrix from image to crop pixels."""
     scale = out_side / side
-    to_crop = cv2.getRotationMatrix2D(center, angle, scale)
+    to_crop = cast(FloatArray, cv2.getRotationMatrix2D(center, angle, scale))
     to_crop[:, 2] += np.array([out_side / 2 - center[0], out_side / 2 - center[1]])
     from_source = to_crop
     source = rgb
@@ -165,20 +169,23 @@ def _crop(
         # window's bounding region: shrinking the whole of a 16 MP photo costs ~20 ms.
         source, to_source = _shrunk_window(rgb, center, side, scale * 1.25)
         from_source = _compose(to_crop, _inverse(to_source))
-    crop = cv2.warpAffine(
-        source,
-        from_source,
-        (out_side, out_side),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(128, 128, 128),
+    crop = cast(
+        UInt8Array,
+        cv2.warpAffine(
+            source,
+            from_source,
+            (out_side, out_side),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(128, 128, 128),
+        ),
     )
     return crop, to_crop
 
 
 def _shrunk_window(
-    rgb: np.ndarray, center: tuple[float, float], side: float, factor: float
-) -> tuple[np.ndarray, np.ndarray]:
+    rgb: UInt8Array, center: tuple[float, float], side: float, factor: float
+) -> tuple[UInt8Array, FloatArray]:
     """The region any turn of a side x side square around center can touch, area-shrunk
     by about factor, and the affine matrix from image to shrunk-region pixels."""
     h, w = rgb.shape[:2]
@@ -193,16 +200,16 @@ def _shrunk_window(
     return small, np.array([[sx, 0, (0.5 - x0) * sx - 0.5], [0, sy, (0.5 - y0) * sy - 0.5]])
 
 
-def _inverse(affine: np.ndarray) -> np.ndarray:
-    return cv2.invertAffineTransform(affine)
+def _inverse(affine: FloatArray) -> FloatArray:
+    return cast(FloatArray, cv2.invertAffineTransform(affine))
 
 
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+def _compose(outer: FloatArray, inner: FloatArray) -> FloatArray:
     """The affine matrix of outer(inner(p))."""
-    return outer[:, :2] @ inner + np.array([[0, 0, outer[0, 2]], [0, 0, outer[1, 2]]])
+    return cast(FloatArray, outer[:, :2] @ inner + np.array([[0, 0, outer[0, 2]], [0, 0, outer[1, 2]]]))
 
 
-def _fit(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def _fit(rgb: UInt8Array, max_side: int) -> tuple[UInt8Array, float]:
     """The image scaled to at most max_side px, and the factor back to full size."""
     h, w = rgb.shape[:2]
     factor = max(h, w) / max_side
@@ -222,7 +229,7 @@ def _distinct(faces: list[Face]) -> list[Face]:
     return kept
 
 
-def _mesh(max_faces: int):
+def _mesh(max_faces: int) -> Any:  # a mediapipe FaceMesh (mediapipe has no type information)
     from mediapipe.python.solutions import face_mesh
 
     cache = thread_cache("meshes")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facefuse.arrays import FloatArray
+
 
 @dataclass(frozen=True)
 class Face:
@@ -17,14 +19,14 @@ class Face:
     roll > 0 tilts clockwise.
     """
 
-    landmarks: np.ndarray  # (478, 3) float32
+    landmarks: FloatArray  # (478, 3) float32
     score: float
     yaw: float
     pitch: float
     roll: float
 
     @property
-    def points(self) -> np.ndarray:
+    def points(self) -> FloatArray:
         """(478, 2) float32 pixel coordinates."""
         return self.landmarks[:, :2]
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from facefuse.arrays import UInt8Array
+
 _local = threading.local()
 
 
@@ -31,7 +33,7 @@ def built(make: Callable[[], Any]) -> Any:
     return graph
 
 
-def run(graph: Any, image: np.ndarray, settled: Callable[[Any], bool] = lambda _: True) -> Any:
+def run(graph: Any, image: UInt8Array, settled: Callable[[Any], bool] = lambda _: True) -> Any:
     """graph.process(image), its native stderr silenced until `settled(result)`."""
     if id(graph) in _settled_graphs:
         return graph.process(image)
@@ -61,7 +63,7 @@ def _native_stderr_silenced() -> Iterator[None]:
             os.close(saved)
 
 
-def thread_cache(name: str) -> dict:
+def thread_cache(name: str) -> dict[int, Any]:
     cache = getattr(_local, name, None)
     if cache is None:
         cache = {}

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from facefuse.arrays import FloatArray
+
 NEUTRAL_PITCH = 7.0  # degrees the raw forehead-to-chin angle reads on a level frontal face
 CHEEK_RIGHT, CHEEK_LEFT, FOREHEAD, CHIN = 234, 454, 10, 152
 
 
-def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
+def head_pose(landmarks: FloatArray) -> tuple[float, float, float]:
     """Yaw, pitch, roll in degrees: yaw > 0 turns to the image's right, pitch > 0 nods down,
     roll > 0 tilts clockwise in the image."""
     pts = landmarks.astype(np.float64)
@@ -30,6 +32,6 @@ def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     return float(yaw), float(pitch), float(roll)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def _unit(v: FloatArray) -> FloatArray:
     n = float(np.linalg.norm(v))
     return v / n if n > 1e-9 else v

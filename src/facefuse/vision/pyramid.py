@@ -11,9 +11,12 @@ and every other shrunk copy detection looks at.
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 
+from facefuse.arrays import UInt8Array
 from facefuse.vision.boxes import FaceBox, boxes_from, detector, suppress_overlaps
 from facefuse.vision.checks import FaceRules
 from facefuse.vision.graphs import run
@@ -37,7 +40,7 @@ SMALLEST_FACE = 3 / 4
 _DEFAULT_RULES = FaceRules()
 
 
-def find_small_face_boxes(rgb: np.ndarray, max_windows: int | None = None) -> list[FaceBox]:
+def find_small_face_boxes(rgb: UInt8Array, max_windows: int | None = None) -> list[FaceBox]:
     """Face boxes down to SMALLEST_FACE of the minimum face side, most confident first.
 
     BlazeFace short-range on WINDOW_SIDE px windows, WINDOW_STEP apart, of copies scaled
@@ -84,7 +87,7 @@ def _window_starts(length: int) -> list[int]:
     return starts + [length - WINDOW_SIDE]
 
 
-def _window(level: np.ndarray, x0: int, y0: int) -> np.ndarray:
+def _window(level: UInt8Array, x0: int, y0: int) -> UInt8Array:
     """The WINDOW_SIDE square at x0, y0, grey past the copy's edges, so the model sees every
     window at the copy's scale (it resizes any image to its 128 px input)."""
     window = level[y0 : y0 + WINDOW_SIDE, x0 : x0 + WINDOW_SIDE]
@@ -95,7 +98,7 @@ def _window(level: np.ndarray, x0: int, y0: int) -> np.ndarray:
     return padded
 
 
-def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
+def shrink(rgb: UInt8Array, factor: float) -> UInt8Array:
     """A copy about `factor` (< 1) times the size, without aliasing, cheaply: whole-pixel
     blocks are averaged first (OpenCV's fast INTER_AREA path), and what remains, at least
     half size, is bilinear; a fractional INTER_AREA costs 3-6x more on big photos."""
@@ -103,9 +106,12 @@ def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     block = int(1 / factor)
     if block >= 2 and w // block >= size[0] and h // block >= size[1]:
-        rgb = cv2.resize(
-            rgb[: h // block * block, : w // block * block], (w // block, h // block), interpolation=cv2.INTER_AREA
+        rgb = cast(
+            UInt8Array,
+            cv2.resize(
+                rgb[: h // block * block, : w // block * block], (w // block, h // block), interpolation=cv2.INTER_AREA
+            ),
         )
     if (rgb.shape[1], rgb.shape[0]) == size:
         return np.ascontiguousarray(rgb)
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+    return cast(UInt8Array, cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR))

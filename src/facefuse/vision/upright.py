@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facefuse.arrays import FloatArray, UInt8Array
+
 # Face-mesh loops of the eyes and brows (facefuse.fusion.mesh takes them from here).
 RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
@@ -18,7 +20,7 @@ LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387
 UPSIDE_DOWN_RATIO = 1.4
 
 
-def brow_to_cheek_luma(gray: np.ndarray, landmarks: np.ndarray) -> float:
+def brow_to_cheek_luma(gray: UInt8Array, landmarks: FloatArray) -> float:
     """Median luma inside the mesh's brows over that of the same shapes moved as far below
     the eyes (onto the upper cheeks): about 0.6 on an upright face, above 1 upside down."""
     ratios = []
@@ -31,7 +33,7 @@ def brow_to_cheek_luma(gray: np.ndarray, landmarks: np.ndarray) -> float:
     return float(np.mean(ratios)) if ratios else 0.0
 
 
-def _median_inside(gray: np.ndarray, polygon: np.ndarray) -> float | None:
+def _median_inside(gray: UInt8Array, polygon: FloatArray) -> float | None:
     """Median of the pixels inside the polygon (None when it covers fewer than 4)."""
     h, w = gray.shape
     x0, y0 = np.maximum(np.floor(polygon.min(axis=0)).astype(int), 0)
@@ -39,6 +41,6 @@ def _median_inside(gray: np.ndarray, polygon: np.ndarray) -> float | None:
     if x1 - x0 < 2 or y1 - y0 < 2:
         return None
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mask, [np.round(polygon - (x0, y0)).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(polygon - (x0, y0)).astype(np.int32)], 1)  # type: ignore[call-overload]  # cv2 takes a number for a colour
     inside = gray[y0:y1, x0:x1][mask > 0]
     return float(np.median(inside)) if inside.size >= 4 else None
