@@ -30,6 +30,7 @@ import numpy as np
 import pybase64
 from PIL import Image, ImageOps
 
+from facefuse.arrays import UInt8Array
 from facefuse.errors import Err, FacefuseError
 from facefuse.media.limits import ImageLimits, format_size
 
@@ -152,7 +153,7 @@ def check_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[Imag
     return fmt, width, height
 
 
-def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> UInt8Array:
     """The image as RGB uint8 (H, W, 3), C-contiguous and writable, upright by its EXIF orientation."""
     fmt, width, height = check_image(data, limits)
     rgb = _decode_jpeg(data, cv2.IMREAD_COLOR_RGB) if fmt == "jpeg" else _decode_png(data, limits)
@@ -161,7 +162,7 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
     return rgb
 
 
-def decode_image_scaled(data: bytes, max_side: int, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+def decode_image_scaled(data: bytes, max_side: int, limits: ImageLimits = DEFAULT_LIMITS) -> UInt8Array:
     """Like decode_image, but with the long side at most max_side (JPEG: cheap DCT-domain scaling).
 
     The scale to map coordinates back is long side of the result / long side of the original.
@@ -174,7 +175,7 @@ def decode_image_scaled(data: bytes, max_side: int, limits: ImageLimits = DEFAUL
     return _fit_long_side(_decode_jpeg(data, _REDUCED_RGB[factor]), max_side)
 
 
-def decode_image_reduced(data: bytes, factor: int, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+def decode_image_reduced(data: bytes, factor: int, limits: ImageLimits = DEFAULT_LIMITS) -> UInt8Array:
     """Like decode_image, a JPEG at 1/factor of its size (factor 1, 2, 4 or 8) straight from
     the DCT, in well under half the time of a full decode. Sides are rounded up
     (ceil(w / factor)), as libjpeg does. A PNG is decoded whole (factor ignored)."""
@@ -197,7 +198,7 @@ _REDUCED_RGB = {
 }
 
 
-def _decode_jpeg(data: bytes, flags: int) -> np.ndarray:
+def _decode_jpeg(data: bytes, flags: int) -> UInt8Array:
     _refuse_scan_floods(data)
     try:
         rgb = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -208,7 +209,7 @@ def _decode_jpeg(data: bytes, flags: int) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _decode_png(data: bytes, limits: ImageLimits) -> np.ndarray:
+def _decode_png(data: bytes, limits: ImageLimits) -> UInt8Array:
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             if max(image.size) > limits.max_side:  # Pillow must agree with our header reading
@@ -228,7 +229,7 @@ def _apply_exif_orientation(image: Image.Image) -> None:
         ImageOps.exif_transpose(image, in_place=True)
 
 
-def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
+def _pillow_to_rgb(image: Image.Image) -> UInt8Array:
     """Any PNG mode as RGB uint8: 16-bit gray scaled down, transparency composited over white."""
     if image.mode.startswith("I"):  # 16-bit grayscale ("I;16", "I;16B", "I")
         gray = (np.asarray(image).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
@@ -249,7 +250,7 @@ def _over_white(rgba: Image.Image) -> Image.Image:
     return white
 
 
-def _fit_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
+def _fit_long_side(rgb: UInt8Array, max_side: int) -> UInt8Array:
     height, width = rgb.shape[:2]
     scale = max_side / max(height, width)
     if scale >= 1:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from facefuse import parallel
+from facefuse.arrays import UInt8Array
 
 _BLOCK = 8  # pixels per block side at 4:4:4
 _RESTART = re.compile(rb"\xff[\xd0-\xd7]")  # RST0-7; a 0xFF in coded data is always stuffed as FF 00
@@ -35,7 +36,7 @@ _SOS = b"\xff\xda"
 _EOI = b"\xff\xd9"
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = 95, full_chroma: bool = True) -> bytes:
+def encode_jpeg(rgb: UInt8Array, quality: int = 95, full_chroma: bool = True) -> bytes:
     """Baseline JPEG of an RGB uint8 (H, W, 3) image; quality is clamped to 1..100.
 
     full_chroma: 4:4:4 sampling (no colour subsampling); False gives the usual 4:2:0."""
@@ -60,7 +61,7 @@ class TileCodedJpeg:
     interval: int  # blocks per tile
 
     @classmethod
-    def encode(cls, rgb: np.ndarray, quality: int = 95) -> "TileCodedJpeg":
+    def encode(cls, rgb: UInt8Array, quality: int = 95) -> "TileCodedJpeg":
         interval = _restart_interval(-(-rgb.shape[1] // _BLOCK))
         header, tiles = _split(_encode(rgb, _tile_params(quality, interval)))
         return cls(
@@ -71,7 +72,7 @@ class TileCodedJpeg:
     def nbytes(self) -> int:
         return len(self.header) + sum(len(t) for t in self.tiles)
 
-    def with_region(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> bytes:
+    def with_region(self, rgb: UInt8Array, box: tuple[int, int, int, int]) -> bytes:
         """The JPEG of `rgb`, which equals the encoded image outside box (x0, y0, x1, y1):
         only the tiles that hold the box are encoded again."""
         if rgb.shape[:2] != (self.height, self.width):
@@ -98,7 +99,7 @@ class TileCodedJpeg:
                 tiles[first : first + c1 - c0] = _with_markers(new[start : start + c1 - c0], first, len(tiles))
         return b"".join([self.header, *tiles, _EOI])
 
-    def _coded_tiles(self, region: np.ndarray) -> list[bytes]:
+    def _coded_tiles(self, region: UInt8Array) -> list[bytes]:
         return _split(_encode(region, _tile_params(self.quality, self.interval)))[1]
 
 
@@ -108,7 +109,7 @@ def _with_markers(tiles: list[bytes], first: int, count: int) -> list[bytes]:
     return [tile + _MARKERS[index % 8] if index < count - 1 else tile for index, tile in enumerate(tiles, start=first)]
 
 
-def _encode(rgb: np.ndarray, params: list[int]) -> bytes:
+def _encode(rgb: UInt8Array, params: list[int]) -> bytes:
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"encode_jpeg needs RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
