@@ -19,6 +19,7 @@ CLI while the server runs) count at once; decoded images and faces are cached pe
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import secrets
@@ -29,8 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
+from facefuse.arrays import UInt8Array
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import PreparedTemplate, prepare_template
 from facefuse.media.decode import check_image, decode_image
@@ -89,7 +89,7 @@ class LoadedTemplate:
     """A template ready to fuse into; shared by every request: image and landmarks are read-only."""
 
     info: TemplateInfo
-    image: np.ndarray  # RGB uint8 (H, W, 3)
+    image: UInt8Array  # RGB uint8 (H, W, 3)
     faces: list[Face]  # left to right
     prepared: tuple[PreparedTemplate, ...] = ()  # what fusion needs of each face, worked out once
     encoded: TileCodedJpeg | None = None  # the image as results are encoded, for re-encoding only around faces
@@ -215,7 +215,7 @@ class TemplateRegistry:
         rows = self.db.query(f"SELECT {_INFO_COLUMNS} FROM templates ORDER BY created_at, template_id")
         return [_info_from_row(row) for row in rows]
 
-    def newest(self, count: int) -> list[TemplateInfo]:
+    def newest(self, count: int) -> builtins.list[TemplateInfo]:  # builtins: the method list shadows it here
         """The `count` templates added last, newest first (insertion order: created_at is
         to the second)."""
         if count <= 0:
