@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from facefuse.arrays import UInt8Array
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import FuseOptions, PreparedTemplate, fuse_prepared, prepare_template
 from facefuse.fusion.occluders import clean_photo
@@ -45,7 +46,7 @@ class FuseJob:
 class TemplateScene:
     """A template photo with its faces and default strengths."""
 
-    image: np.ndarray
+    image: UInt8Array
     faces: list[Face]
     fuse_degree: int | None = None
     shape_degree: int | None = None
@@ -55,7 +56,7 @@ class TemplateScene:
 
 @dataclass(frozen=True)
 class PlacedUser:
-    image: np.ndarray
+    image: UInt8Array
     face: Face
     template_face_index: int
 
@@ -88,10 +89,10 @@ class FuseService:
             (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)),
         )
 
-    def fuse(self, job: FuseJob) -> np.ndarray:
+    def fuse(self, job: FuseJob) -> UInt8Array:
         return self._fused(job)[2]
 
-    def _fused(self, job: FuseJob) -> tuple[TemplateScene, list[PlacedUser], np.ndarray]:
+    def _fused(self, job: FuseJob) -> tuple[TemplateScene, list[PlacedUser], UInt8Array]:
         scene = self.load_scene(job)
         placed = self.place_users(job.users, scene.faces)
         options = FuseOptions(
@@ -133,7 +134,7 @@ class FuseService:
             placed.append(PlacedUser(image=image, face=face, template_face_index=target))
         return placed
 
-    def read_user_face(self, user: UserPhoto, template_face_size: float) -> tuple[np.ndarray, Face]:
+    def read_user_face(self, user: UserPhoto, template_face_size: float) -> tuple[UInt8Array, Face]:
         """The user's photo and checked face, decoded at a reduced scale when that loses nothing.
 
         Fusion shrinks the user's face to the template face's size, and FaceMesh looks at it
@@ -151,7 +152,7 @@ class FuseService:
 
     def _reduced_user_face(
         self, user: UserPhoto, stored_size: tuple[int, int], template_face_size: float
-    ) -> tuple[np.ndarray, Face] | None:
+    ) -> tuple[UInt8Array, Face] | None:
         image = decode_image_reduced(user.photo, 2, self.image_limits)
         faces = detect_faces(image)
         if not faces:
@@ -166,7 +167,7 @@ class FuseService:
         return image, _scaled(face, 0.5)
 
 
-def uncovered(image: np.ndarray, face: Face) -> tuple[np.ndarray, Face]:
+def uncovered(image: UInt8Array, face: Face) -> tuple[UInt8Array, Face]:
     """The user's photo with strands of hair and frames of glasses over the face inpainted,
     and the face's landmarks fitted again there (a strand or a rim pulls them off the face's
     own); the photo and face as they are when there is nothing over it, or no fit."""
@@ -212,7 +213,7 @@ def assign_template_faces(users: list[UserPhoto], template_faces: list[Face]) ->
     return targets
 
 
-def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOptions) -> np.ndarray:
+def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOptions) -> UInt8Array:
     """Each user's face into its template face, one after the other (the first one from
     the template's prepared faces, the next ones from the result so far)."""
     result = scene.image
