@@ -4,7 +4,11 @@ the object at its start and reads it (facefuse.parallel asks `spare()` per piece
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
+    from multiprocessing.context import BaseContext
 
 
 class PoolLoad:
@@ -14,12 +18,12 @@ class PoolLoad:
     process is spawned (the shared value cannot be pickled later). `alone(cores)` is one
     with a count of its own, for a process without a pool."""
 
-    def __init__(self, admitted: Any, cores: frozenset[int]) -> None:
+    def __init__(self, admitted: ctypes.c_int, cores: frozenset[int]) -> None:
         self._admitted = admitted  # a ctypes int: shared memory, or a plain one
         self.cores = cores  # a work process may be pinned to one of them; its helper may use them all
 
     @classmethod
-    def shared(cls, context: Any, cores: set[int] | frozenset[int]) -> PoolLoad:
+    def shared(cls, context: BaseContext, cores: set[int] | frozenset[int]) -> PoolLoad:
         return cls(context.RawValue("i", 0), frozenset(cores))
 
     @classmethod
