@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -196,7 +196,7 @@ class Database:
     def query_one(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Row | None:
         cursor = self.connection().execute(sql, params)
         try:
-            return cursor.fetchone()
+            return cast("sqlite3.Row | None", cursor.fetchone())  # the connection's row_factory is sqlite3.Row
         finally:
             cursor.close()  # ends the statement, so no read snapshot lingers
 
