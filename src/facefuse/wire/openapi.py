@@ -136,7 +136,7 @@ def _models() -> list[type[BaseModel]]:
 
 def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template=REF)
-    found = schema.pop("$defs", {})
+    found: dict[str, Any] = schema.pop("$defs", {})
     found[model.__name__] = schema
     return found
 

@@ -14,7 +14,7 @@ class MediaProfiles(BaseModel):
 
     media_data_type: StrictStr = Field(
         "jpg",
-        json_schema_extra={"enum": sorted(BASE64_TYPES | {"url"})},
+        json_schema_extra={"enum": [*sorted(BASE64_TYPES | {"url"})]},  # a list display: mypy types it as a JSON list
         description="jpg/jpeg/png/base64: media_data is base64 image data; url: media_data is a link",
     )
 
