@@ -15,7 +15,8 @@ from facefuse.settings import Settings
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]
+    settings: Settings = ctx.obj["settings"]
+    return settings
 
 
 @click.group()

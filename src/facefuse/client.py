@@ -96,7 +96,8 @@ class FacefuseClient:
         return self.request("POST", "/v3/templates", {"media_info_list": [media_item(photo)], "parameter": parameter})
 
     def list_templates(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/v3/templates")["templates"]
+        templates: list[dict[str, Any]] = self.request("GET", "/v3/templates")["templates"]
+        return templates
 
     def get_template(self, template_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v3/templates/{template_id}")
@@ -106,7 +107,7 @@ class FacefuseClient:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._http.request(method, path, params=self._auth, json=body)
-        payload = response.json()
+        payload: dict[str, Any] = response.json()
         if response.status_code != 200 or "ErrorCode" in payload:
             raise FacefuseAPIError(
                 response.status_code, payload.get("ErrorCode", 0), payload.get("ErrorMsg", ""), payload.get("Data", "")
