@@ -28,6 +28,7 @@ serve: install
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 test: install-test lint
 	$(BIN)/python -m pytest
