@@ -46,6 +46,7 @@ COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 # line) as a valley of luma across the strand's own direction, within this much (of the
 # face size) of the strand's parts found.
 CROSSING_REACH = 0.10
+PUPIL = 0.6  # of the iris's radius: a pupil's reach, a strand over it let be
 CROSSING_WIDTH = 0.03  # of the face size: strands are narrower than this across the face
 CROSSING_DEPTH = 0.85  # a strand's pixel is darker than this of the skin beside it
 CROSSING_LENGTH = 0.15  # of the face size: a strand runs at least this far down the face
@@ -149,9 +150,22 @@ def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
     eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
     near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
     reach = masks.grow(seeds.astype(np.uint8), CROSSING_REACH * canvas.size) > 0
-    # Over the eye itself a strand is let be: the pupil and the lashes are dark lines too.
-    crossing = reach & (near > 0.5) & ~seeds & (masks.grow(eyes, OWN_EYES_MARGIN * canvas.size) < 0.5)
+    crossing = reach & (near > 0.5) & ~seeds & ~_pupils(canvas)
     return crossing if crossing.any() else None
+
+
+def _pupils(canvas: Canvas) -> BoolArray:
+    """The pupils, with a margin (bool): a strand over one is let be, a pupil being a dark
+    valley itself."""
+    out = np.zeros(canvas.shape, np.uint8)
+    pts = canvas.points
+    if len(pts) > mesh.LEFT_IRIS[-1]:
+        for iris in (mesh.RIGHT_IRIS, mesh.LEFT_IRIS):
+            centre = pts[iris[0]]
+            radius = float(np.linalg.norm(pts[list(iris[1:])] - centre, axis=1).mean())
+            at, reach = (int(round(centre[0])), int(round(centre[1]))), max(1, int(np.ceil(PUPIL * radius)))
+            cv2.circle(out, at, reach, 1, -1)  # type: ignore[call-overload]  # cv2 takes a number for a colour
+    return out > 0
 
 
 def crossing_valleys(rgb: UInt8Array, where: BoolArray, face_size: float, up: FloatArray) -> BoolArray:
@@ -280,15 +294,12 @@ def _inpaint_lines(rgb: UInt8Array, band: BoolArray, face_size: float, across: B
     inpaint. Only the window around them is worked on."""
     if across is not None:
         band = band | across
-    ys, xs = np.nonzero(band)
-    if ys.size == 0:
+    bx, by, bw, bh = cv2.boundingRect(band.view(np.uint8))  # as np.nonzero's extremes, far cheaper
+    if bw == 0:
         return rgb
     pad = int(np.ceil(INPAINT_CONTEXT * face_size))
     h, w = band.shape
-    window = (
-        slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
-        slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)),
-    )
+    window = (slice(max(0, by - pad), min(h, by + bh + pad)), slice(max(0, bx - pad), min(w, bx + bw + pad)))
     part = np.ascontiguousarray(rgb[window])
     luma = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY).astype(np.float32)
     around = masks.feather(luma, LINE_WIDTH * face_size)
