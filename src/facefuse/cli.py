@@ -129,7 +129,7 @@ def keys_create(
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """All keys, without secrets."""
-    rows = [_key_row(k) for k in _open_core(_settings(ctx)).keys.list()]
+    rows = [k.to_dict() for k in _open_core(_settings(ctx)).keys.list()]
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -137,17 +137,6 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
         state = "revoked" if row["revoked_at"] else "active"
         click.echo(f"{row['api_key']}  {state:7}  admin={row['admin']!s:5}  qps={row['qps']}  {row['name']}")
 
-
-def _key_row(key: Any) -> dict[str, Any]:
-    return {
-        "api_key": key.api_key,
-        "name": key.name,
-        "admin": key.admin,
-        "qps": key.qps,
-        "daily_quota": key.daily_quota,
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
-    }
 
 
 @keys.command("revoke")

@@ -21,6 +21,7 @@ from facefuse.media.limits import ImageLimits
 from facefuse.service import FuseJob, FuseService, UserPhoto
 from facefuse.settings import Settings
 from facefuse.storage.db import Database
+from facefuse.templates.preview import make_thumbnail
 from facefuse.templates.registry import DEMO_TEMPLATE_ID, TemplateRegistry, demo_photo
 from facefuse.vision.detect import detect_faces
 from facefuse.workpool import PoolLoad, freeze_startup_objects, tune_for_compute
@@ -109,6 +110,11 @@ def add_template(
         photo, template_id=template_id, name=name, fuse_degree=fuse_degree, shape_degree=shape_degree
     )
     return info.to_dict()
+
+
+def template_thumbnail(template_id: str) -> bytes:
+    """The template's photo shrunk to a thumbnail (the loaded template is cached here for fusions too)."""
+    return make_thumbnail(_ready_registry().load(template_id).image)
 
 
 def _ready_service() -> FuseService:

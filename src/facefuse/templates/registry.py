@@ -235,18 +235,22 @@ class TemplateRegistry:
         self._cache.put(loaded)
         return loaded
 
-    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+    def faces(self, info: TemplateInfo) -> list[Face] | None:
+        """The template's faces as analysed when it was added, left to right; None once removed."""
         row = self.db.query_one(
             "SELECT faces_json FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
         )
+        return None if row is None else [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+
+    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+        faces = self.faces(info)
         try:
             photo = (self.templates_dir / info.file_name).read_bytes()
         except FileNotFoundError:
-            row = None  # removed since we looked
-        if row is None:
+            faces = None  # removed since we looked
+        if faces is None:
             raise _not_found(info.template_id)
         image = decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
-        faces = [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
         image.setflags(write=False)
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:

@@ -33,7 +33,8 @@ class Operation:
     ok_media: str = JSON
 
 
-_AUTH_ERRORS = (401, 403, 429)
+_ANY_KEY_ERRORS = (401, 429)
+_AUTH_ERRORS = (401, 403, 429)  # admin operations
 _WORK_ERRORS = (400, 413, 503, 504)
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v3/facefuse", "post"): Operation(
@@ -42,9 +43,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v3/templates", "post"): Operation(
         schemas.TemplateView, _AUTH_ERRORS + _WORK_ERRORS, schemas.TemplateCreateRequest, auth=True
     ),
-    ("/v3/templates", "get"): Operation(schemas.TemplateList, _AUTH_ERRORS, auth=True),
-    ("/v3/templates/{template_id}", "get"): Operation(schemas.TemplateView, _AUTH_ERRORS + (404,), auth=True),
+    ("/v3/templates", "get"): Operation(schemas.TemplateList, _ANY_KEY_ERRORS, auth=True),
+    ("/v3/templates/{template_id}", "get"): Operation(schemas.TemplateView, _ANY_KEY_ERRORS + (404,), auth=True),
     ("/v3/templates/{template_id}", "delete"): Operation(schemas.TemplateDeleted, _AUTH_ERRORS + (404,), auth=True),
+    ("/v3/templates/{template_id}/thumbnail", "get"): Operation(
+        None, _ANY_KEY_ERRORS + (404, 503, 504), auth=True, ok_media="image/jpeg"
+    ),
+    ("/v3/keys", "get"): Operation(schemas.KeyList, _AUTH_ERRORS, auth=True),
+    ("/v3/keys", "post"): Operation(schemas.KeyCreated, _AUTH_ERRORS + (400, 413), schemas.KeyCreateRequest, auth=True),
+    ("/v3/keys/{api_key}", "delete"): Operation(schemas.KeyRevoked, _AUTH_ERRORS + (400, 404), auth=True),
     ("/v3/results/{name}", "get"): Operation(None, (404,), ok_media="image/jpeg"),
     ("/healthz", "get"): Operation(schemas.Health, ()),
     ("/readyz", "get"): Operation(schemas.Health, (503,)),
