@@ -101,7 +101,10 @@ def visit(
 ) -> Iterator[Visit]:
     viewport = request.param
     context = browser.new_context(
-        viewport=VIEWPORTS[viewport], is_mobile=viewport == "phone", has_touch=viewport == "phone", accept_downloads=True
+        viewport=VIEWPORTS[viewport],
+        is_mobile=viewport == "phone",
+        has_touch=viewport == "phone",
+        accept_downloads=True,
     )
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console_server.base_url)
     page = context.new_page()
@@ -300,7 +303,7 @@ def test_a_key_without_admin_sees_only_try(visit: Visit, console_server: Running
     visit.assert_clean()
 
 
-def test_the_api_docs_render_and_their_examples_run(visit: Visit) -> None:
+def test_the_api_docs_render_and_their_examples_run(visit: Visit, console_server: RunningServer) -> None:
     page = visit.page
     visit.goto("/docs")
     playwright_api.expect(page.locator(".opblock-summary-path", has_text="/v3/facefuse").first).to_be_visible()
@@ -311,6 +314,15 @@ def test_the_api_docs_render_and_their_examples_run(visit: Visit) -> None:
     health.get_by_role("button", name="Execute").click()
     playwright_api.expect(health.locator(".live-responses-table tbody .response-col_status").first).to_have_text("200")
     playwright_api.expect(health.locator(".live-responses-table")).to_contain_text('"status": "ok"')
+
+    fuse = page.locator(".opblock-post", has=page.locator('.opblock-summary-path[data-path="/v3/facefuse"]'))
+    fuse.locator(".opblock-summary").click()
+    fuse.locator('input[placeholder="api_key"]').fill(console_server.api_key)
+    fuse.locator('input[placeholder="api_secret"]').fill(console_server.api_secret)
+    fuse.get_by_role("button", name="Execute").click()  # the document's example body, as it is
+    status = fuse.locator(".live-responses-table tbody .response-col_status").first
+    playwright_api.expect(status).to_have_text("200", timeout=FUSION_TIMEOUT_MS)
+    playwright_api.expect(fuse.locator(".live-responses-table")).to_contain_text('"media_data_type": "jpg"')
     visit.assert_clean()
 
 

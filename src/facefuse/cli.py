@@ -67,6 +67,8 @@ def serve(
         f"({settings.workers} worker{'s' if settings.workers > 1 else ''})",
         err=True,
     )
+    address = f"http://{_url_host(_browsable_host(settings.host))}:{settings.port}"
+    click.echo(f"facefuse: open {address}/ in a browser: the console (API docs: {address}/docs)", err=True)
     uvicorn.run(
         "facefuse.wire.app:create_server_app",
         factory=True,
@@ -95,6 +97,11 @@ def _bootstrap(settings: Settings) -> None:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _browsable_host(host: str) -> str:
+    """Where a browser on this machine reaches a server listening on `host` (not 0.0.0.0 or ::)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
 # ---------------------------------------------------------------- keys
@@ -136,7 +143,6 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         state = "revoked" if row["revoked_at"] else "active"
         click.echo(f"{row['api_key']}  {state:7}  admin={row['admin']!s:5}  qps={row['qps']}  {row['name']}")
-
 
 
 @keys.command("revoke")

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from facefuse.media.encode import encode_jpeg
 from facefuse.vision.faces import Face
@@ -21,13 +22,14 @@ THUMBNAIL_QUALITY = 85
 CACHED_THUMBNAILS = 256  # about 40 KB each
 
 
-def make_thumbnail(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
+def make_thumbnail(image: NDArray[np.uint8], side: int = THUMBNAIL_SIDE) -> bytes:
     """The photo shrunk so its long side is at most `side` (never enlarged), as JPEG bytes."""
     height, width = image.shape[:2]
     scale = side / max(height, width)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)  # area averaging: no aliasing when shrinking
+        # Area averaging: no aliasing when shrinking.
+        return encode_jpeg(cv2.resize(image, size, interpolation=cv2.INTER_AREA), THUMBNAIL_QUALITY, full_chroma=False)
     return encode_jpeg(image, THUMBNAIL_QUALITY, full_chroma=False)
 
 

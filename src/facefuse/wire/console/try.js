@@ -95,8 +95,8 @@ export class TryPage {
     const template = this.templatePhoto ? null : this.template;
     $("#template-preview-img").src = url || "";
     this.templatePreviewUrl = url;
-    figure.hidden = !url;
     const several = template && template.face_boxes.length > 1;
+    figure.hidden = !url || (template && !several); // one face: its gallery tile shows it already
     drawFaces(figure, several ? template : { face_boxes: [] }, (index) => {
       this.faceIndex = index;
       $("#face-hint").textContent =

@@ -30,9 +30,7 @@ async def create_key(request: Request) -> JsonResponse:
     authenticate(ctx, request, admin=True)
     body = parse_json_object(await request.body(), ctx.settings.max_json_depth, ctx.settings.max_json_list_length)
     create = validate(KeyCreateRequest, body)
-    key, secret = await run_in_threadpool(
-        ctx.keys.create, create.name, create.admin, create.qps, create.daily_quota
-    )
+    key, secret = await run_in_threadpool(ctx.keys.create, create.name, create.admin, create.qps, create.daily_quota)
     return JsonResponse({**key.to_dict(), "api_secret": secret})
 
 
