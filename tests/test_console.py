@@ -303,6 +303,38 @@ def test_a_key_without_admin_sees_only_try(visit: Visit, console_server: Running
     visit.assert_clean()
 
 
+UNLABELLED_CONTROLS = """() => [...document.querySelectorAll("input, button, select, textarea, a[href]")]
+  .filter((c) => c.getClientRects().length && !(c.labels && c.labels.length) && !c.getAttribute("aria-label")
+                 && !c.getAttribute("aria-labelledby") && !c.textContent.trim())
+  .map((c) => c.outerHTML)"""
+
+
+def test_the_keyboard_alone_signs_in_and_picks_and_every_control_has_a_label(
+    visit: Visit, console_server: RunningServer
+) -> None:
+    page = visit.page
+    visit.goto("/")
+    playwright_api.expect(page.locator("#api-key")).to_be_focused()  # the first field waits for typing
+    page.keyboard.type(console_server.api_key)
+    page.keyboard.press("Tab")
+    page.keyboard.type(console_server.api_secret)
+    page.keyboard.press("Enter")
+    playwright_api.expect(page.get_by_role("heading", name="Try a fusion")).to_be_visible()
+    page.locator(f'#gallery input[value="{DEMO_TEMPLATE}"]').focus()
+    page.keyboard.press("Space")
+    playwright_api.expect(page.locator(f'#gallery input[value="{DEMO_TEMPLATE}"]')).to_be_checked()
+    slider = page.get_by_role("slider", name="Shape degree")
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    playwright_api.expect(slider).to_have_value("41")
+    playwright_api.expect(page.locator("#shape-degree-value")).to_have_text("41")
+    for page_name in ("#try", "#templates", "#keys"):
+        visit.goto("/" + page_name)
+        playwright_api.expect(page.locator(page_name)).to_be_visible()
+        assert page.evaluate(UNLABELLED_CONTROLS) == [], page_name
+    visit.assert_clean()
+
+
 def test_the_api_docs_render_and_their_examples_run(visit: Visit, console_server: RunningServer) -> None:
     page = visit.page
     visit.goto("/docs")
