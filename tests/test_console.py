@@ -41,6 +41,7 @@ VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, 
 SELFIE = "deepface__img5.jpg"
 NO_FACE = "dlib__dlib_test_ffmpeg_data_eagle.jpg"
 GROUP = "face_recognition__examples_two_people.jpg"
+WIDE = "deepface__img49.jpg"  # 4352 px wide
 FUSION_TIMEOUT_MS = 120_000  # a fusion on a busy two-core machine; the test waits for the result, not a time
 DEMO_SIZE = (512, 600)
 
@@ -190,6 +191,21 @@ def test_a_photo_without_a_face_shows_its_error_in_plain_words(visit: Visit, con
     playwright_api.expect(error).to_contain_text("Code 20003 DETECT_NOT_FACE")
     playwright_api.expect(page.locator("#result")).to_be_hidden()
     visit.shot("try-no-face")
+    visit.assert_clean()
+
+
+def test_a_photo_over_the_size_rules_is_shrunk_in_the_browser_and_fused(
+    visit: Visit, console_server: RunningServer
+) -> None:
+    """4352 px wide: the API refuses it (10007), so the console sends it shrunk."""
+    page = visit.page
+    visit.sign_in(console_server.api_key, console_server.api_secret)
+    page.locator("#selfie-file").set_input_files(face(WIDE))
+    playwright_api.expect(page.locator("#selfie-name")).to_contain_text("shrunk here to 2048 px")
+    playwright_api.expect(page.get_by_alt_text("Your photo")).to_have_js_property("naturalWidth", 2048)
+    page.get_by_role("button", name="Fuse", exact=True).click()
+    playwright_api.expect(page.get_by_alt_text("After: the fused result")).to_be_visible(timeout=FUSION_TIMEOUT_MS)
+    playwright_api.expect(page.locator("#try-error")).to_be_hidden()
     visit.assert_clean()
 
 

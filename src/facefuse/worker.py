@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from facefuse import parallel
-from facefuse.errors import FacefuseError
+from facefuse.errors import Err, FacefuseError
 from facefuse.media.limits import ImageLimits
 from facefuse.service import FuseJob, FuseService, UserPhoto
 from facefuse.settings import Settings
@@ -113,8 +113,13 @@ def add_template(
 
 
 def template_thumbnail(template_id: str) -> bytes:
-    """The template's photo shrunk to a thumbnail (the loaded template is cached here for fusions too)."""
-    return make_thumbnail(_ready_registry().load(template_id).image)
+    """The template's photo shrunk to a thumbnail; decoded only, so that a gallery does not fill
+    the loaded-template cache that fusions need."""
+    registry = _ready_registry()
+    info = registry.get(template_id)
+    if info is None:
+        raise FacefuseError(Err.TEMPLATE_NOT_FOUND, f"no template {template_id[:64]!r}")
+    return make_thumbnail(registry.image(info))
 
 
 def _ready_service() -> FuseService:

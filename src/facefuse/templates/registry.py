@@ -242,15 +242,19 @@ class TemplateRegistry:
         )
         return None if row is None else [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
 
-    def _read(self, info: TemplateInfo) -> LoadedTemplate:
-        faces = self.faces(info)
+    def image(self, info: TemplateInfo) -> np.ndarray:
+        """The stored photo, upright RGB, decoded anew (not cached); 10011 once removed."""
         try:
             photo = (self.templates_dir / info.file_name).read_bytes()
         except FileNotFoundError:
-            faces = None  # removed since we looked
+            raise _not_found(info.template_id) from None
+        return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
+
+    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+        faces = self.faces(info)
         if faces is None:
             raise _not_found(info.template_id)
-        image = decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
+        image = self.image(info)
         image.setflags(write=False)
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:

@@ -34,7 +34,12 @@ const PLAIN = {
 };
 
 export function plainWords(error) {
-  return PLAIN[error.code] || "The request failed.";
+  return error.words || PLAIN[error.code] || "The request failed.";
+}
+
+// A problem found in the browser, before anything was sent: plain words only, no code.
+export function localProblem(words) {
+  return { code: 0, errorName: "", detail: "", words };
 }
 
 // Fill `box` (a role="alert" element) with the error in plain words and its code.
@@ -43,12 +48,14 @@ export function showError(box, error) {
   const words = document.createElement("p");
   words.className = "error-words";
   words.textContent = plainWords(error);
-  const code = document.createElement("p");
-  code.className = "error-code";
-  const name = error.errorName || "ERROR";
-  code.textContent = error.code ? `Code ${error.code} ${name}` : name;
-  if (error.detail) code.textContent += ` — ${error.detail}`;
-  box.append(words, code);
+  box.append(words);
+  if (error.code || error.errorName) {
+    const code = document.createElement("p");
+    code.className = "error-code";
+    code.textContent = error.code ? `Code ${error.code} ${error.errorName}` : error.errorName;
+    if (error.detail) code.textContent += ` — ${error.detail}`;
+    box.append(code);
+  }
   box.hidden = false;
 }
 

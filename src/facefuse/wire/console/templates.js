@@ -3,7 +3,7 @@
 
 import { base64Of, call, thumbnailUrl } from "./api.js";
 import { $, confirmAction, drawFaces, dropZone, el, UrlBag } from "./dom.js";
-import { clearError, showError } from "./errors.js";
+import { clearError, localProblem, showError } from "./errors.js";
 
 export class TemplatesPage {
   constructor(onChange) {
@@ -66,7 +66,7 @@ export class TemplatesPage {
     const errorBox = $("#upload-error");
     clearError(errorBox);
     if (!this.photo) {
-      showError(errorBox, { code: 10002, errorName: "MISSING_PARAMETER", detail: "choose a template photo" });
+      showError(errorBox, localProblem("Choose the template photo first."));
       return;
     }
     const parameter = {};

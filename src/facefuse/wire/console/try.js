@@ -4,11 +4,14 @@
 import { base64Of, blobOfBase64, call, thumbnailUrl } from "./api.js";
 import { Camera } from "./camera.js";
 import { $, drawFaces, dropZone, el, UrlBag } from "./dom.js";
-import { clearError, showError } from "./errors.js";
+import { clearError, localProblem, showError } from "./errors.js";
+import { fitForApi } from "./photos.js";
 
 const DEFAULT_FUSE_DEGREE = 100; // the service's defaults (docs/api.md B.4) when a template has none
 const DEFAULT_SHAPE_DEGREE = 40;
 const TICK_MS = 1000;
+const NO_CAMERA = "This browser offers no camera to this page: it needs https, or an address on this machine.";
+const SHRUNK_NOTE = " (over the 2 MB or 4096 px rule: shrunk here to 2048 px before sending)";
 
 export class TryPage {
   constructor() {
@@ -106,26 +109,28 @@ export class TryPage {
     $("#face-hint").textContent = "The largest face is filled. Click a face to choose another.";
   }
 
-  useAdhocTemplate(file) {
+  async useAdhocTemplate(chosen) {
+    const { file, shrunk } = await fitForApi(chosen);
     this.templatePhoto = file;
     this.faceIndex = null;
     for (const radio of document.querySelectorAll('#gallery input[name="template"]')) radio.checked = false;
-    $("#adhoc-name").textContent = `Using your template photo: ${file.name}`;
+    $("#adhoc-name").textContent = `Using your template photo: ${chosen.name}${shrunk ? SHRUNK_NOTE : ""}`;
     this.previewTemplate(this.workUrls.add(URL.createObjectURL(file)));
   }
 
-  useSelfie(file) {
+  async useSelfie(chosen) {
+    const { file, shrunk } = await fitForApi(chosen);
     this.selfie = file;
     const img = $("#selfie-preview");
     img.src = this.workUrls.add(URL.createObjectURL(file));
     img.hidden = false;
-    $("#selfie-name").textContent = file.name;
+    $("#selfie-name").textContent = `${chosen.name}${shrunk ? SHRUNK_NOTE : ""}`;
   }
 
   async startCamera() {
     clearError($("#try-error"));
     if (!this.camera.available) {
-      showError($("#try-error"), { code: 0, errorName: "NO_CAMERA", detail: "this browser offers no camera here" });
+      showError($("#try-error"), localProblem(NO_CAMERA));
       return;
     }
     try {
@@ -134,7 +139,7 @@ export class TryPage {
       $("#camera-take").focus();
     } catch (error) {
       $("#camera").hidden = true;
-      showError($("#try-error"), { code: 0, errorName: "NO_CAMERA", detail: `the camera could not start (${error.name})` });
+      showError($("#try-error"), localProblem(`The camera could not start (${error.name}).`));
     }
   }
 
@@ -177,11 +182,11 @@ export class TryPage {
     const errorBox = $("#try-error");
     clearError(errorBox);
     if (!this.template && !this.templatePhoto) {
-      showError(errorBox, { code: 10002, errorName: "MISSING_PARAMETER", detail: "choose a template first" });
+      showError(errorBox, localProblem("Choose a template first."));
       return;
     }
     if (!this.selfie) {
-      showError(errorBox, { code: 10002, errorName: "MISSING_PARAMETER", detail: "choose or take your photo first" });
+      showError(errorBox, localProblem("Choose or take your photo first."));
       return;
     }
     const button = $("#fuse-button");
