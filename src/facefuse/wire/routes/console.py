@@ -24,29 +24,24 @@ MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
 }
 SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
-_COMMON_POLICY = (
-    "default-src 'none'; script-src 'self'; connect-src 'self'; font-src 'self'; "
-    "form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+# Both pages: this origin's files only; blob: images are the console's photos and results.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src blob:; "
+    "connect-src 'self'; font-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-CONSOLE_POLICY = f"{_COMMON_POLICY}; style-src 'self'; img-src 'self' blob: data:; media-src blob:"
-# Swagger UI sets style attributes in its markup (React): allowed for styles only, never scripts.
-DOCS_POLICY = f"{_COMMON_POLICY}; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
 
 
-def security_headers(policy: str) -> dict[str, str]:
-    return {
-        "Content-Security-Policy": policy,
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "Cross-Origin-Opener-Policy": "same-origin",
-        "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
-        "Cache-Control": "no-cache",  # revalidated on each load: an upgraded service serves its new console
-    }
+SECURITY_HEADERS = {
+    "Content-Security-Policy": PAGE_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
+    "Cache-Control": "no-cache",  # revalidated on each load: an upgraded service serves its new console
+}
 
 
 def _swagger_ui_dir() -> Path:
@@ -64,28 +59,28 @@ CONSOLE_FILES = _shipped(CONSOLE_DIR, sorted(p.name for p in CONSOLE_DIR.iterdir
 SWAGGER_FILES = _shipped(_swagger_ui_dir(), SWAGGER_UI_FILES)
 
 
-def _file(files: dict[str, Path], name: str, policy: str) -> FileResponse:
+def _file(files: dict[str, Path], name: str) -> FileResponse:
     path = files.get(name)
     if path is None:
         raise FacefuseError(Err.NOT_FOUND, "no such file")
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=security_headers(policy))
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS)
 
 
 @router.get("/")
 async def console_page() -> FileResponse:
-    return _file(CONSOLE_FILES, "index.html", CONSOLE_POLICY)
+    return _file(CONSOLE_FILES, "index.html")
 
 
 @router.get("/console/{name}")
 async def console_file(name: str) -> FileResponse:
-    return _file(CONSOLE_FILES, name, CONSOLE_POLICY)
+    return _file(CONSOLE_FILES, name)
 
 
 @router.get("/docs")
 async def docs_page() -> FileResponse:
-    return _file(CONSOLE_FILES, "docs.html", DOCS_POLICY)
+    return _file(CONSOLE_FILES, "docs.html")
 
 
 @router.get("/docs/assets/{name}")
 async def docs_asset(name: str) -> FileResponse:
-    return _file(SWAGGER_FILES, name, DOCS_POLICY)
+    return _file(SWAGGER_FILES, name)
