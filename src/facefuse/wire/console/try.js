@@ -54,7 +54,7 @@ export class TryPage {
     });
   }
 
-  async show(templates) {
+  show(templates) {
     this.urls.revokeAll();
     const gallery = $("#gallery");
     gallery.replaceChildren();
@@ -76,9 +76,13 @@ export class TryPage {
     }
     const keep = this.template && templates.find((t) => t.template_id === this.template.template_id);
     const first = keep || templates[0];
-    if (first && !this.templatePhoto) {
+    if (this.templatePhoto) return; // a photo of one's own stays chosen
+    if (first) {
       gallery.querySelector(`input[value="${first.template_id}"]`).checked = true;
       this.chooseTemplate(first, "");
+    } else {
+      this.template = null; // the last one was deleted
+      this.previewTemplate("");
     }
   }
 
