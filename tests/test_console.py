@@ -8,6 +8,7 @@ FACEFUSE_SCREENSHOTS) for a person to look at. The browser may reach the server 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -42,6 +43,8 @@ SELFIE = "deepface__img5.jpg"
 NO_FACE = "dlib__dlib_test_ffmpeg_data_eagle.jpg"
 GROUP = "face_recognition__examples_two_people.jpg"
 WIDE = "deepface__img49.jpg"  # 4352 px wide
+AD_HOC_TEMPLATE = "deepface__img2.jpg"
+AD_HOC_SIZE = (1536, 1152)
 FUSION_TIMEOUT_MS = 120_000  # a fusion on a busy two-core machine; the test waits for the result, not a time
 DEMO_SIZE = (512, 600)
 
@@ -177,6 +180,32 @@ def test_fuse_a_photo_with_the_demo_template_and_download_it(
     with Image.open(saved) as image:
         assert (image.format, image.size) == ("JPEG", DEMO_SIZE)
     assert saved.read_bytes() != b""
+    visit.assert_clean()
+
+
+def test_a_template_photo_dropped_on_the_page_is_fused_into_ad_hoc(visit: Visit, console_server: RunningServer) -> None:
+    page = visit.page
+    visit.sign_in(console_server.api_key, console_server.api_secret)
+    photo = face(AD_HOC_TEMPLATE)
+    dropped = page.evaluate_handle(
+        """([data, name]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        [base64.b64encode(photo.read_bytes()).decode(), photo.name],
+    )
+    page.locator("#adhoc-drop").dispatch_event("drop", {"dataTransfer": dropped})
+    playwright_api.expect(page.locator("#adhoc-name")).to_contain_text(photo.name)
+    playwright_api.expect(page.locator(f'#gallery input[value="{DEMO_TEMPLATE}"]')).not_to_be_checked()
+    page.locator("#selfie-file").set_input_files(face(SELFIE))
+    page.get_by_role("button", name="Fuse", exact=True).click()
+    result = page.get_by_alt_text("After: the fused result")
+    playwright_api.expect(result).to_be_visible(timeout=FUSION_TIMEOUT_MS)
+    playwright_api.expect(result).to_have_js_property("naturalWidth", AD_HOC_SIZE[0])  # the dropped photo's size
+    playwright_api.expect(result).to_have_js_property("naturalHeight", AD_HOC_SIZE[1])
+    visit.shot("try-ad-hoc")
     visit.assert_clean()
 
 
