@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facefuse.media.encode import encode_jpeg
+from facefuse.templates.registry import TemplateInfo, TemplateRegistry
 from facefuse.vision.faces import Face
 
 THUMBNAIL_SIDE = 480  # long side in pixels: sharp in a gallery tile and as the "before" of a result on a phone
@@ -40,6 +41,16 @@ def face_boxes(faces: list[Face]) -> list[dict[str, int]]:
         x, y, width, height = face.box
         boxes.append({"x": round(x), "y": round(y), "width": round(width), "height": round(height)})
     return boxes
+
+
+def template_view(registry: TemplateRegistry, info: TemplateInfo) -> dict[str, object]:
+    """The API's view of a template (docs/api.md B.1): where its faces are and its default strengths too."""
+    return {
+        **info.to_dict(),
+        "face_boxes": face_boxes(registry.faces(info) or []),
+        "fuse_degree": info.fuse_degree,
+        "shape_degree": info.shape_degree,
+    }
 
 
 class ThumbnailCache:

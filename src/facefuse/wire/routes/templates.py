@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from facefuse import worker
 from facefuse.errors import Err, FacefuseError
-from facefuse.templates.preview import face_boxes
+from facefuse.templates.preview import template_view
 from facefuse.templates.registry import TemplateInfo
 from facefuse.wire.auth import authenticate
 from facefuse.wire.context import AppContext
@@ -46,10 +46,7 @@ async def create_template(request: Request) -> JsonResponse:
         parameter.fuse_degree,
         parameter.shape_degree,
     )
-    info = await run_in_threadpool(ctx.registry.get, str(added["template_id"]))
-    if info is None:  # deleted by another client in between: it is gone, as after a delete
-        raise FacefuseError(Err.NOT_FOUND, f"template {added['template_id']!r} was deleted meanwhile")
-    return JsonResponse(await run_in_threadpool(_view, ctx, info))
+    return JsonResponse(added)
 
 
 @router.get("")
@@ -57,7 +54,7 @@ async def list_templates(request: Request) -> JsonResponse:
     ctx = _context(request, admin=False)
 
     def views() -> list[dict[str, object]]:
-        return [_view(ctx, info) for info in ctx.registry.list()]
+        return [template_view(ctx.registry, info) for info in ctx.registry.list()]
 
     return JsonResponse({"templates": await run_in_threadpool(views)})
 
@@ -65,7 +62,7 @@ async def list_templates(request: Request) -> JsonResponse:
 @router.get("/{template_id}")
 async def get_template(template_id: str, request: Request) -> JsonResponse:
     ctx = _context(request, admin=False)
-    return JsonResponse(await run_in_threadpool(_view, ctx, await _existing(ctx, template_id)))
+    return JsonResponse(await run_in_threadpool(template_view, ctx.registry, await _existing(ctx, template_id)))
 
 
 @router.get("/{template_id}/thumbnail")
@@ -102,13 +99,3 @@ async def _existing(ctx: AppContext, template_id: str) -> TemplateInfo:
     if info is None:
         raise FacefuseError(Err.NOT_FOUND, f"no template {template_id[:64]!r}")
     return info
-
-
-def _view(ctx: AppContext, info: TemplateInfo) -> dict[str, object]:
-    """B.1's view of a template, with where its faces are and its default strengths (B.11)."""
-    return {
-        **info.to_dict(),
-        "face_boxes": face_boxes(ctx.registry.faces(info) or []),
-        "fuse_degree": info.fuse_degree,
-        "shape_degree": info.shape_degree,
-    }
