@@ -128,7 +128,10 @@ def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> Covers | 
         OWN_FEATURES_MARGIN * size,
     )
     strands = covers * (1 - near)
-    return Covers(np.maximum(strands, frames * (1 - brows)), strand_crossings(canvas, strands))
+    # A pair of glasses' rims hang past the eyes too: with glasses, the lines over the brows
+    # and lids are the frames' (kept out of them above), not a strand's.
+    crossings = None if frames.any() else strand_crossings(canvas, strands)
+    return Covers(np.maximum(strands, frames * (1 - brows)), crossings)
 
 
 def strand_crossings(canvas: Canvas, strands: np.ndarray) -> np.ndarray | None:
