@@ -67,6 +67,8 @@ def serve(
         f"({settings.workers} worker{'s' if settings.workers > 1 else ''})",
         err=True,
     )
+    address = f"http://{_url_host(_browsable_host(settings.host))}:{settings.port}"
+    click.echo(f"facefuse: open {address}/ in a browser: the console (API docs: {address}/docs)", err=True)
     uvicorn.run(
         "facefuse.wire.app:create_server_app",
         factory=True,
@@ -95,6 +97,11 @@ def _bootstrap(settings: Settings) -> None:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _browsable_host(host: str) -> str:
+    """Where a browser on this machine reaches a server listening on `host` (not 0.0.0.0 or ::)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
 # ---------------------------------------------------------------- keys
@@ -129,25 +136,13 @@ def keys_create(
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """All keys, without secrets."""
-    rows = [_key_row(k) for k in _open_core(_settings(ctx)).keys.list()]
+    rows = [k.to_dict() for k in _open_core(_settings(ctx)).keys.list()]
     if as_json:
         click.echo(json.dumps(rows))
         return
     for row in rows:
         state = "revoked" if row["revoked_at"] else "active"
         click.echo(f"{row['api_key']}  {state:7}  admin={row['admin']!s:5}  qps={row['qps']}  {row['name']}")
-
-
-def _key_row(key: Any) -> dict[str, Any]:
-    return {
-        "api_key": key.api_key,
-        "name": key.name,
-        "admin": key.admin,
-        "qps": key.qps,
-        "daily_quota": key.daily_quota,
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
-    }
 
 
 @keys.command("revoke")

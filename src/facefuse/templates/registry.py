@@ -235,18 +235,26 @@ class TemplateRegistry:
         self._cache.put(loaded)
         return loaded
 
-    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+    def faces(self, info: TemplateInfo) -> list[Face] | None:
+        """The template's faces as analysed when it was added, left to right; None once removed."""
         row = self.db.query_one(
             "SELECT faces_json FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
         )
+        return None if row is None else [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+
+    def image(self, info: TemplateInfo) -> np.ndarray:
+        """The stored photo, upright RGB, decoded anew (not cached); 10011 once removed."""
         try:
             photo = (self.templates_dir / info.file_name).read_bytes()
         except FileNotFoundError:
-            row = None  # removed since we looked
-        if row is None:
+            raise _not_found(info.template_id) from None
+        return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
+
+    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+        faces = self.faces(info)
+        if faces is None:
             raise _not_found(info.template_id)
-        image = decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
-        faces = [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+        image = self.image(info)
         image.setflags(write=False)
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:
