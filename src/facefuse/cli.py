@@ -254,6 +254,11 @@ def templates_remove(ctx: click.Context, template_id: str) -> None:
 )
 @click.option("--fuse-degree", type=click.IntRange(0, 100), default=None)
 @click.option("--shape-degree", type=click.IntRange(0, 100), default=None)
+@click.option(
+    "--ai-label/--no-ai-label",
+    default=None,
+    help="Draw the visible AI label or not, where FACEFUSE_AI_LABEL allows (default: its default).",
+)
 @click.pass_context
 def fuse(
     ctx: click.Context,
@@ -263,8 +268,9 @@ def fuse(
     out: Path,
     fuse_degree: int | None,
     shape_degree: int | None,
+    ai_label: bool | None,
 ) -> None:
-    """Fuse offline: each PHOTO's face into the template."""
+    """Fuse offline: each PHOTO's face into the template; results are labelled as the service's are."""
     from tqdm import tqdm
 
     from facefuse import parallel
@@ -292,6 +298,7 @@ def fuse(
             template_photo=template_bytes,
             fuse_degree=fuse_degree,
             shape_degree=shape_degree,
+            ai_label=ai_label,
         )
         target = out if single else out / f"{path.stem}.jpg"
         try:
