@@ -80,6 +80,12 @@ def serve(
 
 
 def _bootstrap(settings: Settings) -> None:
+    from facefuse.labels import signing_credentials
+
+    try:
+        signing_credentials(settings)  # a key that cannot sign stops the start, not the first fusion
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     core = _open_core(settings)
     click.echo(f"facefuse: data dir {settings.data_dir}", err=True)
     if settings.demo_template:
@@ -286,7 +292,10 @@ def fuse(
     core = _open_core(settings)
     if settings.demo_template:
         core.registry.ensure_demo()  # offline use on a fresh data dir knows the demo too
-    service = FuseService(settings, core.registry)  # in this process: no server, no work pool
+    try:
+        service = FuseService(settings, core.registry)  # in this process: no server, no work pool
+    except ValueError as exc:  # signing credentials that cannot sign
+        raise click.ClickException(str(exc)) from None
     if settings.spare_cores:
         parallel.use_spare_cores(lambda: True)  # one photo at a time: the other cores are idle
     template_bytes = template_photo.read_bytes() if template_photo else None

@@ -10,6 +10,7 @@ result after fusion, the metadata on the encoded bytes.
 
 from __future__ import annotations
 
+import c2pa
 import numpy as np
 
 from facefuse.media.credentials import ContentCredentials, Ingredient
@@ -30,9 +31,7 @@ class Labeller:
             opacity=settings.ai_label_opacity,
         )
         self.producer = settings.content_producer
-        self.credentials: ContentCredentials | None = None
-        if settings.c2pa_cert is not None and settings.c2pa_key is not None:
-            self.credentials = ContentCredentials.from_files(settings.c2pa_cert, settings.c2pa_key)
+        self.credentials = signing_credentials(settings)
 
     def wants_mark(self, requested: bool | None) -> bool:
         """Whether a result gets the visible mark: `always` draws it whatever the request
@@ -52,3 +51,14 @@ class Labeller:
         if self.credentials is None:
             return labelled
         return self.credentials.sign(labelled, label, ingredients)
+
+
+def signing_credentials(settings: Settings) -> ContentCredentials | None:
+    """The C2PA signer of FACEFUSE_C2PA_CERT and FACEFUSE_C2PA_KEY; None when they are unset.
+    ValueError, naming both settings, when they cannot sign."""
+    if settings.c2pa_cert is None or settings.c2pa_key is None:
+        return None
+    try:
+        return ContentCredentials.from_files(settings.c2pa_cert, settings.c2pa_key)
+    except (OSError, ValueError, TypeError, c2pa.C2paError) as exc:
+        raise ValueError(f"FACEFUSE_C2PA_CERT / FACEFUSE_C2PA_KEY cannot sign: {exc}") from None
