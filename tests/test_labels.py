@@ -66,7 +66,9 @@ def exiftool_json(*paths: Path) -> list[dict[str, object]]:
 def fuse_body(user: bytes, template: str | None = DEMO_TEMPLATE, **parameter: object) -> dict[str, object]:
     return {
         "parameter": {"faceFusePPType": template, "rsp_media_type": "base64", **parameter},
-        "media_info_list": [{"media_data": base64.b64encode(user).decode(), "media_profiles": {"media_data_type": "jpg"}}],
+        "media_info_list": [
+            {"media_data": base64.b64encode(user).decode(), "media_profiles": {"media_data_type": "jpg"}}
+        ],
     }
 
 
@@ -123,7 +125,9 @@ def assert_nothing_leaks(result: bytes, tags: dict[str, object]) -> None:
 
 
 def verify(jpeg: bytes, trust_anchor: bytes) -> c2pa.Reader:
-    context = c2pa.Context.from_dict({"verify": {"verify_trust": True}, "trust": {"trust_anchors": trust_anchor.decode()}})
+    context = c2pa.Context.from_dict(
+        {"verify": {"verify_trust": True}, "trust": {"trust_anchors": trust_anchor.decode()}}
+    )
     return c2pa.Reader("image/jpeg", io.BytesIO(jpeg), context=context)
 
 
