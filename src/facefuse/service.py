@@ -88,7 +88,7 @@ class FuseService:
         scene, placed, result = self._fused(job)
         mark = self.labeller.mark(result, job.ai_label)
         jpeg = self._encoded(scene, placed, result, mark)
-        return self.labeller.finish(jpeg, scene.template_id, _ingredients(job, scene))
+        return self.labeller.finish(jpeg, scene.template_id, ingredients(job, scene))
 
     def _encoded(self, scene: TemplateScene, placed: list[PlacedUser], result: np.ndarray, mark: Box | None) -> bytes:
         """With a template kept encoded, only the tiles of blocks around the faces and the
@@ -103,16 +103,20 @@ class FuseService:
         return encoded.with_regions(result, boxes if mark is None else [*boxes, mark])
 
     def fuse(self, job: FuseJob) -> np.ndarray:
+        """The fused pixels, before any label."""
         return self._fused(job)[2]
 
     def _fused(self, job: FuseJob) -> tuple[TemplateScene, list[PlacedUser], np.ndarray]:
         scene = self.load_scene(job)
         placed = self.place_users(job.users, scene.faces)
-        options = FuseOptions(
+        return scene, placed, fuse_scene(scene, placed, self.options(job, scene))
+
+    def options(self, job: FuseJob, scene: TemplateScene) -> FuseOptions:
+        """The strengths: the request's, else the template's, else the server's."""
+        return FuseOptions(
             fuse_degree=_first_set(job.fuse_degree, scene.fuse_degree, self.settings.fuse_degree),
             shape_degree=_first_set(job.shape_degree, scene.shape_degree, self.settings.shape_degree),
         )
-        return scene, placed, fuse_scene(scene, placed, options)
 
     def load_scene(self, job: FuseJob) -> TemplateScene:
         """The registered template, or the ad-hoc one; template id errors come first (cheap)."""
@@ -242,7 +246,7 @@ def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOpti
     return result
 
 
-def _ingredients(job: FuseJob, scene: TemplateScene) -> list[Ingredient]:
+def ingredients(job: FuseJob, scene: TemplateScene) -> list[Ingredient]:
     """The photos a result is made from, for its signed provenance (their hashes only)."""
     template = [Ingredient(f"template {scene.template_id or '(ad hoc)'}", scene.photo)] if scene.photo else []
     users = [Ingredient(f"user photo {n}", user.photo) for n, user in enumerate(job.users, start=1)]
