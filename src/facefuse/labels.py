@@ -10,8 +10,9 @@ result after fusion, the metadata on the encoded bytes.
 
 from __future__ import annotations
 
-import c2pa
+import c2pa  # type: ignore[import-untyped]
 import numpy as np
+import numpy.typing as npt
 
 from facefuse.media.credentials import ContentCredentials, Ingredient
 from facefuse.media.mark import Box, MarkStyle, draw_mark
@@ -40,7 +41,7 @@ class Labeller:
             return self.policy != "default_off"
         return requested
 
-    def mark(self, rgb: np.ndarray, requested: bool | None) -> Box | None:
+    def mark(self, rgb: npt.NDArray[np.uint8], requested: bool | None) -> Box | None:
         """Draw the visible mark on the result (in place) when wanted; the box it covers."""
         return draw_mark(rgb, self.style) if self.wants_mark(requested) else None
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
-from fontTools.ttLib import TTFont
+import numpy.typing as npt
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from PIL import Image, ImageDraw, ImageFont
 
 FONT_PATH = Path(__file__).with_name("fonts") / "FacefuseLabelSans-Bold.otf"
@@ -52,8 +53,8 @@ class MarkStyle:
 class _Stamp:
     """A rendered label as `pixels * scale + offset` (per pixel of the plate's box)."""
 
-    scale: np.ndarray  # (h, w, 1) float32
-    offset: np.ndarray  # (h, w, 3) float32
+    scale: npt.NDArray[np.float32]  # (h, w, 1)
+    offset: npt.NDArray[np.float32]  # (h, w, 3)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -65,7 +66,7 @@ def missing_glyphs(text: str) -> str:
     return "".join(sorted({c for c in text if ord(c) not in _font_characters()}))
 
 
-def draw_mark(rgb: np.ndarray, style: MarkStyle) -> Box:
+def draw_mark(rgb: npt.NDArray[np.uint8], style: MarkStyle) -> Box:
     """Draw the label on `rgb` (RGB uint8, changed in place); answer the box it covers,
     (x0, y0, x1, y1), empty when the image has no room for it."""
     height, width = rgb.shape[:2]
@@ -101,18 +102,19 @@ def _stamp(text: str, px: int, opacity: float) -> _Stamp:
     font = ImageFont.truetype(str(FONT_PATH), px)
     left, top, right, bottom = font.getbbox(text)
     pad = round(PADDING * px)
-    size = (right - left + 2 * pad, bottom - top + 2 * pad)
+    size = (round(right - left) + 2 * pad, round(bottom - top) + 2 * pad)
     plate = Image.new("L", size, 0)
     ImageDraw.Draw(plate).rounded_rectangle((0, 0, size[0] - 1, size[1] - 1), radius=pad, fill=255)
     glyphs = Image.new("L", size, 0)
     ImageDraw.Draw(glyphs).text((pad - left, pad - top), text, fill=255, font=font)
     text_alpha = np.asarray(glyphs, np.float32)[:, :, None] * (opacity / 255.0)
     plate_alpha = np.asarray(plate, np.float32)[:, :, None] * (opacity * PLATE_SHARE / 255.0)
-    scale = (1.0 - plate_alpha) * (1.0 - text_alpha)
-    offset = np.float32(PLATE_RGB) * plate_alpha * (1.0 - text_alpha) + np.float32(TEXT_RGB) * text_alpha
-    scale.setflags(write=False)
+    scale = ((1.0 - plate_alpha) * (1.0 - text_alpha)).astype(np.float32)
+    plate = np.array(PLATE_RGB, np.float32) * plate_alpha * (1.0 - text_alpha)
+    offset = (plate + np.array(TEXT_RGB, np.float32) * text_alpha).astype(np.float32)
+    scale.setflags(write=False)  # cached and shared by every result: read-only
     offset.setflags(write=False)
-    return _Stamp(scale=scale, offset=offset.astype(np.float32))
+    return _Stamp(scale=scale, offset=offset)
 
 
 @lru_cache(maxsize=1)

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
-import pyexiv2
+import pyexiv2  # type: ignore[import-untyped]
 
 SERVICE_NAME = "facefuse"
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
