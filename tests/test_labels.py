@@ -362,6 +362,28 @@ def test_a_key_that_cannot_sign_stops_the_server_at_start(tmp_path: Path, chain:
     assert "FACEFUSE_C2PA_KEY" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"FACEFUSE_AI_LABEL_TEXT": "AI généré"}, "FACEFUSE_AI_LABEL_TEXT: the label font has no glyph for 'é'"),
+        ({"FACEFUSE_AI_LABEL": "sometimes"}, "FACEFUSE_AI_LABEL: Input should be 'always', 'default_on'"),
+        ({"FACEFUSE_C2PA_KEY": "signer.key"}, "FACEFUSE_C2PA_CERT and FACEFUSE_C2PA_KEY go together"),
+    ],
+)
+def test_label_settings_that_cannot_work_stop_the_command_line(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    done = subprocess.run(
+        [*FACEFUSE, "fuse", str(face(SELFIE)), "--template", DEMO_TEMPLATE, "-o", str(tmp_path / "out.jpg")],
+        env={**os.environ, "FACEFUSE_DATA_DIR": str(tmp_path / "data"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and not (tmp_path / "out.jpg").exists()
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
 def test_the_result_link_serves_the_same_labelled_bytes(server: RunningServer) -> None:
     with server.client() as client:
         answer = client.post(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pydantic
 
 from facefuse.errors import FacefuseError
 from facefuse.settings import Settings
@@ -27,7 +28,20 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """Self-hostable face fusion speaking the MTLab facefuse v3 protocol."""
     if data_dir is not None:
         os.environ["FACEFUSE_DATA_DIR"] = str(data_dir)
-    ctx.obj = {"settings": Settings()}
+    ctx.obj = {"settings": _read_settings()}
+
+
+def _read_settings() -> Settings:
+    """The settings, or the command fails naming each bad FACEFUSE_* variable."""
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        problems = [
+            (f"FACEFUSE_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_url=False)
+        ]
+        raise click.ClickException("; ".join(problems)) from None
 
 
 def _open_core(settings: Settings) -> Any:
@@ -58,7 +72,7 @@ def serve(
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"FACEFUSE_{name}"] = str(value)
-    settings = Settings()
+    settings = _read_settings()
     _bootstrap(settings)
     import uvicorn
 
