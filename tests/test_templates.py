@@ -220,7 +220,8 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
     # The face crops count too, with their canvas planes (skin likelihood, what stays in
     # front: a float per canvas pixel each, at most one canvas pixel per crop pixel) and landmarks.
     assert 0 < patch_bytes < prepared_bytes <= patch_bytes * (1 + 2 * 4 / 3) + 20_000
-    assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + prepared_bytes)
+    assert loaded.photo == photo(SMALL_FRONTAL)  # kept for a result's signed provenance, and counted
+    assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + prepared_bytes + len(loaded.photo))
 
 
 def test_remove_and_add_again_under_the_same_id(registry: TemplateRegistry) -> None:
