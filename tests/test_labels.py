@@ -22,6 +22,7 @@ from conftest import DEMO_TEMPLATE, FACEFUSE, RunningServer, face, start_server,
 from PIL import Image
 from signing_chain import SigningChain, make_chain
 
+from facefuse.client import FacefuseClient
 from facefuse.media.encode import TileCodedJpeg
 from facefuse.media.mark import MarkStyle, draw_mark
 from facefuse.media.provenance import DIGITAL_SOURCE_TYPE, service_version
@@ -171,6 +172,9 @@ def test_the_mark_is_on_by_default_and_off_on_request(server: RunningServer) -> 
     unset = pixels(fused(server, fuse_body(user)))
     marked = pixels(fused(server, fuse_body(user, ai_label=True)))
     plain = pixels(fused(server, fuse_body(user, ai_label=False)))
+    with FacefuseClient(server.api_key, server.api_secret, base_url=server.base_url) as client:
+        from_client = client.fuse(user, DEMO_TEMPLATE, ai_label=False).jpeg
+    assert from_client is not None and np.array_equal(pixels(from_client), plain)  # the Python client says so too
     assert np.array_equal(unset, marked)  # default_on
     changed = np.argwhere(np.abs(marked - plain).max(axis=2) > 8)
     height, width = plain.shape[:2]
