@@ -93,11 +93,13 @@ class LoadedTemplate:
     faces: list[Face]  # left to right
     prepared: tuple[PreparedTemplate, ...] = ()  # what fusion needs of each face, worked out once
     encoded: TileCodedJpeg | None = None  # the image as results are encoded, for re-encoding only around faces
+    photo: bytes | None = None  # the stored file, which a result's signed provenance names by its hash
 
     @property
     def nbytes(self) -> int:
         encoded = self.encoded.nbytes if self.encoded is not None else 0
-        return self.image.nbytes + sum(p.nbytes for p in self.prepared) + encoded
+        photo = len(self.photo) if self.photo is not None else 0
+        return self.image.nbytes + sum(p.nbytes for p in self.prepared) + encoded + photo
 
 
 class TemplateRegistry:
@@ -260,7 +262,7 @@ class TemplateRegistry:
         for item in prepared:
             item.patch.setflags(write=False)
         encoded = None if self.result_quality is None else TileCodedJpeg.encode(image, self.result_quality)
-        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded)
+        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded, photo=photo)
 
     def cache_stats(self) -> dict[str, int]:
         """Loaded templates kept in this process, their image bytes, hits and misses so far."""

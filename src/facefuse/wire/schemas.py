@@ -70,6 +70,11 @@ class FuseParameter(BaseModel):
     rsp_media_type: Literal["base64", "url"] = "base64"
     fuse_degree: int | None = Field(None, ge=0, le=100)
     shape_degree: int | None = Field(None, ge=0, le=100)
+    ai_label: StrictBool | None = Field(
+        None,
+        description="the visible AI label: true or false where FACEFUSE_AI_LABEL lets the request decide "
+        "(default_on, default_off); unset: the server's default. The XMP label is always written.",
+    )
 
 
 class FuseRequest(BaseModel):
