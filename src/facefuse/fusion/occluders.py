@@ -47,6 +47,7 @@ COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 # face size) of the strand's parts found.
 CROSSING_REACH = 0.10
 PUPIL = 0.6  # of the iris's radius: a pupil's reach, a strand over it let be
+LID_EDGE = 0.015  # of the face size: a lid's edge with its lashes, inside the eye's outline
 CROSSING_WIDTH = 0.03  # of the face size: strands are narrower than this across the face
 CROSSING_DEPTH = 0.85  # a strand's pixel is darker than this of the skin beside it
 CROSSING_LENGTH = 0.15  # of the face size: a strand runs at least this far down the face
@@ -150,7 +151,10 @@ def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
     eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
     near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
     reach = masks.grow(seeds.astype(np.uint8), CROSSING_REACH * canvas.size) > 0
-    crossing = reach & (near > 0.5) & ~seeds & ~_pupils(canvas)
+    # The lids' edges are let be (the lashes, a squint's whole opening), and the pupils,
+    # each a dark valley itself; a strand over the white of an eye is not.
+    lids = (masks.grow(eyes, OWN_EYES_MARGIN * canvas.size) > 0.5) & (masks.shrink(eyes, LID_EDGE * canvas.size) < 0.5)
+    crossing = reach & (near > 0.5) & ~seeds & ~lids & ~_pupils(canvas)
     return crossing if crossing.any() else None
 
 

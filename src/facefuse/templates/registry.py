@@ -93,11 +93,13 @@ class LoadedTemplate:
     faces: list[Face]  # left to right
     prepared: tuple[PreparedTemplate, ...] = ()  # what fusion needs of each face, worked out once
     encoded: TileCodedJpeg | None = None  # the image as results are encoded, for re-encoding only around faces
+    photo: bytes | None = None  # the stored file, which a result's signed provenance names by its hash
 
     @property
     def nbytes(self) -> int:
         encoded = self.encoded.nbytes if self.encoded is not None else 0
-        return self.image.nbytes + sum(p.nbytes for p in self.prepared) + encoded
+        photo = len(self.photo) if self.photo is not None else 0
+        return self.image.nbytes + sum(p.nbytes for p in self.prepared) + encoded + photo
 
 
 class TemplateRegistry:
@@ -235,24 +237,32 @@ class TemplateRegistry:
         self._cache.put(loaded)
         return loaded
 
-    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+    def faces(self, info: TemplateInfo) -> builtins.list[Face] | None:
+        """The template's faces as analysed when it was added, left to right; None once removed."""
         row = self.db.query_one(
             "SELECT faces_json FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
         )
+        return None if row is None else [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+
+    def image(self, info: TemplateInfo) -> UInt8Array:
+        """The stored photo, upright RGB, decoded anew (not cached); 10011 once removed."""
         try:
             photo = (self.templates_dir / info.file_name).read_bytes()
         except FileNotFoundError:
-            row = None  # removed since we looked
-        if row is None:
+            raise _not_found(info.template_id) from None
+        return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
+
+    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+        faces = self.faces(info)
+        if faces is None:
             raise _not_found(info.template_id)
-        image = decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
-        faces = [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+        image = self.image(info)
         image.setflags(write=False)
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:
             item.patch.setflags(write=False)
         encoded = None if self.result_quality is None else TileCodedJpeg.encode(image, self.result_quality)
-        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded)
+        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded, photo=photo)
 
     def cache_stats(self) -> dict[str, int]:
         """Loaded templates kept in this process, their image bytes, hits and misses so far."""

@@ -11,6 +11,7 @@ from facefuse.media.limits import FetchLimits, ImageLimits
 from facefuse.settings import Settings
 from facefuse.storage.db import Database
 from facefuse.storage.results import ResultStore
+from facefuse.templates.preview import ThumbnailCache
 from facefuse.templates.registry import TemplateRegistry
 from facefuse.workpool import WorkPool
 
@@ -26,6 +27,7 @@ class AppContext:
     pool: WorkPool  # work processes: fusion and template analysis run there
     image_limits: ImageLimits
     fetch_limits: FetchLimits
+    thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
     ready: bool = field(default=False)
 
     @classmethod
