@@ -246,17 +246,24 @@ class TemplateRegistry:
 
     def image(self, info: TemplateInfo) -> np.ndarray:
         """The stored photo, upright RGB, decoded anew (not cached); 10011 once removed."""
+        return self._decoded(info, self._photo(info))
+
+    def _photo(self, info: TemplateInfo) -> bytes:
+        """The stored file as it was added; 10011 once removed."""
         try:
-            photo = (self.templates_dir / info.file_name).read_bytes()
+            return (self.templates_dir / info.file_name).read_bytes()
         except FileNotFoundError:
             raise _not_found(info.template_id) from None
+
+    def _decoded(self, info: TemplateInfo, photo: bytes) -> UInt8Array:
         return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
 
     def _read(self, info: TemplateInfo) -> LoadedTemplate:
         faces = self.faces(info)
         if faces is None:
             raise _not_found(info.template_id)
-        image = self.image(info)
+        photo = self._photo(info)
+        image = self._decoded(info, photo)
         image.setflags(write=False)
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:
