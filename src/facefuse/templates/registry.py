@@ -255,7 +255,7 @@ class TemplateRegistry:
         except FileNotFoundError:
             raise _not_found(info.template_id) from None
 
-    def _decoded(self, info: TemplateInfo, photo: bytes) -> UInt8Array:
+    def _decoded(self, info: TemplateInfo, photo: bytes) -> np.ndarray:
         return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
 
     def _read(self, info: TemplateInfo) -> LoadedTemplate:
