@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[test,eval]'
+	$(PIP) -e '.[test,eval,scale]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

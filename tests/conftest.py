@@ -9,12 +9,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import components
 import httpx
 import pytest
+
+from facefuse.storage.blobs import BlobStore
+from facefuse.storage.database import Database
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_FACES = REPO / "tests" / "fixtures" / "faces"
@@ -144,3 +148,68 @@ def spare_core(request: pytest.FixtureRequest) -> Iterator[bool]:
     parallel.use_spare_cores(lambda: request.param)
     yield request.param
     parallel.use_spare_cores(lambda: False)
+
+
+# ------------------------------------------------------------------ scaled mode: PostgreSQL + S3
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[components.PostgresServer]:
+    """A PostgreSQL server from Debian's packages (.ci/run installs it), for the whole session."""
+    if components.postgres_bin() is None:
+        pytest.skip(f"PostgreSQL's server is not installed (no initdb under {components.POSTGRES_ROOTS})")
+    server = components.start_postgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[components.MotoServer]:
+    """moto's S3 server on a loopback port; the standard AWS variables point boto3 at it."""
+    server = components.start_moto()
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    yield server
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+@dataclass
+class Backend:
+    """Where the stores keep their state: `embedded` (SQLite + data dir) or `scaled` (PostgreSQL + S3)."""
+
+    name: str
+    open_db: Callable[[], Database]  # another process's view: its own connections to the same database
+    blobs: BlobStore
+    env: dict[str, str]  # the FACEFUSE_* settings (and S3 credentials) a server on this backend needs
+
+    @property
+    def scaled(self) -> bool:
+        return self.name == "scaled"
+
+
+def make_backend(request: pytest.FixtureRequest, name: str, data_dir: Path) -> Backend:
+    from facefuse.storage.blobs import LocalBlobStore
+    from facefuse.storage.db import SqliteDatabase
+
+    if name == "embedded":
+        path = data_dir / "facefuse.sqlite3"
+        return Backend(name, lambda: SqliteDatabase(path), LocalBlobStore(data_dir), {})
+    from facefuse.storage.postgres import PostgresDatabase
+    from facefuse.storage.s3 import S3BlobStore
+
+    postgres: components.PostgresServer = request.getfixturevalue("postgres")
+    s3: components.MotoServer = request.getfixturevalue("s3")
+    url, storage = postgres.create_database(), f"s3://{s3.create_bucket()}/facefuse"
+    env = {**s3.env, "FACEFUSE_DATABASE_URL": url, "FACEFUSE_STORAGE_URL": storage}
+    return Backend(name, lambda: PostgresDatabase(url), S3BlobStore(storage, s3.endpoint), env)
+
+
+@pytest.fixture(params=["embedded", "scaled"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The test runs once on each backend."""
+    return make_backend(request, request.param, tmp_path / "data")

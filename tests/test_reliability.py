@@ -66,10 +66,10 @@ def limited_key(name: str, qps: float | None = None, quota: int | None = None):
 
 def test_a_refused_key_is_admitted_again_once_its_retry_after_has_passed(tmp_path) -> None:
     from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
-    from facefuse.storage.db import Database
+    from facefuse.storage.db import SqliteDatabase
 
     clock = Clock(1_800_000_000.0)
-    limiter, key = UsageLimiter(Database(tmp_path / "db.sqlite3"), clock=clock), limited_key("q", qps=2)
+    limiter, key = UsageLimiter(SqliteDatabase(tmp_path / "db.sqlite3"), clock=clock), limited_key("q", qps=2)
     limiter.spend(key)
     limiter.spend(key)  # a second's worth at once
     refused_at = clock.now
@@ -87,10 +87,10 @@ def test_a_spent_daily_quota_renews_at_midnight_utc(tmp_path) -> None:
     from datetime import datetime, timezone
 
     from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
-    from facefuse.storage.db import Database
+    from facefuse.storage.db import SqliteDatabase
 
     clock = Clock(datetime(2027, 1, 15, 23, 59, 30, tzinfo=timezone.utc).timestamp())
-    limiter, key = UsageLimiter(Database(tmp_path / "db.sqlite3"), clock=clock), limited_key("d", quota=1)
+    limiter, key = UsageLimiter(SqliteDatabase(tmp_path / "db.sqlite3"), clock=clock), limited_key("d", quota=1)
     limiter.spend(key)
     with pytest.raises(RateLimitExceeded) as refused:
         limiter.spend(key)

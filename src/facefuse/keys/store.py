@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from facefuse.errors import Err, FacefuseError
-from facefuse.storage.db import Database, iso_utc
+from facefuse.storage.database import Database, iso_utc
 
 API_KEY_ALPHABET = string.ascii_lowercase + string.digits
 API_KEY_LENGTH = 32  # about 165 random bits
@@ -147,7 +147,7 @@ def _check_limits(name: str, qps: float | None, daily_quota: int | None) -> None
         raise FacefuseError(Err.INVALID_PARAMETER, "daily_quota must be an integer of 0 or more")
 
 
-def _key_from_row(row: sqlite3.Row) -> ApiKey:
+def _key_from_row(row: Any) -> ApiKey:
     return ApiKey(
         api_key=row["api_key"],
         name=row["name"],
