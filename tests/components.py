@@ -188,3 +188,80 @@ def start_moto() -> MotoServer:
     server = MotoServer()
     server.start()
     return server
+
+
+NGINX_SITE = Path(__file__).resolve().parents[1] / "deploy" / "nginx-facefuse.conf"
+
+
+def render_site(site: str, nodes: Sequence[str], port: int) -> str:
+    """The shipped site config with these nodes (host:port) and this listening port."""
+    lines = [line for line in site.splitlines() if not line.strip().startswith("server 10.0.0.")]
+    at = next(i for i, line in enumerate(lines) if line.startswith("upstream facefuse_nodes"))
+    servers = [f"    server {node} max_fails=1 fail_timeout=5s;" for node in nodes]
+    lines[at + 1 : at + 1] = servers
+    text = "\n".join(lines)
+    assert "    listen 80;" in text
+    return text.replace("    listen 80;", f"    listen 127.0.0.1:{port};")
+
+
+@dataclass
+class NginxServer:
+    """nginx from Debian's packages with deploy/nginx-facefuse.conf in front of the given nodes."""
+
+    nodes: Sequence[str]
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="facefuse-nginx-")))
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self) -> Path:
+        (self.root / "facefuse.conf").write_text(render_site(NGINX_SITE.read_text(), self.nodes, self.port))
+        temp = " ".join(
+            f"{kind}_temp_path {self.root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        user = "user root;\n" if os.geteuid() == 0 else ""  # its workers read and write only this directory
+        main = (
+            f"{user}worker_processes 1;\npid {self.root / 'nginx.pid'};\nerror_log {self.root / 'error.log'};\n"
+            "events { worker_connections 1024; }\n"
+            f"http {{\n  access_log {self.root / 'access.log'};\n  {temp}\n"
+            f"  include {self.root / 'facefuse.conf'};\n}}\n"
+        )
+        path = self.root / "nginx.conf"
+        path.write_text(main)
+        return path
+
+    def start(self) -> None:
+        binary = nginx_bin()
+        if binary is None:
+            raise FileNotFoundError("nginx is not installed")
+        config = self.write_config()
+        command = [binary, "-p", str(self.root), "-e", str(self.root / "error.log"), "-c", str(config)]
+        self.process = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self.process.returncode}; see {self.root / 'error.log'}")
+            try:
+                httpx.get(f"{self.base_url}/healthz", timeout=2, trust_env=False)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("nginx did not answer")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def retried(self) -> int:
+        """How many requests nginx sent on to another node (its error log says so for each)."""
+        log = (self.root / "error.log").read_text(errors="replace")
+        return log.count("while reading response header from upstream")

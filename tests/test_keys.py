@@ -135,3 +135,17 @@ def test_list_is_oldest_first_and_keeps_revoked(keys: KeyStore) -> None:
     listed = keys.list()
     assert [k.api_key for k in listed] == [first.api_key, second.api_key]
     assert listed[0].revoked_at is not None and listed[1].admin
+
+
+def test_nodes_starting_together_make_one_first_key(backend: Backend) -> None:
+    import threading
+
+    made: list[object] = []
+    nodes = [KeyStore(backend.open_db()) for _ in range(4)]
+    threads = [threading.Thread(target=lambda k=k: made.append(k.create_first("first key"))) for k in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([m for m in made if m is not None]) == 1 and nodes[0].count() == 1
+    assert nodes[0].list()[0].admin

@@ -33,7 +33,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 def _open_core(settings: Settings) -> Any:
     from facefuse.wire.context import AppContext  # the CLI needs no HTTP, but shares the wiring
 
-    return AppContext.open(settings)
+    return _or_fail(lambda: AppContext.open(settings))  # the database or object storage may not answer
 
 
 @cli.command()
@@ -85,8 +85,9 @@ def _bootstrap(settings: Settings) -> None:
     if settings.demo_template:
         demo = core.registry.ensure_demo()
         click.echo(f"facefuse: demo template {demo.template_id} ({demo.width}x{demo.height})", err=True)
-    if core.keys.count() == 0:
-        key, secret = core.keys.create("first key", admin=True)
+    first = core.keys.create_first("first key")
+    if first is not None:
+        key, secret = first
         click.echo("facefuse: created the first API key (admin). The secret is shown only this once:")
         click.echo(f"  api_key={key.api_key}")
         click.echo(f"  api_secret={secret}")

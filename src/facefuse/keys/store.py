@@ -27,6 +27,7 @@ SECRET_BYTES = 32
 MAX_NAME_LENGTH = 200
 MAX_CREDENTIAL_LENGTH = 256  # longer input cannot match; do not hash megabytes of it
 HASH_SCHEME = "sha256v1"
+FIRST_KEY_LOCK = "facefuse:first-key"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,12 @@ class KeyStore:
                 ),
             )
         return key, secret
+
+    def create_first(self, name: str) -> tuple[ApiKey, str] | None:
+        """An admin key and its secret if there is no key at all yet, else None; nodes starting
+        together on one database make one between them."""
+        with self.db.transaction(lock=FIRST_KEY_LOCK):
+            return self.create(name, admin=True) if self.count() == 0 else None
 
     def verify(self, api_key: str, secret: str) -> ApiKey | None:
         """The active key these credentials name, or None (unknown, revoked or wrong secret).

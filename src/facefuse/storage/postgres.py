@@ -13,7 +13,9 @@ savepoint. Row names and indexes both read (`_Row`), and `?` parameters become p
 Outage: a refused or lost connection, a server shutting down or a statement past
 STATEMENT_TIMEOUT_MS drops the thread's connection and answers SERVER_BUSY at once
 (storage.database.database_unavailable); the next statement connects again, so service
-resumes by itself when the server is back.
+resumes by itself when the server is back. A connection kept from before a restart fails
+on its first use: a read, or a BEGIN, that fails so is sent once more on a new connection
+(nothing ran yet), so the first requests after a restart are answered, not refused.
 
 Schema: the table schema_version holds the version; migrations (storage/schema.py) run
 under an advisory lock, so nodes starting together migrate once.
@@ -25,7 +27,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -157,20 +159,47 @@ class PostgresDatabase:
     @contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[_Connection]:
         """A transaction (a savepoint when nested); with `lock`, that name is ours until it ends."""
-        with self._answering():
-            conn = self.connection()
-            with conn.raw.transaction():
-                if lock is not None:
-                    conn.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
-                yield conn
+        with self._answering(), ExitStack() as stack:
+            conn = self._begin(stack)
+            if lock is not None:
+                conn.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
+            yield conn
+
+    def _begin(self, stack: ExitStack) -> _Connection:
+        """Begin on this thread's connection; a BEGIN that fails on a connection kept from
+        before (the server restarted since) is sent once more on a new one: nothing ran yet."""
+        kept = getattr(self._local, "conn", None) is not None
+        conn = self.connection()
+        try:
+            stack.enter_context(conn.raw.transaction())
+            return conn
+        except CONNECTION_ERRORS:
+            self._drop()
+            if not kept:
+                raise
+        conn = self.connection()
+        stack.enter_context(conn.raw.transaction())
+        return conn
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
-        with self._answering():
-            return self.connection().execute(sql, params).fetchall()
+        return self._read(sql, params).fetchall()
 
     def query_one(self, sql: str, params: tuple[object, ...] = ()) -> Any:
+        return self._read(sql, params).fetchone()
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> psycopg.Cursor[Any]:
+        """A read on this thread's connection; one that fails on a connection kept from before
+        (the server restarted since) is tried once more on a new one, so the first request
+        after a restart is answered rather than refused."""
+        kept = getattr(self._local, "conn", None) is not None
+        try:
+            return self.connection().execute(sql, params)
+        except CONNECTION_ERRORS as error:
+            self._drop()
+            if not kept:
+                raise database_unavailable() from error
         with self._answering():
-            return self.connection().execute(sql, params).fetchone()
+            return self.connection().execute(sql, params)
 
     def scalar(self, sql: str, params: tuple[object, ...] = ()) -> Any:
         """The first column of the first row (None when there is no row)."""
