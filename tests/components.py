@@ -71,6 +71,11 @@ class PostgresServer:
     def log(self) -> Path:
         return self.root / "server.log"
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (its sessions are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
 
