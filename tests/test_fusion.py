@@ -829,6 +829,35 @@ def test_strands_of_hair_over_the_user_do_not_come_over() -> None:
     assert delta.mean() < 1.5 and (delta > 8).mean() < 0.03, (delta.mean(), (delta > 8).mean())
 
 
+def test_strands_crossing_a_brow_and_a_lid_do_not_come_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the forehead and the cheek a lock crosses the brow and the lids, where dark
+    lines may be the face's own: the strands there (lines running down the face, joined to
+    those found on the skin) are taken off too, and the brow and the eye stay."""
+    import cv2
+
+    from facefuse.fusion import occluders
+
+    user, template = photo(USER), photo(TEMPLATE)
+    t_face = photo_face(TEMPLATE)
+    prepared = prepare_template(template, t_face)
+    plain = fuse_prepared(prepared, user, photo_face(USER), FuseOptions())
+    drawn = _draw_strands(user, photo_face(USER))
+    pts = t_face.landmarks[:, :2]
+    brows = masks.polygon_mask(template.shape[:2], masks.loop(pts, mesh.RIGHT_BROW), masks.loop(pts, mesh.LEFT_BROW))
+    eyes = masks.polygon_mask(template.shape[:2], masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
+    around = (masks.grow(brows, 0.06 * t_face.size) > 0.5) & (eyes < 0.5)
+
+    def change() -> float:
+        stranded = fuse_prepared(prepared, drawn, photo_face(USER), FuseOptions())
+        lab = [cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 0] for im in (plain, stranded)]
+        return float((np.abs(lab[0] - lab[1])[around] > 8).mean())
+
+    taken_off = change()
+    monkeypatch.setattr(occluders, "strand_crossings", lambda *args: None)
+    kept = change()
+    assert taken_off < 0.7 * kept, (taken_off, kept)
+
+
 def _side_lit(rgb: np.ndarray, f: Face) -> np.ndarray:
     """The photo under a hard light from the image's left: the face as a matte surface (its
     mesh's normals, interpolated over its triangles), lit by a light at 60 degrees to the

@@ -39,6 +39,14 @@ NEAR_EYES_MARGIN = 0.05
 # A dark line's strength (masks.dark_lines): partly a cover from the first, wholly from the second.
 COVER_LINE = (0.05, 0.35)
 COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
+# A strand found on the forehead and on the cheek crosses the brow and the eye between them;
+# there it is told apart from the brow, the lids and the lashes (which run along the eye
+# line) as a valley of luma across the strand's own direction, within this much (of the
+# face size) of the strand's parts found.
+CROSSING_REACH = 0.10
+CROSSING_WIDTH = 0.03  # of the face size: strands are narrower than this across the face
+CROSSING_DEPTH = 0.85  # a strand's pixel is darker than this of the skin beside it
+CROSSING_LENGTH = 0.15  # of the face size: a strand runs at least this far down the face
 # How clear the mirror side must be (0..1) to fill from it: partly from the first value,
 # fully from the second.
 MIRROR_CLEAR = (0.5, 0.9)
@@ -62,8 +70,16 @@ MIRROR_LIGHT_SIGMA = 0.06  # of the face size: the scale of the light matched on
 MIRROR_LIGHT_LIMIT = 1.0  # at most e times brighter or darker
 
 
-def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> np.ndarray | None:
-    """Strands of hair and frames of glasses over the face's plain skin, 0..1 on the canvas
+@dataclass(frozen=True)
+class Covers:
+    """What covers the user's face, on the canvas."""
+
+    mask: np.ndarray  # strands of hair and frames of glasses over the plain skin, 0..1
+    crossings: np.ndarray | None  # where the strands may cross a brow or a lid (strand_crossings)
+
+
+def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> Covers | None:
+    """Strands of hair and frames of glasses over the face's plain skin, on the canvas
     (`face`: the full-resolution image the canvas is of; `dark`: its luma, each block its
     darkest pixel, from Canvas.shrink_dark); None when there are none.
 
@@ -111,7 +127,46 @@ def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> np.ndarra
         masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW), masks.loop(pts, mesh.LEFT_BROW)),
         OWN_FEATURES_MARGIN * size,
     )
-    return np.maximum(covers * (1 - near), frames * (1 - brows))
+    strands = covers * (1 - near)
+    return Covers(np.maximum(strands, frames * (1 - brows)), strand_crossings(canvas, strands))
+
+
+def strand_crossings(canvas: Canvas, strands: np.ndarray) -> np.ndarray | None:
+    """Where strands of hair found on the skin above and below the eyes (`strands`, 0..1)
+    may cross a brow or a lid between their two parts: a canvas mask (bool) to look for
+    them in at full resolution (crossing_valleys), or None when no strand hangs past the
+    eyes."""
+    pts = canvas.points
+    height = _height(canvas.shape, pts)
+    seeds = strands > NOTHING_TO_FILL
+    if not (seeds & (height > _eyes_level(pts))).any() or not (seeds & (height <= _eyes_level(pts))).any():
+        return None
+    eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
+    near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
+    reach = masks.grow(seeds.astype(np.uint8), CROSSING_REACH * canvas.size) > 0
+    # Over the eye itself a strand is let be: the pupil and the lashes are dark lines too.
+    crossing = reach & (near > 0.5) & ~seeds & (masks.grow(eyes, OWN_EYES_MARGIN * canvas.size) < 0.5)
+    return crossing if crossing.any() else None
+
+
+def crossing_valleys(rgb: np.ndarray, where: np.ndarray, face_size: float, up: np.ndarray) -> np.ndarray:
+    """Pixels of `rgb` within `where` (bool, full resolution) on a thin dark line running
+    down the face: a strand over a brow or a lid, not the brow, the lids or the lashes
+    themselves, which run along the eye line. A closing along the eye line fills what is
+    narrow that way and leaves what runs along it; a strand is also long and thin."""
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    length = max(3, int(2 * round(CROSSING_WIDTH * face_size / 2) + 1))
+    kernel = np.zeros((length, length), np.uint8)
+    half = (length - 1) / 2
+    dx, dy = -up[1] * half, up[0] * half  # the eye line's direction, across the face
+    cv2.line(kernel, (int(round(half - dx)), int(round(half - dy))), (int(round(half + dx)), int(round(half + dy))), 1)
+    closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE, kernel).astype(np.float32)
+    valley = (luma.astype(np.float32) + 4) < CROSSING_DEPTH * (closed + 4)
+    # Long is told on the whole line: a brow or a lid cuts a strand over it into short bits.
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(valley.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_HEIGHT] >= CROSSING_LENGTH * face_size
+    keep[0] = False
+    return keep[pieces] & where
 
 
 @dataclass(frozen=True)
@@ -161,20 +216,29 @@ def plan_fill(canvas: Canvas, warps: CanvasWarps, covers: np.ndarray | None, sma
     return FillPlan(from_mirror, from_around, mirror_gain)
 
 
-def fill(canvas: Canvas, region: RegionWarps, u_face: np.ndarray, plan: FillPlan) -> np.ndarray:
+def fill(
+    canvas: Canvas, region: RegionWarps, u_face: np.ndarray, plan: FillPlan, crossings: np.ndarray | None = None
+) -> np.ndarray:
     """`u_face` (the user's warped face region, uint8) with the planned blocks filled, as a new
     image: from its mirror image, else inpainted at full resolution (the covers' dark lines
-    within the planned blocks: thin, so the skin right beside them fills them)."""
-    x0, y0, x1, y1 = _box_of(plan.filled > NOTHING_TO_FILL, canvas)
+    within the planned blocks: thin, so the skin right beside them fills them; and the
+    strands crossing a brow or an eye within `crossings`, from strand_crossings)."""
+    todo = plan.filled > NOTHING_TO_FILL
+    if crossings is not None:
+        todo = todo | crossings
+    x0, y0, x1, y1 = _box_of(todo, canvas)
     window = (slice(y0, y1), slice(x0, x1))
+    face_size = canvas.size * canvas.factor
+    across = None
+    if crossings is not None:  # told on the face as it is, its strands whole
+        where = canvas.grow(crossings.astype(np.float32))[window] > 0.5
+        across = crossing_valleys(u_face[window], where, face_size, _up(canvas.points))
     part = u_face[window].astype(np.float32)
     mirrored = warp.remap(u_face, region.mirror((x0, y0, x1, y1))).astype(np.float32)
     mirrored *= canvas.grow(plan.mirror_gain)[window]
     filled = np.empty(part.shape, np.uint8)
     cv2.convertScaleAbs(_mixed(part, mirrored, canvas.grow(plan.from_mirror)[window]), dst=filled)
-    filled = _inpaint_lines(
-        filled, canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL, canvas.size * canvas.factor
-    )
+    filled = _inpaint_lines(filled, canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL, face_size, across)
     out = u_face.copy()
     out[window] = filled
     return out
@@ -189,9 +253,13 @@ def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
     crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     canvas = Canvas(crop.shape[:2], face.size, face.landmarks[:, :2] - np.array([x0, y0], np.float32))
     covers = find_covers(canvas, crop, canvas.shrink_dark(crop))
-    if covers is None or float(covers.sum()) < CLEAN_FROM * canvas.size**2:
+    if covers is None or float(covers.mask.sum()) < CLEAN_FROM * canvas.size**2:
         return None
-    inpainted = _inpaint_lines(crop, canvas.grow(covers) > NOTHING_TO_FILL, face.size)
+    across = None
+    if covers.crossings is not None:
+        where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
+        across = crossing_valleys(crop, where, face.size, _up(canvas.points))
+    inpainted = _inpaint_lines(crop, canvas.grow(covers.mask) > NOTHING_TO_FILL, face.size, across)
     if inpainted is crop:
         return None
     cleaned = rgb.copy()
@@ -199,10 +267,13 @@ def clean_photo(rgb: np.ndarray, face: Face) -> np.ndarray | None:
     return cleaned
 
 
-def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.ndarray:
+def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float, across: np.ndarray | None = None) -> np.ndarray:
     """`rgb` (uint8) with what is much darker than its surroundings within `band` (a cover's
-    thin dark line) inpainted from the pixels beside it: a new image, or `rgb` itself when
-    there is nothing to inpaint. Only the window around the band is worked on."""
+    thin dark line), and the pixels of `across` (strands crossing a brow or an eye), inpainted
+    from the pixels beside them: a new image, or `rgb` itself when there is nothing to
+    inpaint. Only the window around them is worked on."""
+    if across is not None:
+        band = band | across
     ys, xs = np.nonzero(band)
     if ys.size == 0:
         return rgb
@@ -217,7 +288,10 @@ def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float) -> np.nd
     around = masks.feather(luma, LINE_WIDTH * face_size)
     darker = (luma + 4) < INPAINT_DARKER * (around + 4)
     grown = INPAINT_GROW * face_size
-    hole = masks.grow((band[window] & darker).astype(np.uint8), grown)
+    lines = band[window] & darker
+    if across is not None:
+        lines |= across[window]
+    hole = masks.grow(lines.astype(np.uint8), grown)
     if not hole.any():
         return rgb
     out = rgb.copy()

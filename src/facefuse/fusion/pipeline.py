@@ -74,9 +74,10 @@ def fill_face(
 
     user_as_seen = user_skin = skin.user_skin(canvas, on_canvas, u_face)
     covers = occluders.find_covers(canvas, u_face, user_as_seen.dark)
-    plan = occluders.plan_fill(canvas, on_canvas, covers, user_as_seen.small)
+    plan = occluders.plan_fill(canvas, on_canvas, None if covers is None else covers.mask, user_as_seen.small)
     if plan is not None:
-        u_face = occluders.fill(canvas, maps.region, u_face, plan)
+        crossings = None if covers is None else covers.crossings
+        u_face = occluders.fill(canvas, maps.region, u_face, plan, crossings)
         user_skin = skin.user_skin(canvas, on_canvas, u_face, plan.filled)
     trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
     canvas_alpha = alpha.on_canvas(
