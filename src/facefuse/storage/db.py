@@ -149,7 +149,8 @@ class SqliteDatabase:
     def query_one(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Row | None:
         cursor = self.connection().execute(sql, params)
         try:
-            return cursor.fetchone()
+            row: sqlite3.Row | None = cursor.fetchone()
+            return row
         finally:
             cursor.close()  # ends the statement, so no read snapshot lingers
 
