@@ -37,6 +37,11 @@ from facefuse.storage.schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION, SchemaT
 
 CONNECT_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 10_000  # a statement (lock waits included) that takes longer means trouble
+# A server that vanished without closing the connection (a network partition, a power cut)
+# is noticed by TCP itself: data unacknowledged this long fails the call, and an idle
+# connection is probed, instead of waiting out the kernel's retransmissions for minutes.
+TCP_USER_TIMEOUT_MS = 5_000
+KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_PROBES = 10, 5, 3
 SCHEMA_LOCK = "facefuse:schema"
 # Connection failures of every kind; psycopg's other errors (a broken constraint) are the caller's.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -118,6 +123,11 @@ class PostgresDatabase:
                 self.url,
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+                keepalives=1,
+                keepalives_idle=KEEPALIVE_IDLE_SECONDS,
+                keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
+                keepalives_count=KEEPALIVE_PROBES,
                 options=options,
                 row_factory=_row_factory,
             )
