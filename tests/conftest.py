@@ -133,11 +133,28 @@ def stop_server(server: RunningServer) -> None:
         server.process.kill()
 
 
+# FACEFUSE_TEST_STORAGE=scaled runs the tests of the session server on PostgreSQL + S3
+# (`make test` runs the black-box API tests so a second time).
+TEST_STORAGE = os.environ.get("FACEFUSE_TEST_STORAGE", "embedded")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("facefuse") / "data")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data_dir = tmp_path_factory.mktemp("facefuse") / "data"
+    running = start_server(data_dir, extra_env=scaled_env(request) if TEST_STORAGE == "scaled" else None)
     yield running
     stop_server(running)
+
+
+def scaled_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of a server on a fresh PostgreSQL database and S3 bucket of this session."""
+    postgres: components.PostgresServer = request.getfixturevalue("postgres")
+    s3: components.MotoServer = request.getfixturevalue("s3")
+    return {
+        **s3.env,
+        "FACEFUSE_DATABASE_URL": postgres.create_database(),
+        "FACEFUSE_STORAGE_URL": f"s3://{s3.create_bucket()}/facefuse",
+    }
 
 
 @pytest.fixture(params=[False, True], ids=["one core", "a spare core"])
@@ -202,11 +219,9 @@ def make_backend(request: pytest.FixtureRequest, name: str, data_dir: Path) -> B
     from facefuse.storage.postgres import PostgresDatabase
     from facefuse.storage.s3 import S3BlobStore
 
-    postgres: components.PostgresServer = request.getfixturevalue("postgres")
-    s3: components.MotoServer = request.getfixturevalue("s3")
-    url, storage = postgres.create_database(), f"s3://{s3.create_bucket()}/facefuse"
-    env = {**s3.env, "FACEFUSE_DATABASE_URL": url, "FACEFUSE_STORAGE_URL": storage}
-    return Backend(name, lambda: PostgresDatabase(url), S3BlobStore(storage, s3.endpoint), env)
+    env = scaled_env(request)
+    url, storage = env["FACEFUSE_DATABASE_URL"], env["FACEFUSE_STORAGE_URL"]
+    return Backend(name, lambda: PostgresDatabase(url), S3BlobStore(storage, env["FACEFUSE_S3_ENDPOINT_URL"]), env)
 
 
 @pytest.fixture(params=["embedded", "scaled"])
