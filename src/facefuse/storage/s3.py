@@ -77,7 +77,7 @@ class S3BlobStore:
                 return None
             raise storage_unavailable(_code(error)) from error
         except BotoCoreError as error:
-            raise storage_unavailable() from error
+            raise storage_unavailable(type(error).__name__) from error
 
     def delete(self, name: str) -> None:
         self._call("delete_object", Bucket=self.bucket, Key=self.key(name))
@@ -96,7 +96,7 @@ class S3BlobStore:
         except ClientError as error:
             raise storage_unavailable(_code(error)) from error
         except BotoCoreError as error:
-            raise storage_unavailable() from error
+            raise storage_unavailable(type(error).__name__) from error
         return found
 
     def ping(self) -> None:
@@ -108,7 +108,7 @@ class S3BlobStore:
         except ClientError as error:
             raise storage_unavailable(_code(error)) from error
         except BotoCoreError as error:
-            raise storage_unavailable() from error
+            raise storage_unavailable(type(error).__name__) from error
 
 
 def _code(error: ClientError) -> str:
