@@ -65,26 +65,35 @@ class Others:
     users of a shared machine): busy time from /proc/stat less the CPU time of this
     process and of every process the run started (nodes, nginx, PostgreSQL, moto)."""
 
-    def __init__(self, roots: list[int]) -> None:
+    def __init__(self, roots: list[int], support: list[int] | None = None) -> None:
         self.roots = roots
+        self.support = support or []  # nginx, PostgreSQL, moto: with this process, what is not a node
 
     def __enter__(self) -> Others:
-        self._busy, self._ours, self._at = _machine_busy_s(), self._ours_s(), time.monotonic()
+        self._busy, self._ours, self._at = _machine_busy_s(), _tree_cpu_s(self.roots), time.monotonic()
+        self._support = self._support_s()
         return self
 
     def __exit__(self, *_: object) -> None:
-        elapsed = time.monotonic() - self._at
-        others = (_machine_busy_s() - self._busy) - (self._ours_s() - self._ours)
-        self.share = max(0.0, others / (elapsed * (os.cpu_count() or 1)))
+        machine = (time.monotonic() - self._at) * (os.cpu_count() or 1)
+        others = (_machine_busy_s() - self._busy) - (_tree_cpu_s(self.roots) - self._ours)
+        self.share = max(0.0, others / machine)
+        self.support_share = (self._support_s() - self._support) / machine
 
-    def _ours_s(self) -> float:
-        pids, todo = set(), list(self.roots)
-        while todo:
-            pid = todo.pop()
-            if pid not in pids:
-                pids.add(pid)
-                todo += child_pids(pid) if Path(f"/proc/{pid}").exists() else []
-        return sum(cpu_seconds(pid) for pid in pids)
+    def _support_s(self) -> float:
+        """This process alone (the load's clients; the nodes are its children) and the support trees."""
+        return cpu_seconds(os.getpid()) + _tree_cpu_s(self.support) if self.support else 0.0
+
+
+def _tree_cpu_s(roots: list[int]) -> float:
+    """CPU seconds of the processes under roots (and the roots)."""
+    pids, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in pids:
+            pids.add(pid)
+            todo += child_pids(pid) if Path(f"/proc/{pid}").exists() else []
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def _machine_busy_s() -> float:
@@ -145,7 +154,13 @@ def pin_tree(pid: int, cpus: set[int]) -> None:
 
 
 def throughput_rounds(
-    args: argparse.Namespace, one: Service, two: Service, nginx_url: str, body: bytes, roots: list[int]
+    args: argparse.Namespace,
+    one: Service,
+    two: Service,
+    nginx_url: str,
+    body: bytes,
+    roots: list[int],
+    support: list[int],
 ) -> dict[str, Any]:
     """1 node direct vs 2 nodes behind nginx, as they are and with each node on a core of its
     own (two machines of one core each: the second core then does not serve the one node's
@@ -156,15 +171,15 @@ def throughput_rounds(
         for node, core in ((one, 0), (two, 1)):
             pin_tree(node.process.pid, {core} if pinned else every)
         kind = "a core per node" if pinned else "shared cores"
-        runs: dict[str, list[tuple[float, float]]] = {"1 node": [], "2 nodes, nginx": []}
+        runs: dict[str, list[tuple[float, float, float]]] = {"1 node": [], "2 nodes, nginx": []}
         for _ in range(args.throughput_rounds):  # rounds alternate, so a busy moment falls on both
             for name, base_url in zip(runs, (one.base_url, nginx_url)):
-                with Others(roots) as others:
+                with Others(roots, support) as others:
                     rps = throughput(base_url, one.auth, body, args.requests, args.concurrency)
-                runs[name].append((round(rps, 2), round(others.share, 2)))
-        best = {name: max(rps for rps, _ in values) for name, values in runs.items()}
+                runs[name].append((round(rps, 2), round(others.share, 2), round(others.support_share, 2)))
+        best = {name: max(rps for rps, _, _ in values) for name, values in runs.items()}
         found[kind] = {
-            **{f"{name} (rps, others' CPU share)": values for name, values in runs.items()},
+            **{f"{name} (rps, others' CPU share, load+nginx+db CPU share)": values for name, values in runs.items()},
             "ratio": round(best["2 nodes, nginx"] / best["1 node"], 2),
         }
     for node in (one, two):
@@ -373,7 +388,8 @@ def main() -> None:
         nginx.start()
         body = bodies["base64"]
         roots += [scaled.process.pid, second.process.pid, nginx.process.pid if nginx.process else 0]
-        report["throughput rps"] = throughput_rounds(args, scaled, second, nginx.base_url, body, roots)
+        support = [nginx.process.pid if nginx.process else 0, postgres.pid, s3.process.pid if s3.process else 0]
+        report["throughput rps"] = throughput_rounds(args, scaled, second, nginx.base_url, body, roots, support)
         print("throughput:", report["throughput rps"], flush=True)
 
         report["quota"] = quota_run([scaled, second], scaled.auth, root / "cli", scaled_env)
