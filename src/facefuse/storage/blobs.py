@@ -118,7 +118,9 @@ def open_blob_store(url: str, data_dir: Path, s3_endpoint_url: str = "") -> Blob
     if not url:
         return LocalBlobStore(data_dir)
     if url.startswith(S3_SCHEME):
-        from facefuse.storage.s3 import S3BlobStore  # the `scale` extra: imported only here
-
+        try:
+            from facefuse.storage.s3 import S3BlobStore  # the `scale` extra: imported only here
+        except ImportError as error:
+            raise ImportError("s3:// storage needs the scale extra: pip install 'facefuse[scale]'") from error
         return S3BlobStore(url, s3_endpoint_url)
     raise ValueError("a storage URL is empty (the data dir) or s3://bucket/prefix")

@@ -92,8 +92,12 @@ def open_database(url: str, sqlite_path: Path) -> Database:
 
         return SqliteDatabase(sqlite_path)
     if is_postgres_url(url):
-        from facefuse.storage.postgres import PostgresDatabase  # the `scale` extra: imported only here
-
+        try:
+            from facefuse.storage.postgres import PostgresDatabase  # the `scale` extra: imported only here
+        except ImportError as error:
+            raise ImportError(
+                "a postgresql:// database needs the scale extra: pip install 'facefuse[scale]'"
+            ) from error
         return PostgresDatabase(url)
     raise ValueError("a database URL is empty (SQLite in the data dir) or postgresql://...")
 
