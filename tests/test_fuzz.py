@@ -4,7 +4,10 @@ Schemathesis reads /openapi.json of the real server and generates requests for e
 operation, both valid by the schema (positive) and invalid (negative); most carry a
 valid admin key, so they reach the body parsing, the decoders and the registry. A
 second run posts mutations of a real photo (truncated, bytes flipped, header sizes
-forged) so the decoders are fuzzed through the wire too.
+forged) so the decoders are fuzzed through the wire too. A third draws fusion parameters
+(the visible label on or off, strengths, result links, registered or ad-hoc templates).
+Every fused result of all three runs must carry the implicit AI label: exiftool reads
+them all at the end (docs/labels.md).
 
 FACEFUSE_FUZZ_EXAMPLES sets the examples per operation and mode (CI: 100; a long run:
 e.g. 1000). FACEFUSE_FUZZ_REPORT=path writes the counts as JSON.
@@ -15,7 +18,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import struct
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +42,7 @@ from schemathesis.checks import (
 )
 
 from facefuse.errors import Err
+from facefuse.media.provenance import DIGITAL_SOURCE_TYPE
 
 EXAMPLES = int(os.environ.get("FACEFUSE_FUZZ_EXAMPLES", "100"))
 CHECKS = [
@@ -53,11 +59,55 @@ FUZZ_SETTINGS = settings(
 )
 
 
+class ResultAudit:
+    """Keeps every fused result the fuzzing gets, for exiftool to read them all at once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def keep(self, server: RunningServer, answer: dict[str, object]) -> None:
+        media = answer["media_info_list"][0]  # type: ignore[index]
+        if media["media_profiles"]["media_data_type"] == "url":
+            fetched = httpx.get(media["media_data"], trust_env=False, timeout=30)
+            assert fetched.status_code == 200
+            jpeg = fetched.content
+        else:
+            jpeg = base64.b64decode(media["media_data"])
+        (self.folder / f"{len(list(self.folder.iterdir())):05d}.jpg").write_bytes(jpeg)
+        COUNTS["results"] += 1
+
+    def assert_all_labelled(self) -> None:
+        """Every result kept carries the IPTC digital source type, as exiftool reads it."""
+        exiftool = shutil.which("exiftool")
+        files = sorted(self.folder.iterdir())
+        if exiftool is None or not files:
+            return
+        done = subprocess.run(
+            [exiftool, "-j", "-XMP-iptcExt:DigitalSourceType", "-XMP-TC260:AIGC", str(self.folder)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        tags = json.loads(done.stdout)
+        labelled = [
+            t for t in tags if t.get("DigitalSourceType") == DIGITAL_SOURCE_TYPE and '"Label":"1"' in t.get("Aigc", "")
+        ]
+        COUNTS["results with the implicit label"] = len(labelled)
+        assert len(tags) == len(files) and len(labelled) == len(files), [t["SourceFile"] for t in tags]
+
+
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def audit(tmp_path_factory: pytest.TempPathFactory) -> ResultAudit:
+    return ResultAudit(tmp_path_factory.mktemp("fuzz-results"))
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory, audit: ResultAudit) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("fuzz") / "data")
     yield running
     stop_server(running)
+    audit.assert_all_labelled()
     report = os.environ.get("FACEFUSE_FUZZ_REPORT")
     if report:
         Path(report).write_text(json.dumps(dict(sorted(COUNTS.items())), indent=2) + "\n")
@@ -90,6 +140,9 @@ def test_openapi_document_covers_every_route(fuzz_server: RunningServer) -> None
         "/v3/facefuse",
         "/v3/templates",
         "/v3/templates/{template_id}",
+        "/v3/templates/{template_id}/thumbnail",
+        "/v3/keys",
+        "/v3/keys/{api_key}",
         "/v3/results/{name}",
         "/healthz",
         "/readyz",
@@ -103,14 +156,16 @@ def test_openapi_document_covers_every_route(fuzz_server: RunningServer) -> None
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 def test_schema_fuzz_gets_no_server_error_and_always_the_error_body(
-    fuzz_server: RunningServer, mode: GenerationMode
+    fuzz_server: RunningServer, mode: GenerationMode, audit: ResultAudit
 ) -> None:
     for operation in operations(fuzz_server):
-        run_operation(fuzz_server, operation, mode)
+        run_operation(fuzz_server, operation, mode, audit)
     assert_still_healthy(fuzz_server)
 
 
-def run_operation(server: RunningServer, operation: schemathesis.APIOperation, mode: GenerationMode) -> None:
+def run_operation(
+    server: RunningServer, operation: schemathesis.APIOperation, mode: GenerationMode, audit: ResultAudit
+) -> None:
     label = f"{operation.method.upper()} {operation.path}"
     needs_auth = "api_key" in {p.get("name") for p in operation.definition.raw.get("parameters", [])}
 
@@ -125,6 +180,8 @@ def run_operation(server: RunningServer, operation: schemathesis.APIOperation, m
         case.validate_response(response, checks=CHECKS)
         if response.status_code >= 400:
             assert_error_body(response, response.status_code)
+        elif label == "POST /v3/facefuse":
+            audit.keep(server, response.json())
 
     try:
         one_case()
@@ -156,7 +213,9 @@ def _overwrite(data: bytes, edits: list[tuple[int, int]]) -> bytes:
     return bytes(mutable)
 
 
-def test_mutated_photos_through_the_wire_get_an_answer_never_a_crash(fuzz_server: RunningServer) -> None:
+def test_mutated_photos_through_the_wire_get_an_answer_never_a_crash(
+    fuzz_server: RunningServer, audit: ResultAudit
+) -> None:
     with fuzz_server.client() as client:
 
         @settings(FUZZ_SETTINGS, max_examples=max(10, EXAMPLES))
@@ -173,9 +232,56 @@ def test_mutated_photos_through_the_wire_get_an_answer_never_a_crash(fuzz_server
             COUNTS[f"photos status {answer.status_code}"] += 1
             if answer.status_code != 200:
                 assert_error_body(answer, answer.status_code)
+            else:
+                audit.keep(fuzz_server, answer.json())
 
         one_photo()
     assert_still_healthy(fuzz_server)
+
+
+USERS = ["deepface__img5.jpg", "deepface__img29.jpg", "face_recognition__examples_obama.jpg"]
+TEMPLATES = [None, "deepface__img2.jpg", "face_recognition__examples_obama2.jpg"]  # None: the demo template
+
+
+def fusion_parameters() -> st.SearchStrategy[dict[str, object]]:
+    """Any mix of the fusion's optional parameters; None leaves a parameter out."""
+    return st.fixed_dictionaries(
+        {
+            "ai_label": st.sampled_from([None, True, False]),
+            "fuse_degree": st.one_of(st.none(), st.integers(0, 100)),
+            "shape_degree": st.one_of(st.none(), st.integers(0, 100)),
+            "rsp_media_type": st.sampled_from(["base64", "url"]),
+        }
+    ).map(lambda drawn: {k: v for k, v in drawn.items() if v is not None})
+
+
+def test_every_fused_result_carries_the_implicit_label(fuzz_server: RunningServer, audit: ResultAudit) -> None:
+    fused = Counter[str]()
+    with fuzz_server.client() as client:
+
+        @settings(FUZZ_SETTINGS, max_examples=max(10, EXAMPLES // 4))
+        @given(parameter=fusion_parameters(), user=st.sampled_from(USERS), template=st.sampled_from(TEMPLATES))
+        def one_fusion(parameter: dict[str, object], user: str, template: str | None) -> None:
+            items = [{"media_data": base64.b64encode(face(user).read_bytes()).decode(), "media_profiles": {}}]
+            if template is not None:
+                items.append(
+                    {
+                        "media_data": base64.b64encode(face(template).read_bytes()).decode(),
+                        "media_profiles": {"media_data_type": "jpg"},
+                        "media_extra": {"role": "template"},
+                    }
+                )
+            else:
+                parameter = {**parameter, "faceFusePPType": DEMO_TEMPLATE}
+            answer = client.post(
+                "/v3/facefuse", params=fuzz_server.auth, json={"parameter": parameter, "media_info_list": items}
+            )
+            assert answer.status_code == 200, answer.text
+            audit.keep(fuzz_server, answer.json())
+            fused["results"] += 1
+
+        one_fusion()
+    assert fused["results"] >= 10
 
 
 def assert_still_healthy(server: RunningServer) -> None:

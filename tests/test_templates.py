@@ -188,9 +188,11 @@ def test_load_decodes_and_analyses_once(registry: TemplateRegistry, monkeypatch:
 def test_results_of_a_kept_template_re_encode_only_the_face_rows(
     tmp_path: Path, template_photo: str, users: list[str]
 ) -> None:
-    """A registry that keeps templates encoded gives the pixels of a full encode."""
+    """A registry that keeps templates encoded gives the pixels of a full encode (the
+    visible AI label's tiles re-encoded too)."""
     from facefuse.media.decode import decode_image
     from facefuse.media.encode import encode_jpeg
+    from facefuse.media.mark import draw_mark
     from facefuse.service import FuseJob, FuseService, UserPhoto
     from facefuse.settings import Settings
 
@@ -202,7 +204,9 @@ def test_results_of_a_kept_template_re_encode_only_the_face_rows(
     service = FuseService(Settings(data_dir=tmp_path), registry)
     job = FuseJob(users=[UserPhoto(photo(name)) for name in users], template_id=template_id)
     fast = decode_image(service.fuse_to_jpeg(job))
-    full = decode_image(encode_jpeg(service.fuse(job), 95))
+    fused = service.fuse(job)
+    draw_mark(fused, service.labeller.style)
+    full = decode_image(encode_jpeg(fused, 95))
     assert np.array_equal(fast, full)
     assert np.abs(fast.astype(int) - registry.load(template_id).image).max() > 50  # a face went in
     registry.db.close()
@@ -225,7 +229,8 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
     # The face crops count too, with their canvas planes (skin likelihood, what stays in
     # front: a float per canvas pixel each, at most one canvas pixel per crop pixel) and landmarks.
     assert 0 < patch_bytes < prepared_bytes <= patch_bytes * (1 + 2 * 4 / 3) + 20_000
-    assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + prepared_bytes)
+    assert loaded.photo == photo(SMALL_FRONTAL)  # kept for a result's signed provenance, and counted
+    assert registry.cache_stats()["bytes"] == 2 * (250 * 250 * 3 + prepared_bytes + len(loaded.photo))
 
 
 def test_remove_and_add_again_under_the_same_id(registry: TemplateRegistry) -> None:

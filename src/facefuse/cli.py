@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pydantic
 
 from facefuse.errors import FacefuseError
 from facefuse.settings import Settings
@@ -27,7 +28,20 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     """Self-hostable face fusion speaking the MTLab facefuse v3 protocol."""
     if data_dir is not None:
         os.environ["FACEFUSE_DATA_DIR"] = str(data_dir)
-    ctx.obj = {"settings": Settings()}
+    ctx.obj = {"settings": _read_settings()}
+
+
+def _read_settings() -> Settings:
+    """The settings, or the command fails naming each bad FACEFUSE_* variable."""
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        problems = [
+            (f"FACEFUSE_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_url=False)
+        ]
+        raise click.ClickException("; ".join(problems)) from None
 
 
 def _open_core(settings: Settings) -> Any:
@@ -58,7 +72,7 @@ def serve(
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"FACEFUSE_{name}"] = str(value)
-    settings = Settings()
+    settings = _read_settings()
     _bootstrap(settings)
     import uvicorn
 
@@ -67,6 +81,8 @@ def serve(
         f"({settings.workers} worker{'s' if settings.workers > 1 else ''})",
         err=True,
     )
+    address = f"http://{_url_host(_browsable_host(settings.host))}:{settings.port}"
+    click.echo(f"facefuse: open {address}/ in a browser: the console (API docs: {address}/docs)", err=True)
     uvicorn.run(
         "facefuse.wire.app:create_server_app",
         factory=True,
@@ -80,6 +96,12 @@ def serve(
 
 
 def _bootstrap(settings: Settings) -> None:
+    from facefuse.labels import signing_credentials
+
+    try:
+        signing_credentials(settings)  # a key that cannot sign stops the start, not the first fusion
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     core = _open_core(settings)
     click.echo(f"facefuse: data dir {settings.data_dir}", err=True)
     if settings.demo_template:
@@ -96,6 +118,11 @@ def _bootstrap(settings: Settings) -> None:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _browsable_host(host: str) -> str:
+    """Where a browser on this machine reaches a server listening on `host` (not 0.0.0.0 or ::)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
 # ---------------------------------------------------------------- keys
@@ -130,25 +157,13 @@ def keys_create(
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """All keys, without secrets."""
-    rows = [_key_row(k) for k in _open_core(_settings(ctx)).keys.list()]
+    rows = [k.to_dict() for k in _open_core(_settings(ctx)).keys.list()]
     if as_json:
         click.echo(json.dumps(rows))
         return
     for row in rows:
         state = "revoked" if row["revoked_at"] else "active"
         click.echo(f"{row['api_key']}  {state:7}  admin={row['admin']!s:5}  qps={row['qps']}  {row['name']}")
-
-
-def _key_row(key: Any) -> dict[str, Any]:
-    return {
-        "api_key": key.api_key,
-        "name": key.name,
-        "admin": key.admin,
-        "qps": key.qps,
-        "daily_quota": key.daily_quota,
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
-    }
 
 
 @keys.command("revoke")
@@ -255,6 +270,11 @@ def templates_remove(ctx: click.Context, template_id: str) -> None:
 )
 @click.option("--fuse-degree", type=click.IntRange(0, 100), default=None)
 @click.option("--shape-degree", type=click.IntRange(0, 100), default=None)
+@click.option(
+    "--ai-label/--no-ai-label",
+    default=None,
+    help="Draw the visible AI label or not, where FACEFUSE_AI_LABEL allows (default: its default).",
+)
 @click.pass_context
 def fuse(
     ctx: click.Context,
@@ -264,8 +284,9 @@ def fuse(
     out: Path,
     fuse_degree: int | None,
     shape_degree: int | None,
+    ai_label: bool | None,
 ) -> None:
-    """Fuse offline: each PHOTO's face into the template."""
+    """Fuse offline: each PHOTO's face into the template; results are labelled as the service's are."""
     from tqdm import tqdm
 
     from facefuse import parallel
@@ -281,7 +302,10 @@ def fuse(
     core = _open_core(settings)
     if settings.demo_template:
         core.registry.ensure_demo()  # offline use on a fresh data dir knows the demo too
-    service = FuseService(settings, core.registry)  # in this process: no server, no work pool
+    try:
+        service = FuseService(settings, core.registry)  # in this process: no server, no work pool
+    except ValueError as exc:  # signing credentials that cannot sign
+        raise click.ClickException(str(exc)) from None
     if settings.spare_cores:
         parallel.use_spare_cores(lambda: True)  # one photo at a time: the other cores are idle
     template_bytes = template_photo.read_bytes() if template_photo else None
@@ -293,6 +317,7 @@ def fuse(
             template_photo=template_bytes,
             fuse_degree=fuse_degree,
             shape_degree=shape_degree,
+            ai_label=ai_label,
         )
         target = out if single else out / f"{path.stem}.jpg"
         try:

@@ -71,12 +71,14 @@ class FacefuseClient:
         template_photo: PhotoInput | str | None = None,
         fuse_degree: int | None = None,
         shape_degree: int | None = None,
+        ai_label: bool | None = None,
     ) -> FuseResult:
-        """Fuse one user photo into a registered template or an ad-hoc template photo."""
+        """Fuse one user photo into a registered template or an ad-hoc template photo;
+        ai_label: the visible AI label on or off, where the server lets the request decide."""
         parameter: dict[str, Any] = {"rsp_media_type": rsp_media_type}
         if template_id:
             parameter["faceFusePPType"] = template_id
-        for name, value in (("fuse_degree", fuse_degree), ("shape_degree", shape_degree)):
+        for name, value in (("fuse_degree", fuse_degree), ("shape_degree", shape_degree), ("ai_label", ai_label)):
             if value is not None:
                 parameter[name] = value
         items = [media_item(photo)]

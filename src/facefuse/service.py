@@ -9,9 +9,12 @@ import numpy as np
 from facefuse.errors import Err, FacefuseError
 from facefuse.fusion.fuse import FuseOptions, PreparedTemplate, fuse_prepared, prepare_template
 from facefuse.fusion.occluders import clean_photo
+from facefuse.labels import Labeller
+from facefuse.media.credentials import Ingredient
 from facefuse.media.decode import check_image, decode_image, decode_image_reduced
 from facefuse.media.encode import TileCodedJpeg, encode_jpeg
 from facefuse.media.limits import ImageLimits
+from facefuse.media.mark import Box
 from facefuse.settings import Settings
 from facefuse.templates.registry import TemplateRegistry
 from facefuse.vision.checks import FaceRules, require_template_faces, select_user_face
@@ -39,6 +42,7 @@ class FuseJob:
     template_photo: bytes | None = None  # ad-hoc template (docs/api.md B.2)
     fuse_degree: int | None = None
     shape_degree: int | None = None
+    ai_label: bool | None = None  # the visible mark; None: the server's policy decides (docs/labels.md)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class TemplateScene:
     shape_degree: int | None = None
     prepared: tuple[PreparedTemplate, ...] = ()  # per face, when worked out beforehand
     encoded: TileCodedJpeg | None = None  # the image encoded as results are, when kept
+    template_id: str | None = None  # None: an ad-hoc template photo
+    photo: bytes | None = None  # the template's file, hashed for the signed provenance
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class FuseService:
     def __init__(self, settings: Settings, registry: TemplateRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry
+        self.labeller = Labeller(settings)
         self.image_limits = ImageLimits.from_settings(settings)
         self.face_rules = FaceRules(
             min_face_px=settings.min_face_px,
@@ -76,29 +83,40 @@ class FuseService:
         )
 
     def fuse_to_jpeg(self, job: FuseJob) -> bytes:
-        """The result as JPEG; with a template kept encoded, only the tiles of blocks around
-        the faces are encoded again (the same bytes as encoding the whole result)."""
+        """The result as a labelled JPEG (docs/labels.md): the visible mark when wanted, the
+        XMP label always, the signed manifest when configured."""
         scene, placed, result = self._fused(job)
+        mark = self.labeller.mark(result, job.ai_label)
+        jpeg = self._encoded(scene, placed, result, mark)
+        return self.labeller.finish(jpeg, scene.template_id, ingredients(job, scene))
+
+    def _encoded(self, scene: TemplateScene, placed: list[PlacedUser], result: np.ndarray, mark: Box | None) -> bytes:
+        """With a template kept encoded, only the tiles of blocks around the faces and the
+        mark are encoded again (the same bytes as encoding the whole result)."""
         encoded = scene.encoded
         if encoded is None or encoded.quality != self.settings.jpeg_quality or not scene.prepared:
             return encode_jpeg(result, self.settings.jpeg_quality)
-        boxes = [scene.prepared[user.template_face_index].changed_box() for user in placed]
-        return encoded.with_region(
-            result,
-            (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)),
-        )
+        faces = [scene.prepared[user.template_face_index].changed_box() for user in placed]
+        boxes = [
+            (min(b[0] for b in faces), min(b[1] for b in faces), max(b[2] for b in faces), max(b[3] for b in faces))
+        ]
+        return encoded.with_regions(result, boxes if mark is None else [*boxes, mark])
 
     def fuse(self, job: FuseJob) -> np.ndarray:
+        """The fused pixels, before any label."""
         return self._fused(job)[2]
 
     def _fused(self, job: FuseJob) -> tuple[TemplateScene, list[PlacedUser], np.ndarray]:
         scene = self.load_scene(job)
         placed = self.place_users(job.users, scene.faces)
-        options = FuseOptions(
+        return scene, placed, fuse_scene(scene, placed, self.options(job, scene))
+
+    def options(self, job: FuseJob, scene: TemplateScene) -> FuseOptions:
+        """The strengths: the request's, else the template's, else the server's."""
+        return FuseOptions(
             fuse_degree=_first_set(job.fuse_degree, scene.fuse_degree, self.settings.fuse_degree),
             shape_degree=_first_set(job.shape_degree, scene.shape_degree, self.settings.shape_degree),
         )
-        return scene, placed, fuse_scene(scene, placed, options)
 
     def load_scene(self, job: FuseJob) -> TemplateScene:
         """The registered template, or the ad-hoc one; template id errors come first (cheap)."""
@@ -110,7 +128,7 @@ class FuseService:
             lone = len(job.users) == 1 and job.users[0].template_face_index is None
             faces = detect_faces(image, every_face=not lone)
             require_template_faces(faces)
-            return TemplateScene(image=image, faces=faces)
+            return TemplateScene(image=image, faces=faces, photo=job.template_photo)
         if not job.template_id:
             raise FacefuseError(Err.MISSING_PARAMETER, "parameter.faceFusePPType is required")
         if self.registry is None:
@@ -123,6 +141,8 @@ class FuseService:
             shape_degree=loaded.info.shape_degree,
             prepared=loaded.prepared,
             encoded=loaded.encoded,
+            template_id=loaded.info.template_id,
+            photo=loaded.photo,
         )
 
     def place_users(self, users: list[UserPhoto], template_faces: list[Face]) -> list[PlacedUser]:
@@ -224,6 +244,13 @@ def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOpti
             prepared = prepare_template(result, scene.faces[index])
         result = fuse_prepared(prepared, user.image, user.face, options)
     return result
+
+
+def ingredients(job: FuseJob, scene: TemplateScene) -> list[Ingredient]:
+    """The photos a result is made from, for its signed provenance (their hashes only)."""
+    template = [Ingredient(f"template {scene.template_id or '(ad hoc)'}", scene.photo)] if scene.photo else []
+    users = [Ingredient(f"user photo {n}", user.photo) for n, user in enumerate(job.users, start=1)]
+    return template + users
 
 
 def _upright_shape(stored_size: tuple[int, int], upright: tuple[int, ...]) -> tuple[int, int, int]:

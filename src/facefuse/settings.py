@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +80,38 @@ class Settings(BaseSettings):
     # Fusion defaults (a template may override them)
     fuse_degree: int = Field(100, ge=0, le=100)
     shape_degree: int = Field(40, ge=0, le=100)
+
+    # AI labels (docs/labels.md): the visible mark; the XMP label is always written
+    ai_label: Literal["always", "default_on", "default_off"] = "default_on"  # may a request's ai_label decide?
+    ai_label_text: str = Field("AI合成", min_length=1, max_length=40)
+    ai_label_position: Literal["bottom-right", "bottom-left", "top-right", "top-left"] = "bottom-right"
+    ai_label_size: float = Field(0.03, gt=0, le=0.25)  # text height, share of the image's shorter side
+    ai_label_opacity: float = Field(0.85, gt=0, le=1)
+    content_producer: str = Field("facefuse", min_length=1, max_length=200)  # GB 45438 ContentProducer
+    # Signed provenance (C2PA): PEM certificate chain (signer first) and its private key; both or neither
+    c2pa_cert: Path | None = None
+    c2pa_key: Path | None = None
+
+    @field_validator("ai_label_text", mode="after")
+    @classmethod
+    def _drawable(cls, value: str) -> str:
+        from facefuse.media.mark import missing_glyphs  # the font's table, only when a label is set
+
+        missing = missing_glyphs(value)
+        if missing:
+            raise ValueError(f"the label font has no glyph for {missing!r} (see src/facefuse/media/fonts/README.md)")
+        return value
+
+    @field_validator("c2pa_cert", "c2pa_key", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _c2pa_pair(self) -> "Settings":
+        if (self.c2pa_cert is None) != (self.c2pa_key is None):
+            raise ValueError("FACEFUSE_C2PA_CERT and FACEFUSE_C2PA_KEY go together: set both or neither")
+        return self
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -16,12 +16,13 @@ import time
 import numpy as np
 
 from facefuse import parallel
-from facefuse.errors import FacefuseError
+from facefuse.errors import Err, FacefuseError
 from facefuse.media.limits import ImageLimits
 from facefuse.service import FuseJob, FuseService, UserPhoto
 from facefuse.settings import Settings
 from facefuse.storage.blobs import open_blob_store
 from facefuse.storage.database import open_database
+from facefuse.templates.preview import make_thumbnail, template_view
 from facefuse.templates.registry import DEMO_TEMPLATE_ID, TemplateRegistry, demo_photo
 from facefuse.vision.detect import detect_faces
 from facefuse.workpool import PoolLoad, freeze_startup_objects, tune_for_compute
@@ -106,10 +107,19 @@ def add_template(
     photo: bytes, template_id: str | None, name: str | None, fuse_degree: int | None, shape_degree: int | None
 ) -> dict[str, object]:
     """Analyse and store a template photo (faces found here, the rows and files written here)."""
-    info = _ready_registry().add(
-        photo, template_id=template_id, name=name, fuse_degree=fuse_degree, shape_degree=shape_degree
-    )
-    return info.to_dict()
+    registry = _ready_registry()
+    info = registry.add(photo, template_id=template_id, name=name, fuse_degree=fuse_degree, shape_degree=shape_degree)
+    return template_view(registry, info)
+
+
+def template_thumbnail(template_id: str) -> bytes:
+    """The template's photo shrunk to a thumbnail; decoded only, so that a gallery does not fill
+    the loaded-template cache that fusions need."""
+    registry = _ready_registry()
+    info = registry.get(template_id)
+    if info is None:
+        raise FacefuseError(Err.TEMPLATE_NOT_FOUND, f"no template {template_id[:64]!r}")
+    return make_thumbnail(registry.image(info))
 
 
 def _ready_service() -> FuseService:

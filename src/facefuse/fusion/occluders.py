@@ -44,6 +44,8 @@ COVER_GROW = 0.015  # of the face size: a cover's soft edge is filled too
 # line) as a valley of luma across the strand's own direction, within this much (of the
 # face size) of the strand's parts found.
 CROSSING_REACH = 0.10
+PUPIL = 0.6  # of the iris's radius: a pupil's reach, a strand over it let be
+LID_EDGE = 0.015  # of the face size: a lid's edge with its lashes, inside the eye's outline
 CROSSING_WIDTH = 0.03  # of the face size: strands are narrower than this across the face
 CROSSING_DEPTH = 0.85  # a strand's pixel is darker than this of the skin beside it
 CROSSING_LENGTH = 0.15  # of the face size: a strand runs at least this far down the face
@@ -128,7 +130,10 @@ def find_covers(canvas: Canvas, face: np.ndarray, dark: np.ndarray) -> Covers | 
         OWN_FEATURES_MARGIN * size,
     )
     strands = covers * (1 - near)
-    return Covers(np.maximum(strands, frames * (1 - brows)), strand_crossings(canvas, strands))
+    # A pair of glasses' rims hang past the eyes too: with glasses, the lines over the brows
+    # and lids are the frames' (kept out of them above), not a strand's.
+    crossings = None if frames.any() else strand_crossings(canvas, strands)
+    return Covers(np.maximum(strands, frames * (1 - brows)), crossings)
 
 
 def strand_crossings(canvas: Canvas, strands: np.ndarray) -> np.ndarray | None:
@@ -144,9 +149,24 @@ def strand_crossings(canvas: Canvas, strands: np.ndarray) -> np.ndarray | None:
     eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
     near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
     reach = masks.grow(seeds.astype(np.uint8), CROSSING_REACH * canvas.size) > 0
-    # Over the eye itself a strand is let be: the pupil and the lashes are dark lines too.
-    crossing = reach & (near > 0.5) & ~seeds & (masks.grow(eyes, OWN_EYES_MARGIN * canvas.size) < 0.5)
+    # The lids' edges are let be (the lashes, a squint's whole opening), and the pupils,
+    # each a dark valley itself; a strand over the white of an eye is not.
+    lids = (masks.grow(eyes, OWN_EYES_MARGIN * canvas.size) > 0.5) & (masks.shrink(eyes, LID_EDGE * canvas.size) < 0.5)
+    crossing = reach & (near > 0.5) & ~seeds & ~lids & ~_pupils(canvas)
     return crossing if crossing.any() else None
+
+
+def _pupils(canvas: Canvas) -> np.ndarray:
+    """The pupils, with a margin (bool): a strand over one is let be, a pupil being a dark
+    valley itself."""
+    out = np.zeros(canvas.shape, np.uint8)
+    pts = canvas.points
+    if len(pts) > mesh.LEFT_IRIS[-1]:
+        for iris in (mesh.RIGHT_IRIS, mesh.LEFT_IRIS):
+            centre = pts[iris[0]]
+            radius = float(np.linalg.norm(pts[list(iris[1:])] - centre, axis=1).mean())
+            cv2.circle(out, (int(round(centre[0])), int(round(centre[1]))), max(1, int(np.ceil(PUPIL * radius))), 1, -1)
+    return out > 0
 
 
 def crossing_valleys(rgb: np.ndarray, where: np.ndarray, face_size: float, up: np.ndarray) -> np.ndarray:
@@ -274,15 +294,12 @@ def _inpaint_lines(rgb: np.ndarray, band: np.ndarray, face_size: float, across: 
     inpaint. Only the window around them is worked on."""
     if across is not None:
         band = band | across
-    ys, xs = np.nonzero(band)
-    if ys.size == 0:
+    bx, by, bw, bh = cv2.boundingRect(band.view(np.uint8))  # as np.nonzero's extremes, far cheaper
+    if bw == 0:
         return rgb
     pad = int(np.ceil(INPAINT_CONTEXT * face_size))
     h, w = band.shape
-    window = (
-        slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)),
-        slice(max(0, xs.min() - pad), min(w, xs.max() + pad + 1)),
-    )
+    window = (slice(max(0, by - pad), min(h, by + bh + pad)), slice(max(0, bx - pad), min(w, bx + bw + pad)))
     part = np.ascontiguousarray(rgb[window])
     luma = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY).astype(np.float32)
     around = masks.feather(luma, LINE_WIDTH * face_size)

@@ -81,15 +81,31 @@ def is_grayscale(rgb: np.ndarray) -> bool:
 
 
 def is_colourless(rgb: np.ndarray) -> bool:
-    """True for a black-and-white photo, even one slightly toned: its chroma hardly varies
-    (a colour photo's lips, eyes and skin differ in colour)."""
+    """True for a black-and-white photo, toned or not (sepia, a cyanotype): its chroma
+    follows its luma alone, one hue throughout (a colour photo's lips, eyes and skin differ
+    in colour at the same brightness)."""
     sample = np.ascontiguousarray(rgb[:: max(1, rgb.shape[0] // 64), :: max(1, rgb.shape[1] // 64)])
-    chroma = cv2.cvtColor(sample, cv2.COLOR_RGB2YCrCb)[..., 1:].reshape(-1, 2).astype(np.int16)
-    spread = np.abs(chroma - np.median(chroma, axis=0).astype(np.int16)).ravel()
-    return int(np.partition(spread, int(0.99 * (spread.size - 1)))[int(0.99 * (spread.size - 1))]) <= COLOURLESS_SPREAD
+    ycc = cv2.cvtColor(sample, cv2.COLOR_RGB2YCrCb).reshape(-1, 3).astype(np.int16)
+    # Chroma as a function of luma, whatever its curve (a tint grows with brightness and
+    # clips in highlights): its spread among pixels of about the same luma.
+    order = np.argsort(ycc[:, 0], kind="stable")
+    ycc = ycc[order]
+    bins = np.searchsorted(ycc[:, 0], np.arange(0, 256, COLOURLESS_LUMA_STEP))
+    spreads = []
+    for start, stop in zip(bins, [*bins[1:], len(ycc)]):
+        if stop - start >= COLOURLESS_LEAST_PIXELS:
+            chroma = ycc[start:stop, 1:]
+            spreads.append(np.abs(chroma - np.median(chroma, axis=0).astype(np.int16)).ravel())
+    if not spreads:
+        return False
+    spread = np.concatenate(spreads)
+    k = int(0.99 * (spread.size - 1))
+    return int(np.partition(spread, k)[k]) <= COLOURLESS_SPREAD
 
 
-# Of YCrCb chroma (0..255) around its median, at the 99th percentile: a black-and-white
+COLOURLESS_LUMA_STEP = 4  # luma levels of a bin of "about the same luma"
+COLOURLESS_LEAST_PIXELS = 8  # a bin with fewer sampled pixels says nothing
+# Of YCrCb chroma (0..255) around its curve of luma, at the 99th percentile: a black-and-white
 # photo's stays within this, a colour photo's lips alone go far past it.
 COLOURLESS_SPREAD = 6.0
 

@@ -46,6 +46,18 @@ class ApiKey:
     def active(self) -> bool:
         return self.revoked_at is None
 
+    def to_dict(self) -> dict[str, object]:
+        """The view `keys list --json` and GET /v3/keys give (docs/api.md B.7, B.10)."""
+        return {
+            "api_key": self.api_key,
+            "name": self.name,
+            "admin": self.admin,
+            "qps": self.qps,
+            "daily_quota": self.daily_quota,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+        }
+
 
 def hash_secret(api_key: str, secret: str) -> str:
     digest = hashlib.sha256(f"facefuse-api-secret\0{api_key}\0{secret}".encode()).hexdigest()

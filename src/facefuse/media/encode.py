@@ -74,29 +74,41 @@ class TileCodedJpeg:
     def with_region(self, rgb: np.ndarray, box: tuple[int, int, int, int]) -> bytes:
         """The JPEG of `rgb`, which equals the encoded image outside box (x0, y0, x1, y1):
         only the tiles that hold the box are encoded again."""
+        return self.with_regions(rgb, [box])
+
+    def with_regions(self, rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> bytes:
+        """The JPEG of `rgb`, which equals the encoded image outside the boxes: only the
+        tiles that hold a box are encoded again (a tile under two boxes is coded twice from
+        the same pixels, so to the same bytes)."""
         if rgb.shape[:2] != (self.height, self.width):
             raise ValueError(f"the image is {rgb.shape[1]}x{rgb.shape[0]}, not {self.width}x{self.height}")
+        tiles = list(self.tiles)
+        for box in boxes:
+            self._recode(rgb, box, tiles)
+        return b"".join([self.header, *tiles, _EOI])
+
+    def _recode(self, rgb: np.ndarray, box: tuple[int, int, int, int], tiles: list[bytes]) -> None:
+        """Replace, in `tiles`, those over box with the coded tiles of rgb there."""
         tile_px = self.interval * _BLOCK
         per_row = -(-self.width // tile_px)
         rows = -(-self.height // _BLOCK)
         x0, y0, x1, y1 = box
         c0, c1 = max(0, x0) // tile_px, min(per_row, -(-min(x1, self.width) // tile_px))
         r0, r1 = max(0, y0) // _BLOCK, min(rows, -(-min(y1, self.height) // _BLOCK))
-        tiles = list(self.tiles)
-        if c1 > c0 and r1 > r0:
-            columns = slice(c0 * tile_px, min(c1 * tile_px, self.width))
-            # Two halves of rows, coded apart (a tile is coded on its own), on two cores when spare.
-            middle = (r0 + r1 + 1) // 2
-            upper = parallel.start(self._coded_tiles, rgb[r0 * _BLOCK : middle * _BLOCK, columns])
-            lower = rgb[middle * _BLOCK : min(r1 * _BLOCK, self.height), columns]
-            lower_tiles = self._coded_tiles(lower) if lower.size else []
-            new = upper.result() + lower_tiles
-            if len(new) != (r1 - r0) * (c1 - c0):
-                raise ValueError(f"{len(new)} coded tiles for {(r1 - r0) * (c1 - c0)}")
-            for row in range(r0, r1):
-                start, first = (row - r0) * (c1 - c0), row * per_row + c0
-                tiles[first : first + c1 - c0] = _with_markers(new[start : start + c1 - c0], first, len(tiles))
-        return b"".join([self.header, *tiles, _EOI])
+        if c1 <= c0 or r1 <= r0:
+            return
+        columns = slice(c0 * tile_px, min(c1 * tile_px, self.width))
+        # Two halves of rows, coded apart (a tile is coded on its own), on two cores when spare.
+        middle = (r0 + r1 + 1) // 2
+        upper = parallel.start(self._coded_tiles, rgb[r0 * _BLOCK : middle * _BLOCK, columns])
+        lower = rgb[middle * _BLOCK : min(r1 * _BLOCK, self.height), columns]
+        lower_tiles = self._coded_tiles(lower) if lower.size else []
+        new = upper.result() + lower_tiles
+        if len(new) != (r1 - r0) * (c1 - c0):
+            raise ValueError(f"{len(new)} coded tiles for {(r1 - r0) * (c1 - c0)}")
+        for row in range(r0, r1):
+            start, first = (row - r0) * (c1 - c0), row * per_row + c0
+            tiles[first : first + c1 - c0] = _with_markers(new[start : start + c1 - c0], first, len(tiles))
 
     def _coded_tiles(self, region: np.ndarray) -> list[bytes]:
         return _split(_encode(region, _tile_params(self.quality, self.interval)))[1]

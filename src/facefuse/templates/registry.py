@@ -99,11 +99,13 @@ class LoadedTemplate:
     faces: list[Face]  # left to right
     prepared: tuple[PreparedTemplate, ...] = ()  # what fusion needs of each face, worked out once
     encoded: TileCodedJpeg | None = None  # the image as results are encoded, for re-encoding only around faces
+    photo: bytes | None = None  # the stored file, which a result's signed provenance names by its hash
 
     @property
     def nbytes(self) -> int:
         encoded = self.encoded.nbytes if self.encoded is not None else 0
-        return self.image.nbytes + sum(p.nbytes for p in self.prepared) + encoded
+        photo = len(self.photo) if self.photo is not None else 0
+        return self.image.nbytes + sum(p.nbytes for p in self.prepared) + encoded + photo
 
 
 class TemplateRegistry:
@@ -240,21 +242,39 @@ class TemplateRegistry:
         self._cache.put(loaded)
         return loaded
 
-    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+    def faces(self, info: TemplateInfo) -> list[Face] | None:
+        """The template's faces as analysed when it was added, left to right; None once removed."""
         row = self.db.query_one(
             "SELECT faces_json FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
         )
-        photo = self.blobs.get(info.blob_name) if row is not None else None
-        if row is None or photo is None:  # removed since we looked
+        return None if row is None else [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+
+    def stored_photo(self, info: TemplateInfo) -> bytes:
+        """The photo's bytes as they were added; 10011 once removed."""
+        photo = self.blobs.get(info.blob_name)
+        if photo is None:
             raise _not_found(info.template_id)
-        image = decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
-        faces = [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
+        return photo
+
+    def image(self, info: TemplateInfo) -> np.ndarray:
+        """The stored photo, upright RGB, decoded anew (not cached); 10011 once removed."""
+        return self._decode(info, self.stored_photo(info))
+
+    def _decode(self, info: TemplateInfo, photo: bytes) -> np.ndarray:
+        return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
+
+    def _read(self, info: TemplateInfo) -> LoadedTemplate:
+        faces = self.faces(info)
+        if faces is None:
+            raise _not_found(info.template_id)
+        photo = self.stored_photo(info)
+        image = self._decode(info, photo)
         image.setflags(write=False)
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:
             item.patch.setflags(write=False)
         encoded = None if self.result_quality is None else TileCodedJpeg.encode(image, self.result_quality)
-        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded)
+        return LoadedTemplate(info=info, image=image, faces=faces, prepared=prepared, encoded=encoded, photo=photo)
 
     def cache_stats(self) -> dict[str, int]:
         """Loaded templates kept in this process, their image bytes, hits and misses so far."""

@@ -19,7 +19,7 @@ from facefuse.wire.metrics import QUEUE
 from facefuse.wire.middleware import RequestContextMiddleware
 from facefuse.wire.openapi import install_openapi
 from facefuse.wire.responses import JsonResponse
-from facefuse.wire.routes import fuse, ops, results, templates
+from facefuse.wire.routes import console, fuse, keys, ops, results, templates
 from facefuse.workpool import freeze_startup_objects, tune_allocator
 
 log = logging.getLogger("facefuse")
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, freeze_when_ready: bool = False
     )
     install_error_handlers(app)
     install_openapi(app)
-    for module in (fuse, templates, results, ops):
+    for module in (fuse, templates, keys, results, ops, console):
         app.include_router(module.router)
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, body_deadline=settings.request_deadline

@@ -12,6 +12,7 @@ from facefuse.settings import Settings
 from facefuse.storage.blobs import BlobStore, open_blob_store
 from facefuse.storage.database import Database, open_database
 from facefuse.storage.results import ResultStore
+from facefuse.templates.preview import ThumbnailCache
 from facefuse.templates.registry import TemplateRegistry
 from facefuse.workpool import WorkPool
 
@@ -28,6 +29,7 @@ class AppContext:
     pool: WorkPool  # work processes: fusion and template analysis run there
     image_limits: ImageLimits
     fetch_limits: FetchLimits
+    thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
     ready: bool = field(default=False)
 
     @classmethod

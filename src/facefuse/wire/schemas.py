@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 BASE64_TYPES = {"jpg", "jpeg", "png", "base64"}
 
@@ -70,6 +70,11 @@ class FuseParameter(BaseModel):
     rsp_media_type: Literal["base64", "url"] = "base64"
     fuse_degree: int | None = Field(None, ge=0, le=100)
     shape_degree: int | None = Field(None, ge=0, le=100)
+    ai_label: StrictBool | None = Field(
+        None,
+        description="the visible AI label: true or false where FACEFUSE_AI_LABEL lets the request decide "
+        "(default_on, default_off); unset: the server's default. The XMP label is always written.",
+    )
 
 
 class FuseRequest(BaseModel):
@@ -94,6 +99,15 @@ class TemplateCreateRequest(BaseModel):
 
     media_info_list: list[MediaItem] = Field(min_length=1, max_length=1)
     parameter: TemplateParameter = TemplateParameter()
+
+
+class KeyCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: StrictStr = Field(min_length=1, max_length=200, description="who or what the key is for")
+    admin: StrictBool = Field(False, description="may use the admin APIs (templates, keys)")
+    qps: float | None = Field(None, gt=0, allow_inf_nan=False, description="requests a second; none: no limit")
+    daily_quota: int | None = Field(None, ge=0, description="requests a UTC day; none: no limit")
 
 
 # ------------------------------------------------------------------ answers (for the OpenAPI document)
@@ -126,6 +140,15 @@ class FuseResponse(BaseModel):
     media_info_list: list[ResultMedia] = Field(min_length=1, max_length=1)
 
 
+class FaceBox(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
 class TemplateView(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -135,6 +158,11 @@ class TemplateView(BaseModel):
     width: int
     height: int
     created_at: str
+    face_boxes: list[FaceBox] = Field(
+        description="each face's box in pixels of the upright photo, left to right (template_face_index order)"
+    )
+    fuse_degree: int | None = Field(description="the template's default; null: the server's")
+    shape_degree: int | None = Field(description="the template's default; null: the server's")
 
 
 class TemplateList(BaseModel):
@@ -148,6 +176,35 @@ class TemplateDeleted(BaseModel):
 
     template_id: str
     deleted: Literal[True]
+
+
+class KeyView(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: str
+    name: str
+    admin: bool
+    qps: float | None
+    daily_quota: int | None
+    created_at: str
+    revoked_at: str | None
+
+
+class KeyCreated(KeyView):
+    api_secret: str = Field(description="shown in this answer only; stored as a hash")
+
+
+class KeyList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[KeyView]
+
+
+class KeyRevoked(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: str
+    revoked: Literal[True]
 
 
 class Health(BaseModel):

@@ -34,7 +34,7 @@ import numpy as np
 
 from facefuse.fusion import masks, mesh
 from facefuse.fusion.glasses.bands import holds_eye, mirrored, rim_band
-from facefuse.fusion.glasses.bridge import FACE_SIDES, FaceAxes, find_bridge, likeness
+from facefuse.fusion.glasses.bridge import FACE_SIDES, FaceAxes, bridge_box, find_bridge, likeness
 from facefuse.fusion.glasses.parts import (
     arm_mask,
     beside_dark,
@@ -74,9 +74,14 @@ class Frames:
 
 def has_bridge(patch: np.ndarray, points: np.ndarray, face_size: float) -> bool:
     """Whether the face seems to wear glasses, by their bridge alone (find_frames's first,
-    quick test; the rims decide)."""
-    _, lab, local, axes = _work_area(patch, points, face_size)
-    return find_bridge(lab, local, axes) is not None
+    quick test; the rims decide). Only the nose's part find_bridge reads is worked on: the
+    blur's reach beyond it keeps its values those of the whole work area."""
+    axes = FaceAxes.of(points, face_size)
+    sigma = _blur_sigma(face_size)
+    x0, y0, x1, y1 = bridge_box(points[:, :2], axes, patch.shape[:2], 4 * sigma + 2)
+    offset = np.array([x0, y0], np.float32)
+    lab = _blurred_lab(patch[y0:y1, x0:x1], sigma)
+    return find_bridge(lab, points[:, :2] - offset, axes.moved(-offset)) is not None
 
 
 def _work_area(
@@ -87,9 +92,17 @@ def _work_area(
     axes = FaceAxes.of(points, face_size)
     x0, y0, x1, y1 = _work_box(points, patch.shape[:2], face_size)
     offset = np.array([x0, y0], np.float32)
-    lab = cv2.cvtColor(patch[y0:y1, x0:x1].astype(np.float32) * (1 / 255), cv2.COLOR_RGB2Lab)
-    lab = cv2.GaussianBlur(lab, (0, 0), max(0.5, 0.002 * face_size))
+    lab = _blurred_lab(patch[y0:y1, x0:x1], _blur_sigma(face_size))
     return (x0, y0, x1, y1), lab, points[:, :2] - offset, axes.moved(-offset)
+
+
+def _blur_sigma(face_size: float) -> float:
+    return max(0.5, 0.002 * face_size)
+
+
+def _blurred_lab(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    """CIELAB (float32) of `rgb`, lightly blurred: a pixel's noise does not break a frame."""
+    return cv2.GaussianBlur(cv2.cvtColor(rgb.astype(np.float32) * (1 / 255), cv2.COLOR_RGB2Lab), (0, 0), sigma)
 
 
 def find_frames(patch: np.ndarray, points: np.ndarray, face_size: float) -> Frames | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facefuse.fusion import mesh
+from facefuse.fusion import masks, mesh
 
 # The bridge: looked for on the nose's midline from the brows' top down to this far below
 # the eyes (of the face size), in bands of these widths, across this much of the nose each
@@ -22,6 +22,7 @@ from facefuse.fusion import mesh
 BRIDGE_BELOW_EYES = 0.10
 BRIDGE_WIDTHS = (0.01, 0.015, 0.02, 0.03, 0.04)
 BRIDGE_SPAN = 0.03
+BRIDGE_STEP = 0.002  # of the face size: the nose is read down the face at this step
 # How far (Lab units) a bridge's colour stands out from the nose above and below it, at
 # the least, across most of the nose's width (the quarter of it where it stands out least).
 BRIDGE_CONTRAST = 10.0
@@ -86,14 +87,10 @@ def find_bridge(lab: np.ndarray, points: np.ndarray, axes: FaceAxes) -> Bridge |
     """The bridge of the glasses: the band across the top of the nose that stands out most
     from the nose above and below it over most of the nose's width; None if none does."""
     size = axes.size
-    brows = points[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)]
-    top = float(((brows - axes.middle) @ axes.down).min())
-    step = 0.002 * size
-    ys = np.arange(top, BRIDGE_BELOW_EYES * size, step, dtype=np.float32)
-    xs = np.linspace(-BRIDGE_SPAN, BRIDGE_SPAN, 7, dtype=np.float32) * size
-    px, py = axes.at(axes.middle, xs[:, None], ys[None, :])
+    ys, px, py = _bridge_grid(points, axes)
+    step = BRIDGE_STEP * size
     profiles = cv2.remap(lab, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # (columns, ys, 3)
-    sums = np.concatenate([np.zeros((len(xs), 1, 3), np.float32), np.cumsum(profiles, axis=1)], axis=1)
+    sums = np.concatenate([np.zeros((len(px), 1, 3), np.float32), np.cumsum(profiles, axis=1)], axis=1)
     n = len(ys)
     best: Bridge | None = None
     for width in BRIDGE_WIDTHS:
@@ -118,6 +115,25 @@ def find_bridge(lab: np.ndarray, points: np.ndarray, axes: FaceAxes) -> Bridge |
     if best is None or best.contrast < BRIDGE_CONTRAST:
         return None
     return best
+
+
+def bridge_box(points: np.ndarray, axes: FaceAxes, shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of what find_bridge reads of an image of `shape` (h, w), grown by
+    `margin` pixels: a caller that only asks whether there is a bridge works on that alone."""
+    _, px, py = _bridge_grid(points, axes)
+    return masks.bounds(np.stack([px.ravel(), py.ravel()], axis=1), shape, margin)
+
+
+def _bridge_grid(points: np.ndarray, axes: FaceAxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where find_bridge reads the nose: the heights down the face (pixels from the eyes'
+    middle), and the image x, y of each (columns across the nose, heights)."""
+    size = axes.size
+    brows = points[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)]
+    top = float(((brows - axes.middle) @ axes.down).min())
+    ys = np.arange(top, BRIDGE_BELOW_EYES * size, BRIDGE_STEP * size, dtype=np.float32)
+    xs = np.linspace(-BRIDGE_SPAN, BRIDGE_SPAN, 7, dtype=np.float32) * size
+    px, py = axes.at(axes.middle, xs[:, None], ys[None, :])
+    return ys, px, py
 
 
 def likeness(lab: np.ndarray, colours: list[np.ndarray]) -> np.ndarray:

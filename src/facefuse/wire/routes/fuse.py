@@ -90,4 +90,5 @@ def _build_job(ctx: AppContext, request: FuseRequest, raw: list[bytes | str]) ->
         template_photo=template_photo,
         fuse_degree=parameter.fuse_degree,
         shape_degree=parameter.shape_degree,
+        ai_label=parameter.ai_label,
     )
