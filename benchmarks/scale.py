@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -408,6 +409,7 @@ def main() -> None:
                 service.stop()
         s3.stop()
         postgres.remove()
+        shutil.rmtree(root, ignore_errors=True)
     print_targets(report)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
