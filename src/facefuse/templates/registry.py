@@ -249,8 +249,8 @@ class TemplateRegistry:
         )
         return None if row is None else [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
 
-    def stored_photo(self, info: TemplateInfo) -> bytes:
-        """The photo's bytes as they were added; 10011 once removed."""
+    def _photo(self, info: TemplateInfo) -> bytes:
+        """The stored photo as it was added; 10011 once removed."""
         photo = self.blobs.get(info.blob_name)
         if photo is None:
             raise _not_found(info.template_id)
@@ -258,17 +258,17 @@ class TemplateRegistry:
 
     def image(self, info: TemplateInfo) -> np.ndarray:
         """The stored photo, upright RGB, decoded anew (not cached); 10011 once removed."""
-        return self._decode(info, self.stored_photo(info))
+        return self._decoded(info, self._photo(info))
 
-    def _decode(self, info: TemplateInfo, photo: bytes) -> np.ndarray:
+    def _decoded(self, info: TemplateInfo, photo: bytes) -> np.ndarray:
         return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
 
     def _read(self, info: TemplateInfo) -> LoadedTemplate:
         faces = self.faces(info)
         if faces is None:
             raise _not_found(info.template_id)
-        photo = self.stored_photo(info)
-        image = self._decode(info, photo)
+        photo = self._photo(info)
+        image = self._decoded(info, photo)
         image.setflags(write=False)
         prepared = tuple(prepare_template(image, face) for face in faces)
         for item in prepared:
