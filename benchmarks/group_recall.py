@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from facefuse.media.decode import decode_image
-from facefuse.storage.db import Database
+from facefuse.storage.blobs import LocalBlobStore
+from facefuse.storage.db import SqliteDatabase
 from facefuse.templates.registry import TemplateRegistry
 from facefuse.vision.checks import FaceRules
 from facefuse.vision.faces import Face
@@ -170,7 +171,7 @@ def _judged(path: Path) -> list[JudgeFace]:
 def registered_faces(photo: bytes) -> list[Face]:
     """The faces template registration (TemplateRegistry.add, then load) keeps of the photo."""
     with tempfile.TemporaryDirectory() as tmp:
-        registry = TemplateRegistry(Database(Path(tmp) / "facefuse.db"), Path(tmp) / "templates")
+        registry = TemplateRegistry(SqliteDatabase(Path(tmp) / "facefuse.db"), LocalBlobStore(Path(tmp)))
         info = registry.add(photo)
         return list(registry.load(info.template_id).faces)
 

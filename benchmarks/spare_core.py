@@ -24,7 +24,8 @@ from PIL import Image  # noqa: E402
 from facefuse import parallel  # noqa: E402
 from facefuse.service import FuseJob, FuseService, UserPhoto  # noqa: E402
 from facefuse.settings import Settings  # noqa: E402
-from facefuse.storage.db import Database  # noqa: E402
+from facefuse.storage.blobs import LocalBlobStore  # noqa: E402
+from facefuse.storage.db import SqliteDatabase  # noqa: E402
 from facefuse.templates.registry import TemplateRegistry  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="facefuse-spare-") as tmp:
         settings = Settings(data_dir=Path(tmp))
         registry = TemplateRegistry(
-            Database(settings.db_path), settings.templates_dir, result_quality=settings.jpeg_quality
+            SqliteDatabase(settings.db_path), LocalBlobStore(settings.data_dir), result_quality=settings.jpeg_quality
         )
         template_id = registry.add(template_photo.read_bytes()).template_id
         service = FuseService(settings, registry)

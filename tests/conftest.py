@@ -9,12 +9,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import components
 import httpx
 import pytest
+
+from facefuse.storage.blobs import BlobStore
+from facefuse.storage.database import Database
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_FACES = REPO / "tests" / "fixtures" / "faces"
@@ -129,11 +133,28 @@ def stop_server(server: RunningServer) -> None:
         server.process.kill()
 
 
+# FACEFUSE_TEST_STORAGE=scaled runs the tests of the session server on PostgreSQL + S3
+# (`make test` runs the black-box API tests so a second time).
+TEST_STORAGE = os.environ.get("FACEFUSE_TEST_STORAGE", "embedded")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("facefuse") / "data")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data_dir = tmp_path_factory.mktemp("facefuse") / "data"
+    running = start_server(data_dir, extra_env=scaled_env(request) if TEST_STORAGE == "scaled" else None)
     yield running
     stop_server(running)
+
+
+def scaled_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of a server on a fresh PostgreSQL database and S3 bucket of this session."""
+    postgres: components.PostgresServer = request.getfixturevalue("postgres")
+    s3: components.MotoServer = request.getfixturevalue("s3")
+    return {
+        **s3.env,
+        "FACEFUSE_DATABASE_URL": postgres.create_database(),
+        "FACEFUSE_STORAGE_URL": f"s3://{s3.create_bucket()}/facefuse",
+    }
 
 
 @pytest.fixture(params=[False, True], ids=["one core", "a spare core"])
@@ -144,3 +165,66 @@ def spare_core(request: pytest.FixtureRequest) -> Iterator[bool]:
     parallel.use_spare_cores(lambda: request.param)
     yield request.param
     parallel.use_spare_cores(lambda: False)
+
+
+# ------------------------------------------------------------------ scaled mode: PostgreSQL + S3
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[components.PostgresServer]:
+    """A PostgreSQL server from Debian's packages (.ci/run installs it), for the whole session."""
+    if components.postgres_bin() is None:
+        pytest.skip(f"PostgreSQL's server is not installed (no initdb under {components.POSTGRES_ROOTS})")
+    server = components.start_postgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[components.MotoServer]:
+    """moto's S3 server on a loopback port; the standard AWS variables point boto3 at it."""
+    server = components.start_moto()
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    yield server
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+@dataclass
+class Backend:
+    """Where the stores keep their state: `embedded` (SQLite + data dir) or `scaled` (PostgreSQL + S3)."""
+
+    name: str
+    open_db: Callable[[], Database]  # another process's view: its own connections to the same database
+    blobs: BlobStore
+    env: dict[str, str]  # the FACEFUSE_* settings (and S3 credentials) a server on this backend needs
+
+    @property
+    def scaled(self) -> bool:
+        return self.name == "scaled"
+
+
+def make_backend(request: pytest.FixtureRequest, name: str, data_dir: Path) -> Backend:
+    from facefuse.storage.blobs import LocalBlobStore
+    from facefuse.storage.db import SqliteDatabase
+
+    if name == "embedded":
+        path = data_dir / "facefuse.sqlite3"
+        return Backend(name, lambda: SqliteDatabase(path), LocalBlobStore(data_dir), {})
+    from facefuse.storage.postgres import PostgresDatabase
+    from facefuse.storage.s3 import S3BlobStore
+
+    env = scaled_env(request)
+    url, storage = env["FACEFUSE_DATABASE_URL"], env["FACEFUSE_STORAGE_URL"]
+    return Backend(name, lambda: PostgresDatabase(url), S3BlobStore(storage, env["FACEFUSE_S3_ENDPOINT_URL"]), env)
+
+
+@pytest.fixture(params=["embedded", "scaled"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The test runs once on each backend."""
+    return make_backend(request, request.param, tmp_path / "data")

@@ -129,7 +129,7 @@ def test_health_answers_while_every_worker_thread_is_busy(server: RunningServer)
 
 def test_result_links_expire_and_are_swept(tmp_path_factory: pytest.TempPathFactory) -> None:
     from facefuse.settings import Settings
-    from facefuse.storage.db import Database
+    from facefuse.storage.db import SqliteDatabase
 
     running = start_server(
         tmp_path_factory.mktemp("ttl") / "data",
@@ -139,7 +139,7 @@ def test_result_links_expire_and_are_swept(tmp_path_factory: pytest.TempPathFact
         link = post_fuse(running, fuse_body(b64(SELFIE), rsp="url")).json()["media_info_list"][0]["media_data"]
         assert link.startswith(running.base_url + "/v3/results/")
         token = link.rsplit("/", 1)[1].removesuffix(".jpg")
-        db = Database(Settings(data_dir=running.data_dir).db_path)
+        db = SqliteDatabase(Settings(data_dir=running.data_dir).db_path)
         row = db.query_one("SELECT created_at, expires_at FROM results WHERE token = ?", (token,))
         assert row is not None and row["expires_at"] - row["created_at"] == 60  # FACEFUSE_RESULT_TTL_SECONDS
         with httpx.Client(trust_env=False) as client:

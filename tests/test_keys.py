@@ -1,4 +1,4 @@
-"""API keys on a real SQLite file: verification, revocation, and no secret at rest."""
+"""API keys on a real SQLite file and a real PostgreSQL server: verification, revocation, and no secret at rest."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import Backend
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.keys import store as key_store
 from facefuse.keys.store import ApiKey, KeyStore
-from facefuse.storage.db import Database
+from facefuse.storage.database import Database
+from facefuse.storage.db import SqliteDatabase
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(tmp_path / "facefuse.sqlite3")
+def db(backend: Backend) -> Database:
+    database = backend.open_db()
     yield database
     database.close()
 
@@ -77,15 +79,17 @@ def test_unknown_keys_cost_the_same_hash_and_comparison(keys: KeyStore, monkeypa
         assert calls == ["hash", "compare"], api_key
 
 
-def test_revocation_by_another_connection_counts_at_once(db: Database, keys: KeyStore) -> None:
+def test_revocation_by_another_connection_counts_at_once(backend: Backend, keys: KeyStore) -> None:
     key, secret = keys.create("client")
     assert keys.verify(key.api_key, secret) is not None
-    other_process = KeyStore(Database(db.path))  # its own connection, as the CLI has
+    other_process = KeyStore(backend.open_db())  # its own connections, as the CLI and other nodes have
     assert other_process.revoke(key.api_key)
     assert keys.verify(key.api_key, secret) is None
 
 
-def test_only_a_hash_of_the_secret_is_stored(db: Database, keys: KeyStore, tmp_path: Path) -> None:
+def test_only_a_hash_of_the_secret_is_stored(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "facefuse.sqlite3")
+    keys = KeyStore(db)
     created = [keys.create(f"key {i}") for i in range(5)]
 
     def stored_bytes() -> bytes:
@@ -131,3 +135,17 @@ def test_list_is_oldest_first_and_keeps_revoked(keys: KeyStore) -> None:
     listed = keys.list()
     assert [k.api_key for k in listed] == [first.api_key, second.api_key]
     assert listed[0].revoked_at is not None and listed[1].admin
+
+
+def test_nodes_starting_together_make_one_first_key(backend: Backend) -> None:
+    import threading
+
+    made: list[object] = []
+    nodes = [KeyStore(backend.open_db()) for _ in range(4)]
+    threads = [threading.Thread(target=lambda k=k: made.append(k.create_first("first key"))) for k in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([m for m in made if m is not None]) == 1 and nodes[0].count() == 1
+    assert nodes[0].list()[0].admin

@@ -13,7 +13,6 @@ import itertools
 import json
 import struct
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -28,7 +27,8 @@ from facefuse.keys.store import ApiKey
 from facefuse.media.addresses import is_public_address, parse_url, require_allowed
 from facefuse.media.decode import check_image
 from facefuse.media.limits import ImageLimits
-from facefuse.storage.db import Database
+from facefuse.storage.blobs import LocalBlobStore
+from facefuse.storage.db import SqliteDatabase
 from facefuse.storage.results import ResultStore
 from facefuse.wire.schemas import FuseRequest, TemplateCreateRequest
 from facefuse.wire.validation import parse_json_object, validate
@@ -342,8 +342,8 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Database:
-    return Database(tmp_path_factory.mktemp("limits") / "db.sqlite3")
+def database(tmp_path_factory: pytest.TempPathFactory) -> SqliteDatabase:
+    return SqliteDatabase(tmp_path_factory.mktemp("limits") / "db.sqlite3")
 
 
 def key(name: str, qps: float | None, quota: int | None) -> ApiKey:
@@ -360,7 +360,7 @@ def key(name: str, qps: float | None, quota: int | None) -> ApiKey:
 
 @settings(PROPERTY, max_examples=60)
 @given(qps=st.sampled_from([0.5, 1.0, 2.0, 5.0]), gaps=st.lists(st.floats(0, 1.5), min_size=1, max_size=40))
-def test_the_bucket_never_admits_more_than_its_rate(database: Database, qps: float, gaps: list[float]) -> None:
+def test_the_bucket_never_admits_more_than_its_rate(database: SqliteDatabase, qps: float, gaps: list[float]) -> None:
     clock, admitted = Clock(), []
     limiter, limited = UsageLimiter(database, clock=clock), key(f"q{next(KEY_NUMBERS)}", qps, None)
     start = clock.now
@@ -379,7 +379,7 @@ def test_the_bucket_never_admits_more_than_its_rate(database: Database, qps: flo
 @settings(PROPERTY, max_examples=40)
 @given(quota=st.integers(0, 5), calls=st.integers(0, 12))
 def test_the_daily_quota_admits_exactly_the_quota_then_renews_at_midnight(
-    database: Database, quota: int, calls: int
+    database: SqliteDatabase, quota: int, calls: int
 ) -> None:
     clock = Clock()
     limiter, limited = UsageLimiter(database, clock=clock), key(f"d{next(KEY_NUMBERS)}", None, quota)
@@ -401,8 +401,8 @@ def test_the_daily_quota_admits_exactly_the_quota_then_renews_at_midnight(
 
 
 @pytest.fixture(scope="module")
-def results(database: Database, tmp_path_factory: pytest.TempPathFactory) -> ResultStore:
-    store = ResultStore(database, tmp_path_factory.mktemp("results") / "results", ttl_seconds=60)
+def results(database: SqliteDatabase, tmp_path_factory: pytest.TempPathFactory) -> ResultStore:
+    store = ResultStore(database, LocalBlobStore(database.path.parent), ttl_seconds=60)
     store.save(b"\xff\xd8 a result")
     return store
 
@@ -415,17 +415,16 @@ def results(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Res
     )
 )
 def test_no_token_reaches_a_file_outside_the_results(results: ResultStore, token: str) -> None:
-    path = results.path_for(token)
-    assert path is None or (path.parent == results.results_dir and path.name == f"{token}.jpg")
+    assert results.read(token) is None  # beside the results folder is the database file
 
 
 def test_result_tokens_are_long_random_and_distinct(results: ResultStore) -> None:
     tokens = {results.save(b"x") for _ in range(50)}
     assert len(tokens) == 50 and all(len(t) == 32 for t in tokens)
-    assert all(isinstance(results.path_for(t), Path) for t in tokens)
+    assert all(results.read(t) == b"x" for t in tokens)
 
 
-def test_usage_counters_skip_the_fsync_and_everything_else_keeps_it(database: Database) -> None:
+def test_usage_counters_skip_the_fsync_and_everything_else_keeps_it(database: SqliteDatabase) -> None:
     limiter = UsageLimiter(database)
     assert limiter.db.path == database.path
     assert limiter.db.scalar("PRAGMA synchronous") == 1  # NORMAL: kill -9 safe, no fsync per request

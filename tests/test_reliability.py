@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import DEMO_TEMPLATE, RunningServer, face, start_server, stop_server
+from conftest import DEMO_TEMPLATE, Backend, RunningServer, face, start_server, stop_server
 from test_api import assert_error
 
 from facefuse.errors import Err
@@ -64,12 +64,11 @@ def limited_key(name: str, qps: float | None = None, quota: int | None = None):
     )
 
 
-def test_a_refused_key_is_admitted_again_once_its_retry_after_has_passed(tmp_path) -> None:
+def test_a_refused_key_is_admitted_again_once_its_retry_after_has_passed(backend: Backend) -> None:
     from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
-    from facefuse.storage.db import Database
 
     clock = Clock(1_800_000_000.0)
-    limiter, key = UsageLimiter(Database(tmp_path / "db.sqlite3"), clock=clock), limited_key("q", qps=2)
+    limiter, key = UsageLimiter(backend.open_db(), clock=clock), limited_key("q", qps=2)
     limiter.spend(key)
     limiter.spend(key)  # a second's worth at once
     refused_at = clock.now
@@ -83,14 +82,13 @@ def test_a_refused_key_is_admitted_again_once_its_retry_after_has_passed(tmp_pat
     limiter.spend(key)
 
 
-def test_a_spent_daily_quota_renews_at_midnight_utc(tmp_path) -> None:
+def test_a_spent_daily_quota_renews_at_midnight_utc(backend: Backend) -> None:
     from datetime import datetime, timezone
 
     from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
-    from facefuse.storage.db import Database
 
     clock = Clock(datetime(2027, 1, 15, 23, 59, 30, tzinfo=timezone.utc).timestamp())
-    limiter, key = UsageLimiter(Database(tmp_path / "db.sqlite3"), clock=clock), limited_key("d", quota=1)
+    limiter, key = UsageLimiter(backend.open_db(), clock=clock), limited_key("d", quota=1)
     limiter.spend(key)
     with pytest.raises(RateLimitExceeded) as refused:
         limiter.spend(key)
@@ -100,6 +98,31 @@ def test_a_spent_daily_quota_renews_at_midnight_utc(tmp_path) -> None:
         limiter.spend(key)
     clock.now += 1  # 00:00:00 UTC
     limiter.spend(key)
+
+
+def test_a_quota_is_exact_when_many_threads_of_two_nodes_spend_it_at_once(backend: Backend) -> None:
+    import threading
+
+    from facefuse.keys.limits import RateLimitExceeded, UsageLimiter
+
+    key = limited_key("many", quota=30)
+    nodes = [UsageLimiter(backend.open_db()), UsageLimiter(backend.open_db())]
+    admitted: list[bool] = []
+
+    def spend(limiter: UsageLimiter) -> None:
+        for _ in range(10):
+            try:
+                limiter.spend(key)
+                admitted.append(True)
+            except RateLimitExceeded:
+                admitted.append(False)
+
+    threads = [threading.Thread(target=spend, args=(nodes[n % 2],)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert admitted.count(True) == 30 and admitted.count(False) == 50
 
 
 def test_daily_quota_is_enforced(server: RunningServer) -> None:

@@ -1,4 +1,5 @@
-"""Storage: the SQLite database, atomic files and result links, on real files in tmp_path."""
+"""Storage: the databases (SQLite, PostgreSQL), atomic files, blob stores and result links, on real files,
+a real PostgreSQL server and moto's S3 server."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Backend
 
 from facefuse.storage import files
-from facefuse.storage.db import SCHEMA_VERSION, Database, SchemaTooNewError, iso_utc
+from facefuse.storage.blobs import LocalBlobStore
+from facefuse.storage.database import Database, iso_utc
+from facefuse.storage.db import SqliteDatabase
 from facefuse.storage.files import write_atomic
-from facefuse.storage.results import ORPHAN_GRACE_SECONDS, TOKEN_RE, ResultStore
+from facefuse.storage.results import ORPHAN_GRACE_SECONDS, TOKEN_RE, ResultStore, blob_name
+from facefuse.storage.schema import SCHEMA_VERSION, SchemaTooNewError
 
 
 class Clock:
@@ -29,8 +34,8 @@ class Clock:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(tmp_path / "data" / "facefuse.sqlite3")
+def db(tmp_path: Path) -> SqliteDatabase:
+    database = SqliteDatabase(tmp_path / "data" / "facefuse.sqlite3")
     yield database
     database.close()
 
@@ -38,7 +43,7 @@ def db(tmp_path: Path) -> Database:
 # ------------------------------------------------------------------ database
 
 
-def test_database_is_wal_durable_and_versioned(db: Database) -> None:
+def test_database_is_wal_durable_and_versioned(db: SqliteDatabase) -> None:
     assert db.query_one("PRAGMA journal_mode")[0] == "wal"
     assert db.query_one("PRAGMA synchronous")[0] == 2  # FULL
     assert db.query_one("PRAGMA foreign_keys")[0] == 1
@@ -49,33 +54,44 @@ def test_database_is_wal_durable_and_versioned(db: Database) -> None:
     db.ping()
 
 
-def test_reopening_keeps_data_and_a_newer_schema_is_refused(db: Database) -> None:
+def test_reopening_keeps_data_and_a_newer_schema_is_refused(db: SqliteDatabase) -> None:
     with db.transaction() as conn:
         conn.execute("INSERT INTO results VALUES ('t', 1, 2)")
-    again = Database(db.path)
+    again = SqliteDatabase(db.path)
     assert again.query_one("SELECT count(*) FROM results")[0] == 1
     with again.transaction() as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaTooNewError):
-        Database(db.path)
+        SqliteDatabase(db.path)
     again.close()
 
 
-def test_transaction_rolls_back_on_error_and_nests_as_savepoint(db: Database) -> None:
+def _integrity_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.IntegrityError,)
+    return (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
+def test_transaction_rolls_back_on_error_and_nests_as_savepoint(backend: Backend) -> None:
+    db = backend.open_db()
     with pytest.raises(RuntimeError):
         with db.transaction() as conn:
             conn.execute("INSERT INTO results VALUES ('a', 1, 2)")
             raise RuntimeError("boom")
     with db.transaction() as conn:
         conn.execute("INSERT INTO results VALUES ('b', 1, 2)")
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(_integrity_errors()):
             with db.transaction() as inner:
                 inner.execute("INSERT INTO results VALUES ('c', 1, 2)")
                 inner.execute("INSERT INTO results VALUES ('b', 1, 2)")
     assert [r[0] for r in db.query("SELECT token FROM results")] == ["b"]
+    assert [r["token"] for r in backend.open_db().query("SELECT token FROM results")] == ["b"]
 
 
-def test_threads_each_get_a_connection_and_write_together(db: Database) -> None:
+def test_threads_each_get_a_connection_and_write_together(backend: Backend) -> None:
+    db = backend.open_db()
     seen: set[int] = set()
     errors: list[BaseException] = []
 
@@ -98,19 +114,40 @@ def test_threads_each_get_a_connection_and_write_together(db: Database) -> None:
     assert db.query_one("SELECT count(*) FROM results")[0] == 200
 
 
+def test_a_named_lock_is_held_by_one_transaction_at_a_time(backend: Backend) -> None:
+    """Read-then-write under one lock name, from two databases' worth of connections (two nodes)."""
+    nodes = [backend.open_db(), backend.open_db()]
+    with nodes[0].transaction() as conn:
+        conn.execute("INSERT INTO results VALUES ('counter', 0, 0)")
+
+    def bump(db: Database) -> None:
+        for _ in range(20):
+            with db.transaction(lock="test:counter") as conn:
+                value = conn.execute("SELECT created_at FROM results WHERE token = 'counter'").fetchone()[0]
+                conn.execute("UPDATE results SET created_at = ? WHERE token = 'counter'", (value + 1,))
+
+    threads = [threading.Thread(target=bump, args=(nodes[n % 2],)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert nodes[1].scalar("SELECT created_at FROM results WHERE token = 'counter'") == 120
+
+
 def test_processes_open_a_fresh_database_and_write_at_once(tmp_path: Path) -> None:
     """Several processes migrate the same new file and save results into it at the same moment."""
     script = (
         "import sys; from pathlib import Path\n"
-        "from facefuse.storage.db import Database\n"
+        "from facefuse.storage.blobs import LocalBlobStore\n"
+        "from facefuse.storage.db import SqliteDatabase\n"
         "from facefuse.storage.results import ResultStore\n"
-        "store = ResultStore(Database(Path(sys.argv[1])), Path(sys.argv[2]), 3600)\n"
+        "store = ResultStore(SqliteDatabase(Path(sys.argv[1])), LocalBlobStore(Path(sys.argv[2])), 3600)\n"
         "for _ in range(30): store.save(b'x' * 1000)\n"
     )
     db_path, results_dir = tmp_path / "shared.sqlite3", tmp_path / "results"
-    children = [subprocess.Popen([sys.executable, "-c", script, str(db_path), str(results_dir)]) for _ in range(4)]
+    children = [subprocess.Popen([sys.executable, "-c", script, str(db_path), str(tmp_path)]) for _ in range(4)]
     assert [child.wait(timeout=60) for child in children] == [0, 0, 0, 0]
-    db = Database(db_path)
+    db = SqliteDatabase(db_path)
     assert db.schema_version == SCHEMA_VERSION
     assert db.query_one("SELECT count(*) FROM results")[0] == 120
     assert len(list(results_dir.glob("*.jpg"))) == 120
@@ -155,8 +192,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def results(db: Database, tmp_path: Path, clock: Clock) -> ResultStore:
-    return ResultStore(db, tmp_path / "results", ttl_seconds=3600, clock=clock)
+def results(backend: Backend, clock: Clock) -> ResultStore:
+    return ResultStore(backend.open_db(), backend.blobs, ttl_seconds=3600, clock=clock)
 
 
 def test_result_tokens_are_long_random_and_url_safe(results: ResultStore) -> None:
@@ -164,9 +201,8 @@ def test_result_tokens_are_long_random_and_url_safe(results: ResultStore) -> Non
     assert len(tokens) == 50
     for token in tokens:
         assert TOKEN_RE.fullmatch(token) and len(token) == 32  # 192 bits
-        path = results.path_for(token)
-        assert path is not None and path.read_bytes() == b"jpeg"
-        assert path.parent == results.results_dir
+        assert results.read(token) == b"jpeg"
+    assert {blob.name for blob in results.blobs.list("results")} == {blob_name(t) for t in tokens}
 
 
 @pytest.mark.parametrize(
@@ -191,47 +227,59 @@ def test_result_tokens_are_long_random_and_url_safe(results: ResultStore) -> Non
 )
 def test_malformed_tokens_find_nothing(results: ResultStore, token: str) -> None:
     results.save(b"jpeg")
-    assert results.path_for(token) is None
+    assert results.read(token) is None
 
 
 def test_unknown_token_finds_nothing(results: ResultStore) -> None:
-    assert results.path_for("A" * 32) is None
+    assert results.read("A" * 32) is None
 
 
-def test_results_expire_and_cleanup_removes_rows_and_files(results: ResultStore, clock: Clock) -> None:
+def test_a_result_saved_through_one_node_is_read_through_another(backend: Backend, clock: Clock) -> None:
+    one = ResultStore(backend.open_db(), backend.blobs, ttl_seconds=3600, clock=clock)
+    other = ResultStore(backend.open_db(), backend.blobs, ttl_seconds=3600, clock=clock)
+    assert other.read(one.save(b"shared jpeg")) == b"shared jpeg"
+
+
+def test_results_expire_and_cleanup_removes_rows_and_blobs(results: ResultStore, clock: Clock) -> None:
     old = results.save(b"old")
     clock.now += 1800
     young = results.save(b"young")
-    old_path = results.path_for(old)
-    assert old_path is not None
+    assert results.read(old) == b"old"
     clock.now += 1800  # old is exactly ttl seconds old: expired
-    assert results.path_for(old) is None
-    assert results.path_for(young) is not None
+    assert results.read(old) is None
+    assert results.read(young) == b"young"
     assert results.cleanup() == 1
-    assert not old_path.exists() and results.count() == 1
+    assert results.blobs.get(blob_name(old)) is None and results.count() == 1
     assert results.cleanup(now=clock.now + 1800) == 1
-    assert results.count() == 0 and list(results.results_dir.iterdir()) == []
+    assert results.count() == 0 and results.blobs.list("results") == []
 
 
-def test_cleanup_sweeps_old_orphan_files_only(results: ResultStore, clock: Clock) -> None:
-    real_now = clock.now = time.time()  # file ages are real time
+def test_cleanup_sweeps_orphan_blobs_once_they_are_old(backend: Backend) -> None:
+    real_now = time.time()  # blob ages are real time
+    results = ResultStore(backend.open_db(), backend.blobs, ttl_seconds=10 * ORPHAN_GRACE_SECONDS)
     live = results.save(b"live")
-    directory = results.results_dir
-    orphan = directory / ("B" * 32 + ".jpg")  # a save killed between its file and its row
-    orphan.write_bytes(b"x")
+    orphan = blob_name("B" * 32)  # a save killed between its blob and its row
+    backend.blobs.put(orphan, b"x")
+    assert results.cleanup(now=real_now) == 0  # maybe a save in flight right now
+    assert results.cleanup(now=real_now + ORPHAN_GRACE_SECONDS + 10) == 1
+    assert [blob.name for blob in backend.blobs.list("results")] == [blob_name(live)]
+
+
+def test_cleanup_sweeps_leftover_temp_files_of_the_data_dir(tmp_path: Path) -> None:
+    real_now = time.time()
+    results = ResultStore(SqliteDatabase(tmp_path / "facefuse.sqlite3"), LocalBlobStore(tmp_path), ttl_seconds=3600)
+    live = results.save(b"live")
+    directory = tmp_path / "results"
     temp = directory / ".leftover.jpg.abc.tmp"
     temp.write_bytes(b"x")
     fresh = directory / ("C" * 32 + ".jpg")  # maybe a save in flight right now
     fresh.write_bytes(b"x")
-    for path in (orphan, temp):
-        os.utime(path, (real_now - ORPHAN_GRACE_SECONDS - 10,) * 2)
-    assert results.cleanup(now=real_now) == 2
+    os.utime(temp, (real_now - ORPHAN_GRACE_SECONDS - 10,) * 2)
+    assert results.cleanup(now=real_now) == 1
     assert sorted(p.name for p in directory.iterdir()) == sorted([f"{live}.jpg", fresh.name])
 
 
-def test_result_whose_file_vanished_is_not_found(results: ResultStore) -> None:
+def test_result_whose_blob_vanished_is_not_found(results: ResultStore) -> None:
     token = results.save(b"jpeg")
-    path = results.path_for(token)
-    assert path is not None
-    path.unlink()
-    assert results.path_for(token) is None
+    results.blobs.delete(blob_name(token))
+    assert results.read(token) is None

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import face
+from conftest import Backend, face
 from PIL import Image
 
 from facefuse.errors import Err, FacefuseError
-from facefuse.storage.db import Database
+from facefuse.storage.blobs import LocalBlobStore
+from facefuse.storage.db import SqliteDatabase
 from facefuse.templates import registry as registry_module
 from facefuse.templates.registry import DEMO_TEMPLATE_ID, TemplateInfo, TemplateRegistry
 
@@ -33,12 +34,17 @@ def photo(name: str) -> bytes:
 
 
 def open_registry(data_dir: Path) -> TemplateRegistry:
-    return TemplateRegistry(Database(data_dir / "facefuse.sqlite3"), data_dir / "templates")
+    return TemplateRegistry(SqliteDatabase(data_dir / "facefuse.sqlite3"), LocalBlobStore(data_dir))
+
+
+def open_on(backend: Backend) -> TemplateRegistry:
+    """A registry on the backend with its own connections, as another process or node has."""
+    return TemplateRegistry(backend.open_db(), backend.blobs)
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> TemplateRegistry:
-    opened = open_registry(tmp_path)
+def registry(backend: Backend) -> TemplateRegistry:
+    opened = open_on(backend)
     yield opened
     opened.db.close()
 
@@ -50,7 +56,7 @@ def error_of(call) -> Err:
 
 
 def stored_files(registry: TemplateRegistry) -> set[str]:
-    return {p.name for p in registry.templates_dir.iterdir()}
+    return {blob.name.removeprefix("templates/") for blob in registry.blobs.list("templates")}
 
 
 def assert_consistent(registry: TemplateRegistry) -> list[TemplateInfo]:
@@ -61,7 +67,8 @@ def assert_consistent(registry: TemplateRegistry) -> list[TemplateInfo]:
         assert loaded.image.shape == (info.height, info.width, 3)
         assert len(loaded.faces) == info.faces >= 1
     assert stored_files(registry) == {info.file_name for info in listed}
-    assert registry.db.query_one("PRAGMA integrity_check")[0] == "ok"
+    if registry.db.kind == "sqlite":
+        assert registry.db.query_one("PRAGMA integrity_check")[0] == "ok"
     return listed
 
 
@@ -75,7 +82,7 @@ def test_add_a_frontal_photo(registry: TemplateRegistry) -> None:
     assert info.fuse_degree == 80 and info.shape_degree is None
     assert set(info.to_dict()) == {"template_id", "name", "faces", "width", "height", "created_at"}
     assert registry.get(info.template_id) == info
-    assert (registry.templates_dir / info.file_name).read_bytes() == photo(FRONTAL)
+    assert registry.blobs.get(info.blob_name) == photo(FRONTAL)
     assert info.file_name.endswith(".jpg")
 
 
@@ -189,7 +196,9 @@ def test_results_of_a_kept_template_re_encode_only_the_face_rows(
     from facefuse.service import FuseJob, FuseService, UserPhoto
     from facefuse.settings import Settings
 
-    registry = TemplateRegistry(Database(tmp_path / "facefuse.sqlite3"), tmp_path / "templates", result_quality=95)
+    registry = TemplateRegistry(
+        SqliteDatabase(tmp_path / "facefuse.sqlite3"), LocalBlobStore(tmp_path), result_quality=95
+    )
     template_id = registry.add(photo(template_photo)).template_id
     assert registry.load(template_id).encoded is not None
     service = FuseService(Settings(data_dir=tmp_path), registry)
@@ -209,7 +218,7 @@ def test_load_of_unknown_template_is_template_not_found(registry: TemplateRegist
 
 
 def test_cache_is_bounded(tmp_path: Path) -> None:
-    registry = TemplateRegistry(Database(tmp_path / "db.sqlite3"), tmp_path / "templates", cache_templates=2)
+    registry = TemplateRegistry(SqliteDatabase(tmp_path / "db.sqlite3"), LocalBlobStore(tmp_path), cache_templates=2)
     ids = [registry.add(photo(SMALL_FRONTAL)).template_id for _ in range(3)]
     for template_id in ids:
         registry.load(template_id)
@@ -235,10 +244,10 @@ def test_remove_and_add_again_under_the_same_id(registry: TemplateRegistry) -> N
     assert registry.load("reusedtemplate01").image.shape == (250, 250, 3)  # not the cached old one
 
 
-def test_another_process_sees_adds_and_removes_at_once(registry: TemplateRegistry, tmp_path: Path) -> None:
+def test_another_process_sees_adds_and_removes_at_once(registry: TemplateRegistry, backend: Backend) -> None:
     server_side = registry
     server_side.load(server_side.ensure_demo().template_id)
-    cli_side = open_registry(tmp_path)  # its own connection, as `facefuse templates add` has
+    cli_side = open_on(backend)  # its own connections, as `facefuse templates add` or another node has
     cli_side.add(photo(FRONTAL), template_id="fromthecli000001")
     assert server_side.load("fromthecli000001").info.width == 330
     cli_side.remove(DEMO_TEMPLATE_ID)
@@ -253,11 +262,11 @@ def test_demo_template(registry: TemplateRegistry) -> None:
     assert registry.load(DEMO_TEMPLATE_ID).faces[0].size > 100
 
 
-def test_orphans_are_cleaned_when_a_registry_opens(registry: TemplateRegistry, tmp_path: Path) -> None:
+def test_orphans_are_cleaned_when_a_registry_opens(registry: TemplateRegistry, backend: Backend) -> None:
     kept = registry.add(photo(SMALL_FRONTAL))
-    (registry.templates_dir / "orphantemplate0001.0123456789abcdef.jpg").write_bytes(b"x")
-    (registry.templates_dir / ".orphantemplate0002.0123456789abcdef.jpg.k3j4.tmp").write_bytes(b"x")
-    reopened = open_registry(tmp_path)
+    backend.blobs.put("templates/orphantemplate0001.0123456789abcdef.jpg", b"x")
+    backend.blobs.put("templates/.orphantemplate0002.0123456789abcdef.jpg.k3j4.tmp", b"x")
+    reopened = open_on(backend)
     assert stored_files(reopened) == {kept.file_name}
     assert_consistent(reopened)
 
@@ -269,11 +278,12 @@ import json, os, signal, sys
 from contextlib import contextmanager
 from pathlib import Path
 from facefuse.storage import files
-from facefuse.storage.db import Database
+from facefuse.storage.blobs import LocalBlobStore
+from facefuse.storage.db import SqliteDatabase
 from facefuse.templates.registry import TemplateRegistry
 
 data_dir, photo_path, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-registry = TemplateRegistry(Database(data_dir / "facefuse.sqlite3"), data_dir / "templates")
+registry = TemplateRegistry(SqliteDatabase(data_dir / "facefuse.sqlite3"), LocalBlobStore(data_dir))
 photo = photo_path.read_bytes()
 
 def die(*args, **kwargs):
@@ -304,8 +314,8 @@ else:  # add, dying at one moment of the write
     elif mode == "before_commit":
         real_transaction = registry.db.transaction
         @contextmanager
-        def transaction():
-            with real_transaction() as conn:
+        def transaction(*args, **kwargs):
+            with real_transaction(*args, **kwargs) as conn:
                 yield conn
                 die()
         registry.db.transaction = transaction

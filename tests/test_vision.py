@@ -14,7 +14,8 @@ from faces_manifest import Photo, photos, with_category
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.media.decode import decode_image
-from facefuse.storage.db import Database
+from facefuse.storage.blobs import LocalBlobStore
+from facefuse.storage.db import SqliteDatabase
 from facefuse.templates.registry import TemplateRegistry
 from facefuse.vision.checks import FaceRules, require_template_faces, select_user_face
 from facefuse.vision.detect import detect_faces
@@ -109,7 +110,7 @@ def test_a_group_template_has_every_face_at_the_minimum(photo: str) -> None:
 
 
 def test_registering_a_group_photo_keeps_every_face(tmp_path: Path) -> None:
-    registry = TemplateRegistry(Database(tmp_path / "facefuse.sqlite3"), tmp_path / "templates")
+    registry = TemplateRegistry(SqliteDatabase(tmp_path / "facefuse.sqlite3"), LocalBlobStore(tmp_path))
     info = registry.add(face("dlib__examples_faces_bald_guys.jpg").read_bytes())
     assert info.faces == GROUP_FACES["dlib__examples_faces_bald_guys.jpg"][0]
 

@@ -45,7 +45,9 @@ class Service:
             self.process.wait()
 
 
-def start_service(data_dir: Path, workers: int, key: tuple[str, str] | None) -> Service:
+def start_service(
+    data_dir: Path, workers: int, key: tuple[str, str] | None, extra_env: dict[str, str] | None = None
+) -> Service:
     """`facefuse serve` with `workers` work processes; waits for /readyz. Without `key`, the
     data dir is fresh and the key the first start prints is read from its output."""
     port = free_port()
@@ -56,6 +58,7 @@ def start_service(data_dir: Path, workers: int, key: tuple[str, str] | None) -> 
         "FACEFUSE_HOST": "127.0.0.1",
         "FACEFUSE_WORKERS": str(workers),
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -97,8 +100,8 @@ def _wait_ready(process: subprocess.Popen[str], base_url: str, key: tuple[str, s
     raise RuntimeError("the service did not become ready in 120 s")
 
 
-def register_template(data_dir: Path, photo: Path) -> str:
-    env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir)}
+def register_template(data_dir: Path, photo: Path, extra_env: dict[str, str] | None = None) -> str:
+    env = {**os.environ, "FACEFUSE_DATA_DIR": str(data_dir), **(extra_env or {})}
     done = subprocess.run(
         [sys.executable, "-m", "facefuse.cli", "templates", "add", str(photo), "--json"],
         env=env,

@@ -48,7 +48,7 @@ def _read_settings() -> Settings:
 def _open_core(settings: Settings) -> Any:
     from facefuse.wire.context import AppContext  # the CLI needs no HTTP, but shares the wiring
 
-    return AppContext.open(settings)
+    return _or_fail(lambda: AppContext.open(settings))  # the database or object storage may not answer
 
 
 @cli.command()
@@ -108,8 +108,9 @@ def _bootstrap(settings: Settings) -> None:
     if settings.demo_template:
         demo = core.registry.ensure_demo()
         click.echo(f"facefuse: demo template {demo.template_id} ({demo.width}x{demo.height})", err=True)
-    if core.keys.count() == 0:
-        key, secret = core.keys.create("first key", admin=True)
+    first = core.keys.create_first("first key")
+    if first is not None:
+        key, secret = first
         click.echo("facefuse: created the first API key (admin). The secret is shown only this once:")
         click.echo(f"  api_key={key.api_key}")
         click.echo(f"  api_secret={secret}")
@@ -346,6 +347,50 @@ def _expand_photos(photos: tuple[Path, ...]) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+# ---------------------------------------------------------------- moving up
+
+
+@cli.command()
+@click.option("--to-database", default="", help="postgresql://user:password@host:port/db (default: the current one).")
+@click.option("--to-storage", default="", help="s3://bucket/prefix (default: the current one; see FACEFUSE_S3_*).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def migrate(ctx: click.Context, to_database: str, to_storage: str, as_json: bool) -> None:
+    """Copy this install's keys, templates and live results into PostgreSQL and S3-compatible
+    storage, then check every row and every blob's checksum there. Safe to run twice."""
+    from facefuse.migrate import MigrationError, copy_install
+    from facefuse.storage.blobs import open_blob_store
+    from facefuse.storage.database import open_database
+
+    if not to_database and not to_storage:
+        raise click.UsageError("name a target: --to-database, --to-storage or both")
+    settings = _settings(ctx)
+    source_db = _or_fail(lambda: open_database(settings.database_url, settings.db_path))
+    source_blobs = _or_fail(lambda: open_blob_store(settings.storage_url, settings.data_dir, settings.s3_endpoint_url))
+    try:
+        target_db = _or_fail(lambda: open_database(to_database, settings.db_path)) if to_database else source_db
+        target_blobs = (
+            _or_fail(lambda: open_blob_store(to_storage, settings.data_dir, settings.s3_endpoint_url))
+            if to_storage
+            else source_blobs
+        )
+        report = _or_fail(lambda: copy_install(source_db, source_blobs, target_db, target_blobs))
+    except (MigrationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    for name, count in report.tables.items():
+        click.echo(f"{name}: {count.source} rows, {count.copied} copied, {count.present} there already")
+    click.echo(
+        f"blobs: {report.blobs_copied} copied, {report.blobs_present} there already, "
+        f"{report.blobs_verified} checked (SHA-256)"
+    )
+    if report.results_skipped:
+        click.echo(f"results: {report.results_skipped} left behind (their JPEG is gone from the source)")
+    click.echo("verified: every row and blob is in the target")
 
 
 def _or_fail(action: Any) -> Any:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     demo_template: bool = True  # create the demo template on first start
     preload_templates: int = Field(4, ge=0)  # newest templates each work process loads at start
 
+    # Where the state lives (docs/deploy.md): empty for the data dir, else shared by every node
+    database_url: str = ""  # postgresql://user:password@host:port/db
+    storage_url: str = ""  # s3://bucket/prefix (credentials: the standard AWS_* variables)
+    s3_endpoint_url: str = ""  # e.g. http://minio:9000; empty: AWS S3
+
     # Image rules (docs/api.md part A)
     max_image_bytes: int = 2 * 1024 * 1024
     min_image_side: int = 48
@@ -113,6 +118,20 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url is empty (SQLite in the data dir) or postgresql://user:password@host/db")
+        return value
+
+    @field_validator("storage_url", mode="after")
+    @classmethod
+    def _storage_scheme(cls, value: str) -> str:
+        if value and not value.startswith("s3://"):
+            raise ValueError("storage_url is empty (the data dir) or s3://bucket/prefix")
+        return value
+
     @cached_property
     def allowlist(self) -> frozenset[str]:
         """Lower-cased `host:port` entries of url_allowlist."""
@@ -121,11 +140,3 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "facefuse.sqlite3"
-
-    @property
-    def templates_dir(self) -> Path:
-        return self.data_dir / "templates"
-
-    @property
-    def results_dir(self) -> Path:
-        return self.data_dir / "results"

@@ -20,7 +20,8 @@ from facefuse.errors import Err, FacefuseError
 from facefuse.media.limits import ImageLimits
 from facefuse.service import FuseJob, FuseService, UserPhoto
 from facefuse.settings import Settings
-from facefuse.storage.db import Database
+from facefuse.storage.blobs import open_blob_store
+from facefuse.storage.database import open_database
 from facefuse.templates.preview import make_thumbnail, template_view
 from facefuse.templates.registry import DEMO_TEMPLATE_ID, TemplateRegistry, demo_photo
 from facefuse.vision.detect import detect_faces
@@ -42,8 +43,8 @@ def start(settings: Settings, load: PoolLoad | None = None) -> None:
     if settings.spare_cores and load is not None:
         parallel.use_spare_cores(load.spare, set(load.cores))
     _registry = TemplateRegistry(
-        Database(settings.db_path),
-        settings.templates_dir,
+        open_database(settings.database_url, settings.db_path),
+        open_blob_store(settings.storage_url, settings.data_dir, settings.s3_endpoint_url),
         ImageLimits.from_settings(settings),
         result_quality=settings.jpeg_quality,
     )

@@ -1,4 +1,8 @@
-"""The face mesh topology: landmark groups and triangles of mediapipe's 478-point mesh."""
+"""The face mesh topology: landmark groups and triangles of mediapipe's 478-point mesh.
+
+Most of its length is data: the index tables (an entry a line, as the formatter writes
+them) and the mirror table; they belong together, so the module is one file.
+"""
 
 from __future__ import annotations
 

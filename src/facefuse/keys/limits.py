@@ -1,11 +1,13 @@
 """Per-key rate limit (qps, a token bucket) and daily quota, shared by all worker processes.
 
-The state lives in SQLite (table key_usage), updated in one write transaction per
-request of a limited key, so `--workers N` processes share one budget exactly (a
-per-process bucket of qps/N would refuse a key whose requests all land on one worker
-and drift when workers restart); keys with neither limit never touch it. The counters
-are written with synchronous=NORMAL (WAL): durable against kill -9, no fsync per request;
-an OS crash may forget the last few counts, which only lets a key spend them again. The
+The state lives in the database (table key_usage), updated in one transaction per
+request of a limited key that holds that key's lock, so `--workers N` processes, and
+every node sharing a PostgreSQL database, share one budget exactly (a per-process bucket
+of qps/N would refuse a key whose requests all land on one worker and drift when workers
+restart); keys with neither limit never touch it. The counters are written without a
+flush per commit (Database.counters: SQLite's synchronous=NORMAL, PostgreSQL's
+synchronous_commit=off): durable against kill -9 of a node, and an OS or database crash
+may forget the last few counts, which only lets a key spend them again. The
 bucket holds max(1, qps) tokens: a key may spend a second's worth at once, then qps per
 second. Refused requests spend nothing. Every authenticated
 request of a key counts towards its quota, whatever its outcome, as cloud APIs bill.
@@ -20,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.keys.store import ApiKey
-from facefuse.storage.db import Database
+from facefuse.storage.database import Database
 
 
 class RateLimitExceeded(FacefuseError):
@@ -33,8 +35,8 @@ class RateLimitExceeded(FacefuseError):
 
 class UsageLimiter:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
-        # Its own connections on the same file: only these skip the fsync per commit.
-        self.db = Database(db.path, busy_timeout_ms=db.busy_timeout_ms, synchronous="NORMAL")
+        # Its own connections to the same database: only these skip the flush per commit.
+        self.db = db.counters()
         self.clock = clock
 
     def spend(self, key: ApiKey) -> None:
@@ -43,7 +45,7 @@ class UsageLimiter:
             return
         now = self.clock()
         today = _utc_day(now)
-        with self.db.transaction() as conn:
+        with self.db.transaction(lock=f"facefuse:usage:{key.api_key}") as conn:
             row = conn.execute(
                 "SELECT tokens, updated_at, day, day_count FROM key_usage WHERE api_key = ?", (key.api_key,)
             ).fetchone()

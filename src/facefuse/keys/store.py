@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from facefuse.errors import Err, FacefuseError
-from facefuse.storage.db import Database, iso_utc
+from facefuse.storage.database import Database, iso_utc
 
 API_KEY_ALPHABET = string.ascii_lowercase + string.digits
 API_KEY_LENGTH = 32  # about 165 random bits
@@ -27,6 +27,7 @@ SECRET_BYTES = 32
 MAX_NAME_LENGTH = 200
 MAX_CREDENTIAL_LENGTH = 256  # longer input cannot match; do not hash megabytes of it
 HASH_SCHEME = "sha256v1"
+FIRST_KEY_LOCK = "facefuse:first-key"
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,12 @@ class KeyStore:
             )
         return key, secret
 
+    def create_first(self, name: str) -> tuple[ApiKey, str] | None:
+        """An admin key and its secret if there is no key at all yet, else None; nodes starting
+        together on one database make one between them."""
+        with self.db.transaction(lock=FIRST_KEY_LOCK):
+            return self.create(name, admin=True) if self.count() == 0 else None
+
     def verify(self, api_key: str, secret: str) -> ApiKey | None:
         """The active key these credentials name, or None (unknown, revoked or wrong secret).
 
@@ -159,7 +166,7 @@ def _check_limits(name: str, qps: float | None, daily_quota: int | None) -> None
         raise FacefuseError(Err.INVALID_PARAMETER, "daily_quota must be an integer of 0 or more")
 
 
-def _key_from_row(row: sqlite3.Row) -> ApiKey:
+def _key_from_row(row: Any) -> ApiKey:
     return ApiKey(
         api_key=row["api_key"],
         name=row["name"],

@@ -24,76 +24,22 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
+
+from facefuse.storage.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS, SchemaTooNewError
 
 BUSY_TIMEOUT_MS = 10_000
-
-# Migration N (1-based) brings a database from user_version N-1 to N. Append, never edit.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE api_keys (
-            api_key     TEXT PRIMARY KEY,
-            secret_hash TEXT NOT NULL,
-            name        TEXT NOT NULL,
-            admin       INTEGER NOT NULL CHECK (admin IN (0, 1)),
-            qps         REAL CHECK (qps IS NULL OR qps > 0),
-            daily_quota INTEGER CHECK (daily_quota IS NULL OR daily_quota >= 0),
-            created_at  TEXT NOT NULL,
-            revoked_at  TEXT
-        )""",
-        """CREATE TABLE templates (
-            template_id  TEXT PRIMARY KEY,
-            revision     TEXT NOT NULL,
-            name         TEXT NOT NULL,
-            format       TEXT NOT NULL CHECK (format IN ('jpeg', 'png')),
-            width        INTEGER NOT NULL,
-            height       INTEGER NOT NULL,
-            face_count   INTEGER NOT NULL CHECK (face_count >= 1),
-            faces_json   TEXT NOT NULL,
-            fuse_degree  INTEGER CHECK (fuse_degree BETWEEN 0 AND 100),
-            shape_degree INTEGER CHECK (shape_degree BETWEEN 0 AND 100),
-            created_at   TEXT NOT NULL
-        )""",
-        """CREATE TABLE results (
-            token      TEXT PRIMARY KEY,
-            created_at REAL NOT NULL,
-            expires_at REAL NOT NULL
-        )""",
-        "CREATE INDEX results_by_expiry ON results (expires_at)",
-    ),
-    (
-        # Per-key usage shared by every worker process: a token bucket for qps and a
-        # counter per UTC day for the daily quota.
-        """CREATE TABLE key_usage (
-            api_key    TEXT PRIMARY KEY,
-            tokens     REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            day        TEXT NOT NULL,
-            day_count  INTEGER NOT NULL
-        )""",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class SchemaTooNewError(RuntimeError):
-    """The database was written by a newer facefuse than this one."""
-
-
-def iso_utc(seconds: float | None = None) -> str:
-    """ISO 8601 UTC timestamp to the second, e.g. 2024-05-01T12:00:00Z."""
-    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced (the C type cannot)."""
 
 
-class Database:
+class SqliteDatabase:
     """One SQLite file; a connection per thread (and per process), schema migrated on open."""
+
+    kind = "sqlite"
 
     def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "NORMAL"):
@@ -160,9 +106,16 @@ class Database:
 
     # ------------------------------------------------------------ statements
 
+    def counters(self) -> SqliteDatabase:
+        """The same file through connections that skip the fsync per commit (keys/limits.py)."""
+        return SqliteDatabase(self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous="NORMAL")
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database write lock from the start; nests as a savepoint."""
+    def transaction(self, lock: str | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database write lock from the start; nests as a savepoint.
+
+        `lock` names what the transaction must have to itself (storage.database); the write
+        lock, held from the start, already covers every name."""
         conn = self.connection()
         if conn.in_transaction:
             with self._savepoint(conn):
@@ -196,7 +149,8 @@ class Database:
     def query_one(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Row | None:
         cursor = self.connection().execute(sql, params)
         try:
-            return cast("sqlite3.Row | None", cursor.fetchone())  # the connection's row_factory is sqlite3.Row
+            row: sqlite3.Row | None = cursor.fetchone()
+            return row
         finally:
             cursor.close()  # ends the statement, so no read snapshot lingers
 
@@ -224,7 +178,7 @@ class Database:
                 raise SchemaTooNewError(
                     f"{self.path} has schema version {version}; this facefuse knows up to {SCHEMA_VERSION}"
                 )
-            for statements in MIGRATIONS[version:]:
+            for statements in SQLITE_MIGRATIONS[version:]:
                 for sql in statements:
                     conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

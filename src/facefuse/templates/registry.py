@@ -1,20 +1,20 @@
 """The template library: model photos, their face analysis and default strengths (docs/api.md B.1).
 
-Storage: the original photo in templates_dir/<id>.<revision>.<jpg|png>, everything
-else in one row of the `templates` table. An add writes (and fsyncs) the file and
-inserts the row inside one write transaction, so a kill -9 at any point leaves the
-whole template or nothing visible: a row is only ever committed after its file is
-durable, and a file without a row is an orphan that clean_orphans() deletes (it runs
-when a registry opens). Orphans are only judged under the database write lock,
-which every add holds while its file is being written, so an add in flight in
-another process is never mistaken for one.
+Storage: the original photo is the blob templates/<id>.<revision>.<jpg|png> of the blob
+store (the data dir, or S3), everything else one row of the `templates` table (SQLite,
+or PostgreSQL). An add puts the blob and inserts the row inside one transaction holding
+the lock TEMPLATES_LOCK, so a kill -9 at any point leaves the whole template or nothing
+visible: a row is only ever committed after its blob is stored, and a blob without a
+row is an orphan that clean_orphans() deletes (it runs when a registry opens). Orphans
+are only judged under that lock, which every add holds while its blob is being written,
+so an add in flight in another process, or on another node, is never mistaken for one.
 
-The revision (random per add) in the file name means that removing a template and
-adding one under the same id never touch the same file, whatever their order.
+The revision (random per add) in the blob name means that removing a template and
+adding one under the same id never touch the same blob, whatever their order.
 
-A row is read on every load, so templates added or removed by another process (the
-CLI while the server runs) count at once; decoded images and faces are cached per
-(id, revision).
+A row is read on every load (one primary-key lookup), so templates added or removed by
+another process or node count at its next request; decoded images and faces are cached
+per (id, revision).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import builtins
 import json
 import re
 import secrets
-import sqlite3
 import string
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from facefuse.arrays import UInt8Array
 from facefuse.errors import Err, FacefuseError
@@ -36,8 +36,8 @@ from facefuse.fusion.fuse import PreparedTemplate, prepare_template
 from facefuse.media.decode import check_image, decode_image
 from facefuse.media.encode import TileCodedJpeg
 from facefuse.media.limits import ImageLimits
-from facefuse.storage.db import Database, iso_utc
-from facefuse.storage.files import write_atomic
+from facefuse.storage.blobs import BlobStore
+from facefuse.storage.database import Connection, Database, iso_utc
 from facefuse.vision.checks import require_template_faces
 from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
@@ -52,6 +52,8 @@ EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 CACHE_TEMPLATES = 32
 DEFAULT_LIMITS = ImageLimits()
 CACHE_BYTES = 512 * 1024 * 1024
+BLOB_FOLDER = "templates"
+TEMPLATES_LOCK = "facefuse:templates"
 _INFO_COLUMNS = "template_id, revision, name, format, width, height, face_count, fuse_degree, shape_degree, created_at"
 
 
@@ -83,6 +85,10 @@ class TemplateInfo:
     def file_name(self) -> str:
         return f"{self.template_id}.{self.revision}.{EXTENSIONS[self.format]}"
 
+    @property
+    def blob_name(self) -> str:
+        return f"{BLOB_FOLDER}/{self.file_name}"
+
 
 @dataclass(frozen=True)
 class LoadedTemplate:
@@ -113,7 +119,7 @@ class TemplateRegistry:
     def __init__(
         self,
         db: Database,
-        templates_dir: Path,
+        blobs: BlobStore,
         image_limits: ImageLimits = DEFAULT_LIMITS,
         cache_templates: int = CACHE_TEMPLATES,
         cache_bytes: int = CACHE_BYTES,
@@ -121,9 +127,8 @@ class TemplateRegistry:
     ) -> None:
         self.db = db
         self.result_quality = result_quality  # when set, load() keeps the image encoded at it
-        self.templates_dir = Path(templates_dir)
+        self.blobs = blobs
         self.image_limits = image_limits
-        self.templates_dir.mkdir(parents=True, exist_ok=True)
         self._cache = _LoadedCache(cache_templates, cache_bytes)
         self.clean_orphans()
 
@@ -166,9 +171,9 @@ class TemplateRegistry:
 
     def _store(self, info: TemplateInfo, photo: bytes, faces: list[Face]) -> None:
         faces_json = json.dumps([face.to_dict() for face in faces], separators=(",", ":"))
-        with self.db.transaction() as conn:
+        with self.db.transaction(lock=TEMPLATES_LOCK) as conn:
             self._refuse_taken(info.template_id, conn)
-            write_atomic(self.templates_dir / info.file_name, photo)
+            self.blobs.put(info.blob_name, photo)
             conn.execute(
                 f"INSERT INTO templates ({_INFO_COLUMNS}, faces_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -186,7 +191,7 @@ class TemplateRegistry:
                 ),
             )
 
-    def _refuse_taken(self, template_id: str, conn: sqlite3.Connection | None = None) -> None:
+    def _refuse_taken(self, template_id: str, conn: Connection | None = None) -> None:
         conn = conn or self.db.connection()
         if conn.execute("SELECT 1 FROM templates WHERE template_id = ?", (template_id,)).fetchone():
             raise FacefuseError(Err.INVALID_PARAMETER, f"template_id {template_id!r} already exists")
@@ -244,16 +249,16 @@ class TemplateRegistry:
         )
         return None if row is None else [_frozen_face(Face.from_dict(d)) for d in json.loads(row["faces_json"])]
 
+    def _photo(self, info: TemplateInfo) -> bytes:
+        """The stored photo as it was added; 10011 once removed."""
+        photo = self.blobs.get(info.blob_name)
+        if photo is None:
+            raise _not_found(info.template_id)
+        return photo
+
     def image(self, info: TemplateInfo) -> UInt8Array:
         """The stored photo, upright RGB, decoded anew (not cached); 10011 once removed."""
         return self._decoded(info, self._photo(info))
-
-    def _photo(self, info: TemplateInfo) -> bytes:
-        """The stored file as it was added; 10011 once removed."""
-        try:
-            return (self.templates_dir / info.file_name).read_bytes()
-        except FileNotFoundError:
-            raise _not_found(info.template_id) from None
 
     def _decoded(self, info: TemplateInfo, photo: bytes) -> UInt8Array:
         return decode_image(photo, _stored_limits(self.image_limits, info, len(photo)))
@@ -286,17 +291,17 @@ class TemplateRegistry:
             deleted = conn.execute(
                 "DELETE FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
             ).rowcount
-        (self.templates_dir / info.file_name).unlink(missing_ok=True)
+        self.blobs.delete(info.blob_name)
         self._cache.drop(info)
         return deleted == 1
 
     def clean_orphans(self) -> int:
-        """Delete files no template row names (left by a crash mid-add or mid-remove)."""
-        with self.db.transaction() as conn:
-            known = {_info_from_row(row).file_name for row in conn.execute(f"SELECT {_INFO_COLUMNS} FROM templates")}
-            orphans = [p for p in self.templates_dir.iterdir() if p.is_file() and p.name not in known]
-            for path in orphans:
-                path.unlink(missing_ok=True)
+        """Delete blobs no template row names (left by a crash mid-add or mid-remove)."""
+        with self.db.transaction(lock=TEMPLATES_LOCK) as conn:
+            known = {_info_from_row(row).blob_name for row in conn.execute(f"SELECT {_INFO_COLUMNS} FROM templates")}
+            orphans = [blob.name for blob in self.blobs.list(BLOB_FOLDER) if blob.name not in known]
+            for name in orphans:
+                self.blobs.delete(name)
         return len(orphans)
 
 
@@ -398,7 +403,7 @@ def _frozen_face(face: Face) -> Face:
     return face
 
 
-def _info_from_row(row: sqlite3.Row) -> TemplateInfo:
+def _info_from_row(row: Any) -> TemplateInfo:
     return TemplateInfo(
         template_id=row["template_id"],
         name=row["name"],

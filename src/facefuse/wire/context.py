@@ -9,7 +9,8 @@ from facefuse.keys.limits import UsageLimiter
 from facefuse.keys.store import KeyStore
 from facefuse.media.limits import FetchLimits, ImageLimits
 from facefuse.settings import Settings
-from facefuse.storage.db import Database
+from facefuse.storage.blobs import BlobStore, open_blob_store
+from facefuse.storage.database import Database, open_database
 from facefuse.storage.results import ResultStore
 from facefuse.templates.preview import ThumbnailCache
 from facefuse.templates.registry import TemplateRegistry
@@ -20,6 +21,7 @@ from facefuse.workpool import WorkPool
 class AppContext:
     settings: Settings
     db: Database
+    blobs: BlobStore
     registry: TemplateRegistry
     keys: KeyStore
     limiter: UsageLimiter
@@ -33,16 +35,18 @@ class AppContext:
     @classmethod
     def open(cls, settings: Settings) -> "AppContext":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.db_path)
+        db = open_database(settings.database_url, settings.db_path)
+        blobs = open_blob_store(settings.storage_url, settings.data_dir, settings.s3_endpoint_url)
         image_limits = ImageLimits.from_settings(settings)
-        registry = TemplateRegistry(db, settings.templates_dir, image_limits)
+        registry = TemplateRegistry(db, blobs, image_limits)
         return cls(
             settings=settings,
             db=db,
+            blobs=blobs,
             registry=registry,
             keys=KeyStore(db),
             limiter=UsageLimiter(db),
-            results=ResultStore(db, settings.results_dir, settings.result_ttl_seconds),
+            results=ResultStore(db, blobs, settings.result_ttl_seconds),
             pool=WorkPool(
                 settings.workers,
                 settings.queue_size,

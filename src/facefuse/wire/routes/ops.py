@@ -23,11 +23,12 @@ async def healthz() -> JsonResponse:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JsonResponse:
-    """Models loaded and the database answers: ready for traffic."""
+    """Models loaded, and the database and the blob store answer: ready for traffic."""
     ctx: AppContext = request.app.state.ctx
     if not ctx.ready:
         raise FacefuseError(Err.SERVER_BUSY, "warming up")
     await run_in_threadpool(ctx.db.ping)
+    await run_in_threadpool(ctx.blobs.ping)
     return JsonResponse({"status": "ready", "queue": ctx.pool.admitted})
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import Response
 
 from facefuse.errors import Err, FacefuseError
 from facefuse.wire.context import AppContext
@@ -13,10 +14,10 @@ router = APIRouter()
 
 
 @router.get("/v3/results/{name}")
-async def get_result(name: str, request: Request) -> FileResponse:
+async def get_result(name: str, request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     token = name.removesuffix(".jpg")
-    path = ctx.results.path_for(token) if name.endswith(".jpg") else None
-    if path is None or not path.is_file():
+    jpeg = await run_in_threadpool(ctx.results.read, token) if name.endswith(".jpg") else None
+    if jpeg is None:
         raise FacefuseError(Err.NOT_FOUND, "no such result, or the link has expired")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
