@@ -24,8 +24,6 @@ import json
 import re
 import secrets
 import string
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from facefuse.media.encode import TileCodedJpeg
 from facefuse.media.limits import ImageLimits
 from facefuse.storage.blobs import BlobStore
 from facefuse.storage.database import Connection, Database, iso_utc
+from facefuse.templates.cache import LoadedCache
 from facefuse.vision.checks import require_template_faces
 from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
@@ -80,6 +79,11 @@ class TemplateInfo:
             "height": self.height,
             "created_at": self.created_at,
         }
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What a loaded template is cached under: its id and revision."""
+        return (self.template_id, self.revision)
 
     @property
     def file_name(self) -> str:
@@ -129,7 +133,7 @@ class TemplateRegistry:
         self.result_quality = result_quality  # when set, load() keeps the image encoded at it
         self.blobs = blobs
         self.image_limits = image_limits
-        self._cache = _LoadedCache(cache_templates, cache_bytes)
+        self._cache: LoadedCache[LoadedTemplate] = LoadedCache(cache_templates, cache_bytes)
         self.clean_orphans()
 
     # ------------------------------------------------------------ adding
@@ -235,11 +239,11 @@ class TemplateRegistry:
         info = self.get(template_id)
         if info is None:
             raise _not_found(template_id)
-        cached = self._cache.get(info)
+        cached = self._cache.get(info.key)
         if cached is not None:
             return cached
         loaded = self._read(info)
-        self._cache.put(loaded)
+        self._cache.put(loaded.info.key, loaded)
         return loaded
 
     def faces(self, info: TemplateInfo) -> builtins.list[Face] | None:
@@ -292,7 +296,7 @@ class TemplateRegistry:
                 "DELETE FROM templates WHERE template_id = ? AND revision = ?", (info.template_id, info.revision)
             ).rowcount
         self.blobs.delete(info.blob_name)
-        self._cache.drop(info)
+        self._cache.drop(info.key)
         return deleted == 1
 
     def clean_orphans(self) -> int:
@@ -303,51 +307,6 @@ class TemplateRegistry:
             for name in orphans:
                 self.blobs.delete(name)
         return len(orphans)
-
-
-class _LoadedCache:
-    """Least recently used loaded templates, bounded in count and in image bytes."""
-
-    def __init__(self, max_items: int, max_bytes: int) -> None:
-        self.max_items = max_items
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], LoadedTemplate] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, info: TemplateInfo) -> LoadedTemplate | None:
-        key = (info.template_id, info.revision)
-        with self._lock:
-            loaded = self._items.get(key)
-            if loaded is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return loaded
-
-    def put(self, loaded: LoadedTemplate) -> None:
-        key = (loaded.info.template_id, loaded.info.revision)
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = loaded
-            self._bytes += loaded.nbytes
-            while len(self._items) > 1 and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= evicted.nbytes
-
-    def drop(self, info: TemplateInfo) -> None:
-        with self._lock:
-            evicted = self._items.pop((info.template_id, info.revision), None)
-            if evicted is not None:
-                self._bytes -= evicted.nbytes
-
-    def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {"templates": len(self._items), "bytes": self._bytes, "hits": self.hits, "misses": self.misses}
 
 
 def demo_photo() -> bytes:
