@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, freeze_when_ready: bool = False
         finally:
             ctx.ready = False
             cleaner.cancel()
+            ctx.db_calls.close()
             await asyncio.to_thread(ctx.pool.shutdown)
 
     app = FastAPI(

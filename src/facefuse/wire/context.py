@@ -14,6 +14,7 @@ from facefuse.storage.database import Database, open_database
 from facefuse.storage.results import ResultStore
 from facefuse.templates.preview import ThumbnailCache
 from facefuse.templates.registry import TemplateRegistry
+from facefuse.wire.dbcalls import DatabaseCalls
 from facefuse.workpool import WorkPool
 
 
@@ -25,6 +26,7 @@ class AppContext:
     registry: TemplateRegistry
     keys: KeyStore
     limiter: UsageLimiter
+    db_calls: DatabaseCalls  # where key checks and limits run: the event loop or a few threads
     results: ResultStore
     pool: WorkPool  # work processes: fusion and template analysis run there
     image_limits: ImageLimits
@@ -46,6 +48,7 @@ class AppContext:
             registry=registry,
             keys=KeyStore(db),
             limiter=UsageLimiter(db),
+            db_calls=DatabaseCalls(db, settings.database_threads),
             results=ResultStore(db, blobs, settings.result_ttl_seconds),
             pool=WorkPool(
                 settings.workers,

@@ -28,7 +28,7 @@ PATH = "/v3/facefuse"
 @router.post(PATH)
 async def facefuse(request: Request) -> JsonResponse:
     ctx: AppContext = request.app.state.ctx
-    authenticate(ctx, request)
+    await authenticate(ctx, request)
     settings = ctx.settings
     ctx.pool.refuse_if_full()  # a full queue answers at once, before reading and parsing megabytes
     body = parse_json_object(await request.body(), settings.max_json_depth, settings.max_json_list_length)

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v3/keys")
 @router.get("")
 async def list_keys(request: Request) -> JsonResponse:
     ctx: AppContext = request.app.state.ctx
-    authenticate(ctx, request, admin=True)
+    await authenticate(ctx, request, admin=True)
     keys = await run_in_threadpool(ctx.keys.list)
     return JsonResponse({"keys": [key.to_dict() for key in keys]})
 
@@ -27,7 +27,7 @@ async def list_keys(request: Request) -> JsonResponse:
 @router.post("")
 async def create_key(request: Request) -> JsonResponse:
     ctx: AppContext = request.app.state.ctx
-    authenticate(ctx, request, admin=True)
+    await authenticate(ctx, request, admin=True)
     body = parse_json_object(await request.body(), ctx.settings.max_json_depth, ctx.settings.max_json_list_length)
     create = validate(KeyCreateRequest, body)
     key, secret = await run_in_threadpool(ctx.keys.create, create.name, create.admin, create.qps, create.daily_quota)
@@ -37,7 +37,7 @@ async def create_key(request: Request) -> JsonResponse:
 @router.delete("/{api_key}")
 async def revoke_key(api_key: str, request: Request) -> JsonResponse:
     ctx: AppContext = request.app.state.ctx
-    caller = authenticate(ctx, request, admin=True)
+    caller = await authenticate(ctx, request, admin=True)
     if api_key == caller.api_key:  # the last admin key could lock every admin out; the CLI can still do it
         raise FacefuseError(Err.INVALID_PARAMETER, "a key cannot revoke itself; revoke it with another admin key")
     if not await run_in_threadpool(ctx.keys.revoke, api_key):

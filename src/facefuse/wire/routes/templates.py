@@ -24,15 +24,15 @@ router = APIRouter(prefix="/v3/templates")
 THUMBNAIL_CACHE_CONTROL = "private, no-cache"
 
 
-def _context(request: Request, admin: bool) -> AppContext:
+async def _context(request: Request, admin: bool) -> AppContext:
     ctx: AppContext = request.app.state.ctx
-    authenticate(ctx, request, admin=admin)
+    await authenticate(ctx, request, admin=admin)
     return ctx
 
 
 @router.post("")
 async def create_template(request: Request) -> JsonResponse:
-    ctx = _context(request, admin=True)
+    ctx = await _context(request, admin=True)
     body = parse_json_object(await request.body(), ctx.settings.max_json_depth, ctx.settings.max_json_list_length)
     create = validate(TemplateCreateRequest, body)
     raw = await fetch_if_url(ctx, create.media_info_list[0])
@@ -51,7 +51,7 @@ async def create_template(request: Request) -> JsonResponse:
 
 @router.get("")
 async def list_templates(request: Request) -> JsonResponse:
-    ctx = _context(request, admin=False)
+    ctx = await _context(request, admin=False)
 
     def views() -> list[dict[str, object]]:
         return [template_view(ctx.registry, info) for info in ctx.registry.list()]
@@ -61,13 +61,13 @@ async def list_templates(request: Request) -> JsonResponse:
 
 @router.get("/{template_id}")
 async def get_template(template_id: str, request: Request) -> JsonResponse:
-    ctx = _context(request, admin=False)
+    ctx = await _context(request, admin=False)
     return JsonResponse(await run_in_threadpool(template_view, ctx.registry, await _existing(ctx, template_id)))
 
 
 @router.get("/{template_id}/thumbnail")
 async def get_thumbnail(template_id: str, request: Request) -> Response:
-    ctx = _context(request, admin=False)
+    ctx = await _context(request, admin=False)
     info = await _existing(ctx, template_id)
     etag = f'"{info.revision}"'
     headers = {"Cache-Control": THUMBNAIL_CACHE_CONTROL, "ETag": etag}
@@ -88,7 +88,7 @@ async def get_thumbnail(template_id: str, request: Request) -> Response:
 
 @router.delete("/{template_id}")
 async def delete_template(template_id: str, request: Request) -> JsonResponse:
-    ctx = _context(request, admin=True)
+    ctx = await _context(request, admin=True)
     if not await run_in_threadpool(ctx.registry.remove, template_id):
         raise FacefuseError(Err.NOT_FOUND, f"no template {template_id[:64]!r}")
     return JsonResponse({"template_id": template_id, "deleted": True})
