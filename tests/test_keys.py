@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from facefuse.keys import store as key_store
 from facefuse.keys.store import ApiKey, KeyStore
 from facefuse.storage.database import Database
 from facefuse.storage.db import SqliteDatabase
+from facefuse.wire.dbcalls import THREAD_NAME_PREFIX, DatabaseCalls
 
 
 @pytest.fixture
@@ -149,3 +152,26 @@ def test_nodes_starting_together_make_one_first_key(backend: Backend) -> None:
         thread.join()
     assert len([m for m in made if m is not None]) == 1 and nodes[0].count() == 1
     assert nodes[0].list()[0].admin
+
+
+def test_key_checks_run_on_the_event_loop_with_sqlite_and_on_a_database_thread_with_postgresql(
+    db: Database, keys: KeyStore, backend: Backend
+) -> None:
+    key, secret = keys.create("caller")
+    calls = DatabaseCalls(db, threads=1)
+
+    async def check() -> tuple[str, str]:
+        def verify() -> str:
+            assert keys.verify(key.api_key, secret) == key
+            return threading.current_thread().name
+
+        return threading.current_thread().name, await calls.run(verify)
+
+    try:
+        loop_thread, call_thread = asyncio.run(check())
+    finally:
+        calls.close()
+    if backend.scaled:
+        assert call_thread.startswith(THREAD_NAME_PREFIX)
+    else:
+        assert call_thread == loop_thread  # embedded: no thread hop
