@@ -125,7 +125,7 @@ def held_mask(rgb: UInt8Array, face: Face, box: tuple[int, int, int, int], shape
     for hand in hands:
         drawn = np.zeros(shape, np.uint8)
         at = (hand.points.astype(np.float64) - origin + 0.5) * scale - 0.5
-        _draw_hand(drawn, at, hand.finger_width * float(scale.mean()))
+        _draw_hand(drawn, at, hand.finger_width * float(scale.mean()), hand.grips())
         if hand.grips():
             held = _held_thing(rgb, face, hand, (origin, scale), drawn)
             if held is not None:
@@ -152,13 +152,14 @@ def _face_inset(
     return slice(r0, r1), slice(c0, c1)
 
 
-def _draw_hand(mask: UInt8Array, at: FloatArray, finger: float) -> None:
-    """The palm's hull, each finger's joints as a line FINGER_GROW fingers wide, and the
-    wrist beyond the palm, into `mask` (uint8, 255), landmarks `at` in its pixels."""
+def _draw_hand(mask: UInt8Array, at: FloatArray, finger: float, fist: bool) -> None:
+    """The palm's hull (a fist's: the whole hand's), each finger's joints as a line
+    FINGER_GROW fingers wide, and the wrist beyond the palm, into `mask` (uint8, 255),
+    landmarks `at` in its pixels."""
     width = max(1, int(round(FINGER_GROW * finger)))
     shift = 4
     fixed = np.round(at * (1 << shift)).astype(np.int32)
-    palm = cv2.convexHull(fixed[list(PALM)])
+    palm = cv2.convexHull(fixed if fist else fixed[list(PALM)])
     cv2.fillConvexPoly(mask, palm, 255, cv2.LINE_AA, shift)  # type: ignore[call-overload]  # cv2 takes a number for a colour
     cv2.polylines(mask, [palm], True, 255, width, cv2.LINE_AA, shift)  # type: ignore[call-overload]  # likewise
     for finger_joints in FINGERS:
