@@ -49,10 +49,9 @@ HELD_FEATURES_MARGIN = 0.05  # of the face size: under a hand this near the feat
 # forehead, sides, chin): near its edge the mirror image may fall on an ear, an earring
 # or the hair beside the other cheek.
 HELD_MIRROR_ZONE = (0.10, 0.10, 0.08)
-MIRROR_SKIN = (0.3, 0.6)  # the mirror image's skin likelihood: no fill below the first, a full one above
 MIRROR_CLEARANCE = 0.04  # of the face size: how far from a hand the mirror image is
 HELD_LIGHT_SIGMA = 0.12  # of the face size: the scale of the light matched on a mirror image under a hand
-HELD_LIGHT_LIMIT = 0.4  # the mirror image under a hand at most e**0.4 times brighter or darker
+HELD_LIGHT_LIMIT = 0.25  # the mirror image under a hand at most e**0.25 times brighter or darker
 TONE_LIMIT = 1.0  # the user's tone over the template's, at most e times either way
 
 
@@ -114,8 +113,7 @@ def plan_fill(
     mirror = on_canvas.mirror()
     inner = masks.polygon_mask(canvas.shape, masks.shrunk_oval(canvas.points, *HELD_MIRROR_ZONE))
     plain = inner * (1 - canvas.features_grown(HELD_FEATURES_MARGIN))
-    # The mirror image is skin, and well clear of the hand (whose edge the mask may miss).
-    plain *= masks.smoothstep(warp.remap(user.likelihood, mirror), *MIRROR_SKIN)
+    # The mirror image is well clear of the hand (whose edge the mask may miss).
     plain *= warp.remap(1 - masks.grow(held, MIRROR_CLEARANCE * canvas.size), mirror, cv2.BORDER_CONSTANT)
     moved = plan.from_mirror * held * (1 - plain)
     # A hand hides much of the face around what it covers: the mirror image's light is
