@@ -67,6 +67,9 @@ FILL_FROM = 0.025
 INPAINT_DARKER = 0.85  # of the luma around (blurred over LINE_WIDTH): a cover's pixel is darker than this
 INPAINT_CONTEXT = 0.03  # of the face size: the window worked on reaches this far beyond the band
 INPAINT_GROW = 0.006  # of the face size: the inpainted line grown by this (its soft edge, its shadow)
+# Inpainting stops short of the eye openings grown by this (of the face size): a frame runs
+# close beside the lashes and lids, dark lines themselves, and a smeared eye shows at once.
+EYES_KEPT = 0.01
 INPAINT_RADIUS = 3  # pixels around each inpainted one it is filled from
 INPAINT_FACE = 240.0  # px: the face's size in the copy inpainting is worked out on
 INPAINT_TEXTURE = 12.0  # levels: the template's finest texture on inpainted skin, pores not edges
@@ -262,7 +265,9 @@ def fill(
     mirrored *= canvas.grow(plan.mirror_gain)[window]
     filled = np.empty(part.shape, np.uint8)
     cv2.convertScaleAbs(_mixed(part, mirrored, canvas.grow(plan.from_mirror)[window]), dst=filled)
-    filled = _inpaint_lines(filled, canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL, face_size, across)
+    eyes = _eye_openings(u_face.shape[:2], (canvas.points + 0.5) * canvas.factor - 0.5, face_size)[window]
+    band = canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL
+    filled = _inpaint_lines(filled, band, face_size, eyes, across)
     out = u_face.copy()
     out[window] = filled
     return out
@@ -283,7 +288,9 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     if covers.crossings is not None:
         where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
         across = crossing_valleys(crop, where, face.size, _up(canvas.points))
-    inpainted = _inpaint_lines(crop, canvas.grow(covers.mask) > NOTHING_TO_FILL, face.size, across)
+    eyes = _eye_openings(crop.shape[:2], face.landmarks[:, :2] - np.array([x0, y0], np.float32), face.size)
+    band = canvas.grow(covers.mask) > NOTHING_TO_FILL
+    inpainted = _inpaint_lines(crop, band, face.size, eyes, across)
     if inpainted is crop:
         return None
     cleaned = rgb.copy()
@@ -291,11 +298,18 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     return cleaned
 
 
-def _inpaint_lines(rgb: UInt8Array, band: BoolArray, face_size: float, across: BoolArray | None = None) -> UInt8Array:
+def _inpaint_lines(
+    rgb: UInt8Array,
+    band: BoolArray,
+    face_size: float,
+    eyes: BoolArray,
+    across: BoolArray | None = None,
+) -> UInt8Array:
     """`rgb` (uint8) with what is much darker than its surroundings within `band` (a cover's
     thin dark line), and the pixels of `across` (strands crossing a brow or an eye), inpainted
     from the pixels beside them: a new image, or `rgb` itself when there is nothing to
-    inpaint. Only the window around them is worked on."""
+    inpaint. Only the window around them is worked on. The lines' grown edges stop short of
+    `eyes` (the eye openings, grown by EYES_KEPT: bool, rgb's shape)."""
     if across is not None:
         band = band | across
     bx, by, bw, bh = cv2.boundingRect(band.view(np.uint8))  # as np.nonzero's extremes, far cheaper
@@ -310,14 +324,21 @@ def _inpaint_lines(rgb: UInt8Array, band: BoolArray, face_size: float, across: B
     darker = (luma + 4) < INPAINT_DARKER * (around + 4)
     grown = INPAINT_GROW * face_size
     lines = band[window] & darker
-    if across is not None:
-        lines |= across[window]
     hole = masks.grow(lines.astype(np.uint8), grown)
+    hole[eyes[window]] = 0
+    if across is not None:  # a strand crossing an eye's white is inpainted there too
+        hole |= masks.grow(across[window].astype(np.uint8), grown)
     if not hole.any():
         return rgb
     out = rgb.copy()
     out[window] = np.where(hole[..., None] > 0, _inpainted(part, hole, face_size), part)
     return out
+
+
+def _eye_openings(shape: tuple[int, ...], points: FloatArray, face_size: float) -> BoolArray:
+    """The eyes' openings grown by EYES_KEPT (bool, `shape`), `points` the landmarks in its pixels."""
+    eyes = masks.polygon_mask(shape, masks.loop(points, mesh.RIGHT_EYE), masks.loop(points, mesh.LEFT_EYE))
+    return masks.grow(eyes, EYES_KEPT * face_size) > 0.5
 
 
 def _inpainted(part: UInt8Array, hole: UInt8Array, face_size: float) -> UInt8Array:
