@@ -265,9 +265,9 @@ def fill(
     mirrored *= canvas.grow(plan.mirror_gain)[window]
     filled = np.empty(part.shape, np.uint8)
     cv2.convertScaleAbs(_mixed(part, mirrored, canvas.grow(plan.from_mirror)[window]), dst=filled)
-    eyes = _eye_openings(u_face.shape[:2], (canvas.points + 0.5) * canvas.factor - 0.5, face_size)[window]
+    points = (canvas.points + 0.5) * canvas.factor - 0.5 - np.array([x0, y0], np.float32)
     band = canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL
-    filled = _inpaint_lines(filled, band, face_size, eyes, across)
+    filled = _inpaint_lines(filled, band, face_size, points, across)
     out = u_face.copy()
     out[window] = filled
     return out
@@ -288,9 +288,9 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     if covers.crossings is not None:
         where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
         across = crossing_valleys(crop, where, face.size, _up(canvas.points))
-    eyes = _eye_openings(crop.shape[:2], face.landmarks[:, :2] - np.array([x0, y0], np.float32), face.size)
+    points = face.landmarks[:, :2] - np.array([x0, y0], np.float32)
     band = canvas.grow(covers.mask) > NOTHING_TO_FILL
-    inpainted = _inpaint_lines(crop, band, face.size, eyes, across)
+    inpainted = _inpaint_lines(crop, band, face.size, points, across)
     if inpainted is crop:
         return None
     cleaned = rgb.copy()
@@ -302,14 +302,14 @@ def _inpaint_lines(
     rgb: UInt8Array,
     band: BoolArray,
     face_size: float,
-    eyes: BoolArray,
+    points: FloatArray,
     across: BoolArray | None = None,
 ) -> UInt8Array:
     """`rgb` (uint8) with what is much darker than its surroundings within `band` (a cover's
     thin dark line), and the pixels of `across` (strands crossing a brow or an eye), inpainted
     from the pixels beside them: a new image, or `rgb` itself when there is nothing to
     inpaint. Only the window around them is worked on. The lines' grown edges stop short of
-    `eyes` (the eye openings, grown by EYES_KEPT: bool, rgb's shape)."""
+    the eyes (their openings grown by EYES_KEPT; `points`: the face's landmarks in rgb's pixels)."""
     if across is not None:
         band = band | across
     bx, by, bw, bh = cv2.boundingRect(band.view(np.uint8))  # as np.nonzero's extremes, far cheaper
@@ -325,7 +325,8 @@ def _inpaint_lines(
     grown = INPAINT_GROW * face_size
     lines = band[window] & darker
     hole = masks.grow(lines.astype(np.uint8), grown)
-    hole[eyes[window]] = 0
+    origin = np.array([window[1].start, window[0].start], np.float32)
+    hole[_eye_openings(hole.shape, points - origin, face_size)] = 0
     if across is not None:  # a strand crossing an eye's white is inpainted there too
         hole |= masks.grow(across[window].astype(np.uint8), grown)
     if not hole.any():
