@@ -21,9 +21,11 @@ INPAINT_GROW = 0.006  # of the face size: the inpainted line grown by this (its 
 EYES_KEPT = 0.01
 # A real frame has a lighter bevel and a grey halo beside its dark line: within this (of the
 # face size) of the line, a pixel further than HALO_LEVELS of luma from the skin inpainted
-# over it is inpainted too, or a grey rim stays where the frame was.
+# over it, and greyer than it (under HALO_CHROMA of its chroma), is inpainted too, or a grey
+# rim stays where the frame was. A crease or a shadow beside a drawn line keeps the skin's hue.
 HALO_REACH = 0.012
 HALO_LEVELS = 16
+HALO_CHROMA = 0.8
 INPAINT_RADIUS = 3  # pixels around each inpainted one it is filled from
 INPAINT_FACE = 240.0  # px: the face's size in the copy inpainting is worked out on
 
@@ -74,12 +76,19 @@ def lines(
 
 def _halo(part: UInt8Array, hole: UInt8Array, eyes: BoolArray, face_size: float) -> UInt8Array:
     """The pixels within HALO_REACH of `hole` (a frame's dark line, grown) that stand out by
-    over HALO_LEVELS of luma from the skin inpainted over them all: a real frame's lighter
-    bevel or grey halo, where a drawn line's edge is only skin (uint8 0/1, not in `eyes`)."""
+    over HALO_LEVELS of luma from the skin inpainted over them all and are greyer than it:
+    a real frame's lighter bevel or grey halo (uint8 0/1, not in `eyes`)."""
     ring = (masks.grow(hole, HALO_REACH * face_size) > 0) & ~eyes
     guess = inpainted(part, (ring | (hole > 0)).astype(np.uint8), face_size)
     luma, guessed = (cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.int16) for im in (part, guess))
-    return cast(UInt8Array, (ring & (hole == 0) & (np.abs(luma - guessed) > HALO_LEVELS)).astype(np.uint8))
+    greyer = _chroma(part) < HALO_CHROMA * _chroma(guess)
+    return cast(UInt8Array, (ring & (hole == 0) & (np.abs(luma - guessed) > HALO_LEVELS) & greyer).astype(np.uint8))
+
+
+def _chroma(rgb: UInt8Array) -> FloatArray:
+    """Each pixel's CIELAB chroma (8-bit scale)."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return cast(FloatArray, np.hypot(lab[..., 1] - 128, lab[..., 2] - 128))
 
 
 def _eye_openings(shape: tuple[int, ...], points: FloatArray, face_size: float) -> BoolArray:
