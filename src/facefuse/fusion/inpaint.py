@@ -26,6 +26,7 @@ EYES_KEPT = 0.01
 HALO_REACH = 0.012
 HALO_LEVELS = 16
 HALO_CHROMA = 0.8
+HALO_FACE = 120.0  # px: the face's size in the copy the skin under a halo is guessed on
 INPAINT_RADIUS = 3  # pixels around each inpainted one it is filled from
 INPAINT_FACE = 240.0  # px: the face's size in the copy inpainting is worked out on
 
@@ -77,18 +78,24 @@ def lines(
 def _halo(part: UInt8Array, hole: UInt8Array, eyes: BoolArray, face_size: float) -> UInt8Array:
     """The pixels within HALO_REACH of `hole` (a frame's dark line, grown) that stand out by
     over HALO_LEVELS of luma from the skin inpainted over them all and are greyer than it:
-    a real frame's lighter bevel or grey halo (uint8 0/1, not in `eyes`)."""
+    a real frame's lighter bevel or grey halo (uint8 0/1, not in `eyes`). The skin's guess
+    is smooth: it is worked out with the face at HALO_FACE pixels."""
     ring = (masks.grow(hole, HALO_REACH * face_size) > 0) & ~eyes
-    guess = inpainted(part, (ring | (hole > 0)).astype(np.uint8), face_size)
-    luma, guessed = (cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.int16) for im in (part, guess))
-    greyer = _chroma(part) < HALO_CHROMA * _chroma(guess)
-    return cast(UInt8Array, (ring & (hole == 0) & (np.abs(luma - guessed) > HALO_LEVELS) & greyer).astype(np.uint8))
+    guess = inpainted(part, (ring | (hole > 0)).astype(np.uint8), face_size, HALO_FACE)
+    ys, xs = np.nonzero(ring & (hole == 0))
+    seen, guessed = part[ys, xs][:, None], guess[ys, xs][:, None]  # (n, 1, 3): cv2 converts these only
+    luma = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.int16).ravel() for im in (seen, guessed)]
+    chroma = [_chroma(im) for im in (seen, guessed)]
+    stands_out = (np.abs(luma[0] - luma[1]) > HALO_LEVELS) & (chroma[0] < HALO_CHROMA * chroma[1])
+    out = np.zeros(hole.shape, np.uint8)
+    out[ys[stands_out], xs[stands_out]] = 1
+    return out
 
 
 def _chroma(rgb: UInt8Array) -> FloatArray:
-    """Each pixel's CIELAB chroma (8-bit scale)."""
+    """Each pixel's CIELAB chroma (8-bit scale), flattened."""
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    return cast(FloatArray, np.hypot(lab[..., 1] - 128, lab[..., 2] - 128))
+    return cast(FloatArray, np.hypot(lab[..., 1] - 128, lab[..., 2] - 128).ravel())
 
 
 def _eye_openings(shape: tuple[int, ...], points: FloatArray, face_size: float) -> BoolArray:
@@ -97,10 +104,11 @@ def _eye_openings(shape: tuple[int, ...], points: FloatArray, face_size: float) 
     return masks.grow(eyes, EYES_KEPT * face_size) > 0.5
 
 
-def inpainted(part: UInt8Array, hole: UInt8Array, face_size: float) -> UInt8Array:
-    """`part` inpainted over `hole`, worked out with the face at most INPAINT_FACE pixels (the
-    inpainting is smooth: a smaller copy loses nothing of it, and costs far less)."""
-    scale = min(1.0, INPAINT_FACE / max(face_size, 1.0))
+def inpainted(part: UInt8Array, hole: UInt8Array, face_size: float, work_face: float = 0.0) -> UInt8Array:
+    """`part` inpainted over `hole`, worked out with the face at most `work_face` pixels
+    (default INPAINT_FACE: the inpainting is smooth, a smaller copy loses nothing of it, and
+    costs far less)."""
+    scale = min(1.0, (work_face or INPAINT_FACE) / max(face_size, 1.0))
     if scale == 1.0:
         return cast(UInt8Array, cv2.inpaint(part, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA))
     h, w = hole.shape
