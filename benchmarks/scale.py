@@ -339,6 +339,11 @@ def main() -> None:
     parser.add_argument("--throughput-rounds", type=int, default=3, help="rounds of each; the best counts")
     parser.add_argument("--rounds", type=int, default=60, help="latency requests per mode and answer type")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="stop after lookups, latency and result put (what a storage change moves): no second node or faults",
+    )
     args = parser.parse_args()
 
     user, template_photo = choose_photos(args.faces_dir)
@@ -380,27 +385,28 @@ def main() -> None:
         storage_url = scaled_env["FACEFUSE_STORAGE_URL"]
         report["result put"] = result_puts(jpeg, storage_url, s3.endpoint, root)
         print("result put:", report["result put"], flush=True)
-        embedded.stop()
-        services.remove(embedded)
+        if not args.latency_only:
+            embedded.stop()
+            services.remove(embedded)
 
-        second = start_service(root / "node1", 1, (scaled.auth["api_key"], scaled.auth["api_secret"]), scaled_env)
-        services.append(second)
-        nginx = components.NginxServer([s.base_url.removeprefix("http://") for s in (scaled, second)])
-        nginx.start()
-        body = bodies["base64"]
-        roots += [scaled.process.pid, second.process.pid, nginx.process.pid if nginx.process else 0]
-        support = [nginx.process.pid if nginx.process else 0, postgres.pid, s3.process.pid if s3.process else 0]
-        report["throughput rps"] = throughput_rounds(args, scaled, second, nginx.base_url, body, roots, support)
-        print("throughput:", report["throughput rps"], flush=True)
+            second = start_service(root / "node1", 1, (scaled.auth["api_key"], scaled.auth["api_secret"]), scaled_env)
+            services.append(second)
+            nginx = components.NginxServer([s.base_url.removeprefix("http://") for s in (scaled, second)])
+            nginx.start()
+            body = bodies["base64"]
+            roots += [scaled.process.pid, second.process.pid, nginx.process.pid if nginx.process else 0]
+            support = [nginx.process.pid if nginx.process else 0, postgres.pid, s3.process.pid if s3.process else 0]
+            report["throughput rps"] = throughput_rounds(args, scaled, second, nginx.base_url, body, roots, support)
+            print("throughput:", report["throughput rps"], flush=True)
 
-        report["quota"] = quota_run([scaled, second], scaled.auth, root / "cli", scaled_env)
-        print("quota:", report["quota"], flush=True)
-        report["postgres restart"] = postgres_outage(nginx.base_url, scaled.auth, body, postgres)
-        print("postgres restart:", report["postgres restart"], flush=True)
-        report["kill -9"] = kill_one(nginx, scaled.auth, body, second)
-        print("kill -9:", report["kill -9"], flush=True)
-        report["storage down"] = storage_outage(scaled, scaled.auth, bodies["url"], s3, db_url)
-        print("storage down:", report["storage down"], flush=True)
+            report["quota"] = quota_run([scaled, second], scaled.auth, root / "cli", scaled_env)
+            print("quota:", report["quota"], flush=True)
+            report["postgres restart"] = postgres_outage(nginx.base_url, scaled.auth, body, postgres)
+            print("postgres restart:", report["postgres restart"], flush=True)
+            report["kill -9"] = kill_one(nginx, scaled.auth, body, second)
+            print("kill -9:", report["kill -9"], flush=True)
+            report["storage down"] = storage_outage(scaled, scaled.auth, bodies["url"], s3, db_url)
+            print("storage down:", report["storage down"], flush=True)
     finally:
         if nginx is not None:
             nginx.stop()
