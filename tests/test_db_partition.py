@@ -145,7 +145,8 @@ def test_a_partitioned_database_leaves_the_event_loop_free_and_service_resumes_w
 
             # The key check waits inside PostgreSQL's call; the event loop answers meanwhile.
             assert client.get("/healthz").status_code == 200
-            # The one database thread is taken: another key check is refused at once, not queued.
+            # The one database thread is taken: another key check waits for it a moment, then is
+            # refused, not queued until the partition heals.
             assert_error(client.get("/v3/templates", params=auth), 503, 10301, "SERVER_BUSY")
             assert not hanging.done()  # the forwarder holds its bytes until the partition heals
 
