@@ -11,7 +11,8 @@ one core's worth of fusion). Then, in order:
               on PostgreSQL, in this process: what a shared registry costs per request
   latency     an embedded and a scaled node side by side, requests alternating, one at a
               time: p50 of a 1 MP photo into a registered template, base64 and url answers
-  result put  a url answer's JPEG stored in S3 and in a data dir (what a url answer adds)
+  result save a url answer stored in S3 + PostgreSQL and in a data dir + SQLite: its JPEG
+              alone (put), and the JPEG and its row as the answer waits for them (save)
   throughput  1 node (direct) and 2 nodes behind nginx, `--concurrency` clients, rounds
               alternating; answers per second, the best round of each compared; once as
               the processes come, once with each node on a core of its own (a machine each)
@@ -188,20 +189,38 @@ def throughput_rounds(
     return found
 
 
-def result_puts(jpeg: bytes, storage_url: str, endpoint: str, root: Path, count: int = 40) -> dict[str, Any]:
-    """ms p50 to store one result JPEG in the S3 endpoint and in a data dir: the url answer's own cost."""
+def result_saves(
+    jpeg: bytes, storage_url: str, endpoint: str, db_url: str, root: Path, count: int = 40
+) -> dict[str, Any]:
+    """ms p50 to store one url answer in S3 + PostgreSQL and in a data dir + SQLite, the two
+    alternating: its JPEG alone (put), and JPEG and row as a url answer waits for them (save)."""
     from facefuse.storage.blobs import LocalBlobStore
+    from facefuse.storage.db import SqliteDatabase
+    from facefuse.storage.postgres import PostgresDatabase
+    from facefuse.storage.results import ResultStore
     from facefuse.storage.s3 import S3BlobStore
 
-    found: dict[str, Any] = {"bytes": len(jpeg)}
-    for name, store in (("s3", S3BlobStore(storage_url, endpoint)), ("data dir", LocalBlobStore(root / "puts"))):
-        times = []
-        for n in range(count):
-            started = time.perf_counter()
-            store.put(f"results/bench{n:04d}.jpg", jpeg)
-            times.append((time.perf_counter() - started) * 1000)
-        found[f"{name} ms p50"] = round(p50(times), 2)
-    return found
+    stores = {
+        "s3 + postgresql": ResultStore(PostgresDatabase(db_url), S3BlobStore(storage_url, endpoint), 3600),
+        "data dir + sqlite": ResultStore(
+            SqliteDatabase(root / "saves" / "facefuse.sqlite3"), LocalBlobStore(root / "saves"), 3600
+        ),
+    }
+    times: dict[str, list[float]] = {f"{name} {step} ms p50": [] for step in ("put", "save") for name in stores}
+    for n in range(count + 2):  # the first two warm the connections
+        for name, store in stores.items():
+            for step, call in (
+                ("put", lambda: store.blobs.put(f"results/bench{n:04d}.jpg", jpeg)),
+                ("save", lambda: store.save(jpeg)),
+            ):
+                started = time.perf_counter()
+                call()
+                if n >= 2:
+                    times[f"{name} {step} ms p50"].append((time.perf_counter() - started) * 1000)
+    for store in stores.values():
+        store.close()
+        store.db.close()
+    return {"bytes": len(jpeg), **{name: round(p50(values), 2) for name, values in times.items()}}
 
 
 def throughput(base_url: str, auth: dict[str, str], body: bytes, requests: int, concurrency: int) -> float:
@@ -342,7 +361,7 @@ def main() -> None:
     parser.add_argument(
         "--latency-only",
         action="store_true",
-        help="stop after lookups, latency and result put (what a storage change moves): no second node or faults",
+        help="stop after lookups, latency and result save (what a storage change moves): no second node or faults",
     )
     args = parser.parse_args()
 
@@ -350,7 +369,7 @@ def main() -> None:
     item = make_input(Image.open(user).convert("RGB"), 1.0)
     root = Path(tempfile.mkdtemp(prefix="facefuse-scale-"))
     postgres, s3 = components.start_postgres(), components.start_moto()
-    os.environ.update(components.S3_ACCESS)  # this process stores results too (result put)
+    os.environ.update(components.S3_ACCESS)  # this process stores results too (result save)
     nginx: components.NginxServer | None = None
     services: list[Service] = []
     report: dict[str, Any] = {"input": f"{item.width}x{item.height} ({item.megapixels:.2f} MP)"}
@@ -383,8 +402,8 @@ def main() -> None:
             link = json.loads(post(client, scaled.auth, bodies["url"])[2])["media_info_list"][0]["media_data"]
             jpeg = client.get(link)[1]
         storage_url = scaled_env["FACEFUSE_STORAGE_URL"]
-        report["result put"] = result_puts(jpeg, storage_url, s3.endpoint, root)
-        print("result put:", report["result put"], flush=True)
+        report["result save"] = result_saves(jpeg, storage_url, s3.endpoint, db_url, root)
+        print("result save:", report["result save"], flush=True)
         if not args.latency_only:
             embedded.stop()
             services.remove(embedded)
