@@ -31,6 +31,7 @@ Photos come from --faces-dir (perfbench.inputs.choose_photos); nothing is shippe
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -193,30 +195,38 @@ def result_saves(
     jpeg: bytes, storage_url: str, endpoint: str, db_url: str, root: Path, count: int = 40
 ) -> dict[str, Any]:
     """ms p50 to store one url answer in S3 + PostgreSQL and in a data dir + SQLite, the two
-    alternating: its JPEG alone (put), and JPEG and row as a url answer waits for them (save)."""
+    alternating: its JPEG alone (put), and JPEG and row as a url answer waits for them
+    (save); and moto's own time for the put: an unsigned PUT of the same bytes with httpx,
+    no SDK (moto takes it; a real S3 would not)."""
     from facefuse.storage.blobs import LocalBlobStore
     from facefuse.storage.db import SqliteDatabase
     from facefuse.storage.postgres import PostgresDatabase
     from facefuse.storage.results import ResultStore
     from facefuse.storage.s3 import S3BlobStore
 
+    s3 = S3BlobStore(storage_url, endpoint)
     stores = {
-        "s3 + postgresql": ResultStore(PostgresDatabase(db_url), S3BlobStore(storage_url, endpoint), 3600),
+        "s3 + postgresql": ResultStore(PostgresDatabase(db_url), s3, 3600),
         "data dir + sqlite": ResultStore(
             SqliteDatabase(root / "saves" / "facefuse.sqlite3"), LocalBlobStore(root / "saves"), 3600
         ),
     }
+    raw_put = "moto's own time (unsigned httpx PUT) ms p50"
     times: dict[str, list[float]] = {f"{name} {step} ms p50": [] for step in ("put", "save") for name in stores}
-    for n in range(count + 2):  # the first two warm the connections
-        for name, store in stores.items():
-            for step, call in (
-                ("put", lambda: store.blobs.put(f"results/bench{n:04d}.jpg", jpeg)),
-                ("save", lambda: store.save(jpeg)),
-            ):
+    times[raw_put] = []
+    with httpx.Client(trust_env=False, timeout=TIMEOUT_S) as raw:
+        for n in range(count + 2):  # the first two warm the connections
+            name = f"results/bench{n:04d}.jpg"
+            steps: list[tuple[str, Callable[[], object]]] = []
+            for kind, store in stores.items():
+                steps.append((f"{kind} put ms p50", functools.partial(store.blobs.put, name, jpeg)))
+                steps.append((f"{kind} save ms p50", functools.partial(store.save, jpeg)))
+            steps.append((raw_put, functools.partial(raw.put, f"{endpoint}/{s3.bucket}/{s3.key(name)}", content=jpeg)))
+            for measure, call in steps:
                 started = time.perf_counter()
                 call()
                 if n >= 2:
-                    times[f"{name} {step} ms p50"].append((time.perf_counter() - started) * 1000)
+                    times[measure].append((time.perf_counter() - started) * 1000)
     for store in stores.values():
         store.close()
         store.db.close()

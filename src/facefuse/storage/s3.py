@@ -60,6 +60,7 @@ class S3BlobStore:
             s3={"addressing_style": "path" if endpoint_url else "auto", "payload_signing_enabled": True},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            parameter_validation=False,  # a check of the caller's arguments: ours are fixed and typed
         )
         self._client: Any = boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, config=config)
         # Last among the handlers of every S3 call, so after botocore's own that adds the header.
