@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/quality.py [--pairs 60] [--out quality.json] [--sheet quality.png]
         [--no-realism] [--realism-pairs 36] [--realism-pose-templates 6] [--realism-groups N]
+        [--realism-hand-pairs 8]
         [--realism-sheet realism.png]
 
 Needs the [eval] extra (dlib-bin, face_recognition_models): an independent judge, never
@@ -401,7 +402,7 @@ def realism_report(args: argparse.Namespace) -> dict | None:
     if args.no_realism:
         return None
     realism = realism_module()
-    sizes = realism.Sizes(args.realism_pairs, args.realism_pose_templates, args.realism_groups)
+    sizes = realism.Sizes(args.realism_pairs, args.realism_pose_templates, args.realism_groups, args.realism_hand_pairs)
     return realism.run(
         args.faces_dir,
         sizes,

@@ -1,22 +1,27 @@
 """Realism measures of issue 22: does the result stay the same when it should?
 
     .venv/bin/python benchmarks/realism.py [--pairs 36] [--pose-templates 6] [--groups N]
-        [--out realism.json] [--sheet realism.png] [--faces-dir ../shared/faces]
+        [--hand-pairs 8] [--out realism.json] [--sheet realism.png] [--hands-sheet hands.png]
+        [--faces-dir ../shared/faces]
 
 benchmarks/quality.py (`make quality`) runs the same measures after its own. The judge is
 quality.py's dlib (68 landmarks, IOD = outer eye corners 36-45). Fusions go through the
 real code path (FuseService.fuse_to_jpeg, or TemplateRegistry.add for a group photo) and
 each JPEG is decoded again before it is judged. docs/quality.md, "Realism measures":
 
-  occluders     hair strands / glasses drawn on the user's photo; the user fused with and
+  occluders     hair strands / glasses drawn on the user's photo, a hand / a hand holding a
+                microphone pasted over it (benchmarks/cutouts.py); the user fused with and
                 without them into the same template; CIELAB L* of the two results on the
                 template's plain skin: mean |dL*| and the share of pixels with |dL*| > 8,
                 median over pairs, each kind apart
+  template hands  a hand / a microphone pasted over the template's face stays as it is in
+                the result (benchmarks/handsbench.py): mean |dL*| and share > 8 there
   pose          an identity's frontal and turned (15-35 deg) photos into the same templates:
                 mean |dL*| of the two results on the plain skin, and the turned result's
                 far-to-near cheek ratio of luma Laplacian energy against the template's
   group_recall  faces found by template registration / faces >= 48 px dlib's CNN finds
-  review sheet  full-resolution crops user | template | result of chosen hard pairs
+  review sheet  full-resolution crops user | template | result of chosen hard pairs; the
+                hands sheet the same of users and templates with a hand or a microphone
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cutouts  # noqa: E402  (a hand and a microphone cut out of a photo, pasted over faces)
 import group_recall  # noqa: E402  (group recall against dlib's CNN)
+import handsbench  # noqa: E402  (hands and microphones over the template's face, the hands sheet)
 import quality  # noqa: E402  (the dlib judge, the photo rules, the skin polygon)
+from cutouts import png_bytes  # noqa: E402
 
 from facefuse.errors import FacefuseError  # noqa: E402
 from facefuse.media.decode import decode_image  # noqa: E402
@@ -104,6 +112,14 @@ TARGETS = {
     "hair_share_dl8": ("<=", 0.02),
     "glasses_mean_dl": ("<=", 1.5),
     "glasses_share_dl8": ("<=", 0.02),
+    "hand_mean_dl": ("<=", 1.5),
+    "hand_share_dl8": ("<=", 0.02),
+    "microphone_mean_dl": ("<=", 1.5),
+    "microphone_share_dl8": ("<=", 0.02),
+    "template_hand_mean_dl": ("<=", 1.5),
+    "template_hand_share_dl8": ("<=", 0.02),
+    "template_microphone_mean_dl": ("<=", 1.5),
+    "template_microphone_share_dl8": ("<=", 0.02),
     "pose_mean_dl": ("<=", 3.0),
     "pose_detail_error": ("<=", 0.30),
     "group_recall": (">=", 1.0),
@@ -156,6 +172,10 @@ class OccluderPair:
     hair_share_dl8: float = float("nan")
     glasses_mean_dl: float = float("nan")
     glasses_share_dl8: float = float("nan")
+    hand_mean_dl: float = float("nan")
+    hand_share_dl8: float = float("nan")
+    microphone_mean_dl: float = float("nan")
+    microphone_share_dl8: float = float("nan")
 
 
 @dataclass
@@ -201,6 +221,16 @@ class RealismSummary:
     group_judge_faces: int
     group_matched: int
     group_recall: float
+    hand_mean_dl: float = float("nan")
+    hand_share_dl8: float = float("nan")
+    microphone_mean_dl: float = float("nan")
+    microphone_share_dl8: float = float("nan")
+    template_hand_pairs: int = 0
+    template_hand_failed: int = 0
+    template_hand_mean_dl: float = float("nan")
+    template_hand_share_dl8: float = float("nan")
+    template_microphone_mean_dl: float = float("nan")
+    template_microphone_share_dl8: float = float("nan")
     notes: list[str] = field(default_factory=list)
 
 
@@ -209,6 +239,7 @@ class Sizes:
     occluder_pairs: int = OCCLUDER_PAIRS
     pose_templates: int = POSE_TEMPLATES
     group_photos: int | None = None  # the smallest this many; None: all
+    template_hand_pairs: int = handsbench.TEMPLATE_PAIRS
 
 
 # ------------------------------------------------------------------ the face's frame
@@ -403,12 +434,6 @@ class Photos:
         return faces[0].yaw if len(faces) == 1 else None
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return encoded.tobytes()
-
-
 class Fuser:
     """FuseService with the template as an ad-hoc photo; answers the decoded JPEG."""
 
@@ -471,6 +496,14 @@ def occluder_pairs(photos: list[quality.Photo], count: int) -> list[tuple[qualit
     return pairs
 
 
+def template_hand_pairs(photos: list[quality.Photo], count: int) -> list[tuple[str, str]]:
+    """Deterministic (user, template) for the template side of hands: the occluder users
+    into the occluder templates (handsbench.template_pairs)."""
+    users = [u.file for u in spread(one_per_identity(photos)[::2], OCCLUDER_USERS)]
+    templates = [t.file for t in template_choice(photos, OCCLUDER_TEMPLATES)]
+    return handsbench.template_pairs(users, templates, count)
+
+
 def pose_partners(faces_dir: Path, photos: Photos) -> list[tuple[str, str, str, float]]:
     """(identity, frontal, turned, turned yaw) for identities with a frontal photo (|yaw| <=
     FRONTAL_MAX_YAW, the most frontal) and single-face photos turned TURNED_YAW by the
@@ -518,7 +551,8 @@ def group_photos(faces_dir: Path, limit: int | None) -> list[str]:
 
 
 def measure_occluders(fuser: Fuser, photos: Photos, user: str, template: str) -> OccluderPair:
-    """The user with and without drawn hair and glasses, fused into the same template."""
+    """The user with and without drawn hair and glasses, a pasted hand and microphone, fused
+    into the same template."""
     out = OccluderPair(user, template)
     user_points, template_points = photos.landmarks(user), photos.landmarks(template)
     if user_points is None or template_points is None:
@@ -526,6 +560,8 @@ def measure_occluders(fuser: Fuser, photos: Photos, user: str, template: str) ->
         return out
     clean = photos.pixels(user)
     drawn = {"hair": draw_hair(clean, user_points), "glasses": draw_glasses(clean, user_points)}
+    for kind in handsbench.KINDS:
+        drawn[kind] = cutouts.paste(clean, handsbench.eyes(user_points), kind)
     template_bytes = photos.data(template)
     skin = plain_skin_mask(photos.pixels(template).shape, template_points)
     try:
@@ -590,8 +626,13 @@ def _max(values: list[float]) -> float:
 
 
 def summarise(
-    occluders: list[OccluderPair], poses: list[PosePair], groups: list[GroupPhoto], notes: list[str]
+    occluders: list[OccluderPair],
+    poses: list[PosePair],
+    groups: list[GroupPhoto],
+    notes: list[str],
+    template_hands: list[handsbench.TemplateHandPair] | None = None,
 ) -> RealismSummary:
+    kept = template_hands or []
     judge_faces = sum(g.judge_faces for g in groups)
     matched = sum(g.matched for g in groups)
     return RealismSummary(
@@ -612,6 +653,16 @@ def summarise(
         group_judge_faces=judge_faces,
         group_matched=matched,
         group_recall=matched / judge_faces if judge_faces else float("nan"),
+        hand_mean_dl=_median([p.hand_mean_dl for p in occluders]),
+        hand_share_dl8=_median([p.hand_share_dl8 for p in occluders]),
+        microphone_mean_dl=_median([p.microphone_mean_dl for p in occluders]),
+        microphone_share_dl8=_median([p.microphone_share_dl8 for p in occluders]),
+        template_hand_pairs=len(kept),
+        template_hand_failed=sum(1 for p in kept if p.error),
+        template_hand_mean_dl=_median([p.hand_mean_dl for p in kept]),
+        template_hand_share_dl8=_median([p.hand_share_dl8 for p in kept]),
+        template_microphone_mean_dl=_median([p.microphone_mean_dl for p in kept]),
+        template_microphone_share_dl8=_median([p.microphone_share_dl8 for p in kept]),
         notes=notes,
     )
 
@@ -636,6 +687,16 @@ def summary_lines(summary: RealismSummary) -> list[str]:
         f"hair |dL*| {summary.hair_mean_dl:.2f} {mark('hair_mean_dl')}, >8 {summary.hair_share_dl8:.1%} "
         f"{mark('hair_share_dl8')}; glasses |dL*| {summary.glasses_mean_dl:.2f} {mark('glasses_mean_dl')}, "
         f">8 {summary.glasses_share_dl8:.1%} {mark('glasses_share_dl8')}",
+        f"realism hands (median; targets mean <= 1.5, share <= 2 %): over the user, pairs as above: "
+        f"hand |dL*| {summary.hand_mean_dl:.2f} {mark('hand_mean_dl')}, >8 {summary.hand_share_dl8:.1%} "
+        f"{mark('hand_share_dl8')}; microphone |dL*| {summary.microphone_mean_dl:.2f} "
+        f"{mark('microphone_mean_dl')}, >8 {summary.microphone_share_dl8:.1%} {mark('microphone_share_dl8')}",
+        f"realism hands kept over the template (pairs {summary.template_hand_pairs}, failed "
+        f"{summary.template_hand_failed}; median): hand |dL*| {summary.template_hand_mean_dl:.2f} "
+        f"{mark('template_hand_mean_dl')}, >8 {summary.template_hand_share_dl8:.1%} "
+        f"{mark('template_hand_share_dl8')}; microphone |dL*| {summary.template_microphone_mean_dl:.2f} "
+        f"{mark('template_microphone_mean_dl')}, >8 {summary.template_microphone_share_dl8:.1%} "
+        f"{mark('template_microphone_share_dl8')}",
         f"realism pose (identities {summary.pose_identities}, pairs {summary.pose_pairs}, failed "
         f"{summary.pose_failed}; median, max): |dL*| {summary.pose_mean_dl:.2f} (max {summary.pose_mean_dl_max:.2f}) "
         f"{mark('pose_mean_dl')} [<= 3]; far/near detail off the template's by "
@@ -763,7 +824,7 @@ def pose_note(partners: list[tuple[str, str, str, float]]) -> str:
     )
 
 
-def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> dict:
+def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print, hands_sheet: Path | None = None) -> dict:
     """Every measure; the report as a JSON-ready dict (summary, targets_met, per pair)."""
     photos = Photos(faces_dir)
     work_dir = Path(tempfile.mkdtemp(prefix="facefuse-realism-"))
@@ -776,7 +837,18 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> di
         p = occluders[-1]
         progress(
             f"occluders {user.file[:34]:34s} -> {template.file[:34]:34s} hair {p.hair_mean_dl:.2f} "
-            f"{p.hair_share_dl8:.1%} glasses {p.glasses_mean_dl:.2f} {p.glasses_share_dl8:.1%} {p.error}"
+            f"{p.hair_share_dl8:.1%} glasses {p.glasses_mean_dl:.2f} {p.glasses_share_dl8:.1%} hand "
+            f"{p.hand_mean_dl:.2f} {p.hand_share_dl8:.1%} microphone {p.microphone_mean_dl:.2f} "
+            f"{p.microphone_share_dl8:.1%} {p.error}"
+        )
+
+    template_hands = []
+    for user, template in template_hand_pairs(valid, sizes.template_hand_pairs):
+        template_hands.append(handsbench.measure_template(fuser, photos, user, template))
+        h = template_hands[-1]
+        progress(
+            f"template hands {user[:34]:34s} -> {template[:34]:34s} hand {h.hand_mean_dl:.2f} "
+            f"{h.hand_share_dl8:.1%} microphone {h.microphone_mean_dl:.2f} {h.microphone_share_dl8:.1%} {h.error}"
         )
 
     partners = pose_partners(faces_dir, photos)
@@ -802,12 +874,15 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print) -> di
 
     if sheet is not None:
         Image.fromarray(review_sheet(fuser, photos)).save(sheet)
+    if hands_sheet is not None:
+        Image.fromarray(handsbench.sheet(fuser, photos)).save(hands_sheet)
 
-    summary = summarise(occluders, poses, groups, notes)
+    summary = summarise(occluders, poses, groups, notes, template_hands)
     return {
         "summary": asdict(summary),
         "targets_met": verdicts(summary),
         "occluder_pairs": [asdict(p) for p in occluders],
+        "template_hand_pairs": [asdict(p) for p in template_hands],
         "pose_pairs": [asdict(p) for p in poses],
         "groups": [asdict(g) for g in groups],
         "sheet": str(sheet) if sheet else None,
@@ -829,6 +904,12 @@ def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     parser.add_argument(
         f"--{prefix}groups", type=int, default=None, help="group photos, the smallest first (default: all)"
     )
+    parser.add_argument(
+        f"--{prefix}hand-pairs",
+        type=int,
+        default=handsbench.TEMPLATE_PAIRS,
+        help="pairs (user x template) with a hand or a microphone over the template's face",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -836,13 +917,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces-dir", type=Path, default=quality.DEFAULT_FACES)
     parser.add_argument("--out", type=Path, default=Path("realism.json"))
     parser.add_argument("--sheet", default="realism.png", help="review sheet PNG ('' for none)")
+    parser.add_argument("--hands-sheet", default="hands.png", help="hands review sheet PNG ('' for none)")
     add_arguments(parser)
     args = parser.parse_args(argv)
     report = run(
         args.faces_dir,
-        Sizes(args.pairs, args.pose_templates, args.groups),
+        Sizes(args.pairs, args.pose_templates, args.groups, args.hand_pairs),
         Path(args.sheet) if args.sheet else None,
         progress=lambda line: print(line, file=sys.stderr),
+        hands_sheet=Path(args.hands_sheet) if args.hands_sheet else None,
     )
     args.out.write_text(json.dumps(report, indent=1))
     summary = summary_from(report)

@@ -125,7 +125,7 @@ def test_lstar_change_counts_what_moved() -> None:
 
 
 def test_realism_small_run(tmp_path: Path) -> None:
-    out, sheet = tmp_path / "realism.json", tmp_path / "realism.png"
+    out, sheet, hands_sheet = tmp_path / "realism.json", tmp_path / "realism.png", tmp_path / "hands.png"
     done = subprocess.run(
         [
             sys.executable,
@@ -142,6 +142,10 @@ def test_realism_small_run(tmp_path: Path) -> None:
             str(out),
             "--sheet",
             str(sheet),
+            "--hand-pairs",
+            "1",
+            "--hands-sheet",
+            str(hands_sheet),
         ],
         capture_output=True,
         text=True,
@@ -153,7 +157,7 @@ def test_realism_small_run(tmp_path: Path) -> None:
     summary = report["summary"]
     assert summary["occluder_pairs"] == 2 and summary["occluder_failed"] == 0
     for pair in report["occluder_pairs"]:
-        for kind in ("hair", "glasses"):
+        for kind in ("hair", "glasses", "hand", "microphone"):
             # Drawn occluders move the result somewhat (a fusion ignoring the user would give
             # 0), never the whole skin (a different face or a broken mask would).
             assert 0 < pair[f"{kind}_mean_dl"] < 30, pair
@@ -170,3 +174,8 @@ def test_realism_small_run(tmp_path: Path) -> None:
     assert 0 <= summary["group_recall"] <= 1
     assert set(report["targets_met"]) == set(realism.TARGETS)
     assert sheet.stat().st_size > 1_000_000  # full-resolution crops of every chosen pair
+    assert hands_sheet.stat().st_size > 1_000_000
+    (kept,) = report["template_hand_pairs"]
+    for kind in ("hand", "microphone"):
+        # Over the template's face a hand stays as it is: within the JPEG's noise.
+        assert 0 <= kept[f"{kind}_mean_dl"] < 3 and 0 <= kept[f"{kind}_share_dl8"] < 0.05, kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from facefuse.templates.registry import TemplateRegistry
 from facefuse.vision.checks import FaceRules, require_template_faces, select_user_face
 from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
+from facefuse.vision.hands import held_mask
 
 Rect = tuple[float, float, float, float]
 HALF_DECODE_FROM = 3200  # px of the long side: a JPEG user photo this big is first decoded at 1/2
@@ -242,9 +244,15 @@ def fuse_scene(scene: TemplateScene, placed: list[PlacedUser], options: FuseOpti
         if result is scene.image and scene.prepared:
             prepared = scene.prepared[index]
         else:
-            prepared = prepare_template(result, scene.faces[index])
-        result = fuse_prepared(prepared, user.image, user.face, options)
+            prepared = prepare_template(result, scene.faces[index], partial(held_mask, result, scene.faces[index]))
+        result = fuse_user(prepared, user.image, user.face, options)
     return result
+
+
+def fuse_user(prepared: PreparedTemplate, image: UInt8Array, face: Face, options: FuseOptions) -> UInt8Array:
+    """One user's face into a prepared template face; a hand over the user's face is found
+    by the hand model when fusion asks for it (fusion.hands.over_user)."""
+    return fuse_prepared(prepared, image, face, options, partial(held_mask, image, face))
 
 
 def ingredients(job: FuseJob, scene: TemplateScene) -> list[Ingredient]:

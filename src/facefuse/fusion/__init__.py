@@ -8,6 +8,9 @@ glasses/      a template's glasses: told and traced once, their frames put back 
 placement.py  the user's face region, its alignment, the fused landmarks, the boxes, the warps
 skin.py       what of each warped face is skin, on the canvas
 occluders.py  what covers the user's face (strands, frames) or its photo shows edge-on, filled
+inpaint.py    thin dark lines inpainted from the skin beside them, never into the eyes
+hands.py      a hand (or a microphone in it) over the user's face: asked for, then filled
+in_front.py   a template's hands and what they hold: found once, put back unwarped on top
 alpha.py      how much of the user shows at each pixel
 directional.py the user's sideways light taken off its face, on the mesh's normals
 light.py      the template's light and tone on the user's skin

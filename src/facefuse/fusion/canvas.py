@@ -16,6 +16,7 @@ from facefuse.fusion import masks, mesh, tone
 WORK_FACE = 80.0  # least face size in pixels on the canvas where masks and light are computed
 FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
 FACE_FEATHER = 0.015  # mask edge softness, of the face size
+TEMPLATE_SPOTS = 0.02  # of the face size: thinner lines of non-skin on the template's face are skin
 SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
 SHADING_CENTRE = 0.75  # the centre's extent, of the oval's
 
@@ -175,6 +176,9 @@ class Canvas:
         # Off the centre, whatever is not skin stays in front: the template's hair over the
         # forehead, a beard along the jaw; the user's hair or background does not come in.
         # In the centre the user's features always come (glasses go on top: blend.keep_template_glasses).
+        # A thin dark line on the template's skin (a fold, a wrinkle) is skin: closed over, it
+        # does not stay in front as a blotch of the template in the user's face; hair, a mass, does.
+        t_skin = masks.shrink(masks.grow(t_skin, TEMPLATE_SPOTS * size), TEMPLATE_SPOTS * size)
         t_gate = masks.smoothstep(masks.feather(t_skin, 0.012 * size), 0.2, 0.55)
         # From eye level down the user's own face edge stays out too: where it meets a
         # bright background, a collar or a beard, the blocks half over it pass as skin and

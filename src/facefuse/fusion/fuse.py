@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from facefuse.arrays import UInt8Array
+from facefuse.fusion.in_front import HeldMask
 from facefuse.fusion.pipeline import fill_face
 from facefuse.fusion.placement import Strength
 from facefuse.fusion.template import PreparedTemplate, prepare_template
 from facefuse.vision.faces import Face
 
-__all__ = ["FuseOptions", "PreparedTemplate", "fuse_face", "fuse_prepared", "prepare_template"]
+__all__ = ["FuseOptions", "HeldMask", "PreparedTemplate", "fuse_face", "fuse_prepared", "prepare_template"]
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,16 @@ def fuse_face(
 
 
 def fuse_prepared(
-    prepared: PreparedTemplate, user_rgb: UInt8Array, user_face: Face, options: FuseOptions
+    prepared: PreparedTemplate,
+    user_rgb: UInt8Array,
+    user_face: Face,
+    options: FuseOptions,
+    find_held: HeldMask | None = None,
 ) -> UInt8Array:
-    """fuse_face with the template face prepared beforehand (prepare_template)."""
+    """fuse_face with the template face prepared beforehand (prepare_template). `find_held`:
+    what hands cover of the user's face (HeldMask), asked only when the face reads so."""
     result = prepared.image.copy()
     if options.fuse_degree > 0:
         x0, y0, x1, y1 = prepared.crop
-        fill_face(result[y0:y1, x0:x1], prepared, user_rgb, user_face, options.strength())
+        fill_face(result[y0:y1, x0:x1], prepared, user_rgb, user_face, options.strength(), find_held)
     return result

@@ -20,13 +20,13 @@ import cv2
 import numpy as np
 
 from facefuse.arrays import BoolArray, FloatArray, IntArray, UInt8Array
-from facefuse.fusion import detail, glasses, masks, mesh, tone, warp
+from facefuse.fusion import detail, glasses, inpaint, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
+from facefuse.fusion.inpaint import LINE_WIDTH
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
 from facefuse.fusion.template import box_around
 from facefuse.vision.faces import Face
 
-LINE_WIDTH = 0.03  # of the face size: strands and frames are thinner than this
 # Covers are looked for inside the face oval pulled in by this (its own edge against a
 # darker background is a dark line too), and above the bottom of the nose (a beard, a
 # moustache and the smile's folds are the user's own).
@@ -64,11 +64,6 @@ NOTHING_TO_FILL = 0.05  # blocks needing less than this are left as they are
 # Less to fill than this share of the face box's area (a few stray hairs, a sliver of a
 # cheek) is left as it is: not worth the fill's passes over the face.
 FILL_FROM = 0.025
-INPAINT_DARKER = 0.85  # of the luma around (blurred over LINE_WIDTH): a cover's pixel is darker than this
-INPAINT_CONTEXT = 0.03  # of the face size: the window worked on reaches this far beyond the band
-INPAINT_GROW = 0.006  # of the face size: the inpainted line grown by this (its soft edge, its shadow)
-INPAINT_RADIUS = 3  # pixels around each inpainted one it is filled from
-INPAINT_FACE = 240.0  # px: the face's size in the copy inpainting is worked out on
 INPAINT_TEXTURE = 12.0  # levels: the template's finest texture on inpainted skin, pores not edges
 MIRROR_LIGHT_SIGMA = 0.06  # of the face size: the scale of the light matched on a mirror image
 MIRROR_LIGHT_LIMIT = 1.0  # at most e times brighter or darker
@@ -80,6 +75,7 @@ class Covers:
 
     mask: FloatArray  # strands of hair and frames of glasses over the plain skin, 0..1
     crossings: BoolArray | None  # where the strands may cross a brow or a lid (strand_crossings)
+    glasses: bool = False  # frames of glasses are among them
 
 
 def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | None:
@@ -135,7 +131,7 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     # A pair of glasses' rims hang past the eyes too: with glasses, the lines over the brows
     # and lids are the frames' (kept out of them above), not a strand's.
     crossings = None if frames.any() else strand_crossings(canvas, strands)
-    return Covers(np.maximum(strands, frames * (1 - brows)), crossings)
+    return Covers(np.maximum(strands, frames * (1 - brows)), crossings, bool(frames.any()))
 
 
 def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
@@ -262,7 +258,9 @@ def fill(
     mirrored *= canvas.grow(plan.mirror_gain)[window]
     filled = np.empty(part.shape, np.uint8)
     cv2.convertScaleAbs(_mixed(part, mirrored, canvas.grow(plan.from_mirror)[window]), dst=filled)
-    filled = _inpaint_lines(filled, canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL, face_size, across)
+    points = (canvas.points + 0.5) * canvas.factor - 0.5 - np.array([x0, y0], np.float32)
+    band = canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL
+    filled = inpaint.lines(filled, band, face_size, points, across)
     out = u_face.copy()
     out[window] = filled
     return out
@@ -283,56 +281,14 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     if covers.crossings is not None:
         where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
         across = crossing_valleys(crop, where, face.size, _up(canvas.points))
-    inpainted = _inpaint_lines(crop, canvas.grow(covers.mask) > NOTHING_TO_FILL, face.size, across)
+    points = face.landmarks[:, :2] - np.array([x0, y0], np.float32)
+    band = canvas.grow(covers.mask) > NOTHING_TO_FILL
+    inpainted = inpaint.lines(crop, band, face.size, points, across, covers.glasses)
     if inpainted is crop:
         return None
     cleaned = rgb.copy()
     cleaned[y0:y1, x0:x1] = inpainted
     return cleaned
-
-
-def _inpaint_lines(rgb: UInt8Array, band: BoolArray, face_size: float, across: BoolArray | None = None) -> UInt8Array:
-    """`rgb` (uint8) with what is much darker than its surroundings within `band` (a cover's
-    thin dark line), and the pixels of `across` (strands crossing a brow or an eye), inpainted
-    from the pixels beside them: a new image, or `rgb` itself when there is nothing to
-    inpaint. Only the window around them is worked on."""
-    if across is not None:
-        band = band | across
-    bx, by, bw, bh = cv2.boundingRect(band.view(np.uint8))  # as np.nonzero's extremes, far cheaper
-    if bw == 0:
-        return rgb
-    pad = int(np.ceil(INPAINT_CONTEXT * face_size))
-    h, w = band.shape
-    window = (slice(max(0, by - pad), min(h, by + bh + pad)), slice(max(0, bx - pad), min(w, bx + bw + pad)))
-    part = np.ascontiguousarray(rgb[window])
-    luma = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    around = masks.feather(luma, LINE_WIDTH * face_size)
-    darker = (luma + 4) < INPAINT_DARKER * (around + 4)
-    grown = INPAINT_GROW * face_size
-    lines = band[window] & darker
-    if across is not None:
-        lines |= across[window]
-    hole = masks.grow(lines.astype(np.uint8), grown)
-    if not hole.any():
-        return rgb
-    out = rgb.copy()
-    out[window] = np.where(hole[..., None] > 0, _inpainted(part, hole, face_size), part)
-    return out
-
-
-def _inpainted(part: UInt8Array, hole: UInt8Array, face_size: float) -> UInt8Array:
-    """`part` inpainted over `hole`, worked out with the face at most INPAINT_FACE pixels (the
-    inpainting is smooth: a smaller copy loses nothing of it, and costs far less)."""
-    scale = min(1.0, INPAINT_FACE / max(face_size, 1.0))
-    if scale == 1.0:
-        return cast(UInt8Array, cv2.inpaint(part, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA))
-    h, w = hole.shape
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
-    # Grown, so that no pixel the line darkened by averaging is taken to fill from.
-    small_hole = cv2.dilate(cv2.resize(hole, size, interpolation=cv2.INTER_AREA), np.ones((3, 3), np.uint8))
-    filled = cv2.inpaint(small, small_hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    return cast(UInt8Array, cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
 def texture_inpainted(face: FloatArray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:

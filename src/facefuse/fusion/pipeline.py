@@ -9,9 +9,10 @@
                    warped onto the face region
  5. read_skin      what of each warped face is skin, on the region's canvas (a shrunk copy
                    where masks and light are worked out)
- 6. fill_covers    what covers the user's face (strands, frames) and what its photo shows
-                   edge-on, filled from the face itself (its mirror image, else the skin
-                   around); the filled face is read again
+ 6. fill_covers    what covers the user's face (strands, frames, hands: hands.over_user) and
+                   what its photo shows edge-on, filled from the face itself (its mirror
+                   image, else the skin around; under a hand, else the template's skin in
+                   the user's tone); the filled face is read again
  7. alpha          how much of the user shows at each pixel
  8. relight        the user's sideways light taken off on its 3-D shape; the template's light
                    and tone on the user's skin (a gain on the canvas)
@@ -21,6 +22,7 @@
                    grain (detail.match_detail)
 11. blend          over the template by alpha, the template's open mouth left as it is
 12. keep_glasses   the template's glasses frames in front, unwarped
+13. keep_hands     the template's hands (and what they hold) in front, unwarped
 
 Concurrency plan (facefuse.parallel): while a core is spare, the helper thread takes, in
 this order, the upper half of the user's warp, the template's warp with its skin levels,
@@ -39,7 +41,7 @@ import numpy as np
 
 from facefuse import parallel
 from facefuse.arrays import FloatArray, UInt8Array
-from facefuse.fusion import alpha, blend, detail, light, occluders, placement, skin, tone, warp
+from facefuse.fusion import alpha, blend, detail, hands, in_front, light, occluders, placement, skin, tone, warp
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.placement import Placement, Strength, Warps
 from facefuse.fusion.template import PreparedTemplate
@@ -51,10 +53,16 @@ COLOURLESS_CHROMA_SIGMA = 0.01
 
 
 def fill_face(
-    out: UInt8Array, prepared: PreparedTemplate, user_rgb: UInt8Array, user_face: Face, strength: Strength
+    out: UInt8Array,
+    prepared: PreparedTemplate,
+    user_rgb: UInt8Array,
+    user_face: Face,
+    strength: Strength,
+    find_held: in_front.HeldMask | None = None,
 ) -> None:
     """Fuse the user's face into `out`, the template's crop (a view of the result, holding
-    the template's pixels): only what the warp reaches is written."""
+    the template's pixels): only what the warp reaches is written. `find_held` answers what
+    hands cover of the user's face (asked only when the face reads so: hands.over_user)."""
     user = placement.crop_user(user_rgb, user_face, prepared.face_size)
     place = placement.place(prepared, user, strength)
     maps = placement.warps(prepared, place)
@@ -75,10 +83,11 @@ def fill_face(
 
     user_as_seen = user_skin = skin.user_skin(canvas, on_canvas, u_face)
     covers = occluders.find_covers(canvas, u_face, user_as_seen.dark)
-    plan = occluders.plan_fill(canvas, on_canvas, None if covers is None else covers.mask, user_as_seen.small)
+    held = hands.over_user(canvas, on_canvas, user, user_as_seen.small, covers, find_held)
+    plan = hands.plan_fill(canvas, on_canvas, covers, held, user_as_seen)
     if plan is not None:
         crossings = None if covers is None else covers.crossings
-        u_face = occluders.fill(canvas, maps.region, u_face, plan, crossings)
+        u_face = hands.fill(canvas, maps.region, u_face, plan, crossings, held, partial(_face_of, template))
         user_skin = skin.user_skin(canvas, on_canvas, u_face, plan.filled)
     trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
     canvas_alpha = alpha.on_canvas(
@@ -104,7 +113,7 @@ def fill_face(
     full = weights.result()
     t_detail = template_detail.result()
     if plan is not None:
-        occluders.texture_inpainted(face, canvas, plan, t_detail)
+        occluders.texture_inpainted(face, canvas, hands.own_part(plan, held), t_detail)
     face, grain = detail.match_detail(face, t_detail, full.skin, full.features)
     fused = np.empty(t.face.shape, np.uint8)
     parallel.in_halves(
@@ -115,6 +124,8 @@ def fill_face(
     out[fy0:fy1, fx0:fx1] = fused
     if prepared.frames is not None:
         blend.keep_template_glasses(out, prepared.frames, place.warp_box)
+    if prepared.hands is not None:
+        in_front.put_back(out, prepared.hands, place.warp_box)
 
 
 def _warp_user_rows(
@@ -143,6 +154,12 @@ def _warp_template(
     face = warped[place.face_in_warp_box]
     small = canvas.shrink(face)
     return _WarpedTemplate(face, small, canvas.skin_levels(small, shared_skin))
+
+
+def _face_of(template: parallel.Pending[_WarpedTemplate]) -> tuple[UInt8Array, FloatArray]:
+    """The template's warped face region and its block averages on the canvas."""
+    warped = template.result()
+    return warped.face, warped.small
 
 
 def _detail_of(template: parallel.Pending[_WarpedTemplate]) -> detail.TemplateDetail:

@@ -43,6 +43,7 @@ class UserFace:
     image: UInt8Array
     landmarks: FloatArray  # (478, 3)
     grayscale: bool  # a black-and-white (or sepia) photo: no colour of its own to bring
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x0, y0, x1, y1 of the photo `image` shows
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def crop_user(user_rgb: UInt8Array, user_face: Face, template_face_size: float) 
         patch = cast(UInt8Array, cv2.resize(patch, size, interpolation=cv2.INTER_AREA))
         lms[:, :2] = (lms[:, :2] + 0.5) * np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)]) - 0.5
         lms[:, 2] *= factor
-    return UserFace(patch, lms, tone.is_colourless(patch))
+    return UserFace(patch, lms, tone.is_colourless(patch), (x0, y0, x1, y1))
 
 
 def place(prepared: PreparedTemplate, user: UserFace, strength: Strength) -> Placement:

@@ -42,7 +42,10 @@ class UserSkin:
 def template_skin(canvas: Canvas, on_canvas: CanvasWarps, prepared: PreparedTemplate) -> TemplateSkin:
     likelihood = on_canvas.template_plane(prepared.canvas_skin)
     plain = canvas.skin_area()
-    return TemplateSkin(likelihood, plain, plain * likelihood)
+    shared = plain * likelihood
+    if prepared.canvas_hands is not None:  # a hand in front is not where the face's light is read
+        shared *= 1 - on_canvas.template_plane(prepared.canvas_hands)
+    return TemplateSkin(likelihood, plain, shared)
 
 
 def user_skin(canvas: Canvas, on_canvas: CanvasWarps, u_face: UInt8Array, filled: FloatArray | None = None) -> UserSkin:

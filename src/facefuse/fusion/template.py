@@ -1,6 +1,6 @@
 """A template face, prepared once: its region, landmarks, warp ring, and what of it is skin,
 stays in front (a fringe, a beard), each worked out on its canvas, or is rigid (the frames
-of its glasses, glasses/)."""
+of its glasses, glasses/; its hands and what they hold, in_front.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from facefuse.arrays import FloatArray, UInt8Array
-from facefuse.fusion import beard, glasses, masks, mesh, tone
+from facefuse.fusion import beard, glasses, in_front, masks, mesh, tone
 from facefuse.fusion.canvas import Canvas
 from facefuse.fusion.glasses import Frames
 from facefuse.vision.faces import Face
@@ -38,21 +38,28 @@ class PreparedTemplate:
     warp_normals: FloatArray  # its surface's normals at those vertices (mesh.vertex_normals)
     beard: float = 0.0  # how surely it has a beard (0..1): kept from the jaw inward (beard.beard_kept)
     frames: Frames | None = None  # its glasses' frames, as they are in the template
+    hands: in_front.InFront | None = None  # its hands over its face, as they are in the template
+    canvas_hands: FloatArray | None = None  # those hands on the patch's canvas (0..1)
 
     @property
     def nbytes(self) -> int:
         """The arrays it keeps of its own (the whole template `image` is shared, not counted)."""
         frames = self.frames.nbytes if self.frames is not None else 0
-        return frames + sum(
-            a.nbytes
-            for a in (
-                self.patch,
-                self.landmarks,
-                self.canvas_skin,
-                self.canvas_in_front,
-                self.ring,
-                self.warp_vertices,
-                self.warp_normals,
+        hands = 0 if self.hands is None or self.canvas_hands is None else self.hands.nbytes + self.canvas_hands.nbytes
+        return (
+            frames
+            + hands
+            + sum(
+                a.nbytes
+                for a in (
+                    self.patch,
+                    self.landmarks,
+                    self.canvas_skin,
+                    self.canvas_in_front,
+                    self.ring,
+                    self.warp_vertices,
+                    self.warp_normals,
+                )
             )
         )
 
@@ -62,10 +69,14 @@ class PreparedTemplate:
         return self.crop[0] + x0, self.crop[1] + y0, self.crop[0] + x1, self.crop[1] + y1
 
 
-def prepare_template(template_rgb: UInt8Array, template_face: Face) -> PreparedTemplate:
+def prepare_template(
+    template_rgb: UInt8Array, template_face: Face, find_held: in_front.HeldMask | None = None
+) -> PreparedTemplate:
+    """`find_held`: what hands cover of the face (in_front.HeldMask), asked once here."""
     x, y, side, _ = template_face.box
     x0, y0, x1, y1 = box_around(template_rgb.shape, x, y, side, CROP_MARGIN)
     patch = np.ascontiguousarray(template_rgb[y0:y1, x0:x1])
+    hands = None if find_held is None else in_front.in_front(patch, find_held((x0, y0, x1, y1), (y1 - y0, x1 - x0)))
     landmarks = template_face.landmarks.astype(np.float32).copy()
     landmarks[:, :2] -= (x0, y0)
     # Frames are rigid and stay in front: the rest is worked out, and warped, without them.
@@ -77,6 +88,13 @@ def prepare_template(template_rgb: UInt8Array, template_face: Face) -> PreparedT
     model = canvas.skin_model(small)
     beard_amount = beard.beard_amount(patch, landmarks[:, :2])
     ring = warp_ring(landmarks[:, :2])
+    canvas_skin = tone.skin_likelihood(small, model)
+    canvas_hands = None
+    if hands is not None:
+        # Alpha takes a hand for skin, so the user's face comes up to it (the hand goes on
+        # top, unwarped: in_front.put_back); its light is read without it (skin.template_skin).
+        canvas_hands = in_front.on_canvas(canvas, hands, patch.shape)
+        canvas_skin = np.maximum(canvas_skin, canvas_hands)
     return PreparedTemplate(
         image=template_rgb,
         crop=(x0, y0, x1, y1),
@@ -85,13 +103,15 @@ def prepare_template(template_rgb: UInt8Array, template_face: Face) -> PreparedT
         face_size=float(side),
         grayscale=tone.is_grayscale(patch),
         glasses=frames is not None,
-        canvas_skin=tone.skin_likelihood(small, model),
+        canvas_skin=canvas_skin,
         canvas_in_front=_hair_in_front(canvas, dark, small, model, beard_amount),
         ring=ring,
         warp_vertices=warp_vertices(landmarks[:, :2], ring),
         warp_normals=mesh.vertex_normals(landmarks),
         beard=beard_amount,
         frames=frames,
+        hands=hands,
+        canvas_hands=canvas_hands,
     )
 
 

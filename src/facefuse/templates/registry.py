@@ -25,6 +25,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from facefuse.templates.cache import LoadedCache
 from facefuse.vision.checks import require_template_faces
 from facefuse.vision.detect import detect_faces
 from facefuse.vision.faces import Face
+from facefuse.vision.hands import held_mask
 
 DEMO_TEMPLATE_ID = "gjw4tjeloaba2psk973"
 DEMO_TEMPLATE_NAME = "demo"
@@ -274,7 +276,8 @@ class TemplateRegistry:
         photo = self._photo(info)
         image = self._decoded(info, photo)
         image.setflags(write=False)
-        prepared = tuple(prepare_template(image, face) for face in faces)
+        # Each face's hands (vision.hands) are found here, once a load: they stay in front.
+        prepared = tuple(prepare_template(image, face, partial(held_mask, image, face)) for face in faces)
         for item in prepared:
             item.patch.setflags(write=False)
         encoded = None if self.result_quality is None else TileCodedJpeg.encode(image, self.result_quality)

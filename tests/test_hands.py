@@ -1,0 +1,254 @@
+"""Hands and microphones over a face (issue 22): the user's are never carried into the
+result, the template's stay in front as they are.
+
+A hand and a hand holding a microphone are cut out of a real photo (tests/fixtures/hands,
+made by benchmarks/cutouts.py) and pasted over the bundled photos, scaled and turned with
+the face. The user side is told by invariance: a result that does not carry the hand does
+not change when the hand does (the same hand, darker); a carried hand shows its change."""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO, RunningServer, face
+from PIL import Image
+from test_api import fuse_body, post_fuse
+
+from facefuse.fusion import mesh
+from facefuse.fusion.fuse import FuseOptions, fuse_prepared, prepare_template
+from facefuse.media.decode import decode_image
+from facefuse.media.encode import encode_jpeg
+from facefuse.service import FuseJob, FuseService, UserPhoto, fuse_user
+from facefuse.settings import Settings
+from facefuse.vision.detect import detect_faces
+from facefuse.vision.faces import Face
+from facefuse.vision.hands import find_hands, held_mask
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import cutouts  # noqa: E402
+
+USER = "deepface__img2.jpg"
+TEMPLATE = "face_recognition__examples_obama.jpg"
+OTHER_USER = "deepface__img5.jpg"
+KINDS = ("hand", "microphone")
+DARKER = 0.6  # the same hand in a shadow: what a carried hand shows as a change
+
+
+def photo(name: str) -> np.ndarray:
+    return decode_image(face(name).read_bytes())
+
+
+def largest(rgb: np.ndarray) -> Face:
+    return max(detect_faces(rgb), key=lambda f: f.size)
+
+
+def eyes(found: Face) -> np.ndarray:
+    """The outer eye corners, image left then right (FaceMesh's 33, 263)."""
+    return found.points[[33, 263]]
+
+
+def darker(kind: str) -> np.ndarray:
+    cut = cutouts.load(kind).copy()
+    cut[..., :3] = np.round(cut[..., :3] * DARKER).astype(np.uint8)
+    return cut
+
+
+def lstar(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 0]
+
+
+def oval(shape: tuple[int, ...], found: Face) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(found.points[list(mesh.FACE_OVAL)]).astype(np.int32)], 1)
+    return mask > 0
+
+
+def change(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    """Mean |dL*| of two results over `region`."""
+    return float(np.abs(lstar(a) - lstar(b))[region].mean())
+
+
+def opaque_interior(shape: tuple[int, ...], at: np.ndarray, kind: str, inset: int = 2) -> np.ndarray:
+    """Where the pasted cut-out is wholly opaque, `inset` px in from its edge."""
+    _, alpha = cutouts.coverage(shape, at, kind, cutouts.load(kind))
+    kernel = np.ones((2 * inset + 1, 2 * inset + 1), np.uint8)
+    return cv2.erode((alpha >= 0.99).astype(np.uint8), kernel) > 0
+
+
+@pytest.fixture(scope="module")
+def user() -> tuple[np.ndarray, Face]:
+    rgb = photo(USER)
+    return rgb, largest(rgb)
+
+
+@pytest.fixture(scope="module")
+def template() -> tuple[np.ndarray, Face]:
+    rgb = photo(TEMPLATE)
+    return rgb, largest(rgb)
+
+
+# ------------------------------------------------------------------ finding them
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_hand_model_covers_a_hand_over_the_face(user, kind: str) -> None:
+    rgb, found = user
+    covered = cutouts.paste(rgb, eyes(found), kind)
+    x, y, side, _ = found.box
+    box = (int(x), int(y), int(x + side), int(y + side))
+    mask = held_mask(covered, largest(covered), box, (box[3] - box[1], box[2] - box[0]))
+    assert mask is not None
+    truth = opaque_interior(rgb.shape, eyes(found), kind)[box[1] : box[3], box[0] : box[2]]
+    assert truth.sum() > 0.1 * side * side  # the cut-out does lie over the face
+    assert (mask[truth] > 0.5).mean() > 0.9  # the hand (and the microphone in it) is covered
+    assert (mask > 0.5).sum() < 1.8 * truth.sum()  # not much more than the hand, its edge and shadow
+
+
+def test_no_hand_no_mask(user) -> None:
+    rgb, found = user
+    x, y, side, _ = found.box
+    box = (int(x), int(y), int(x + side), int(y + side))
+    assert find_hands(rgb, found) == []
+    assert held_mask(rgb, found, box, (64, 64)) is None
+
+
+def test_a_plain_face_is_not_given_to_the_hand_model(user, template) -> None:
+    """The hand model costs more than the rest of the user's side: a face without a hand
+    reads symmetric and is not given to it; one with a hand is."""
+    prepared = prepare_template(*template)
+    asked: list[bool] = []
+
+    def finder(rgb: np.ndarray, found: Face, box: tuple[int, int, int, int], shape: tuple[int, int]):
+        asked.append(True)
+        return held_mask(rgb, found, box, shape)
+
+    rgb, found = user
+    fuse_prepared(prepared, rgb, found, FuseOptions(), lambda box, shape: finder(rgb, found, box, shape))
+    assert asked == []
+    covered = cutouts.paste(rgb, eyes(found), "hand")
+    on_it = largest(covered)
+    fuse_prepared(prepared, covered, on_it, FuseOptions(), lambda box, shape: finder(covered, on_it, box, shape))
+    assert asked == [True]
+
+
+# ------------------------------------------------------------------ the user's side
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_users_hand_is_not_carried_over(user, template, kind: str) -> None:
+    """The user's own landmarks for both photos, so that only what fusion does with the hand
+    differs: the result is the same whatever the hand looks like, where a carried hand
+    changes it over the face."""
+    rgb, found = user
+    prepared = prepare_template(*template)
+    region = oval(template[0].shape, template[1])
+    results, carried = [], []
+    for cut in (cutouts.load(kind), darker(kind)):
+        covered = cutouts.paste(rgb, eyes(found), kind, cut)
+        results.append(fuse_user(prepared, covered, found, FuseOptions()))
+        carried.append(fuse_prepared(prepared, covered, found, FuseOptions()))  # no hand model asked
+    kept = change(*results, region)
+    shown = change(*carried, region)
+    assert shown > 2.0  # a carried hand shows
+    assert kept < 0.5 * shown
+
+
+# ------------------------------------------------------------------ the template's side
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_templates_hand_stays_as_it_is(template, kind: str) -> None:
+    t_rgb, t_face = template
+    covered = cutouts.paste(t_rgb, eyes(t_face), kind)
+    service = FuseService(Settings(demo_template=False, max_image_bytes=64 << 20))
+    job = FuseJob(users=[UserPhoto(cutouts.png_bytes(photo(OTHER_USER)))], template_photo=cutouts.png_bytes(covered))
+    result = service.fuse(job)
+    kept = opaque_interior(t_rgb.shape, eyes(t_face), kind) & oval(t_rgb.shape, t_face)
+    assert kept.sum() > 0.05 * t_face.size**2
+    same = (result == covered).all(axis=2)
+    assert same[kept].mean() > 0.99  # the hand's own pixels, untouched
+    # ...while the face around it is the user's: it changed.
+    around = oval(t_rgb.shape, t_face) & ~cv2.dilate(kept.astype(np.uint8), np.ones((41, 41), np.uint8)).astype(bool)
+    assert change(result, covered, around) > 3.0
+
+
+# ------------------------------------------------------------------ through the server
+
+
+def jpeg_b64(rgb: np.ndarray) -> str:
+    return base64.b64encode(encode_jpeg(rgb, 95)).decode()
+
+
+def result_of(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    data = base64.b64decode(response.json()["media_info_list"][0]["media_data"])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_a_registered_templates_microphone_stays_in_front(server: RunningServer, template) -> None:
+    t_rgb, t_face = template
+    covered = decode_image(encode_jpeg(cutouts.paste(t_rgb, eyes(t_face), "microphone"), 95))
+    with server.client() as client:
+        created = client.post(
+            "/v3/templates",
+            params=server.auth,
+            json={
+                "media_info_list": [{"media_data": jpeg_b64(covered), "media_profiles": {"media_data_type": "jpg"}}],
+                "parameter": {"template_id": "handsmicrophone01", "name": "a microphone"},
+            },
+        )
+        assert created.status_code == 200, created.text
+    result = result_of(post_fuse(server, fuse_body(jpeg_b64(photo(OTHER_USER)), template="handsmicrophone01")))
+    kept = opaque_interior(t_rgb.shape, eyes(t_face), "microphone") & oval(t_rgb.shape, t_face)
+    moved = np.abs(lstar(result) - lstar(covered))[kept]
+    assert (moved > 8).mean() < 0.02  # as it was, within the JPEG's own noise
+    assert change(result, covered, oval(t_rgb.shape, t_face) & ~kept) > 3.0  # the face is the user's
+
+
+def test_a_users_hand_does_not_come_through_the_server(server: RunningServer, user, template) -> None:
+    """The whole service, detection included: the result hardly depends on what the hand
+    looks like, far less than a result that carries the hand over does."""
+    rgb, found = user
+    prepared = prepare_template(*template)
+    region = oval(template[0].shape, template[1])
+    registered = _registered(server)
+    served, carried = [], []
+    for cut in (cutouts.load("hand"), darker("hand")):
+        covered = cutouts.paste(rgb, eyes(found), "hand", cut)
+        served.append(result_of(post_fuse(server, fuse_body(jpeg_b64(covered), template=registered))))
+        carried.append(fuse_prepared(prepared, covered, largest(covered), FuseOptions()))
+    assert change(*served, region) < 0.6 * change(*carried, region)
+
+
+def _registered(server: RunningServer) -> str:
+    """The template registered once on the server (the same photo as `template`)."""
+    with server.client() as client:
+        if client.get("/v3/templates/handsplaintemplate", params=server.auth).status_code != 200:
+            created = client.post(
+                "/v3/templates",
+                params=server.auth,
+                json={
+                    "media_info_list": [
+                        {
+                            "media_data": base64.b64encode(face(TEMPLATE).read_bytes()).decode(),
+                            "media_profiles": {"media_data_type": "jpg"},
+                        }
+                    ],
+                    "parameter": {"template_id": "handsplaintemplate", "name": "plain"},
+                },
+            )
+            assert created.status_code == 200, created.text
+    return "handsplaintemplate"
+
+
+def test_cutouts_are_bundled() -> None:
+    for kind in KINDS:
+        cut = cutouts.load(kind)
+        assert cut.shape[2] == 4 and (cut[..., 3] == 255).mean() > 0.2 and (cut[..., 3] == 0).mean() > 0.2
+    assert Path(cutouts.FIXTURES / "LICENSES.md").is_file()
