@@ -11,7 +11,8 @@ one core's worth of fusion). Then, in order:
               on PostgreSQL, in this process: what a shared registry costs per request
   latency     an embedded and a scaled node side by side, requests alternating, one at a
               time: p50 of a 1 MP photo into a registered template, base64 and url answers
-  result put  a url answer's JPEG stored in S3 and in a data dir (what a url answer adds)
+  result save a url answer stored in S3 + PostgreSQL and in a data dir + SQLite: its JPEG
+              alone (put), and the JPEG and its row as the answer waits for them (save)
   throughput  1 node (direct) and 2 nodes behind nginx, `--concurrency` clients, rounds
               alternating; answers per second, the best round of each compared; once as
               the processes come, once with each node on a core of its own (a machine each)
@@ -30,6 +31,7 @@ Photos come from --faces-dir (perfbench.inputs.choose_photos); nothing is shippe
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -40,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -188,20 +191,46 @@ def throughput_rounds(
     return found
 
 
-def result_puts(jpeg: bytes, storage_url: str, endpoint: str, root: Path, count: int = 40) -> dict[str, Any]:
-    """ms p50 to store one result JPEG in the S3 endpoint and in a data dir: the url answer's own cost."""
+def result_saves(
+    jpeg: bytes, storage_url: str, endpoint: str, db_url: str, root: Path, count: int = 40
+) -> dict[str, Any]:
+    """ms p50 to store one url answer in S3 + PostgreSQL and in a data dir + SQLite, the two
+    alternating: its JPEG alone (put), and JPEG and row as a url answer waits for them
+    (save); and moto's own time for the put: an unsigned PUT of the same bytes with httpx,
+    no SDK (moto takes it; a real S3 would not)."""
     from facefuse.storage.blobs import LocalBlobStore
+    from facefuse.storage.db import SqliteDatabase
+    from facefuse.storage.postgres import PostgresDatabase
+    from facefuse.storage.results import ResultStore
     from facefuse.storage.s3 import S3BlobStore
 
-    found: dict[str, Any] = {"bytes": len(jpeg)}
-    for name, store in (("s3", S3BlobStore(storage_url, endpoint)), ("data dir", LocalBlobStore(root / "puts"))):
-        times = []
-        for n in range(count):
-            started = time.perf_counter()
-            store.put(f"results/bench{n:04d}.jpg", jpeg)
-            times.append((time.perf_counter() - started) * 1000)
-        found[f"{name} ms p50"] = round(p50(times), 2)
-    return found
+    s3 = S3BlobStore(storage_url, endpoint)
+    stores = {
+        "s3 + postgresql": ResultStore(PostgresDatabase(db_url), s3, 3600),
+        "data dir + sqlite": ResultStore(
+            SqliteDatabase(root / "saves" / "facefuse.sqlite3"), LocalBlobStore(root / "saves"), 3600
+        ),
+    }
+    raw_put = "moto's own time (unsigned httpx PUT) ms p50"
+    times: dict[str, list[float]] = {f"{name} {step} ms p50": [] for step in ("put", "save") for name in stores}
+    times[raw_put] = []
+    with httpx.Client(trust_env=False, timeout=TIMEOUT_S) as raw:
+        for n in range(count + 2):  # the first two warm the connections
+            name = f"results/bench{n:04d}.jpg"
+            steps: list[tuple[str, Callable[[], object]]] = []
+            for kind, store in stores.items():
+                steps.append((f"{kind} put ms p50", functools.partial(store.blobs.put, name, jpeg)))
+                steps.append((f"{kind} save ms p50", functools.partial(store.save, jpeg)))
+            steps.append((raw_put, functools.partial(raw.put, f"{endpoint}/{s3.bucket}/{s3.key(name)}", content=jpeg)))
+            for measure, call in steps:
+                started = time.perf_counter()
+                call()
+                if n >= 2:
+                    times[measure].append((time.perf_counter() - started) * 1000)
+    for store in stores.values():
+        store.close()
+        store.db.close()
+    return {"bytes": len(jpeg), **{name: round(p50(values), 2) for name, values in times.items()}}
 
 
 def throughput(base_url: str, auth: dict[str, str], body: bytes, requests: int, concurrency: int) -> float:
@@ -339,13 +368,18 @@ def main() -> None:
     parser.add_argument("--throughput-rounds", type=int, default=3, help="rounds of each; the best counts")
     parser.add_argument("--rounds", type=int, default=60, help="latency requests per mode and answer type")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="stop after lookups, latency and result save (what a storage change moves): no second node or faults",
+    )
     args = parser.parse_args()
 
     user, template_photo = choose_photos(args.faces_dir)
     item = make_input(Image.open(user).convert("RGB"), 1.0)
     root = Path(tempfile.mkdtemp(prefix="facefuse-scale-"))
     postgres, s3 = components.start_postgres(), components.start_moto()
-    os.environ.update(components.S3_ACCESS)  # this process stores results too (result put)
+    os.environ.update(components.S3_ACCESS)  # this process stores results too (result save)
     nginx: components.NginxServer | None = None
     services: list[Service] = []
     report: dict[str, Any] = {"input": f"{item.width}x{item.height} ({item.megapixels:.2f} MP)"}
@@ -378,29 +412,30 @@ def main() -> None:
             link = json.loads(post(client, scaled.auth, bodies["url"])[2])["media_info_list"][0]["media_data"]
             jpeg = client.get(link)[1]
         storage_url = scaled_env["FACEFUSE_STORAGE_URL"]
-        report["result put"] = result_puts(jpeg, storage_url, s3.endpoint, root)
-        print("result put:", report["result put"], flush=True)
-        embedded.stop()
-        services.remove(embedded)
+        report["result save"] = result_saves(jpeg, storage_url, s3.endpoint, db_url, root)
+        print("result save:", report["result save"], flush=True)
+        if not args.latency_only:
+            embedded.stop()
+            services.remove(embedded)
 
-        second = start_service(root / "node1", 1, (scaled.auth["api_key"], scaled.auth["api_secret"]), scaled_env)
-        services.append(second)
-        nginx = components.NginxServer([s.base_url.removeprefix("http://") for s in (scaled, second)])
-        nginx.start()
-        body = bodies["base64"]
-        roots += [scaled.process.pid, second.process.pid, nginx.process.pid if nginx.process else 0]
-        support = [nginx.process.pid if nginx.process else 0, postgres.pid, s3.process.pid if s3.process else 0]
-        report["throughput rps"] = throughput_rounds(args, scaled, second, nginx.base_url, body, roots, support)
-        print("throughput:", report["throughput rps"], flush=True)
+            second = start_service(root / "node1", 1, (scaled.auth["api_key"], scaled.auth["api_secret"]), scaled_env)
+            services.append(second)
+            nginx = components.NginxServer([s.base_url.removeprefix("http://") for s in (scaled, second)])
+            nginx.start()
+            body = bodies["base64"]
+            roots += [scaled.process.pid, second.process.pid, nginx.process.pid if nginx.process else 0]
+            support = [nginx.process.pid if nginx.process else 0, postgres.pid, s3.process.pid if s3.process else 0]
+            report["throughput rps"] = throughput_rounds(args, scaled, second, nginx.base_url, body, roots, support)
+            print("throughput:", report["throughput rps"], flush=True)
 
-        report["quota"] = quota_run([scaled, second], scaled.auth, root / "cli", scaled_env)
-        print("quota:", report["quota"], flush=True)
-        report["postgres restart"] = postgres_outage(nginx.base_url, scaled.auth, body, postgres)
-        print("postgres restart:", report["postgres restart"], flush=True)
-        report["kill -9"] = kill_one(nginx, scaled.auth, body, second)
-        print("kill -9:", report["kill -9"], flush=True)
-        report["storage down"] = storage_outage(scaled, scaled.auth, bodies["url"], s3, db_url)
-        print("storage down:", report["storage down"], flush=True)
+            report["quota"] = quota_run([scaled, second], scaled.auth, root / "cli", scaled_env)
+            print("quota:", report["quota"], flush=True)
+            report["postgres restart"] = postgres_outage(nginx.base_url, scaled.auth, body, postgres)
+            print("postgres restart:", report["postgres restart"], flush=True)
+            report["kill -9"] = kill_one(nginx, scaled.auth, body, second)
+            print("kill -9:", report["kill -9"], flush=True)
+            report["storage down"] = storage_outage(scaled, scaled.auth, bodies["url"], s3, db_url)
+            print("storage down:", report["storage down"], flush=True)
     finally:
         if nginx is not None:
             nginx.stop()

@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 
+import components
 import pytest
 from conftest import Backend
 
@@ -15,6 +16,7 @@ from facefuse.keys import store as key_store
 from facefuse.keys.store import ApiKey, KeyStore
 from facefuse.storage.database import Database
 from facefuse.storage.db import SqliteDatabase
+from facefuse.storage.postgres import PostgresDatabase
 from facefuse.wire.dbcalls import THREAD_NAME_PREFIX, DatabaseCalls
 
 
@@ -175,3 +177,43 @@ def test_key_checks_run_on_the_event_loop_with_sqlite_and_on_a_database_thread_w
         assert call_thread.startswith(THREAD_NAME_PREFIX)
     else:
         assert call_thread == loop_thread  # embedded: no thread hop
+
+
+def test_a_call_that_finds_every_database_thread_busy_waits_for_one_and_is_refused_past_the_wait(
+    postgres: components.PostgresServer,
+) -> None:
+    db = PostgresDatabase(postgres.create_database())  # (SQLite's calls run on the event loop: no threads)
+    keys = KeyStore(db)
+    key, secret = keys.create("caller")
+    held, release = threading.Event(), threading.Event()
+
+    def holding() -> bool:  # a call the test holds on the one thread (a slow database, as far as others see)
+        held.set()
+        return release.wait(60)
+
+    async def queued_then_refused() -> None:
+        patient, hasty = DatabaseCalls(db, threads=1, thread_wait=60), DatabaseCalls(db, threads=1, thread_wait=0)
+        try:
+            for calls in (patient, hasty):
+                held.clear()
+                release.clear()
+                holder = asyncio.ensure_future(calls.run(holding))
+                await asyncio.to_thread(held.wait, 60)
+                waiter = asyncio.ensure_future(calls.run(lambda: keys.verify(key.api_key, secret)))
+                await asyncio.sleep(0)  # the second call is now waiting for the thread
+                if calls is hasty:
+                    with pytest.raises(FacefuseError) as refused:
+                        await waiter
+                    assert refused.value.error is Err.SERVER_BUSY
+                release.set()
+                assert await holder
+                if calls is patient:
+                    assert await waiter == key  # it waited for the thread and ran, not refused
+        finally:
+            patient.close()
+            hasty.close()
+
+    try:
+        asyncio.run(queued_then_refused())
+    finally:
+        db.close()

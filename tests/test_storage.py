@@ -15,11 +15,12 @@ import pytest
 from conftest import Backend
 
 from facefuse.storage import files
-from facefuse.storage.blobs import LocalBlobStore
+from facefuse.storage.blobs import BlobInfo, BlobStore, LocalBlobStore
 from facefuse.storage.database import Database, iso_utc
 from facefuse.storage.db import SqliteDatabase
 from facefuse.storage.files import write_atomic
 from facefuse.storage.results import ORPHAN_GRACE_SECONDS, TOKEN_RE, ResultStore, blob_name
+from facefuse.storage.s3 import S3BlobStore
 from facefuse.storage.schema import SCHEMA_VERSION, SchemaTooNewError
 
 
@@ -283,3 +284,83 @@ def test_result_whose_blob_vanished_is_not_found(results: ResultStore) -> None:
     token = results.save(b"jpeg")
     results.blobs.delete(blob_name(token))
     assert results.read(token) is None
+
+
+def test_a_blob_folder_is_listed_in_name_order_a_window_at_a_time(backend: Backend) -> None:
+    names = [f"paged/{n:02d}-{tag}.bin" for n, tag in enumerate("qwertyuiop")]
+    for name in reversed(names):
+        backend.blobs.put(name, b"x")
+    assert [blob.name for blob in backend.blobs.list("paged")] == names
+    assert [blob.name for blob in backend.blobs.list("paged", limit=4)] == names[:4]
+    assert [blob.name for blob in backend.blobs.list("paged", after=names[3], limit=4)] == names[4:8]
+    assert [blob.name for blob in backend.blobs.list("paged", after=names[7], limit=4)] == names[8:]
+    assert backend.blobs.list("paged", after=names[-1], limit=4) == []
+
+
+class ListingsSeen:
+    """The backend's real blob store, with every list() call's answer written down."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self.kind = blobs.kind
+        self.pages: list[list[str]] = []
+
+    def list(self, folder: str, after: str = "", limit: int | None = None) -> list[BlobInfo]:
+        page = self.blobs.list(folder, after=after, limit=limit)
+        self.pages.append([blob.name for blob in page])
+        return page
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.blobs, name)
+
+
+def test_the_orphan_sweep_lists_one_page_per_cleanup_and_reaches_every_orphan_in_a_pass(backend: Backend) -> None:
+    real_now = time.time()  # blob ages are real time
+    seen = ListingsSeen(backend.blobs)
+    results = ResultStore(backend.open_db(), seen, ttl_seconds=10 * ORPHAN_GRACE_SECONDS, orphan_page=3)  # type: ignore[arg-type]
+    live = {blob_name(results.save(b"live")) for _ in range(5)}
+    orphans = {blob_name(token) for token in ("A" * 32, "M" * 32, "z" * 32, "_" * 32)}  # saves killed halfway
+    for name in orphans:
+        backend.blobs.put(name, b"x")
+    later = real_now + ORPHAN_GRACE_SECONDS + 10
+
+    removed = [results.cleanup(now=later) for _ in range(3)]  # 9 blobs, 3 a page: one pass
+    assert sum(removed) == len(orphans)
+    assert [len(page) for page in seen.pages] == [3, 3, 3]  # each cleanup looked at one page, none twice
+    assert {blob.name for blob in backend.blobs.list("results")} == live
+
+    # An orphan left behind the sweep's place is found on its next pass, which starts over.
+    late = blob_name("B" * 32)
+    backend.blobs.put(late, b"x")
+    while late in {blob.name for blob in backend.blobs.list("results")}:
+        results.cleanup(now=later)
+        assert len(seen.pages) <= 3 + 4, "the sweep never came back to the folder's start"
+    assert all(len(page) <= 3 for page in seen.pages)
+    assert {blob.name for blob in backend.blobs.list("results")} == live
+    assert all(results.read(name.removeprefix("results/").removesuffix(".jpg")) == b"live" for name in live)
+
+
+def _refusing_blobs(backend: Backend, tmp_path: Path) -> BlobStore:
+    """A blob store of the backend's kind that fails every put."""
+    if backend.scaled:
+        return S3BlobStore("s3://no-such-bucket-here/facefuse", backend.env["FACEFUSE_S3_ENDPOINT_URL"])
+    (tmp_path / "refusing").mkdir()
+    (tmp_path / "refusing" / "results").write_bytes(b"a file where the folder should be")
+    return LocalBlobStore(tmp_path / "refusing")
+
+
+def test_a_save_whose_blob_fails_leaves_no_row(backend: Backend, clock: Clock, tmp_path: Path) -> None:
+    results = ResultStore(backend.open_db(), _refusing_blobs(backend, tmp_path), ttl_seconds=3600, clock=clock)
+    with pytest.raises(Exception):
+        results.save(b"jpeg")
+    assert results.count() == 0
+
+
+def test_a_save_whose_row_fails_leaves_no_blob(backend: Backend, clock: Clock) -> None:
+    db = backend.open_db()
+    with db.transaction() as conn:
+        conn.execute("DROP TABLE results")  # the insert fails, whatever the database
+    results = ResultStore(db, backend.blobs, ttl_seconds=3600, clock=clock)
+    with pytest.raises(Exception):
+        results.save(b"jpeg")
+    assert backend.blobs.list("results") == []

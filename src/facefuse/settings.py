@@ -41,7 +41,7 @@ class Settings(BaseSettings):
 
     # Where the state lives (docs/deploy.md): empty for the data dir, else shared by every node
     database_url: str = ""  # postgresql://user:password@host:port/db
-    database_threads: int = Field(4, ge=1, le=64)  # PostgreSQL: threads for key checks; beyond them SERVER_BUSY
+    database_threads: int = Field(4, ge=1, le=64)  # PostgreSQL: threads for key checks; beyond them a short wait
     storage_url: str = ""  # s3://bucket/prefix (credentials: the standard AWS_* variables)
     s3_endpoint_url: str = ""  # e.g. http://minio:9000; empty: AWS S3
 

@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Protocol
 
 from facefuse.errors import Err, FacefuseError
@@ -45,8 +46,9 @@ class BlobStore(Protocol):
         """Remove name if it is there."""
         ...
 
-    def list(self, folder: str) -> list[BlobInfo]:
-        """Every blob directly in folder, leftovers of interrupted writes too."""
+    def list(self, folder: str, after: str = "", limit: int | None = None) -> list[BlobInfo]:
+        """The blobs directly in folder, leftovers of interrupted writes too, in name order:
+        those whose name sorts after `after` (a name a list answered), at most `limit`."""
         ...
 
     def ping(self) -> None:
@@ -93,19 +95,22 @@ class LocalBlobStore:
     def delete(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
 
-    def list(self, folder: str) -> list[BlobInfo]:
+    def list(self, folder: str, after: str = "", limit: int | None = None) -> list[BlobInfo]:
         directory = self.path(folder)
-        found: list[BlobInfo] = []
         try:
-            entries = list(os.scandir(directory))
+            names = sorted(name for entry in os.scandir(directory) if (name := f"{folder}/{entry.name}") > after)
         except FileNotFoundError:
             return []
-        for entry in entries:
+        found: list[BlobInfo] = []
+        for name in names:
+            if limit is not None and len(found) >= limit:
+                break
             try:
-                if entry.is_file():
-                    found.append(BlobInfo(f"{folder}/{entry.name}", entry.stat().st_mtime))
+                stat = os.stat(self.root / name)
             except FileNotFoundError:
                 continue  # deleted while we looked
+            if S_ISREG(stat.st_mode):
+                found.append(BlobInfo(name, stat.st_mtime))
         return found
 
     def ping(self) -> None:

@@ -16,6 +16,9 @@ STATEMENT_TIMEOUT_MS drops the thread's connection and answers SERVER_BUSY at on
 resumes by itself when the server is back. A connection kept from before a restart fails
 on its first use: a read, or a BEGIN, that fails so is sent once more on a new connection
 (nothing ran yet), so the first requests after a restart are answered, not refused.
+A server that does not answer at all (a partition) makes a call wait out a timeout; the
+first such failure opens the process's breaker (storage/breaker.py), and every call then
+answers SERVER_BUSY at once until a background probe connects again.
 
 Schema: the table schema_version holds the version; migrations (storage/schema.py) run
 under an advisory lock, so nodes starting together migrate once.
@@ -32,6 +35,7 @@ from typing import Any
 
 import psycopg
 
+from facefuse.storage.breaker import ConnectionBreaker
 from facefuse.storage.database import database_unavailable
 from facefuse.storage.schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION, SchemaTooNewError
 
@@ -93,12 +97,16 @@ class PostgresDatabase:
 
     kind = "postgresql"
 
-    def __init__(self, url: str, synchronous: bool = True, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, synchronous: bool = True, migrate: bool = True, breaker: ConnectionBreaker | None = None
+    ) -> None:
         self.url = url
         self.synchronous = synchronous
         self._local = threading.local()
         self._all: list[_Connection] = []
         self._all_lock = threading.Lock()
+        self._owns_breaker = breaker is None
+        self.breaker = breaker or ConnectionBreaker(self.connects)
         if migrate:
             self._migrate()
 
@@ -106,38 +114,49 @@ class PostgresDatabase:
 
     def connection(self) -> _Connection:
         """This thread's connection, opened again after it broke or in a new process."""
+        if self.breaker.is_open:
+            raise database_unavailable()
+        try:
+            return self._thread_connection()
+        except CONNECTION_ERRORS as error:
+            raise database_unavailable() from error
+
+    def _thread_connection(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.raw.closed or conn.pid != os.getpid():
-            conn = self._open()
+            conn = _Connection(self._connect(), os.getpid())
             self._local.conn = conn
+            with self._all_lock:
+                self._all = [c for c in self._all if not c.raw.closed]
+                self._all.append(conn)
         return conn
 
-    def _open(self) -> _Connection:
+    def _connect(self) -> psycopg.Connection[Any]:
         options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
         if not self.synchronous:
             # Counters only: a commit returns before its WAL is flushed; a server crash can
             # forget the last moment's counts, which only lets a key spend them again.
             options += " -c synchronous_commit=off"
+        return psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+            keepalives=1,
+            keepalives_idle=KEEPALIVE_IDLE_SECONDS,
+            keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
+            keepalives_count=KEEPALIVE_PROBES,
+            options=options,
+            row_factory=_row_factory,
+        )
+
+    def connects(self) -> bool:
+        """The breaker's probe: does a new connection work?"""
         try:
-            raw: psycopg.Connection[Any] = psycopg.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                tcp_user_timeout=TCP_USER_TIMEOUT_MS,
-                keepalives=1,
-                keepalives_idle=KEEPALIVE_IDLE_SECONDS,
-                keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
-                keepalives_count=KEEPALIVE_PROBES,
-                options=options,
-                row_factory=_row_factory,
-            )
-        except CONNECTION_ERRORS as error:
-            raise database_unavailable() from error
-        conn = _Connection(raw, os.getpid())
-        with self._all_lock:
-            self._all = [c for c in self._all if not c.raw.closed]
-            self._all.append(conn)
-        return conn
+            self._connect().close()
+            return True
+        except CONNECTION_ERRORS:
+            return False
 
     def _drop(self) -> None:
         conn: _Connection | None = getattr(self._local, "conn", None)
@@ -147,14 +166,23 @@ class PostgresDatabase:
 
     @contextmanager
     def _answering(self) -> Iterator[None]:
+        """SERVER_BUSY at once while the breaker is open; a connection error drops this
+        thread's connection, answers SERVER_BUSY and, if the call waited for it, opens the breaker."""
+        if self.breaker.is_open:
+            raise database_unavailable()
+        started = self.breaker.clock()
         try:
             yield
         except CONNECTION_ERRORS as error:
             self._drop()
+            if error.sqlstate is None:  # no answer from the server (an error it sent shows it is there)
+                self.breaker.failed(started)
             raise database_unavailable() from error
 
     def close(self) -> None:
         """Close every connection this object opened (at shutdown, when no thread uses them)."""
+        if self._owns_breaker:
+            self.breaker.close()
         with self._all_lock:
             connections, self._all = self._all, []
         for conn in connections:
@@ -162,7 +190,8 @@ class PostgresDatabase:
         self._local = threading.local()
 
     def counters(self) -> PostgresDatabase:
-        return PostgresDatabase(self.url, synchronous=False, migrate=False)
+        """The same server, so the same breaker: one partition refuses both at once."""
+        return PostgresDatabase(self.url, synchronous=False, migrate=False, breaker=self.breaker)
 
     # ------------------------------------------------------------ statements
 
@@ -179,7 +208,7 @@ class PostgresDatabase:
         """Begin on this thread's connection; a BEGIN that fails on a connection kept from
         before (the server restarted since) is sent once more on a new one: nothing ran yet."""
         kept = getattr(self._local, "conn", None) is not None
-        conn = self.connection()
+        conn = self._thread_connection()
         try:
             stack.enter_context(conn.raw.transaction())
             return conn
@@ -187,7 +216,7 @@ class PostgresDatabase:
             self._drop()
             if not kept:
                 raise
-        conn = self.connection()
+        conn = self._thread_connection()
         stack.enter_context(conn.raw.transaction())
         return conn
 
@@ -201,15 +230,15 @@ class PostgresDatabase:
         """A read on this thread's connection; one that fails on a connection kept from before
         (the server restarted since) is tried once more on a new one, so the first request
         after a restart is answered rather than refused."""
-        kept = getattr(self._local, "conn", None) is not None
-        try:
-            return self.connection().execute(sql, params)
-        except CONNECTION_ERRORS as error:
-            self._drop()
-            if not kept:
-                raise database_unavailable() from error
         with self._answering():
-            return self.connection().execute(sql, params)
+            kept = getattr(self._local, "conn", None) is not None
+            try:
+                return self._thread_connection().execute(sql, params)
+            except CONNECTION_ERRORS:
+                self._drop()
+                if not kept:
+                    raise
+            return self._thread_connection().execute(sql, params)
 
     def scalar(self, sql: str, params: tuple[object, ...] = ()) -> Any:
         """The first column of the first row (None when there is no row)."""

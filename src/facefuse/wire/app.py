@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, freeze_when_ready: bool = False
             ctx.ready = False
             cleaner.cancel()
             ctx.db_calls.close()
+            ctx.results.close()  # the requests have ended: no row insert is under way
             await asyncio.to_thread(ctx.pool.shutdown)
 
     app = FastAPI(
