@@ -32,8 +32,8 @@ WINDOW_DROP = 0.25  # of the face box's side: the window's centre below the face
 WINDOW_SIDE = 256  # px: the window as the model sees it (the palm model looks at 192 px)
 MIN_SCORE = 0.5  # the hand model's own confidence for a hand
 MAX_HANDS = 2
-# The full models: the light ones misplace a fist's landmarks over a face (on the pasted
-# microphone hand of tests/fixtures/hands they miss up to 40 % of it) for ~1 ms less.
+# The full models: the light ones, a little cheaper, misplace a fist's landmarks over a face
+# (on the pasted microphone hand of tests/fixtures/hands they miss up to 40 % of it).
 MODEL = 1
 # A hand counts when its mask reaches this far into the face box (of its side, each way
 # shrunk): a hand beside the face, a waving hand, covers nothing of it.
