@@ -166,7 +166,7 @@ def _crop(
     source = rgb
     if scale < 0.66:
         # Shrink with area averaging first (warpAffine alone would alias), and only the
-        # window's bounding region: shrinking the whole of a 16 MP photo costs ~20 ms.
+        # window's bounding region: shrinking the whole of a 16 MP photo costs many times more.
         source, to_source = _shrunk_window(rgb, center, side, scale * 1.25)
         from_source = _compose(to_crop, _inverse(to_source))
     crop = cast(
