@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from facefuse.arrays import FloatArray, UInt8Array
+from facefuse.fusion import masks
 from facefuse.fusion.canvas import Canvas
 
 HeldMask = Callable[[tuple[int, int, int, int], tuple[int, int]], FloatArray | None]
@@ -60,11 +61,4 @@ def on_canvas(canvas: Canvas, front: InFront, shape: tuple[int, ...]) -> FloatAr
 
 def put_back(out: UInt8Array, front: InFront, box: tuple[int, int, int, int]) -> None:
     """The template's hands over `out` (its patch's pixels, in place), within `box`."""
-    x0, y0 = max(front.box[0], box[0]), max(front.box[1], box[1])
-    x1, y1 = min(front.box[2], box[2]), min(front.box[3], box[3])
-    if x0 >= x1 or y0 >= y1:
-        return
-    fx, fy = x0 - front.box[0], y0 - front.box[1]
-    weight = front.weight[fy : fy + y1 - y0, fx : fx + x1 - x0]
-    target = out[y0:y1, x0:x1]
-    target[:] = cv2.blendLinear(front.pixels[fy : fy + y1 - y0, fx : fx + x1 - x0], target, weight, 1 - weight)
+    masks.paste_over(out, front.box, front.weight, front.pixels, box)

@@ -7,7 +7,7 @@ from typing import Any, cast, overload
 import cv2
 import numpy as np
 
-from facefuse.arrays import BoolArray, FloatArray, ImageT
+from facefuse.arrays import BoolArray, FloatArray, ImageT, UInt8Array
 from facefuse.fusion import mesh
 
 
@@ -185,3 +185,23 @@ def _reached_from_above(mask: BoolArray, seeds: BoolArray, up: FloatArray) -> Fl
     last_seed = np.maximum.accumulate(np.where(start, rows, np.int32(-1)), axis=0)
     reached = (inside & (last_seed > last_gap)).astype(np.uint8)
     return cv2.warpAffine(reached, turn, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP).astype(np.float32)
+
+
+def paste_over(
+    out: UInt8Array,
+    piece_box: tuple[int, int, int, int],
+    weight: FloatArray,
+    pixels: UInt8Array,
+    box: tuple[int, int, int, int],
+) -> None:
+    """A rigid piece of a patch (its pixels over `piece_box`, x0, y0, x1, y1, and how much of
+    each is the piece: `weight`, float32 0..1) put back over `out` by its weight, in place,
+    within `box` (x0, y0, x1, y1): a template's glasses' frames, its hands."""
+    x0, y0 = max(piece_box[0], box[0]), max(piece_box[1], box[1])
+    x1, y1 = min(piece_box[2], box[2]), min(piece_box[3], box[3])
+    if x0 >= x1 or y0 >= y1:
+        return
+    fx, fy = x0 - piece_box[0], y0 - piece_box[1]
+    w = weight[fy : fy + y1 - y0, fx : fx + x1 - x0]
+    target = out[y0:y1, x0:x1]
+    target[:] = cv2.blendLinear(pixels[fy : fy + y1 - y0, fx : fx + x1 - x0], target, w, 1 - w)

@@ -167,14 +167,7 @@ def without_frames(patch: UInt8Array, frames: Frames, face_size: float) -> UInt8
 
 def put_back(out: UInt8Array, frames: Frames, box: tuple[int, int, int, int]) -> None:
     """The frames over `out` (the patch's pixels, in place), within `box` (x0, y0, x1, y1)."""
-    x0, y0 = max(frames.box[0], box[0]), max(frames.box[1], box[1])
-    x1, y1 = min(frames.box[2], box[2]), min(frames.box[3], box[3])
-    if x0 >= x1 or y0 >= y1:
-        return
-    fx, fy = x0 - frames.box[0], y0 - frames.box[1]
-    weight = frames.weight[fy : fy + y1 - y0, fx : fx + x1 - x0]
-    target = out[y0:y1, x0:x1]
-    target[:] = cv2.blendLinear(frames.pixels[fy : fy + y1 - y0, fx : fx + x1 - x0], target, weight, 1 - weight)
+    masks.paste_over(out, frames.box, frames.weight, frames.pixels, box)
 
 
 def _work_box(points: FloatArray, shape: tuple[int, ...], size: float) -> tuple[int, int, int, int]:
