@@ -11,7 +11,6 @@ it, is the hand's (PreparedTemplate.canvas_skin), and its light is read without 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -27,19 +26,8 @@ photo, as a float32 mask 0..1 of the given (h, w); None when none does."""
 NOTHING = 0.05  # less of a pixel than this is not a hand's
 
 
-@dataclass(frozen=True)
-class InFront:
-    """A template's hands (and what they hold) in its patch: where (`box`, x0, y0, x1, y1),
-    how much of each pixel is hand (`weight`, float32 0..1) and the template's pixels there
-    (`pixels`, uint8), to be put back over the result as they are."""
-
-    box: tuple[int, int, int, int]
-    weight: FloatArray
-    pixels: UInt8Array
-
-    @property
-    def nbytes(self) -> int:
-        return self.weight.nbytes + self.pixels.nbytes
+# A template's hands (and what they hold) in its patch, put back over the result as they are.
+InFront = masks.Piece
 
 
 def in_front(patch: UInt8Array, mask: FloatArray | None) -> InFront | None:
@@ -61,4 +49,4 @@ def on_canvas(canvas: Canvas, front: InFront, shape: tuple[int, ...]) -> FloatAr
 
 def put_back(out: UInt8Array, front: InFront, box: tuple[int, int, int, int]) -> None:
     """The template's hands over `out` (its patch's pixels, in place), within `box`."""
-    masks.paste_over(out, front.box, front.weight, front.pixels, box)
+    front.put_back(out, box)

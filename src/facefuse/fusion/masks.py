@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast, overload
 
 import cv2
@@ -187,21 +188,27 @@ def _reached_from_above(mask: BoolArray, seeds: BoolArray, up: FloatArray) -> Fl
     return cv2.warpAffine(reached, turn, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP).astype(np.float32)
 
 
-def paste_over(
-    out: UInt8Array,
-    piece_box: tuple[int, int, int, int],
-    weight: FloatArray,
-    pixels: UInt8Array,
-    box: tuple[int, int, int, int],
-) -> None:
-    """A rigid piece of a patch (its pixels over `piece_box`, x0, y0, x1, y1, and how much of
-    each is the piece: `weight`, float32 0..1) put back over `out` by its weight, in place,
-    within `box` (x0, y0, x1, y1): a template's glasses' frames, its hands."""
-    x0, y0 = max(piece_box[0], box[0]), max(piece_box[1], box[1])
-    x1, y1 = min(piece_box[2], box[2]), min(piece_box[3], box[3])
-    if x0 >= x1 or y0 >= y1:
-        return
-    fx, fy = x0 - piece_box[0], y0 - piece_box[1]
-    w = weight[fy : fy + y1 - y0, fx : fx + x1 - x0]
-    target = out[y0:y1, x0:x1]
-    target[:] = cv2.blendLinear(pixels[fy : fy + y1 - y0, fx : fx + x1 - x0], target, w, 1 - w)
+@dataclass(frozen=True)
+class Piece:
+    """A rigid piece of a template's patch that stays in front of the fused face as it is (its
+    glasses' frames, its hands): where (`box`, x0, y0, x1, y1), how much of each pixel is the
+    piece (`weight`, float32 0..1) and the template's pixels there (`pixels`, uint8)."""
+
+    box: tuple[int, int, int, int]
+    weight: FloatArray
+    pixels: UInt8Array
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight.nbytes + self.pixels.nbytes
+
+    def put_back(self, out: UInt8Array, box: tuple[int, int, int, int]) -> None:
+        """The piece over `out` (the patch's pixels, in place) by its weight, within `box`."""
+        x0, y0 = max(self.box[0], box[0]), max(self.box[1], box[1])
+        x1, y1 = min(self.box[2], box[2]), min(self.box[3], box[3])
+        if x0 >= x1 or y0 >= y1:
+            return
+        fx, fy = x0 - self.box[0], y0 - self.box[1]
+        weight = self.weight[fy : fy + y1 - y0, fx : fx + x1 - x0]
+        target = out[y0:y1, x0:x1]
+        target[:] = cv2.blendLinear(self.pixels[fy : fy + y1 - y0, fx : fx + x1 - x0], target, weight, 1 - weight)

@@ -27,7 +27,6 @@ parts.py    what the frames hold beyond the rims: the bridge traced to them, the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import cv2
@@ -59,19 +58,8 @@ INPAINT_REACH = 0.01  # of the face size: how far around a frame pixel its fill 
 _TEMPLES = (127, 356, 93, 323)
 
 
-@dataclass(frozen=True)
-class Frames:
-    """The frames of a template's glasses in its patch: where (`box`, x0, y0, x1, y1), how
-    much of each pixel is frame (`weight`, float32 0..1, its edge at the frames' edge) and
-    the template's pixels there (`pixels`, uint8)."""
-
-    box: tuple[int, int, int, int]
-    weight: FloatArray
-    pixels: UInt8Array
-
-    @property
-    def nbytes(self) -> int:
-        return self.weight.nbytes + self.pixels.nbytes
+# The frames of a template's glasses in its patch, their weight's edge at the frames' edge.
+Frames = masks.Piece
 
 
 def has_bridge(patch: UInt8Array, points: FloatArray, face_size: float) -> bool:
@@ -167,7 +155,7 @@ def without_frames(patch: UInt8Array, frames: Frames, face_size: float) -> UInt8
 
 def put_back(out: UInt8Array, frames: Frames, box: tuple[int, int, int, int]) -> None:
     """The frames over `out` (the patch's pixels, in place), within `box` (x0, y0, x1, y1)."""
-    masks.paste_over(out, frames.box, frames.weight, frames.pixels, box)
+    frames.put_back(out, box)
 
 
 def _work_box(points: FloatArray, shape: tuple[int, ...], size: float) -> tuple[int, int, int, int]:
