@@ -1,5 +1,5 @@
-"""The last steps at full resolution: the lit user's face over the template's by alpha (the
-template's grain added over its skin), then the template's glasses in front."""
+"""The last steps at full resolution: the lit user's face over the template's by alpha, then
+the template's glasses in front."""
 
 from __future__ import annotations
 
@@ -9,25 +9,19 @@ import cv2
 import numpy as np
 
 from facefuse.arrays import FloatArray, UInt8Array
-from facefuse.fusion import detail, glasses, tone
+from facefuse.fusion import glasses, tone
 
 
 def blend_rows(
     out: UInt8Array,
     face: FloatArray,
     template_face: UInt8Array,
-    template_detail: detail.TemplateDetail,
     alpha: FloatArray,
-    grain: detail.Grain | None,
-    skin: FloatArray,
     grayscale: bool,
     rows: slice,
 ) -> None:
-    """`rows` of the fused face into `out` (uint8): `face` (float32, the lit user's, given the
-    template's grain over `skin` in place) over `template_face` by `alpha`; gray for a
-    grayscale template."""
-    if grain is not None:
-        grain.add(face[rows], template_detail.luma[rows], template_detail.smooth[rows], skin[rows])
+    """`rows` of the fused face into `out` (uint8): `face` (float32, the lit user's) over
+    `template_face` by `alpha`; gray for a grayscale template."""
     weight = alpha[rows]
     mixed = cast(FloatArray, cv2.blendLinear(face[rows], template_face[rows].astype(np.float32), weight, 1 - weight))
     if grayscale:

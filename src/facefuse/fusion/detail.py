@@ -1,5 +1,5 @@
 """The template's sharpness and grain on the fused face: a soft-focus or low-resolution
-template stays soft, a grainy one lends the user's skin its grain."""
+template stays soft, a grainy one lends the user's skin its grain, cheek by cheek."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ import cv2
 import numpy as np
 
 from facefuse.arrays import FloatArray, UInt8Array
+
+# The face is split into this many blocks across (as many down, by its shape) where its
+# skin's finest detail is evened out to the template's: a cheek's worth of skin each.
+FINE_BLOCKS = 12
+# The template's finest band is lent clipped to this many times its block's rms: grain and
+# pores come over, its edges (a wrinkle, a feature's rim warped onto skin) do not.
+GRAIN_LIMIT = 2.0
+_TINY = 1e-3  # levels squared: an empty block's energy, never a division by zero
 
 
 @dataclass(frozen=True)
@@ -26,47 +34,55 @@ class TemplateDetail:
         return cls(luma, cast(FloatArray, cv2.GaussianBlur(luma, (0, 0), 1.0)), _sampled_power(luma))
 
 
-@dataclass(frozen=True)
-class Grain:
-    """How much of the template's grain the fused skin takes (see match_detail)."""
-
-    amount: float
-    limit: float  # clipped to the noise level: grain and pores come over, the template's edges do not
-
-    def add(self, face: FloatArray, template_luma: FloatArray, template_smooth: FloatArray, skin: FloatArray) -> None:
-        """Into `face` (in place), over any band of rows given of all four."""
-        grain = cast(FloatArray, cv2.subtract(template_luma, template_smooth))
-        cv2.min(grain, self.limit, dst=grain)  # type: ignore[call-overload]  # as np.clip, cheaper; cv2 takes a number for an array
-        cv2.max(grain, -self.limit, dst=grain)  # type: ignore[call-overload]  # likewise
-        cv2.multiply(grain, skin, dst=grain, scale=self.amount)
-        face += _channels(grain)
-
-
-def match_detail(
-    face: FloatArray, template: TemplateDetail, skin: FloatArray, features: FloatArray
-) -> tuple[FloatArray, Grain | None]:
-    """Blur the user's skin and features where they are sharper than the template's, and
-    tell how much grain the template has beyond it (to add where the skin is), so the
-    fused face has the template's sharpness and noise (a soft-focus or low-resolution
-    template stays soft).
-
-    Sharpness is compared on luma; the template's grain is its luma's fine detail."""
+def match_detail(face: FloatArray, template: TemplateDetail, skin: FloatArray, features: FloatArray) -> FloatArray:
+    """The fused face with the template's sharpness and grain: blurred where the user's skin
+    and features are sharper than the template's (a soft-focus or low-resolution template
+    stays soft), then its skin's finest detail evened out, block by block, to the
+    template's (_even_fine_detail). Sharpness is compared on luma."""
     skin_weight, feature_weight = _SampledWeight(skin), _SampledWeight(features)
     t_power = template.power
     f_luma = _luma(face)
     f_power = _sampled_power(f_luma)
-    t_energy = skin_weight.mean_of(t_power)
-    for region, t_region_energy in ((skin_weight, t_energy), (feature_weight, feature_weight.mean_of(t_power))):
-        sigma = _blur_to_match(f_luma, f_power, t_region_energy, region)
+    for region in (skin_weight, feature_weight):
+        sigma = _blur_to_match(f_luma, f_power, region.mean_of(t_power), region)
         if sigma > 0:
             blurred = cv2.GaussianBlur(face, (0, 0), sigma)
             face = cast(FloatArray, cv2.blendLinear(blurred, face, region.full, 1 - region.full))
             f_luma = _luma(face)
             f_power = _sampled_power(f_luma)
-    f_energy = skin_weight.mean_of(f_power)
-    if f_energy < 0.8 * t_energy:
-        return face, Grain(float(np.sqrt(1 - f_energy / t_energy)), 2.0 * float(np.sqrt(t_energy)))
-    return face, None
+    _even_fine_detail(face, f_luma, template, skin)
+    return face
+
+
+def _even_fine_detail(face: FloatArray, f_luma: FloatArray, template: TemplateDetail, skin: FloatArray) -> None:
+    """In place: in each of FINE_BLOCKS blocks across the face, the skin's finest band of
+    luma (luma minus its blur at sigma 1) scaled down where it has more energy than the
+    template's there, and the template's own band added where it has less, so that the
+    sum has the template's. A global match leaves a face with one sharp and one stretched,
+    smooth side (a turned head) unlike the template on both; a block follows the
+    template's own falloff, a cheek in shadow or out of focus."""
+    fine = cast(FloatArray, cv2.subtract(f_luma, cv2.GaussianBlur(f_luma, (0, 0), 1.0)))
+    t_fine = cast(FloatArray, cv2.subtract(template.luma, template.smooth))
+    h, w = skin.shape
+    grid = (FINE_BLOCKS, max(1, round(FINE_BLOCKS * h / w)))
+
+    def block_mean(plane: FloatArray) -> FloatArray:
+        return cast(FloatArray, cv2.resize(plane, grid, interpolation=cv2.INTER_AREA))
+
+    skin_share = block_mean(skin) + _TINY
+    f_energy = block_mean(fine * fine * skin) / skin_share + _TINY
+    t_energy = block_mean(t_fine * t_fine * skin) / skin_share + _TINY
+    kept = np.minimum(np.sqrt(t_energy / f_energy), 1.0)
+    lent = np.sqrt(np.clip(1 - kept * kept * f_energy / t_energy, 0, 1))
+    limit = GRAIN_LIMIT * np.sqrt(t_energy)
+
+    def full(blocks: FloatArray) -> FloatArray:
+        return cast(FloatArray, cv2.resize(blocks.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
+
+    limit_full = full(limit)
+    grain = np.clip(t_fine, -limit_full, limit_full)
+    change = (full(kept) - 1) * fine + full(lent) * grain
+    face += _channels(change * skin)
 
 
 def _channels(plane: FloatArray) -> FloatArray:
