@@ -9,19 +9,24 @@ import cv2
 import numpy as np
 
 from facefuse.arrays import FloatArray, UInt8Array
-from facefuse.fusion import glasses, tone
+from facefuse.fusion import detail, glasses, tone
 
 
 def blend_rows(
     out: UInt8Array,
     face: FloatArray,
     template_face: UInt8Array,
+    template_detail: detail.TemplateDetail,
     alpha: FloatArray,
+    grain: detail.Grain | None,
     grayscale: bool,
     rows: slice,
 ) -> None:
-    """`rows` of the fused face into `out` (uint8): `face` (float32, the lit user's) over
-    `template_face` by `alpha`; gray for a grayscale template."""
+    """`rows` of the fused face into `out` (uint8): `face` (float32, the lit user's, given the
+    template's grain in place) over `template_face` by `alpha`; gray for a grayscale
+    template."""
+    if grain is not None:
+        grain.add(face, template_detail, rows)
     weight = alpha[rows]
     mixed = cast(FloatArray, cv2.blendLinear(face[rows], template_face[rows].astype(np.float32), weight, 1 - weight))
     if grayscale:

@@ -17,6 +17,8 @@ FINE_BLOCKS = 12
 # The template's finest band is lent clipped to this many times its block's rms: grain and
 # pores come over, its edges (a wrinkle, a feature's rim warped onto skin) do not.
 GRAIN_LIMIT = 2.0
+# A block within this of the template's fine detail (as a share of its rms) is left as it is.
+BLOCK_SLACK = 0.05
 _TINY = 1e-3  # levels squared: an empty block's energy, never a division by zero
 
 
@@ -34,11 +36,31 @@ class TemplateDetail:
         return cls(luma, cast(FloatArray, cv2.GaussianBlur(luma, (0, 0), 1.0)), _sampled_power(luma))
 
 
-def match_detail(face: FloatArray, template: TemplateDetail, skin: FloatArray, features: FloatArray) -> FloatArray:
-    """The fused face with the template's sharpness and grain: blurred where the user's skin
-    and features are sharper than the template's (a soft-focus or low-resolution template
-    stays soft), then its skin's finest detail evened out, block by block, to the
-    template's (_even_fine_detail). Sharpness is compared on luma."""
+@dataclass(frozen=True)
+class Grain:
+    """The template's finest band of luma lent to the fused skin (see _even_fine_detail)."""
+
+    amount: FloatArray  # (h, w) how much of the band each pixel takes, the skin weight in it
+    limit: FloatArray  # (h, w) the band clipped to this: grain and pores come over, edges do not
+
+    def add(self, face: FloatArray, template: TemplateDetail, rows: slice) -> None:
+        """Into `rows` of `face` (in place)."""
+        grain = cast(FloatArray, cv2.subtract(template.luma[rows], template.smooth[rows]))
+        limit = self.limit[rows]
+        np.minimum(grain, limit, out=grain)
+        np.maximum(grain, -limit, out=grain)
+        cv2.multiply(grain, self.amount[rows], dst=grain)
+        face[rows] += _channels(grain)
+
+
+def match_detail(
+    face: FloatArray, template: TemplateDetail, skin: FloatArray, features: FloatArray
+) -> tuple[FloatArray, Grain | None]:
+    """The fused face with the template's sharpness, and the grain it takes from the
+    template (added with the blend, by rows): blurred where the user's skin and features
+    are sharper than the template's (a soft-focus or low-resolution template stays soft),
+    then its skin's finest detail evened out, block by block, to the template's
+    (_even_fine_detail). Sharpness is compared on luma."""
     skin_weight, feature_weight = _SampledWeight(skin), _SampledWeight(features)
     t_power = template.power
     f_luma = _luma(face)
@@ -50,39 +72,40 @@ def match_detail(face: FloatArray, template: TemplateDetail, skin: FloatArray, f
             face = cast(FloatArray, cv2.blendLinear(blurred, face, region.full, 1 - region.full))
             f_luma = _luma(face)
             f_power = _sampled_power(f_luma)
-    _even_fine_detail(face, f_luma, template, skin)
-    return face
+    return face, _even_fine_detail(face, f_luma, f_power, t_power, skin)
 
 
-def _even_fine_detail(face: FloatArray, f_luma: FloatArray, template: TemplateDetail, skin: FloatArray) -> None:
-    """In place: in each of FINE_BLOCKS blocks across the face, the skin's finest band of
-    luma (luma minus its blur at sigma 1) scaled down where it has more energy than the
-    template's there, and the template's own band added where it has less, so that the
-    sum has the template's. A global match leaves a face with one sharp and one stretched,
-    smooth side (a turned head) unlike the template on both; a block follows the
-    template's own falloff, a cheek in shadow or out of focus."""
-    fine = cast(FloatArray, cv2.subtract(f_luma, cv2.GaussianBlur(f_luma, (0, 0), 1.0)))
-    t_fine = cast(FloatArray, cv2.subtract(template.luma, template.smooth))
+def _even_fine_detail(
+    face: FloatArray, f_luma: FloatArray, f_power: FloatArray, t_power: FloatArray, skin: FloatArray
+) -> Grain | None:
+    """In each of FINE_BLOCKS blocks across the face, the skin's finest band of luma (luma
+    minus its blur at sigma 1) scaled down, in place, where it has more energy than the
+    template's there; the template's own band to be added where it has less (the Grain
+    returned), so that the sum has the template's. A global match leaves a face with one
+    sharp and one stretched, smooth side (a turned head) unlike the template on both; a
+    block follows the template's own falloff, a cheek in shadow or out of focus. Energies
+    are compared on the sampled powers (_sampled_power)."""
     h, w = skin.shape
     grid = (FINE_BLOCKS, max(1, round(FINE_BLOCKS * h / w)))
+    sampled_skin = np.ascontiguousarray(skin[::2, ::2])
 
     def block_mean(plane: FloatArray) -> FloatArray:
         return cast(FloatArray, cv2.resize(plane, grid, interpolation=cv2.INTER_AREA))
 
-    skin_share = block_mean(skin) + _TINY
-    f_energy = block_mean(fine * fine * skin) / skin_share + _TINY
-    t_energy = block_mean(t_fine * t_fine * skin) / skin_share + _TINY
-    kept = np.minimum(np.sqrt(t_energy / f_energy), 1.0)
-    lent = np.sqrt(np.clip(1 - kept * kept * f_energy / t_energy, 0, 1))
-    limit = GRAIN_LIMIT * np.sqrt(t_energy)
-
     def full(blocks: FloatArray) -> FloatArray:
         return cast(FloatArray, cv2.resize(blocks.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
 
-    limit_full = full(limit)
-    grain = np.clip(t_fine, -limit_full, limit_full)
-    change = (full(kept) - 1) * fine + full(lent) * grain
-    face += _channels(change * skin)
+    skin_share = block_mean(sampled_skin) + _TINY
+    f_energy = block_mean(f_power * sampled_skin) / skin_share + _TINY
+    t_energy = block_mean(t_power * sampled_skin) / skin_share + _TINY
+    kept = np.minimum(np.sqrt(t_energy / f_energy), 1.0)
+    if float(kept.min()) < 1 - BLOCK_SLACK:
+        fine = cv2.subtract(f_luma, cv2.GaussianBlur(f_luma, (0, 0), 1.0))
+        face += _channels((full(kept) - 1) * fine * skin)
+    lent = np.sqrt(np.clip(1 - kept * kept * f_energy / t_energy, 0, 1))
+    if float(lent.max()) < BLOCK_SLACK:
+        return None
+    return Grain(full(lent) * skin, full(GRAIN_LIMIT * np.sqrt(t_energy)))
 
 
 def _channels(plane: FloatArray) -> FloatArray:

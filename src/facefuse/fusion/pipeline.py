@@ -114,10 +114,10 @@ def fill_face(
     t_detail = template_detail.result()
     if plan is not None:
         occluders.texture_inpainted(face, canvas, hands.own_part(plan, held), t_detail)
-    face = detail.match_detail(face, t_detail, full.skin, full.features)
+    face, grain = detail.match_detail(face, t_detail, full.skin, full.features)
     fused = np.empty(t.face.shape, np.uint8)
     parallel.in_halves(
-        partial(blend.blend_rows, fused, face, t.face, full.alpha, prepared.grayscale),
+        partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, prepared.grayscale),
         len(fused),
     )
     fx0, fy0, fx1, fy1 = place.face_box
