@@ -909,10 +909,12 @@ def test_strands_crossing_a_brow_and_a_lid_do_not_come_over(monkeypatch: pytest.
     assert taken_off < 0.7 * kept, (taken_off, kept)
 
 
-def _side_lit(rgb: np.ndarray, f: Face) -> np.ndarray:
+def _side_lit(rgb: np.ndarray, f: Face, warmth: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
     """The photo under a hard light from the image's left: the face as a matte surface (its
     mesh's normals, interpolated over its triangles), lit by a light at 60 degrees to the
-    left of the camera, over a little ambient light: its right side falls into shadow."""
+    left of the camera, over a little ambient light: its right side falls into shadow.
+    `warmth`: each channel's shade raised to this power (under 1: that channel falls off
+    less, as red does on skin in shadow)."""
     from facefuse.fusion import warp
 
     h, w = rgb.shape[:2]
@@ -930,7 +932,7 @@ def _side_lit(rgb: np.ndarray, f: Face) -> np.ndarray:
     nx, nz = (warp.upsample(raster, plane)[0] for plane in (xy, z0))
     light = np.maximum(-0.87 * nx + 0.5 * nz, 0)
     shade = 0.2 + 0.8 * light / max(float(light.max()), 1e-3)
-    return np.clip(rgb * shade[..., None], 0, 255).astype(np.uint8)
+    return np.clip(rgb * shade[..., None] ** np.array(warmth, np.float32), 0, 255).astype(np.uint8)
 
 
 def test_a_hard_side_light_on_the_user_gives_way_to_the_templates_light(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -954,6 +956,37 @@ def test_a_hard_side_light_on_the_user_gives_way_to_the_templates_light(monkeypa
     relit = change()
     monkeypatch.setattr(directional, "gain", lambda *args: None)
     assert relit < 0.6 * change(), relit
+
+
+def test_a_side_lights_warmer_shadow_is_taken_off_in_colour_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skin in shadow is redder than in the light: the sideways light is taken off each
+    channel, or the lifted shadow stays an orange band."""
+    import cv2
+
+    from facefuse.fusion import directional
+
+    user, template, t_face = photo(USER), photo(WIDE), photo_face(WIDE)
+    prepared = prepare_template(template, t_face)
+    lit_user = _side_lit(user, photo_face(USER), warmth=(0.6, 1.0, 1.3))
+    pts = t_face.landmarks[:, :2]
+    skin = masks.polygon_mask(template.shape[:2], masks.shrunk_oval(pts, 0.25, 0.12, 0.12))
+    skin *= 1 - masks.features_mask(template.shape[:2], pts, 0.04 * t_face.size)
+
+    def colour_change() -> float:
+        plain = fuse_prepared(prepared, user, photo_face(USER), FuseOptions())
+        shadowed = fuse_prepared(prepared, lit_user, photo_face(USER), FuseOptions())
+        lab = [cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 1:] for im in (plain, shadowed)]
+        return float(np.linalg.norm(lab[0] - lab[1], axis=2)[skin > 0.5].mean())
+
+    in_colour = colour_change()
+    per_channel = directional.gain
+
+    def in_luma_alone(*args: np.ndarray) -> np.ndarray | None:
+        gain = per_channel(*args)
+        return None if gain is None else np.repeat(np.exp(np.log(gain).mean(axis=2, keepdims=True)), 3, axis=2)
+
+    monkeypatch.setattr(directional, "gain", in_luma_alone)
+    assert in_colour < 0.8 * colour_change(), in_colour
 
 
 def test_the_landmarks_of_a_user_under_strands_of_hair_are_fitted_again_without_them() -> None:

@@ -1,4 +1,4 @@
-"""The user's sideways light taken out, on the face's 3-D shape.
+"""The user's sideways light taken out, on the face's 3-D shape, in each channel.
 
 A hard side light puts shadows and highlights on a face by its surface's direction: the
 side of the nose, the cheek turned from the light. The local skin levels (light.py) take a
@@ -39,28 +39,38 @@ _LOG_OFFSET = 4.0  # log(luma + this): dark pixels do not dominate the fit
 def gain(
     user_small: FloatArray, user_weight: FloatArray, user_normals: FloatArray, template_normals: FloatArray
 ) -> FloatArray | None:
-    """(h, w) the gain that takes the sideways part of the user's photo's light off its face
-    (canvas, float32 RGB), per block; None when that light cannot be told."""
-    user_light = _fit(user_small, user_weight, user_normals)
-    if user_light is None:
+    """(h, w, 3) the gain that takes the sideways part of the user's photo's light off its
+    face (canvas, float32 RGB), per block and channel; None when that light cannot be told.
+
+    The share of the luma's sideways slope taken off is taken off each channel's slope
+    too: skin in shadow is redder than where the light falls on it (light scattered under
+    the skin comes out warmer), so a shadow lifted in luma alone stays an orange band."""
+    slopes = _fit(user_small, user_weight, user_normals)
+    if slopes is None:
         return None
-    sideways = float(np.sign(user_light[0])) * max(abs(float(user_light[0])) - SIDE_LIGHT_KEPT, 0.0)
+    luma_slope = float(slopes[0])
+    sideways = float(np.sign(luma_slope)) * max(abs(luma_slope) - SIDE_LIGHT_KEPT, 0.0)
     if sideways == 0:
         return None
-    log_gain = -user_normals[..., 0] * sideways
+    channels = slopes[1:] - slopes[1:].mean()
+    per_channel = (sideways + channels * (sideways / luma_slope)).astype(np.float32)
     # Toward a silhouette the fit says little and the gain would be steep: it fades out there.
-    log_gain *= smoothstep(np.minimum(user_normals[..., 2], template_normals[..., 2]), *FACING_FADE)
-    return np.exp(np.clip(log_gain, -GAIN_LIMIT, GAIN_LIMIT)).astype(np.float32)
+    fade = smoothstep(np.minimum(user_normals[..., 2], template_normals[..., 2]), *FACING_FADE)
+    log_gain = (-user_normals[..., 0] * fade)[..., None] * per_channel
+    return cast(FloatArray, np.exp(np.clip(log_gain, -GAIN_LIMIT, GAIN_LIMIT)).astype(np.float32))
 
 
 def _fit(small: FloatArray, weight: FloatArray, normals: FloatArray) -> FloatArray | None:
-    """The directional part (3,) of log luma ~ c + light . normal, weighted least squares."""
-    luma = cv2.cvtColor(np.ascontiguousarray(small, np.float32), cv2.COLOR_RGB2GRAY)
+    """(4,) the sideways slopes (along the normal's x) of log luma and of each channel's log
+    (log ~ c + light . normal, weighted least squares), or None when too few blocks fit."""
+    small = np.ascontiguousarray(small, np.float32)
+    luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     use = (weight > MIN_WEIGHT) & (normals[..., 2] > MIN_FACING)
     if int(use.sum()) < MIN_SAMPLES:
         return None
     w = np.sqrt(weight[use]).astype(np.float64)
     design = np.column_stack([np.ones(w.size), normals[use].astype(np.float64)]) * w[:, None]
-    target = np.log(luma[use].astype(np.float64) + _LOG_OFFSET) * w
-    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-    return cast(FloatArray, solution[1:].astype(np.float32))
+    planes = np.column_stack([luma[use], np.maximum(small[use], 0)]).astype(np.float64)
+    targets = np.log(planes + _LOG_OFFSET) * w[:, None]
+    solution, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    return cast(FloatArray, solution[1].astype(np.float32))

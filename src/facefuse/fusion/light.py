@@ -44,11 +44,11 @@ def relight(
     (Canvas.shading), then its median colour over what the user brings (`alpha`)."""
     user_weight = template.plain * user.likelihood
     turn = directional.gain(user.small, user_weight, warps.user_normals, warps.template_normals)
-    turned = user.small if turn is None else user.small * turn[..., None]
+    turned = user.small if turn is None else user.small * turn
     gain, u_level = canvas.shading(template_levels, canvas.skin_levels(turned, user_weight))
     if turn is not None:
-        gain *= turn[..., None]
-        u_level /= turn[..., None]  # the skin level in the user's photo's own light
+        gain *= turn
+        u_level /= turn  # the skin level in the user's photo's own light
     u_lit = tone.soft_highlights(tone.lit(user.small, gain, u_level * np.maximum(gain - 1, 0)))
     gain *= tone.median_tone_gain(u_lit, template_small, alpha)
     evening = float(masks.smoothstep(np.float32(tone.skin_lift(gain, template.shared)), *EVEN_CHROMA_LIFT))
