@@ -1,10 +1,10 @@
 """What a change costs a fusion: this tree against another, paired, in two processes.
 
     .venv/bin/python benchmarks/fusion_ab.py --against OLD/src [--rounds 10] [--runs 8]
-        [--faces-dir ../shared/faces]
+        [--faces-dir ../shared/faces] [--template-pixels 1000000]
 
 Each side runs in a process of its own (PYTHONPATH: this tree's src, or OLD/src), loads
-the same pairs (user photo, template scaled to 1 MP, prepared once) and, round by round,
+the same pairs (user photo, template scaled to 1 MP or --template-pixels, prepared once) and, round by round,
 times `--runs` fusions of each pair: the user side of a request (service.uncovered where
 the tree has it, then service.fuse_user where the tree has it, else fuse_prepared: the
 hand model where fusion asks for it), detection of the user's face excluded. One user
@@ -36,7 +36,7 @@ WITH_A_HAND = "a hand over it"
 TEMPLATE_PIXELS = 1_000_000
 
 
-def serve(faces_dir: Path, runs: int) -> None:
+def serve(faces_dir: Path, runs: int, template_pixels: int) -> None:
     """One side: read a line per round from stdin, answer the medians (ms) of each pair."""
     import cv2
 
@@ -72,7 +72,7 @@ def serve(faces_dir: Path, runs: int) -> None:
             u_rgb = cutouts.paste(u_rgb, u_face.points[[33, 263]], "hand")
             u_face = max(detect_faces(u_rgb), key=lambda f: f.size)
         t_rgb, _ = load(template)
-        scale = (TEMPLATE_PIXELS / (t_rgb.shape[0] * t_rgb.shape[1])) ** 0.5
+        scale = (template_pixels / (t_rgb.shape[0] * t_rgb.shape[1])) ** 0.5
         t_rgb = cv2.resize(t_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         prepared = prepare_template(t_rgb, max(detect_faces(t_rgb), key=lambda f: f.size))
         jobs.append((prepared, u_rgb, u_face))
@@ -101,10 +101,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--faces-dir", type=Path, default=DEFAULT_FACES)
+    parser.add_argument(
+        "--template-pixels", type=int, default=TEMPLATE_PIXELS, help="each template is scaled to this many pixels"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.faces_dir, args.runs)
+        serve(args.faces_dir, args.runs, args.template_pixels)
         return 0
     sides = {}
     for name, src in (("old", args.against.resolve()), ("new", REPO / "src")):
@@ -120,6 +123,8 @@ def main() -> int:
                 str(args.faces_dir),
                 "--against",
                 str(args.against),
+                "--template-pixels",
+                str(args.template_pixels),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

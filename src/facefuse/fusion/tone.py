@@ -92,14 +92,23 @@ def is_colourless(rgb: UInt8Array) -> bool:
     # clips in highlights): its spread among pixels of about the same luma.
     order = np.argsort(ycc[:, 0], kind="stable")
     ycc = ycc[order]
-    bins = np.searchsorted(ycc[:, 0], np.arange(0, 256, COLOURLESS_LUMA_STEP))
-    spreads = []
-    for start, stop in zip(bins, [*bins[1:], len(ycc)]):
-        if stop - start >= COLOURLESS_LEAST_PIXELS:
-            chroma = ycc[start:stop, 1:]
-            spreads.append(np.abs(chroma - np.median(chroma, axis=0).astype(np.int16)).ravel())
-    if not spreads:
+    starts = np.searchsorted(ycc[:, 0], np.arange(0, 256, COLOURLESS_LUMA_STEP))
+    counts = np.diff(np.append(starts, len(ycc)))
+    bin_of = np.repeat(np.arange(len(starts)), counts)  # each pixel's bin, in luma order
+    used = counts >= COLOURLESS_LEAST_PIXELS
+    kept = used[bin_of]
+    if not kept.any():
         return False
+    # Each bin's median chroma (np.median's: the mean of the two middle values), all bins
+    # at once: the pixels sorted by bin, then by chroma.
+    lower = np.where(used, starts + (counts - 1) // 2, 0)
+    upper = np.where(used, starts + counts // 2, 0)
+    spreads = []
+    for channel in (1, 2):
+        chroma = ycc[:, channel]
+        by_value = chroma[np.lexsort((chroma, bin_of))]
+        median = ((by_value[lower] + by_value[upper]) / 2).astype(np.int16)
+        spreads.append(np.abs(chroma - median[bin_of])[kept])
     spread = np.concatenate(spreads)
     k = int(0.99 * (spread.size - 1))
     return int(np.partition(spread, k)[k]) <= COLOURLESS_SPREAD
