@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 import pytest
@@ -935,48 +937,46 @@ def _side_lit(rgb: np.ndarray, f: Face, warmth: tuple[float, float, float] = (1.
     return np.clip(rgb * shade[..., None] ** np.array(warmth, np.float32), 0, 255).astype(np.uint8)
 
 
-def test_a_hard_side_light_on_the_user_gives_way_to_the_templates_light(monkeypatch: pytest.MonkeyPatch) -> None:
+def _side_light_change(warmth: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Callable[[], np.ndarray]:
+    """A function fusing USER into WIDE with and without a hard side light (_side_lit with
+    `warmth`), answering the two results' CIELAB difference (L*, a*, b*) on the template's
+    plain skin: one row per pixel."""
     import cv2
-
-    from facefuse.fusion import directional
 
     user, template, t_face = photo(USER), photo(WIDE), photo_face(WIDE)
     prepared = prepare_template(template, t_face)
-    lit_user = _side_lit(user, photo_face(USER))
+    lit_user = _side_lit(user, photo_face(USER), warmth)
     pts = t_face.landmarks[:, :2]
     skin = masks.polygon_mask(template.shape[:2], masks.shrunk_oval(pts, 0.25, 0.12, 0.12))
     skin *= 1 - masks.features_mask(template.shape[:2], pts, 0.04 * t_face.size)
 
-    def change() -> float:
+    def change() -> np.ndarray:
         plain = fuse_prepared(prepared, user, photo_face(USER), FuseOptions())
         shadowed = fuse_prepared(prepared, lit_user, photo_face(USER), FuseOptions())
-        lab = [cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 0] for im in (plain, shadowed)]
-        return float(np.abs(lab[0] - lab[1])[skin > 0.5].mean())
+        lab = [cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab) for im in (plain, shadowed)]
+        return cast(np.ndarray, (lab[0] - lab[1])[skin > 0.5])
 
-    relit = change()
+    return change
+
+
+def test_a_hard_side_light_on_the_user_gives_way_to_the_templates_light(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facefuse.fusion import directional
+
+    change = _side_light_change()
+    relit = float(np.abs(change()[:, 0]).mean())
     monkeypatch.setattr(directional, "gain", lambda *args: None)
-    assert relit < 0.6 * change(), relit
+    assert relit < 0.6 * float(np.abs(change()[:, 0]).mean()), relit
 
 
 def test_a_side_lights_warmer_shadow_is_taken_off_in_colour_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skin in shadow is redder than in the light: the sideways light is taken off each
     channel, or the lifted shadow stays an orange band."""
-    import cv2
-
     from facefuse.fusion import directional
 
-    user, template, t_face = photo(USER), photo(WIDE), photo_face(WIDE)
-    prepared = prepare_template(template, t_face)
-    lit_user = _side_lit(user, photo_face(USER), warmth=(0.6, 1.0, 1.3))
-    pts = t_face.landmarks[:, :2]
-    skin = masks.polygon_mask(template.shape[:2], masks.shrunk_oval(pts, 0.25, 0.12, 0.12))
-    skin *= 1 - masks.features_mask(template.shape[:2], pts, 0.04 * t_face.size)
+    change = _side_light_change(warmth=(0.6, 1.0, 1.3))
 
     def colour_change() -> float:
-        plain = fuse_prepared(prepared, user, photo_face(USER), FuseOptions())
-        shadowed = fuse_prepared(prepared, lit_user, photo_face(USER), FuseOptions())
-        lab = [cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 1:] for im in (plain, shadowed)]
-        return float(np.linalg.norm(lab[0] - lab[1], axis=2)[skin > 0.5].mean())
+        return float(np.linalg.norm(change()[:, 1:], axis=1).mean())
 
     in_colour = colour_change()
     per_channel = directional.gain
