@@ -87,7 +87,9 @@ def _even_fine_detail(
     are compared on the sampled powers (_sampled_power)."""
     h, w = skin.shape
     grid = (FINE_BLOCKS, max(1, round(FINE_BLOCKS * h / w)))
-    sampled_skin = np.ascontiguousarray(skin[::2, ::2])
+    # The skin weight grown from the canvas overshoots a little below 0 along its edges: a
+    # block of such skin alone would have a negative share, and its energies no root.
+    sampled_skin = np.maximum(skin[::2, ::2], 0)
 
     def block_mean(plane: FloatArray) -> FloatArray:
         return cast(FloatArray, cv2.resize(plane, grid, interpolation=cv2.INTER_AREA))
@@ -95,9 +97,9 @@ def _even_fine_detail(
     def full(blocks: FloatArray) -> FloatArray:
         return cast(FloatArray, cv2.resize(blocks.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
 
-    skin_share = block_mean(sampled_skin) + _TINY
-    f_energy = block_mean(f_power * sampled_skin) / skin_share + _TINY
-    t_energy = block_mean(t_power * sampled_skin) / skin_share + _TINY
+    skin_share = np.maximum(block_mean(sampled_skin), _TINY)
+    f_energy = np.maximum(block_mean(f_power * sampled_skin) / skin_share, _TINY)
+    t_energy = np.maximum(block_mean(t_power * sampled_skin) / skin_share, _TINY)
     kept = np.minimum(np.sqrt(t_energy / f_energy), 1.0)
     if float(kept.min()) < 1 - BLOCK_SLACK:
         fine = cv2.subtract(f_luma, cv2.GaussianBlur(f_luma, (0, 0), 1.0))
