@@ -18,8 +18,8 @@
                    and tone on the user's skin (a gain on the canvas)
  9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened;
                    a black-and-white user's face given the template's colours
-10. match_texture  the template's finest texture on what was inpainted; its sharpness and
-                   grain (detail.match_detail)
+10. match_texture  the template's finest texture on what was inpainted; its sharpness, and
+                   its grain block by block across the face (detail.match_detail)
 11. blend          over the template by alpha, the template's open mouth left as it is
 12. keep_glasses   the template's glasses frames in front, unwarped
 13. keep_hands     the template's hands (and what they hold) in front, unwarped
