@@ -1008,6 +1008,26 @@ def test_the_landmarks_of_a_user_under_strands_of_hair_are_fitted_again_without_
     assert off(refitted) < 0.75 * off(pulled), (off(refitted), off(pulled))
 
 
+def test_cleaning_strands_off_a_photo_leaves_the_faces_own_lines() -> None:
+    """The lock's strands are inpainted, and nothing else: the folds under the eyes, the
+    lids' creases and the face's edge joined to the strands in the dark-line mask run
+    along the eye line from them, not down the face."""
+    import cv2
+
+    from facefuse.fusion.occluders import clean_photo
+
+    user, own = photo(USER), photo_face(USER)
+    drawn = _draw_strands(user, own)
+    cleaned = clean_photo(drawn, largest_face(drawn))
+    assert cleaned is not None
+    changed = np.abs(cleaned.astype(np.int16) - drawn.astype(np.int16)).max(axis=2) > 8
+    strands = (drawn != user).any(axis=2).astype(np.uint8)
+    reach = int(0.1 * np.linalg.norm(own.points[33] - own.points[263]))  # a tenth of the eyes' distance
+    near = cv2.dilate(strands, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)) > 0
+    assert changed.sum() > 2000
+    assert (changed & ~near).sum() < 0.05 * changed.sum(), ((changed & ~near).sum(), changed.sum())
+
+
 # The classic sepia toning matrix (rows R, G, B of the output from r, g, b of the input).
 SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
 

@@ -51,6 +51,16 @@ LID_EDGE = 0.015  # of the face size: a lid's edge with its lashes, inside the e
 CROSSING_WIDTH = 0.03  # of the face size: strands are narrower than this across the face
 CROSSING_DEPTH = 0.85  # a strand's pixel is darker than this of the skin beside it
 CROSSING_LENGTH = 0.15  # of the face size: a strand runs at least this far down the face
+# A strand hangs: from the hairline it runs down the face, each row down at most HANG_SLOPE
+# pixels sideways, with at most HANG_SLACK (of the face size) of way along the eye line in
+# all (its own width, a wave). A fold, a crease, a brow or the face's edge joined to it runs
+# along the eye line from it, and is not part of it.
+HANG_SLOPE = 1
+HANG_SLACK = 0.04
+# ...and reaches below the eyes this far inside the face's sides (of the distance from its
+# centre): a line running down the face's own edge (against the background, the hair
+# beside the cheek) is not a strand over it.
+HANG_INSIDE = 0.25
 # How clear the mirror side must be (0..1) to fill from it: partly from the first value,
 # fully from the second.
 MIRROR_CLEAR = (0.5, 0.9)
@@ -84,9 +94,10 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     darkest pixel, from Canvas.shrink_dark); None when there are none.
 
     A strand comes into the face from the hair above it and hangs across it: only dark
-    lines joined to the face's edge above the brows and reaching below the eyes count; a
-    line wholly inside the face (a fold, a shadow under the eyes, a mole, a brow) is the
-    user's own. Glasses are told by their bridge."""
+    lines running down the face from its edge above the brows (hanging_down) to below the
+    eyes, well inside its sides, count. A line wholly inside the face (a fold, a shadow
+    under the eyes, a mole, a brow), or one running along the eye line from a strand, is
+    the user's own. Glasses are told by their bridge."""
     size = canvas.size
     lines = masks.dark_lines(dark, LINE_WIDTH * size)
     pts = canvas.points
@@ -104,10 +115,15 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     edge = (oval > 0.5) & (inner < 0.5) & (height > _brows_top(pts))
     # ...and hang down across the face past the eyes: a brow with the hair at its temple
     # reaches the edge too, but not below the eyes.
-    below_eyes = (inner > 0.5) & (height < _eyes_level(pts))
+    deep = masks.polygon_mask(canvas.shape, masks.shrunk_oval(pts, COVER_ZONE_SHRINK, HANG_INSIDE, COVER_ZONE_SHRINK))
+    below_eyes = (deep > 0.5) & (height < _eyes_level(pts))
     hanging = np.intersect1d(np.unique(pieces[edge & (pieces > 0)]), np.unique(pieces[below_eyes & (pieces > 0)]))
-    joined = np.isin(pieces, hanging).astype(np.float32)
-    covers = masks.smoothstep(lines * joined * inner * above_nose * (1 - own), *COVER_LINE)
+    joined = np.isin(pieces, hanging)
+    if hanging.size:
+        joined &= hanging_down(joined, edge & joined, _up(pts), HANG_SLACK * size)
+        _, pieces = cast(tuple[int, IntArray], cv2.connectedComponents(joined.astype(np.uint8), connectivity=8))
+        joined &= np.isin(pieces, np.unique(pieces[below_eyes & (pieces > 0)]))
+    covers = masks.smoothstep(lines * joined.astype(np.float32) * inner * above_nose * (1 - own), *COVER_LINE)
     # Glasses are told by their bridge (glasses.has_bridge, then Canvas.glasses_frames):
     # their frames are covers around the eyes too, where a symmetric pair leaves no clear
     # mirror image.
@@ -132,6 +148,44 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     # and lids are the frames' (kept out of them above), not a strand's.
     crossings = None if frames.any() else strand_crossings(canvas, strands)
     return Covers(np.maximum(strands, frames * (1 - brows)), crossings, bool(frames.any()))
+
+
+def hanging_down(lines: BoolArray, seeds: BoolArray, up: FloatArray, slack: float) -> BoolArray:
+    """The part of `lines` reached from `seeds` going down the face (`up`: the face's up, a
+    unit vector in the image): each row down at most HANG_SLOPE pixels sideways for free,
+    each pixel along a row (or back up) costing one, `slack` pixels of that in all."""
+    h, w = lines.shape
+    # Upright: the face's up is the image's up, so that its rows are the face's.
+    turn = np.array([[-up[1], up[0]], [-up[0], -up[1]]], np.float32)
+    side = int(np.ceil(np.hypot(h, w)))
+    centre = np.array([w / 2, h / 2], np.float32)
+    to_upright = np.hstack([turn, (side / 2 - turn @ centre)[:, None]])
+    upright = [
+        cv2.warpAffine(m.astype(np.uint8), to_upright, (side, side), flags=cv2.INTER_NEAREST) > 0
+        for m in (lines, seeds)
+    ]
+    rows = np.flatnonzero(upright[0].any(axis=1))
+    if not rows.size:
+        return np.zeros_like(lines)
+    blocked = np.where(upright[0], 0, np.inf).astype(np.float32)
+    seed_cost = np.where(upright[1], 0, np.inf).astype(np.float32)
+    cost = np.full((side, side), np.inf, np.float32)
+    above = np.full(side + 2 * HANG_SLOPE, np.inf, np.float32)
+    steps = int(slack)
+    for r in range(int(rows[0]), int(rows[-1]) + 1):
+        here = seed_cost[r].copy()
+        for shift in range(2 * HANG_SLOPE + 1):
+            np.minimum(here, above[shift : shift + side], out=here)
+        here += blocked[r]
+        for _ in range(steps):
+            np.minimum(here[1:], here[:-1] + 1 + blocked[r, 1:], out=here[1:])
+            np.minimum(here[:-1], here[1:] + 1 + blocked[r, :-1], out=here[:-1])
+        cost[r] = here
+        above[HANG_SLOPE : HANG_SLOPE + side] = here
+    # Grown by a pixel: turned back, a thin line must stay whole.
+    reached = cv2.dilate((cost <= slack).astype(np.uint8), np.ones((3, 3), np.uint8))
+    back = cv2.warpAffine(reached, to_upright, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+    return back & lines
 
 
 def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
