@@ -1028,6 +1028,33 @@ def test_cleaning_strands_off_a_photo_leaves_the_faces_own_lines() -> None:
     assert (changed & ~near).sum() < 0.05 * changed.sum(), ((changed & ~near).sum(), changed.sum())
 
 
+@pytest.mark.parametrize("name", [USER, SMILING])
+def test_strands_are_followed_across_the_brow_and_the_eye(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a brow and an eye a strand is not told from the face's own dark lines: it is
+    followed there from its pieces above and below (strands.paths_across), and taken off."""
+    from facefuse.fusion import occluders
+
+    user, own = photo(name), photo_face(name)
+    drawn = _draw_strands(user, own)
+    strands = np.abs(drawn.astype(np.int16) - user.astype(np.int16)).max(axis=2) > 30
+    pts = own.points
+    around_eyes = masks.polygon_mask(
+        user.shape[:2],
+        *(masks.loop(pts, part) for part in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.RIGHT_BROW, mesh.LEFT_BROW)),
+    )
+    over_eyes = strands & (masks.grow(around_eyes, 0.05 * own.size) > 0.5)
+
+    def left_on() -> float:
+        cleaned = occluders.clean_photo(drawn, largest_face(drawn))
+        assert cleaned is not None
+        kept = np.abs(cleaned.astype(np.int16) - drawn.astype(np.int16)).max(axis=2) < 10
+        return float(kept[over_eyes].mean())
+
+    followed = left_on()
+    monkeypatch.setattr(occluders, "paths_across", lambda *args: None)
+    assert followed < 0.05 and followed < 0.3 * left_on(), followed
+
+
 # The classic sepia toning matrix (rows R, G, B of the output from r, g, b of the input).
 SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
 

@@ -1,4 +1,5 @@
-"""occluders.hanging_down: what of a dark line hangs from the hairline, on drawn masks."""
+"""fusion.strands: what of a dark line hangs from the hairline, and strands followed across a
+brow and an eye, on drawn masks and pictures."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from facefuse.fusion.occluders import HANG_SLACK, hanging_down
+from facefuse.fusion.occluders import HANG_SLACK
+from facefuse.fusion.strands import fill_along_rows, hanging_down, paths_across
 
 SIZE = 120  # the face size on the canvas, in pixels
+UP = np.array([0.0, -1.0], np.float32)  # an upright face's up, in the image
 
 
 def _lock_with_a_fold(angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -51,3 +54,59 @@ def test_a_line_going_back_up_the_face_is_not_hanging() -> None:
     hook_only = (hook > 0) & ~cv2.dilate(strand.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
     reached = hanging_down(lines | (hook > 0), seed, up, HANG_SLACK * SIZE)
     assert hook_only.sum() > 50 and not reached[hook_only].any()
+
+
+def _eye_under_a_strand(offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Skin with a dark brow and a dark eye opening across it, the zone around them the gap,
+    and a strand 4 px wide curving down across them (its part below the gap moved `offset`
+    px sideways). Answers the picture, the strand's own pixels, the gap, and the strand's
+    pixels outside the gap as found."""
+    picture = np.full((SIZE * 2, SIZE * 2, 3), (200, 160, 140), np.uint8)
+    cv2.rectangle(picture, (60, 90), (180, 104), (70, 50, 40), -1)  # the brow
+    cv2.ellipse(picture, (120, 135), (40, 12), 0, 0, 360, (40, 30, 30), -1)  # the eye opening
+    gap = np.zeros(picture.shape[:2], np.uint8)
+    cv2.rectangle(gap, (50, 80), (190, 160), 1, -1)
+    strand = np.zeros(picture.shape[:2], np.uint8)
+    ys = np.arange(20, 230)
+    xs = 140 - 0.25 * (ys - 20) - 0.0006 * (ys - 20) ** 2
+    xs = np.where(ys > 160, xs + offset, xs)
+    cv2.polylines(strand, [np.round(np.stack([xs, ys], 1) * 16).astype(np.int32)], False, 1, 4, cv2.LINE_8, shift=4)
+    picture[strand > 0] = (50, 38, 30)
+    found = (strand > 0) & (gap == 0)
+    return picture, strand > 0, gap > 0, found
+
+
+def test_a_strand_is_followed_across_a_brow_and_an_eye() -> None:
+    picture, strand, gap, found = _eye_under_a_strand()
+    paths = paths_across(picture, found, gap, 2 * SIZE, UP)
+    assert paths is not None
+    inside = strand & gap
+    assert paths[inside].mean() > 0.9
+    assert (paths & ~inside).sum() < inside.sum()  # its width, and a pixel or two either side
+
+
+def test_pieces_that_do_not_meet_are_not_joined() -> None:
+    picture, _, gap, found = _eye_under_a_strand(offset=30)
+    assert paths_across(picture, found, gap, 2 * SIZE, UP) is None
+
+
+def test_the_brow_and_the_eye_carry_on_across_a_filled_strand() -> None:
+    picture, strand, gap, _ = _eye_under_a_strand()
+    hole = cv2.dilate((strand & gap).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    filled = fill_along_rows(picture, hole, UP)
+    clean = np.full_like(picture, (200, 160, 140))
+    cv2.rectangle(clean, (60, 90), (180, 104), (70, 50, 40), -1)
+    cv2.ellipse(clean, (120, 135), (40, 12), 0, 0, 360, (40, 30, 30), -1)
+    error = np.abs(filled.astype(int) - clean.astype(int)).max(axis=2)[hole]
+    assert np.median(error) <= 2 and (error > 40).mean() < 0.1
+
+
+def test_pieces_in_line_with_clear_skin_between_them_are_not_joined() -> None:
+    """Two lines that happen to meet across the eye, but nothing dark runs between them over
+    the skin there: no strand crosses it."""
+    picture, strand, gap, found = _eye_under_a_strand()
+    clean = np.full_like(picture, (200, 160, 140))
+    cv2.rectangle(clean, (60, 90), (180, 104), (70, 50, 40), -1)
+    cv2.ellipse(clean, (120, 135), (40, 12), 0, 0, 360, (40, 30, 30), -1)
+    picture[gap] = clean[gap]
+    assert paths_across(picture, found, gap, 2 * SIZE, UP) is None

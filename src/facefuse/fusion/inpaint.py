@@ -55,11 +55,8 @@ def lines(
     h, w = band.shape
     window = (slice(max(0, by - pad), min(h, by + bh + pad)), slice(max(0, bx - pad), min(w, bx + bw + pad)))
     part = np.ascontiguousarray(rgb[window])
-    luma = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    around = masks.feather(luma, LINE_WIDTH * face_size)
-    darker = (luma + 4) < INPAINT_DARKER * (around + 4)
     grown = INPAINT_GROW * face_size
-    lines = band[window] & darker
+    lines = band[window] & darker_than_around(part, face_size)
     hole = masks.grow(lines.astype(np.uint8), grown)
     origin = np.array([window[1].start, window[0].start], np.float32)
     eyes = _eye_openings(hole.shape, points - origin, face_size)
@@ -73,6 +70,14 @@ def lines(
     out = rgb.copy()
     out[window] = np.where(hole[..., None] > 0, inpainted(part, hole, face_size), part)
     return out
+
+
+def darker_than_around(rgb: UInt8Array, face_size: float) -> BoolArray:
+    """The pixels of `rgb` far darker than the luma around them (blurred over LINE_WIDTH):
+    a cover's thin dark line, where one is."""
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    around = masks.feather(luma, LINE_WIDTH * face_size)
+    return (luma + 4) < INPAINT_DARKER * (around + 4)
 
 
 def _halo(part: UInt8Array, hole: UInt8Array, eyes: BoolArray, face_size: float) -> UInt8Array:

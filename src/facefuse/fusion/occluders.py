@@ -8,7 +8,9 @@ the photo's border), are filled from the face itself before it is read and lit: 
 mirror image across the face's midline where that side is clear, its light matched to the
 face around it, else inpainted from the skin beside them (the template's finest texture
 comes over that). A photo with many covers is cleaned of them before its landmarks are
-fitted again (clean_photo), so that they do not pull the landmarks either.
+fitted again (clean_photo), so that they do not pull the landmarks either; there a strand
+is followed across a brow and an eye from its pieces above and below them, and filled
+along the eye line (strands.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from facefuse.fusion import detail, glasses, inpaint, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.inpaint import LINE_WIDTH
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
+from facefuse.fusion.strands import fill_along_rows, hanging_down, paths_across
 from facefuse.fusion.template import box_around
 from facefuse.vision.faces import Face
 
@@ -51,11 +54,8 @@ LID_EDGE = 0.015  # of the face size: a lid's edge with its lashes, inside the e
 CROSSING_WIDTH = 0.03  # of the face size: strands are narrower than this across the face
 CROSSING_DEPTH = 0.85  # a strand's pixel is darker than this of the skin beside it
 CROSSING_LENGTH = 0.15  # of the face size: a strand runs at least this far down the face
-# A strand hangs: from the hairline it runs down the face, each row down at most HANG_SLOPE
-# pixels sideways, with at most HANG_SLACK (of the face size) of way along the eye line in
-# all (its own width, a wave). A fold, a crease, a brow or the face's edge joined to it runs
-# along the eye line from it, and is not part of it.
-HANG_SLOPE = 1
+# A strand hangs from the hairline (strands.hanging_down) with at most this much (of the
+# face size) of way along the eye line.
 HANG_SLACK = 0.04
 # ...and reaches below the eyes this far inside the face's sides (of the distance from its
 # centre): a line running down the face's own edge (against the background, the hair
@@ -138,7 +138,7 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     # Over the brows and around the eyes a dark line may be the face's own, joined to the
     # hair at a temple (a brow, a lid's crease): left as it is. Frames come closer to the
     # eyes; over a brow they leave the brow as it is too.
-    near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * size))
+    near = _near_features(canvas)
     brows = masks.grow(
         masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW), masks.loop(pts, mesh.LEFT_BROW)),
         OWN_FEATURES_MARGIN * size,
@@ -148,44 +148,6 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     # and lids are the frames' (kept out of them above), not a strand's.
     crossings = None if frames.any() else strand_crossings(canvas, strands)
     return Covers(np.maximum(strands, frames * (1 - brows)), crossings, bool(frames.any()))
-
-
-def hanging_down(lines: BoolArray, seeds: BoolArray, up: FloatArray, slack: float) -> BoolArray:
-    """The part of `lines` reached from `seeds` going down the face (`up`: the face's up, a
-    unit vector in the image): each row down at most HANG_SLOPE pixels sideways for free,
-    each pixel along a row (or back up) costing one, `slack` pixels of that in all."""
-    h, w = lines.shape
-    # Upright: the face's up is the image's up, so that its rows are the face's.
-    turn = np.array([[-up[1], up[0]], [-up[0], -up[1]]], np.float32)
-    side = int(np.ceil(np.hypot(h, w)))
-    centre = np.array([w / 2, h / 2], np.float32)
-    to_upright = np.hstack([turn, (side / 2 - turn @ centre)[:, None]])
-    upright = [
-        cv2.warpAffine(m.astype(np.uint8), to_upright, (side, side), flags=cv2.INTER_NEAREST) > 0
-        for m in (lines, seeds)
-    ]
-    rows = np.flatnonzero(upright[0].any(axis=1))
-    if not rows.size:
-        return np.zeros_like(lines)
-    blocked = np.where(upright[0], 0, np.inf).astype(np.float32)
-    seed_cost = np.where(upright[1], 0, np.inf).astype(np.float32)
-    cost = np.full((side, side), np.inf, np.float32)
-    above = np.full(side + 2 * HANG_SLOPE, np.inf, np.float32)
-    steps = int(slack)
-    for r in range(int(rows[0]), int(rows[-1]) + 1):
-        here = seed_cost[r].copy()
-        for shift in range(2 * HANG_SLOPE + 1):
-            np.minimum(here, above[shift : shift + side], out=here)
-        here += blocked[r]
-        for _ in range(steps):
-            np.minimum(here[1:], here[:-1] + 1 + blocked[r, 1:], out=here[1:])
-            np.minimum(here[:-1], here[1:] + 1 + blocked[r, :-1], out=here[:-1])
-        cost[r] = here
-        above[HANG_SLOPE : HANG_SLOPE + side] = here
-    # Grown by a pixel: turned back, a thin line must stay whole.
-    reached = cv2.dilate((cost <= slack).astype(np.uint8), np.ones((3, 3), np.uint8))
-    back = cv2.warpAffine(reached, to_upright, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
-    return back & lines
 
 
 def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
@@ -199,13 +161,22 @@ def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
     if not (seeds & (height > _eyes_level(pts))).any() or not (seeds & (height <= _eyes_level(pts))).any():
         return None
     eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
-    near = np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
+    near = _near_features(canvas)
     reach = masks.grow(seeds.astype(np.uint8), CROSSING_REACH * canvas.size) > 0
     # The lids' edges are let be (the lashes, a squint's whole opening), and the pupils,
     # each a dark valley itself; a strand over the white of an eye is not.
     lids = (masks.grow(eyes, OWN_EYES_MARGIN * canvas.size) > 0.5) & (masks.shrink(eyes, LID_EDGE * canvas.size) < 0.5)
     crossing = reach & (near > 0.5) & ~seeds & ~lids & ~_pupils(canvas)
     return crossing if crossing.any() else None
+
+
+def _near_features(canvas: Canvas) -> FloatArray:
+    """The features, and the skin right around the eyes (NEAR_EYES_MARGIN), where a dark
+    line may be the face's own (a brow, a lid's crease): no strand is looked for there."""
+    eyes = masks.polygon_mask(
+        canvas.shape, masks.loop(canvas.points, mesh.RIGHT_EYE), masks.loop(canvas.points, mesh.LEFT_EYE)
+    )
+    return np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
 
 
 def _pupils(canvas: Canvas) -> BoolArray:
@@ -331,13 +302,19 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     covers = find_covers(canvas, crop, canvas.shrink_dark(crop))
     if covers is None or float(covers.mask.sum()) < CLEAN_FROM * canvas.size**2:
         return None
-    across = None
+    across = paths = None
+    band = canvas.grow(covers.mask) > NOTHING_TO_FILL
     if covers.crossings is not None:
         where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
         across = crossing_valleys(crop, where, face.size, _up(canvas.points))
+        gap = canvas.grow(_near_features(canvas)) > 0.5
+        paths = paths_across(
+            crop, band & inpaint.darker_than_around(crop, face.size), gap, face.size, _up(canvas.points)
+        )
     points = face.landmarks[:, :2] - np.array([x0, y0], np.float32)
-    band = canvas.grow(covers.mask) > NOTHING_TO_FILL
     inpainted = inpaint.lines(crop, band, face.size, points, across, covers.glasses)
+    if paths is not None:
+        inpainted = fill_along_rows(inpainted, paths, _up(canvas.points))
     if inpainted is crop:
         return None
     cleaned = rgb.copy()
