@@ -831,10 +831,10 @@ def test_the_mirror_table_pairs_each_point_with_its_mirror_image() -> None:
         assert np.median(to_partner[off_midline]) < 0.1 * np.median(to_itself[off_midline])
 
 
-def _draw_strands(rgb: np.ndarray, f: Face) -> np.ndarray:
+def _draw_strands(rgb: np.ndarray, f: Face, which: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
     """A lock of three dark-brown strands of hair from above the brows down across the
     forehead, the image-left eye and the cheek below it, 3 % of the inter-ocular distance
-    wide (as the realism measure draws them)."""
+    wide (as the realism measure draws them); `which` of them."""
     import cv2
 
     pts = f.landmarks[:, :2].astype(np.float64)
@@ -844,7 +844,7 @@ def _draw_strands(rgb: np.ndarray, f: Face) -> np.ndarray:
     out = np.ascontiguousarray(rgb.copy())
     t = np.linspace(0, 1, 64)[:, None]
     lock = ((pts[105], pts[159], pts[50]), (pts[66], pts[145], pts[205]), (pts[107], pts[133], pts[36]))
-    for start, via, end in lock:
+    for start, via, end in (lock[i] for i in which):
         a, d = start + 0.35 * iod * up, end
         b, c = via + 0.15 * iod * up, via - 0.15 * iod * up
         curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t**2 * c + t**3 * d
@@ -1053,6 +1053,34 @@ def test_strands_are_followed_across_the_brow_and_the_eye(name: str, monkeypatch
     followed = left_on()
     monkeypatch.setattr(occluders, "paths_across", lambda *args: None)
     assert followed < 0.05 and followed < 0.3 * left_on(), followed
+
+
+def test_a_lone_strand_is_followed_across_the_eye_in_the_fusion_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One strand is too little to clean the photo for (occluders.CLEAN_FROM): the fusion
+    fills it itself, following it across the brow and the eye there too."""
+    import cv2
+
+    from facefuse.fusion import occluders
+
+    user, template, t_face = photo(USER), photo(TEMPLATE), photo_face(TEMPLATE)
+    prepared = prepare_template(template, t_face)
+    plain = fuse_prepared(prepared, user, photo_face(USER), FuseOptions())
+    drawn = _draw_strands(user, photo_face(USER), which=(1,))
+    assert occluders.clean_photo(drawn, largest_face(drawn)) is None
+    pts = t_face.landmarks[:, :2]
+    features = (mesh.RIGHT_BROW, mesh.LEFT_BROW, mesh.RIGHT_EYE, mesh.LEFT_EYE)
+    around = masks.grow(
+        masks.polygon_mask(template.shape[:2], *(masks.loop(pts, f) for f in features)), 0.06 * t_face.size
+    )
+
+    def darkened() -> float:
+        stranded = fuse_prepared(prepared, drawn, largest_face(drawn), FuseOptions())
+        lab = [cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[..., 0] for im in (plain, stranded)]
+        return float(((lab[0] - lab[1])[around > 0.5] > 10).mean())
+
+    followed = darkened()
+    monkeypatch.setattr(occluders, "paths_across", lambda *args: None)
+    assert followed < 0.8 * darkened(), followed
 
 
 # The classic sepia toning matrix (rows R, G, B of the output from r, g, b of the input).

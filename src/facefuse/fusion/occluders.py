@@ -170,6 +170,15 @@ def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
     return crossing if crossing.any() else None
 
 
+def _strand_paths(canvas: Canvas, rgb: UInt8Array, band: BoolArray, window: tuple[slice, slice]) -> BoolArray | None:
+    """strands.paths_across over the brows and the eyes, from the strands' dark pixels within
+    `band` (`rgb`: the canvas's full-resolution image, or its `window`)."""
+    face_size = canvas.size * canvas.factor
+    gap = canvas.grow(_near_features(canvas))[window] > 0.5
+    found = band & inpaint.darker_than_around(rgb, face_size)
+    return paths_across(rgb, found, gap, face_size, _up(canvas.points))
+
+
 def _near_features(canvas: Canvas) -> FloatArray:
     """The features, and the skin right around the eyes (NEAR_EYES_MARGIN), where a dark
     line may be the face's own (a brow, a lid's crease): no strand is looked for there."""
@@ -274,10 +283,11 @@ def fill(
     x0, y0, x1, y1 = _box_of(todo, canvas)
     window = (slice(y0, y1), slice(x0, x1))
     face_size = canvas.size * canvas.factor
-    across = None
+    across = paths = None
     if crossings is not None:  # told on the face as it is, its strands whole
         where = canvas.grow(crossings.astype(np.float32))[window] > 0.5
         across = crossing_valleys(u_face[window], where, face_size, _up(canvas.points))
+        paths = _strand_paths(canvas, u_face[window], canvas.grow(plan.filled)[window] > NOTHING_TO_FILL, window)
     part = u_face[window].astype(np.float32)
     mirrored = warp.remap(u_face, region.mirror((x0, y0, x1, y1))).astype(np.float32)
     mirrored *= canvas.grow(plan.mirror_gain)[window]
@@ -286,6 +296,8 @@ def fill(
     points = (canvas.points + 0.5) * canvas.factor - 0.5 - np.array([x0, y0], np.float32)
     band = canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL
     filled = inpaint.lines(filled, band, face_size, points, across)
+    if paths is not None:
+        filled = fill_along_rows(filled, paths, _up(canvas.points))
     out = u_face.copy()
     out[window] = filled
     return out
@@ -307,10 +319,7 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     if covers.crossings is not None:
         where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
         across = crossing_valleys(crop, where, face.size, _up(canvas.points))
-        gap = canvas.grow(_near_features(canvas)) > 0.5
-        paths = paths_across(
-            crop, band & inpaint.darker_than_around(crop, face.size), gap, face.size, _up(canvas.points)
-        )
+        paths = _strand_paths(canvas, crop, band, (slice(None), slice(None)))
     points = face.landmarks[:, :2] - np.array([x0, y0], np.float32)
     inpainted = inpaint.lines(crop, band, face.size, points, across, covers.glasses)
     if paths is not None:
