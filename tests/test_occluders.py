@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facefuse.fusion.occluders import HANG_SLACK
-from facefuse.fusion.strands import fill_along_rows, hanging_down, paths_across
+from facefuse.fusion.strands import fill_along, hanging_down, paths_across
 
 SIZE = 120  # the face size on the canvas, in pixels
 UP = np.array([0.0, -1.0], np.float32)  # an upright face's up, in the image
@@ -93,7 +93,7 @@ def test_pieces_that_do_not_meet_are_not_joined() -> None:
 def test_the_brow_and_the_eye_carry_on_across_a_filled_strand() -> None:
     picture, strand, gap, _ = _eye_under_a_strand()
     hole = cv2.dilate((strand & gap).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    filled = fill_along_rows(picture, hole, UP)
+    filled = fill_along(picture, hole, np.array([1.0, 0.0], np.float32))
     clean = np.full_like(picture, (200, 160, 140))
     cv2.rectangle(clean, (60, 90), (180, 104), (70, 50, 40), -1)
     cv2.ellipse(clean, (120, 135), (40, 12), 0, 0, 360, (40, 30, 30), -1)

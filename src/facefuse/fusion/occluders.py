@@ -26,7 +26,7 @@ from facefuse.fusion import detail, glasses, inpaint, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.inpaint import LINE_WIDTH
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
-from facefuse.fusion.strands import fill_along_rows, hanging_down, paths_across
+from facefuse.fusion.strands import fill_along, hanging_down, paths_across
 from facefuse.fusion.template import box_around
 from facefuse.vision.faces import Face
 
@@ -170,6 +170,17 @@ def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
     return crossing if crossing.any() else None
 
 
+def _line_kernel(length: float, direction: FloatArray) -> UInt8Array:
+    """A structuring element: a line `length` pixels long (odd, at least 3) along `direction`."""
+    side = max(3, int(2 * round(length / 2) + 1))
+    kernel = np.zeros((side, side), np.uint8)
+    half = (side - 1) / 2
+    dx, dy = direction[0] * half, direction[1] * half
+    start, end = (int(round(half - dx)), int(round(half - dy))), (int(round(half + dx)), int(round(half + dy)))
+    cv2.line(kernel, start, end, 1)  # type: ignore[call-overload]  # cv2 takes a number for a colour
+    return kernel
+
+
 def _strand_paths(canvas: Canvas, rgb: UInt8Array, band: BoolArray, window: tuple[slice, slice]) -> BoolArray | None:
     """strands.paths_across over the brows and the eyes, from the strands' dark pixels within
     `band` (`rgb`: the canvas's full-resolution image, or its `window`)."""
@@ -208,12 +219,7 @@ def crossing_valleys(rgb: UInt8Array, where: BoolArray, face_size: float, up: Fl
     themselves, which run along the eye line. A closing along the eye line fills what is
     narrow that way and leaves what runs along it; a strand is also long and thin."""
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    length = max(3, int(2 * round(CROSSING_WIDTH * face_size / 2) + 1))
-    kernel = np.zeros((length, length), np.uint8)
-    half = (length - 1) / 2
-    dx, dy = -up[1] * half, up[0] * half  # the eye line's direction, across the face
-    start, end = (int(round(half - dx)), int(round(half - dy))), (int(round(half + dx)), int(round(half + dy)))
-    cv2.line(kernel, start, end, 1)  # type: ignore[call-overload]  # cv2 takes a number for a colour
+    kernel = _line_kernel(CROSSING_WIDTH * face_size, np.array([-up[1], up[0]], np.float32))  # the eye line
     closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE, kernel).astype(np.float32)
     valley = (luma.astype(np.float32) + 4) < CROSSING_DEPTH * (closed + 4)
     # Long is told on the whole line: a brow or a lid cuts a strand over it into short bits.
@@ -297,7 +303,7 @@ def fill(
     band = canvas.grow(plan.from_around)[window] > NOTHING_TO_FILL
     filled = inpaint.lines(filled, band, face_size, points, across)
     if paths is not None:
-        filled = fill_along_rows(filled, paths, _up(canvas.points))
+        filled = fill_along(filled, paths, _across(canvas.points))
     out = u_face.copy()
     out[window] = filled
     return out
@@ -323,7 +329,7 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     points = face.landmarks[:, :2] - np.array([x0, y0], np.float32)
     inpainted = inpaint.lines(crop, band, face.size, points, across, covers.glasses)
     if paths is not None:
-        inpainted = fill_along_rows(inpainted, paths, _up(canvas.points))
+        inpainted = fill_along(inpainted, paths, _across(canvas.points))
     if inpainted is crop:
         return None
     cleaned = rgb.copy()
@@ -369,6 +375,12 @@ def _eyes_level(pts: FloatArray) -> float:
 def _up(pts: FloatArray) -> FloatArray:
     up = pts[10] - pts[152]
     return cast(FloatArray, up / max(float(np.linalg.norm(up)), 1e-3))
+
+
+def _across(pts: FloatArray) -> FloatArray:
+    """The eye line's direction, from the face's image-left to its image-right."""
+    up = _up(pts)
+    return np.array([-up[1], up[0]], np.float32)
 
 
 def _box_of(mask: BoolArray, canvas: Canvas) -> tuple[int, int, int, int]:

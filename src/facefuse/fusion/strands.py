@@ -117,11 +117,12 @@ def paths_across(
     return frame.back(paths) & gap
 
 
-def fill_along_rows(rgb: UInt8Array, hole: BoolArray, up: FloatArray) -> UInt8Array:
-    """`rgb` with the pixels of `hole` filled along the eye line (`up`: the face's up), each
-    from the nearest pixels outside the hole on either side: a brow, a lid's edge, the
-    lashes run along it, and carry on across a strand as they are. A new image."""
-    frame = _Upright.of(hole.shape, up)
+def fill_along(rgb: UInt8Array, hole: BoolArray, along: FloatArray) -> UInt8Array:
+    """`rgb` with the pixels of `hole` filled along the direction `along` (a unit vector in
+    the image), each from the nearest pixels outside the hole on either side. Along the eye
+    line, a brow, a lid's edge and the lashes carry on across a strand as they are; across
+    it, a brow carries on over a frame's bar. A new image."""
+    frame = _Upright.of(hole.shape, np.array([along[1], -along[0]], np.float32))
     upright = cv2.warpAffine(
         rgb, frame.to_upright, (frame.side, frame.side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     ).astype(np.float32)
