@@ -1,7 +1,8 @@
 """Fusion quality benchmark: does the result show the user, in the template's scene?
 
     .venv/bin/python benchmarks/quality.py [--pairs 60] [--out quality.json] [--sheet quality.png]
-        [--no-realism] [--realism-pairs 36] [--realism-pose-templates 6] [--realism-groups N]
+        [--no-realism] [--realism-pairs 36] [--realism-pose-templates 6] [--realism-pose-floor 3]
+        [--realism-groups N]
         [--realism-hand-pairs 8]
         [--realism-sheet realism.png]
 
@@ -402,7 +403,13 @@ def realism_report(args: argparse.Namespace) -> dict | None:
     if args.no_realism:
         return None
     realism = realism_module()
-    sizes = realism.Sizes(args.realism_pairs, args.realism_pose_templates, args.realism_groups, args.realism_hand_pairs)
+    sizes = realism.Sizes(
+        args.realism_pairs,
+        args.realism_pose_templates,
+        args.realism_groups,
+        args.realism_hand_pairs,
+        args.realism_pose_floor,
+    )
     return realism.run(
         args.faces_dir,
         sizes,

@@ -1,7 +1,7 @@
 """Realism measures of issue 22: does the result stay the same when it should?
 
-    .venv/bin/python benchmarks/realism.py [--pairs 36] [--pose-templates 6] [--groups N]
-        [--hand-pairs 8] [--out realism.json] [--sheet realism.png] [--hands-sheet hands.png]
+    .venv/bin/python benchmarks/realism.py [--pairs 36] [--pose-templates 6] [--pose-floor 3]
+        [--groups N] [--hand-pairs 8] [--out realism.json] [--sheet realism.png] [--hands-sheet hands.png]
         [--faces-dir ../shared/faces]
 
 benchmarks/quality.py (`make quality`) runs the same measures after its own. The judge is
@@ -19,6 +19,8 @@ each JPEG is decoded again before it is judged. docs/quality.md, "Realism measur
   pose          an identity's frontal and turned (15-35 deg) photos into the same templates:
                 mean |dL*| of the two results on the plain skin, and the turned result's
                 far-to-near cheek ratio of luma Laplacian energy against the template's
+  pose floor    the same |dL*| for two frontal photos of one person (no target): what another
+                photo of the same face moves the result by, pose aside
   group_recall  faces found by template registration / faces >= 48 px dlib's CNN finds
   review sheet  full-resolution crops user | template | result of chosen hard pairs; the
                 hands sheet the same of users and templates with a hand or a microphone
@@ -105,6 +107,10 @@ OCCLUDER_PAIRS = 36
 OCCLUDER_USERS = 12
 OCCLUDER_TEMPLATES = 4  # the demo template and three of the set
 POSE_TEMPLATES = 6
+# The pose measure's floor: two frontal photos of one person (another day, light, make-up,
+# expression), into the same templates. What the turned photo's result differs by beyond
+# that is the pose's doing. Identities with the most frontal photos, this many.
+POSE_FLOOR_IDENTITIES = 3
 LOSSLESS_BYTES = 64 * 1024 * 1024  # drawn photos go in as PNG, above the 2 MB upload rule
 
 TARGETS = {
@@ -217,6 +223,8 @@ class RealismSummary:
     pose_mean_dl_max: float
     pose_detail_error: float
     pose_detail_error_max: float
+    pose_floor_pairs: int
+    pose_floor_mean_dl: float
     group_photos: int
     group_judge_faces: int
     group_matched: int
@@ -240,6 +248,7 @@ class Sizes:
     pose_templates: int = POSE_TEMPLATES
     group_photos: int | None = None  # the smallest this many; None: all
     template_hand_pairs: int = handsbench.TEMPLATE_PAIRS
+    pose_floor_identities: int = POSE_FLOOR_IDENTITIES
 
 
 # ------------------------------------------------------------------ the face's frame
@@ -531,6 +540,23 @@ def pose_partners(faces_dir: Path, photos: Photos) -> list[tuple[str, str, str, 
     return partners
 
 
+def frontal_pairs(faces_dir: Path, photos: Photos, count: int) -> list[tuple[str, str, str, float]]:
+    """(identity, frontal, another frontal, its yaw) for the `count` identities with the most
+    single-face photos within FRONTAL_MAX_YAW (ties by name): their two most frontal."""
+    by_identity: dict[str, list[tuple[float, str]]] = {}
+    for row in _manifest(faces_dir):
+        if row["identity"] not in NO_IDENTITY and row["n_faces"] == "1" and "frontal" in row["categories"].split(","):
+            yaw = photos.yaw(row["file"])
+            if yaw is not None and abs(yaw) <= FRONTAL_MAX_YAW:
+                by_identity.setdefault(row["identity"], []).append((abs(yaw), row["file"]))
+    ranked = sorted((i for i in by_identity.items() if len(i[1]) >= 2), key=lambda i: (-len(i[1]), i[0]))
+    pairs = []
+    for identity, files in ranked[:count]:
+        (_, first), (_, second) = sorted(files)[:2]
+        pairs.append((identity, first, second, float(photos.yaw(second) or 0.0)))
+    return pairs
+
+
 def _manifest(faces_dir: Path) -> list[dict[str, str]]:
     with open(faces_dir / "MANIFEST.tsv", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
@@ -631,8 +657,10 @@ def summarise(
     groups: list[GroupPhoto],
     notes: list[str],
     template_hands: list[handsbench.TemplateHandPair] | None = None,
+    pose_floor: list[PosePair] | None = None,
 ) -> RealismSummary:
     kept = template_hands or []
+    floor = [p for p in pose_floor or [] if not p.error]
     judge_faces = sum(g.judge_faces for g in groups)
     matched = sum(g.matched for g in groups)
     return RealismSummary(
@@ -649,6 +677,8 @@ def summarise(
         pose_mean_dl_max=_max([p.mean_dl for p in poses]),
         pose_detail_error=_median([abs(p.detail_error) for p in poses]),
         pose_detail_error_max=_max([abs(p.detail_error) for p in poses]),
+        pose_floor_pairs=len(floor),
+        pose_floor_mean_dl=_median([p.mean_dl for p in floor]),
         group_photos=len(groups),
         group_judge_faces=judge_faces,
         group_matched=matched,
@@ -702,6 +732,8 @@ def summary_lines(summary: RealismSummary) -> list[str]:
         f"{mark('pose_mean_dl')} [<= 3]; far/near detail off the template's by "
         f"{summary.pose_detail_error:.0%} (max {summary.pose_detail_error_max:.0%}) "
         f"{mark('pose_detail_error')} [<= 30 %]",
+        f"realism pose floor (two frontal photos of one person, pairs {summary.pose_floor_pairs}; median; no "
+        f"target): |dL*| {summary.pose_floor_mean_dl:.2f}",
         f"realism group recall (photos {summary.group_photos}): {summary.group_matched}/"
         f"{summary.group_judge_faces} = {summary.group_recall:.1%} {mark('group_recall')} [100 %]",
         f"realism targets met: {sum(met.values())}/{len(met)}",
@@ -866,6 +898,15 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print, hands
                 f"template {p.detail_ratio_template:.2f}) {p.error}"
             )
 
+    pose_floor = []
+    for partner in frontal_pairs(faces_dir, photos, sizes.pose_floor_identities):
+        for template in template_choice(valid, sizes.pose_templates):
+            if template.identity == partner[0]:
+                continue
+            pose_floor.append(measure_pose(fuser, photos, partner, template.file))
+            p = pose_floor[-1]
+            progress(f"pose floor {p.frontal[-24:]:24s} / {p.turned[-24:]:24s} -> {p.template[:30]:30s} |dL*| {p.mean_dl:.2f} {p.error}")
+
     groups = []
     for name in group_photos(faces_dir, sizes.group_photos):
         groups.append(measure_group(photos, name))
@@ -877,13 +918,14 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print, hands
     if hands_sheet is not None:
         Image.fromarray(handsbench.sheet(fuser, photos)).save(hands_sheet)
 
-    summary = summarise(occluders, poses, groups, notes, template_hands)
+    summary = summarise(occluders, poses, groups, notes, template_hands, pose_floor)
     return {
         "summary": asdict(summary),
         "targets_met": verdicts(summary),
         "occluder_pairs": [asdict(p) for p in occluders],
         "template_hand_pairs": [asdict(p) for p in template_hands],
         "pose_pairs": [asdict(p) for p in poses],
+        "pose_floor_pairs": [asdict(p) for p in pose_floor],
         "groups": [asdict(g) for g in groups],
         "sheet": str(sheet) if sheet else None,
     }
@@ -900,6 +942,12 @@ def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         type=int,
         default=POSE_TEMPLATES,
         help="templates each frontal/turned identity is fused into",
+    )
+    parser.add_argument(
+        f"--{prefix}pose-floor",
+        type=int,
+        default=POSE_FLOOR_IDENTITIES,
+        help="identities whose two frontal photos give the pose measure's floor",
     )
     parser.add_argument(
         f"--{prefix}groups", type=int, default=None, help="group photos, the smallest first (default: all)"
@@ -922,7 +970,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run(
         args.faces_dir,
-        Sizes(args.pairs, args.pose_templates, args.groups, args.hand_pairs),
+        Sizes(args.pairs, args.pose_templates, args.groups, args.hand_pairs, args.pose_floor),
         Path(args.sheet) if args.sheet else None,
         progress=lambda line: print(line, file=sys.stderr),
         hands_sheet=Path(args.hands_sheet) if args.hands_sheet else None,

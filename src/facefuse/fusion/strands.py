@@ -12,7 +12,7 @@ from typing import cast
 import cv2
 import numpy as np
 
-from facefuse.arrays import BoolArray, FloatArray, UInt8Array
+from facefuse.arrays import BoolArray, FloatArray, IntArray, UInt8Array
 
 # A strand hangs: from the hairline it runs down the face, each row down at most HANG_SLOPE
 # pixels sideways, with at most `slack` pixels of way along the eye line in all (its own
@@ -75,10 +75,15 @@ def paths_across(
     above and below it (`strands`: bool, the strands' dark pixels outside it), as a
     mask of `rgb`'s pixels the strands' width; None when no piece continues another."""
     frame = _Upright.of(strands.shape, up)
-    pieces = _pieces(frame.turn(strands & ~gap), face_size)
     upright_gap = frame.turn(gap)
-    # A piece stops at the gap, or short of it by its soft end.
+    gap_rows = np.flatnonzero(upright_gap.any(axis=1))
+    if not gap_rows.size:
+        return None
+    # A piece stops at the gap, or short of it by its soft end; only its end is followed.
     reach = max(3, int(round(PIECE_END * face_size)))
+    near = reach + int(PIECE_TAIL * face_size) + 1
+    band = slice(max(int(gap_rows[0]) - near, 0), int(gap_rows[-1]) + near + 1)
+    pieces = _pieces(frame.turn(strands & ~gap)[band], face_size, band.start)
     above = [p for p in pieces if upright_gap[p.last_row + 1 : p.last_row + 1 + reach, p.end_x].any()]
     below = [p for p in pieces if upright_gap[max(p.first_row - reach, 0) : p.first_row, p.start_x].any()]
     if not above or not below:
@@ -158,48 +163,61 @@ class _Piece:
     width: float
 
 
-def _pieces(mask: BoolArray, face_size: float) -> list[_Piece]:
-    """The strands' pieces in `mask` (upright): runs along the rows followed down from row
-    to row while each overlaps exactly one run of the row above, and that one no other."""
-    finished: list[list[tuple[int, float, float]]] = []  # (row, centre, width) down a piece
-    open_tracks: list[tuple[tuple[int, int], list[tuple[int, float, float]]]] = []  # last run, track
-    for r in np.flatnonzero(mask.any(axis=1)).tolist():
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], mask[r].view(np.uint8), [0]))))
-        runs = list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
-        touching = [[i for i, ((a, b), _) in enumerate(open_tracks) if a <= x1 and x0 <= b] for x0, x1 in runs]
-        claims = np.bincount([i for t in touching for i in t], minlength=len(open_tracks))
-        carried: list[tuple[tuple[int, int], list[tuple[int, float, float]]]] = []
-        for (x0, x1), t in zip(runs, touching):
-            follows = len(t) == 1 and claims[t[0]] == 1 and open_tracks[t[0]][1][-1][0] == r - 1
-            track = open_tracks[t[0]][1] if follows else []
-            track.append((r, (x0 + x1 - 1) / 2, float(x1 - x0)))
-            carried.append(((x0, x1), track))
-        kept = {id(track) for _, track in carried}
-        finished.extend(track for _, track in open_tracks if id(track) not in kept)
-        open_tracks = carried
-    finished.extend(track for _, track in open_tracks)
+def _pieces(mask: BoolArray, face_size: float, top: int = 0) -> list[_Piece]:
+    """The strands' pieces in `mask` (upright, its first row the upright image's `top`):
+    runs along the rows followed down from row to row while each touches exactly one run of
+    the row above, and that one no other."""
+    steps = np.diff(np.pad(mask.view(np.uint8), ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    rows, starts = np.nonzero(steps == 1)  # in row-major order: by row, then along it
+    ends = np.nonzero(steps == -1)[1]  # each run's end (exclusive), in the same order
+    count = len(rows)
+    if not count:
+        return []
+    width = mask.shape[1] + 2
+    first, last = rows * width + starts, rows * width + ends  # the runs' ends on one line, row by row
+
+    def touching(offset: int) -> tuple[IntArray, IntArray]:
+        """Each run's first touching run in the row `offset` away, and how many touch it."""
+        base = (rows + offset) * width
+        lo = np.searchsorted(last, base + starts, side="left")
+        hi = np.searchsorted(first, base + ends, side="right")
+        return np.minimum(lo, count - 1), np.maximum(hi - lo, 0)
+
+    above, up_count = touching(-1)
+    _, down_count = touching(1)
+    follows = (up_count == 1) & (down_count[above] == 1)
+    parent = np.where(follows, above, np.arange(count))
+    while True:  # each run to its piece's first
+        settled = parent[parent]
+        if np.array_equal(settled, parent):
+            break
+        parent = settled
+    order = np.lexsort((rows, parent))
+    heads, lengths = np.unique(parent[order], return_index=True, return_counts=True)[1:]
     tail = max(3, int(PIECE_TAIL * face_size))
+    centres = ((starts + ends - 1) / 2).astype(np.float32)
+    widths = (ends - starts).astype(np.float32)
     out = []
-    for track in finished:
-        ys, xs, widths = (np.array(column, np.float32) for column in zip(*track))
-        if ys[-1] - ys[0] < PIECE_LENGTH * face_size or float(np.median(widths)) > PIECE_WIDTH * face_size:
+    for at, length in zip(heads.tolist(), lengths.tolist()):
+        if length < PIECE_LENGTH * face_size:
             continue
+        runs = order[at : at + length]
+        piece_width = float(np.median(widths[runs]))
+        if piece_width > PIECE_WIDTH * face_size:
+            continue
+        ys, xs = (rows[runs] + top).astype(np.float32), centres[runs]
         head = _line(ys[:tail], xs[:tail], float(ys[0]))
         end = _line(ys[-tail:], xs[-tail:], float(ys[-1]))
-        out.append(
-            _Piece(
-                int(ys[0]), int(ys[-1]), round(float(xs[0])), round(float(xs[-1])), head, end, float(np.median(widths))
-            )
-        )
+        out.append(_Piece(int(ys[0]), int(ys[-1]), round(float(xs[0])), round(float(xs[-1])), head, end, piece_width))
     return out
 
 
 def _line(ys: FloatArray, xs: FloatArray, at: float) -> FloatArray:
-    """x at row `at` and the slope dx/dy of the straight line through (xs, ys)."""
-    if len(ys) < 2 or float(np.ptp(ys)) == 0:
-        return np.array([float(xs.mean()), 0.0], np.float32)
-    slope, offset = np.polyfit(ys, xs, 1)
-    return np.array([slope * at + offset, slope], np.float32)
+    """x at row `at` and the slope dx/dy of the least-squares line through (xs, ys)."""
+    dy, dx = ys - ys.mean(), xs - xs.mean()
+    spread = float(dy @ dy)
+    slope = float(dy @ dx) / spread if spread > 0 else 0.0
+    return np.array([float(xs.mean()) + slope * (at - float(ys.mean())), slope], np.float32)
 
 
 def _miss(upper: _Piece, lower: _Piece, face_size: float) -> float | None:
