@@ -1,7 +1,7 @@
 """Fusion quality benchmark: does the result show the user, in the template's scene?
 
     .venv/bin/python benchmarks/quality.py [--pairs 60] [--out quality.json] [--sheet quality.png]
-        [--no-realism] [--realism-pairs 36] [--realism-pose-templates 6] [--realism-pose-floor 3]
+        [--no-realism] [--realism-pairs 36] [--realism-pose-templates 6] [--realism-pose-floor 5]
         [--realism-groups N]
         [--realism-hand-pairs 8]
         [--realism-sheet realism.png]

@@ -112,6 +112,14 @@ def test_plain_skin_leaves_the_features_out() -> None:
     assert np.nonzero(far)[1].mean() > points[30, 0] > np.nonzero(near)[1].mean()
 
 
+def test_one_photo_at_two_sizes_is_one_photo_and_two_photos_are_two() -> None:
+    photos = realism.Photos(FACES)
+    assert realism.same_photo(
+        photos, "face_recognition__examples_obama-240p.jpg", "face_recognition__examples_obama_small.jpg"
+    )
+    assert not realism.same_photo(photos, "deepface__img8.jpg", "deepface__img9.jpg")
+
+
 def test_lstar_change_counts_what_moved() -> None:
     a = np.full((40, 40, 3), 120, np.uint8)
     b = a.copy()
@@ -144,6 +152,8 @@ def test_realism_small_run(tmp_path: Path) -> None:
             str(sheet),
             "--hand-pairs",
             "1",
+            "--pose-floor",
+            "1",
             "--hands-sheet",
             str(hands_sheet),
         ],
@@ -168,6 +178,9 @@ def test_realism_small_run(tmp_path: Path) -> None:
         assert 0 < pair["mean_dl"] < 30
         for key in ("detail_ratio_result", "detail_ratio_frontal", "detail_ratio_template"):
             assert 0 < pair[key] < 20 and math.isfinite(pair[key]), (key, pair)
+    assert summary["pose_floor_pairs"] >= 1
+    for pair in report["pose_floor_pairs"]:
+        assert pair["frontal"] != pair["turned"] and 0 < pair["mean_dl"] < 30, pair
     (group,) = report["groups"]
     assert group["judge_faces"] >= 3 and group["found"] >= 3  # a group photo, by both detectors
     assert 0 <= group["matched"] <= min(group["judge_faces"], group["found"])
