@@ -124,9 +124,9 @@ def paths_across(
 
 def fill_along(rgb: UInt8Array, hole: BoolArray, along: FloatArray) -> UInt8Array:
     """`rgb` with the pixels of `hole` filled along the direction `along` (a unit vector in
-    the image), each from the nearest pixels outside the hole on either side. Along the eye
-    line, a brow, a lid's edge and the lashes carry on across a strand as they are; across
-    it, a brow carries on over a frame's bar. A new image."""
+    the image), each from the nearest pixels outside the hole on either side: along the eye
+    line, a brow, a lid's edge and the lashes carry on across a strand as they are. A new
+    image."""
     frame = _Upright.of(hole.shape, np.array([along[1], -along[0]], np.float32))
     upright = cv2.warpAffine(
         rgb, frame.to_upright, (frame.side, frame.side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
