@@ -19,6 +19,9 @@ from facefuse.arrays import BoolArray, FloatArray, IntArray, UInt8Array
 # width, a wave). A fold, a crease, a brow or the face's edge joined to it runs along the
 # eye line from it, and is not part of it.
 HANG_SLOPE = 1
+# The walk down the face is done at this scale of the canvas: a strand's way down is as
+# plain there, and the row-by-row walk has a quarter of the steps.
+HANG_SCALE = 0.5
 # A strand's piece above the eyes and one below them are the same strand when each is at
 # least PIECE_LENGTH long (of the face size) and narrower than PIECE_WIDTH, their ends at
 # most GAP_LENGTH apart down the face, and the lines along their last and first
@@ -41,7 +44,8 @@ def hanging_down(lines: BoolArray, seeds: BoolArray, up: FloatArray, slack: floa
     """The part of `lines` reached from `seeds` going down the face (`up`: the face's up, a
     unit vector in the image): each row down at most HANG_SLOPE pixels sideways for free,
     each pixel along a row (or back up) costing one, `slack` pixels of that in all."""
-    frame = _Upright.of(lines.shape, up)
+    frame = _Upright.of(lines.shape, up, HANG_SCALE)
+    slack *= HANG_SCALE
     upright_lines, upright_seeds = frame.turn(lines), frame.turn(seeds)
     rows = np.flatnonzero(upright_lines.any(axis=1))
     if not rows.size:
@@ -260,17 +264,23 @@ class _Upright:
     to_upright: FloatArray  # 2x3 affine
     shape: tuple[int, int]  # the image's (h, w)
     side: int  # the upright square's side
+    scale: float = 1.0  # upright pixels per image pixel
 
     @classmethod
-    def of(cls, shape: tuple[int, ...], up: FloatArray) -> _Upright:
+    def of(cls, shape: tuple[int, ...], up: FloatArray, scale: float = 1.0) -> _Upright:
+        """Turned, and shrunk by `scale`."""
         h, w = shape[:2]
-        turn = np.array([[-up[1], up[0]], [-up[0], -up[1]]], np.float32)
-        side = int(np.ceil(np.hypot(h, w)))
+        turn = np.array([[-up[1], up[0]], [-up[0], -up[1]]], np.float32) * scale
+        side = int(np.ceil(np.hypot(h, w) * scale))
         centre = np.array([w / 2, h / 2], np.float32)
-        return cls(np.hstack([turn, (side / 2 - turn @ centre)[:, None]]), (h, w), side)
+        return cls(np.hstack([turn, (side / 2 - turn @ centre)[:, None]]), (h, w), side, scale)
 
     def turn(self, mask: BoolArray) -> BoolArray:
-        upright = cv2.warpAffine(mask.view(np.uint8), self.to_upright, (self.side, self.side), flags=cv2.INTER_NEAREST)
+        """`mask` upright; shrunk, a pixel is set where any of those it covers is."""
+        flags = cv2.INTER_NEAREST if self.scale >= 1 else cv2.INTER_AREA
+        upright = cv2.warpAffine(
+            mask.view(np.uint8) * np.uint8(255), self.to_upright, (self.side, self.side), flags=flags
+        )
         return upright > 0
 
     def turn_luma(self, rgb: UInt8Array) -> FloatArray:
