@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facefuse.fusion.occluders import HANG_SLACK
-from facefuse.fusion.strands import fill_along, hanging_down, paths_across
+from facefuse.fusion.strands import fill_along, hanging_down, long_down, paths_across
 
 SIZE = 120  # the face size on the canvas, in pixels
 UP = np.array([0.0, -1.0], np.float32)  # an upright face's up, in the image
@@ -110,3 +110,20 @@ def test_pieces_in_line_with_clear_skin_between_them_are_not_joined() -> None:
     cv2.ellipse(clean, (120, 135), (40, 12), 0, 0, 360, (40, 30, 30), -1)
     picture[gap] = clean[gap]
     assert paths_across(picture, found, gap, 2 * SIZE, UP) is None
+
+
+@pytest.mark.parametrize("up", [(0.0, -1.0), (1.0, 0.0), (-0.6, -0.8)])
+def test_long_is_told_down_the_face_however_it_is_turned(up: tuple[float, float]) -> None:
+    """A line 60 px long down the face is long, one as long along the eye line is not, even
+    with the face lying on its side (a lid's crease is no strand)."""
+    face_up = np.array(up, np.float32)
+    across = np.array([-face_up[1], face_up[0]], np.float32)
+    centre = np.array([SIZE, SIZE], np.float32)
+    down_line, eye_line = (np.zeros((2 * SIZE, 2 * SIZE), np.uint8) for _ in range(2))
+    for mask, direction, offset in ((down_line, face_up, -40), (eye_line, across, 40)):
+        middle = centre + offset * across
+        a, b = (np.round(middle + sign * 30 * direction).astype(int) for sign in (-1, 1))
+        cv2.line(mask, tuple(int(v) for v in a), tuple(int(v) for v in b), 1, 3)
+    kept = long_down((down_line | eye_line) > 0, face_up, 50)
+    assert kept[down_line > 0].mean() > 0.9
+    assert not kept[eye_line > 0].any()

@@ -26,7 +26,7 @@ from facefuse.fusion import detail, glasses, inpaint, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.inpaint import LINE_WIDTH
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
-from facefuse.fusion.strands import fill_along, hanging_down, paths_across
+from facefuse.fusion.strands import fill_along, hanging_down, long_down, paths_across
 from facefuse.fusion.template import box_around
 from facefuse.vision.faces import Face
 
@@ -223,10 +223,7 @@ def crossing_valleys(rgb: UInt8Array, where: BoolArray, face_size: float, up: Fl
     closed = cv2.morphologyEx(luma, cv2.MORPH_CLOSE, kernel).astype(np.float32)
     valley = (luma.astype(np.float32) + 4) < CROSSING_DEPTH * (closed + 4)
     # Long is told on the whole line: a brow or a lid cuts a strand over it into short bits.
-    count, pieces, stats, _ = cv2.connectedComponentsWithStats(valley.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_HEIGHT] >= CROSSING_LENGTH * face_size
-    keep[0] = False
-    return cast(BoolArray, keep[pieces] & where)
+    return long_down(valley, up, CROSSING_LENGTH * face_size) & where
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,16 @@ def hanging_down(lines: BoolArray, seeds: BoolArray, up: FloatArray, slack: floa
     return frame.back(reached) & lines
 
 
+def long_down(mask: BoolArray, up: FloatArray, length: float) -> BoolArray:
+    """The pieces of `mask` (8-connected) that run at least `length` pixels down the face
+    (`up`: the face's up, a unit vector in the image), however the face is turned."""
+    frame = _Upright.of(mask.shape, up)
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(frame.turn(mask).view(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_HEIGHT] >= length
+    keep[0] = False
+    return frame.back(keep[pieces].view(np.uint8)) & mask
+
+
 def paths_across(
     rgb: UInt8Array, strands: BoolArray, gap: BoolArray, face_size: float, up: FloatArray
 ) -> BoolArray | None:
