@@ -33,6 +33,7 @@ import csv
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -908,30 +909,33 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print, hands
 
     partners = pose_partners(faces_dir, photos)
     notes = [pose_note(partners)]
-    poses = []
-    for partner in partners:
-        for template in template_choice(valid, sizes.pose_templates):
-            if template.identity == partner[0]:  # partners always have a named identity
-                continue
-            poses.append(measure_pose(fuser, photos, partner, template.file))
-            p = poses[-1]
-            progress(
-                f"pose {p.turned[-30:]:30s} -> {p.template[:34]:34s} |dL*| {p.mean_dl:.2f} "
-                f"detail far/near {p.detail_ratio_result:.2f} (frontal's {p.detail_ratio_frontal:.2f}, "
-                f"template {p.detail_ratio_template:.2f}) {p.error}"
-            )
 
-    pose_floor = []
-    for partner in frontal_pairs(faces_dir, photos, sizes.pose_floor_identities):
-        for template in template_choice(valid, sizes.pose_templates):
-            if template.identity == partner[0]:
-                continue
-            pose_floor.append(measure_pose(fuser, photos, partner, template.file))
-            p = pose_floor[-1]
-            progress(
-                f"pose floor {p.frontal[-24:]:24s} / {p.turned[-24:]:24s} -> {p.template[:30]:30s} "
-                f"|dL*| {p.mean_dl:.2f} {p.error}"
-            )
+    def pose_pairs(pairs: list[tuple[str, str, str, float]], line: Callable[[PosePair], str]) -> list[PosePair]:
+        """Each pair of photos of one person into the templates of other identities."""
+        measured = []
+        for partner in pairs:
+            for template in template_choice(valid, sizes.pose_templates):
+                if template.identity == partner[0]:  # partners always have a named identity
+                    continue
+                measured.append(measure_pose(fuser, photos, partner, template.file))
+                progress(line(measured[-1]))
+        return measured
+
+    poses = pose_pairs(
+        partners,
+        lambda p: (
+            f"pose {p.turned[-30:]:30s} -> {p.template[:34]:34s} |dL*| {p.mean_dl:.2f} "
+            f"detail far/near {p.detail_ratio_result:.2f} (frontal's {p.detail_ratio_frontal:.2f}, "
+            f"template {p.detail_ratio_template:.2f}) {p.error}"
+        ),
+    )
+    pose_floor = pose_pairs(
+        frontal_pairs(faces_dir, photos, sizes.pose_floor_identities),
+        lambda p: (
+            f"pose floor {p.frontal[-24:]:24s} / {p.turned[-24:]:24s} -> {p.template[:30]:30s} "
+            f"|dL*| {p.mean_dl:.2f} {p.error}"
+        ),
+    )
 
     groups = []
     for name in group_photos(faces_dir, sizes.group_photos):
