@@ -104,7 +104,7 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     above_nose = 1 - masks.below_nose(canvas.shape, pts)
     oval = masks.polygon_mask(canvas.shape, pts[list(mesh.FACE_OVAL)])
     inner = masks.polygon_mask(canvas.shape, masks.shrunk_oval(pts, *(COVER_ZONE_SHRINK,) * 3))
-    eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
+    eyes = _eyes(canvas)
     mouth_nose = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.LIPS_OUTER), masks.loop(pts, mesh.NOSTRILS))
     own = np.maximum(masks.grow(mouth_nose, OWN_FEATURES_MARGIN * size), masks.grow(eyes, OWN_EYES_MARGIN * size))
     candidates = (lines * above_nose > COVER_LINE[0]).astype(np.uint8)
@@ -138,7 +138,7 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     # Over the brows and around the eyes a dark line may be the face's own, joined to the
     # hair at a temple (a brow, a lid's crease): left as it is. Frames come closer to the
     # eyes; over a brow they leave the brow as it is too.
-    near = _near_features(canvas)
+    near = _near_features(canvas, eyes)
     brows = masks.grow(
         masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_BROW), masks.loop(pts, mesh.LEFT_BROW)),
         OWN_FEATURES_MARGIN * size,
@@ -146,22 +146,20 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     strands = covers * (1 - near)
     # A pair of glasses' rims hang past the eyes too: with glasses, the lines over the brows
     # and lids are the frames' (kept out of them above), not a strand's.
-    crossings = None if frames.any() else strand_crossings(canvas, strands)
+    crossings = None if frames.any() else strand_crossings(canvas, strands, eyes, near)
     return Covers(np.maximum(strands, frames * (1 - brows)), crossings, bool(frames.any()))
 
 
-def strand_crossings(canvas: Canvas, strands: FloatArray) -> BoolArray | None:
+def strand_crossings(canvas: Canvas, strands: FloatArray, eyes: FloatArray, near: FloatArray) -> BoolArray | None:
     """Where strands of hair found on the skin above and below the eyes (`strands`, 0..1)
     may cross a brow or a lid between their two parts: a canvas mask (bool) to look for
     them in at full resolution (crossing_valleys), or None when no strand hangs past the
-    eyes."""
+    eyes (`eyes`: their openings; `near`: _near_features)."""
     pts = canvas.points
     height = _height(canvas.shape, pts)
     seeds = strands > NOTHING_TO_FILL
     if not (seeds & (height > _eyes_level(pts))).any() or not (seeds & (height <= _eyes_level(pts))).any():
         return None
-    eyes = masks.polygon_mask(canvas.shape, masks.loop(pts, mesh.RIGHT_EYE), masks.loop(pts, mesh.LEFT_EYE))
-    near = _near_features(canvas)
     reach = masks.grow(seeds.astype(np.uint8), CROSSING_REACH * canvas.size) > 0
     # The lids' edges are let be (the lashes, a squint's whole opening), and the pupils,
     # each a dark valley itself; a strand over the white of an eye is not.
@@ -185,18 +183,23 @@ def _strand_paths(canvas: Canvas, rgb: UInt8Array, band: BoolArray, window: tupl
     """strands.paths_across over the brows and the eyes, from the strands' dark pixels within
     `band` (`rgb`: the canvas's full-resolution image, or its `window`)."""
     face_size = canvas.size * canvas.factor
-    gap = canvas.grow(_near_features(canvas))[window] > 0.5
+    gap = canvas.grow(_near_features(canvas, _eyes(canvas)))[window] > 0.5
     found = band & inpaint.darker_than_around(rgb, face_size)
     return paths_across(rgb, found, gap, face_size, _up(canvas.points))
 
 
-def _near_features(canvas: Canvas) -> FloatArray:
-    """The features, and the skin right around the eyes (NEAR_EYES_MARGIN), where a dark
-    line may be the face's own (a brow, a lid's crease): no strand is looked for there."""
-    eyes = masks.polygon_mask(
+def _near_features(canvas: Canvas, eyes: FloatArray) -> FloatArray:
+    """The features, and the skin right around the eyes (`eyes`: their openings, grown by
+    NEAR_EYES_MARGIN), where a dark line may be the face's own (a brow, a lid's crease): no
+    strand is looked for there."""
+    return np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
+
+
+def _eyes(canvas: Canvas) -> FloatArray:
+    """The eyes' openings on the canvas."""
+    return masks.polygon_mask(
         canvas.shape, masks.loop(canvas.points, mesh.RIGHT_EYE), masks.loop(canvas.points, mesh.LEFT_EYE)
     )
-    return np.maximum(canvas.features_grown(OWN_FEATURES_MARGIN), masks.grow(eyes, NEAR_EYES_MARGIN * canvas.size))
 
 
 def _pupils(canvas: Canvas) -> BoolArray:
