@@ -1008,15 +1008,19 @@ def test_the_landmarks_of_a_user_under_strands_of_hair_are_fitted_again_without_
     assert off(refitted) < 0.75 * off(pulled), (off(refitted), off(pulled))
 
 
-def test_cleaning_strands_off_a_photo_leaves_the_faces_own_lines() -> None:
-    """The lock's strands are inpainted, and nothing else: the folds under the eyes, the
-    lids' creases and the face's edge joined to the strands in the dark-line mask run
-    along the eye line from them, not down the face."""
+@pytest.mark.parametrize(
+    "name", ["face_recognition__examples_biden.jpg", "face_recognition__tests_test_images_32bit.png"]
+)
+def test_cleaning_strands_off_a_photo_leaves_the_faces_own_lines(name: str) -> None:
+    """The lock's strands are inpainted, and nothing else inside the face: the folds under
+    the eyes, the lids' creases and a nose's shadow joined to the strands in the dark-line
+    mask run along the eye line from them, not down the face. (Along the face's own edge, hair hanging
+    beside the temple may go with them.)"""
     import cv2
 
     from facefuse.fusion.occluders import clean_photo
 
-    user, own = photo(USER), photo_face(USER)
+    user, own = photo(name), photo_face(name)
     drawn = _draw_strands(user, own)
     cleaned = clean_photo(drawn, largest_face(drawn))
     assert cleaned is not None
@@ -1024,8 +1028,10 @@ def test_cleaning_strands_off_a_photo_leaves_the_faces_own_lines() -> None:
     strands = (drawn != user).any(axis=2).astype(np.uint8)
     reach = int(0.1 * np.linalg.norm(own.points[33] - own.points[263]))  # a tenth of the eyes' distance
     near = cv2.dilate(strands, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)) > 0
+    inside = masks.polygon_mask(user.shape[:2], masks.shrunk_oval(own.points, 0.1, 0.15, 0.1)) > 0.5
     assert changed.sum() > 2000
-    assert (changed & ~near).sum() < 0.05 * changed.sum(), ((changed & ~near).sum(), changed.sum())
+    away = changed & ~near & inside
+    assert away.sum() < 0.05 * changed.sum(), (away.sum(), changed.sum())
 
 
 @pytest.mark.parametrize("name", [USER, SMILING])

@@ -57,10 +57,6 @@ CROSSING_LENGTH = 0.15  # of the face size: a strand runs at least this far down
 # A strand hangs from the hairline (strands.hanging_down) with at most this much (of the
 # face size) of way along the eye line.
 HANG_SLACK = 0.04
-# ...and reaches below the eyes this far inside the face's sides (of the distance from its
-# centre): a line running down the face's own edge (against the background, the hair
-# beside the cheek) is not a strand over it.
-HANG_INSIDE = 0.25
 # How clear the mirror side must be (0..1) to fill from it: partly from the first value,
 # fully from the second.
 MIRROR_CLEAR = (0.5, 0.9)
@@ -95,7 +91,7 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
 
     A strand comes into the face from the hair above it and hangs across it: only dark
     lines running down the face from its edge above the brows (hanging_down) to below the
-    eyes, well inside its sides, count. A line wholly inside the face (a fold, a shadow
+    eyes count. A line wholly inside the face (a fold, a shadow
     under the eyes, a mole, a brow), or one running along the eye line from a strand, is
     the user's own. Glasses are told by their bridge."""
     size = canvas.size
@@ -115,8 +111,7 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     edge = (oval > 0.5) & (inner < 0.5) & (height > _brows_top(pts))
     # ...and hang down across the face past the eyes: a brow with the hair at its temple
     # reaches the edge too, but not below the eyes.
-    deep = masks.polygon_mask(canvas.shape, masks.shrunk_oval(pts, COVER_ZONE_SHRINK, HANG_INSIDE, COVER_ZONE_SHRINK))
-    below_eyes = (deep > 0.5) & (height < _eyes_level(pts))
+    below_eyes = (inner > 0.5) & (height < _eyes_level(pts))
     hanging = np.intersect1d(np.unique(pieces[edge & (pieces > 0)]), np.unique(pieces[below_eyes & (pieces > 0)]))
     joined = np.isin(pieces, hanging)
     if hanging.size:
