@@ -4,8 +4,9 @@ Under load (one thread registering templates through the admin API, one fusing w
 result links and a key whose quota counter is written on every request, one creating
 keys with `facefuse keys create` beside the server), the server
 is killed with SIGKILL at a random moment, then the data dir is checked (SQLite
-integrity; every template row has its complete photo; every result row has its
-complete JPEG; no half-written file under a final name) and the server restarted:
+integrity; every template row has its complete photo; every result row whose token
+was answered has its complete JPEG; no half-written file under a final name) and the
+server restarted:
 every template, result link and key acknowledged is there, and the key's quota counter
 has counted at least every request it answered.
 
@@ -94,8 +95,13 @@ def create_keys_until_stopped(server: RunningServer, created: list[dict[str, str
             created.append({"api_key": key["api_key"], "api_secret": key["api_secret"]})
 
 
-def check_consistent(data_dir: Path) -> None:
-    """Nothing half-written: the database is sound and every file under a final name is whole."""
+def check_consistent(data_dir: Path, answered_links: list[str]) -> set[str]:
+    """Nothing half-written: the database is sound and every file under a final name is whole.
+
+    A result's row and its JPEG are stored side by side, so a kill may leave a row without
+    its JPEG; its token was never answered (it reads as unknown and expires), so only the
+    rows of answered tokens must have theirs. Answers the tokens left without one.
+    """
     db = sqlite3.connect(data_dir / "facefuse.sqlite3")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     rows = {(tid, rev) for tid, rev in db.execute("SELECT template_id, revision FROM templates")}
@@ -108,12 +114,17 @@ def check_consistent(data_dir: Path) -> None:
     for path in photos.values():
         assert_whole_image(path)
     tokens = {token for (token,) in db.execute("SELECT token FROM results")}
-    for token in tokens:
+    answered = {link.removesuffix(".jpg") for link in answered_links}
+    assert answered <= tokens, f"answered links without their row: {answered - tokens}"
+    without_jpeg = {token for token in tokens if not (data_dir / "results" / f"{token}.jpg").exists()}
+    assert not answered & without_jpeg, f"answered links without their JPEG: {answered & without_jpeg}"
+    for token in tokens - without_jpeg:
         assert_whole_image(data_dir / "results" / f"{token}.jpg")
     for path in (data_dir / "results").iterdir():
         if not is_temp_file(path):
             assert_whole_image(path)  # an orphan (file written, row not yet) is still whole
     db.close()
+    return without_jpeg
 
 
 def assert_whole_image(path: Path) -> None:
@@ -149,6 +160,7 @@ def test_nothing_acknowledged_is_lost_across_kill_9(tmp_path: Path) -> None:
     keys: list[dict[str, str]] = []
     rng = random.Random(20261125)
     day = time.strftime("%Y-%m-%d", time.gmtime())
+    cut_off = 0
     try:
         for round_number in range(ROUNDS):
             stop = threading.Event()
@@ -167,19 +179,30 @@ def test_nothing_acknowledged_is_lost_across_kill_9(tmp_path: Path) -> None:
             stop.set()
             for worker in workers:
                 worker.join(timeout=60)
-            check_consistent(data_dir)
+            unanswered = check_consistent(data_dir, fused.links)
             if time.strftime("%Y-%m-%d", time.gmtime()) == day:  # the counter restarts at 00:00 UTC
                 assert counted_requests(data_dir, fused.auth["api_key"]) >= fused.answered
             server = start_server(data_dir, known_key=key)
             check_acknowledged_survived(server, round_number, acknowledged, fused)
+            check_unanswered_unknown(server, unanswered)
+            cut_off += len(unanswered)
             check_keys_survived(server, keys)
         print(
             f"\ncrash test: {ROUNDS} kill -9 rounds; {len(acknowledged)} templates, {len(fused.links)} result "
-            f"links and {len(keys)} keys acknowledged, none lost; {fused.answered} answered requests all counted"
+            f"links and {len(keys)} keys acknowledged, none lost; {fused.answered} answered requests all counted; "
+            f"{cut_off} unanswered results cut off before their JPEG read as unknown"
         )
         assert acknowledged, "no registration finished before the kills; the test proved nothing"
     finally:
         stop_server(server)
+
+
+def check_unanswered_unknown(server: RunningServer, tokens: set[str]) -> None:
+    """A row whose JPEG the kill cut off reads as an unknown link, never as a broken image."""
+    with server.client() as client:
+        for token in tokens:
+            answer = client.get(f"/v3/results/{token}.jpg")
+            assert answer.status_code == 404 and answer.json()["ErrorCode"] == 10104, answer.text
 
 
 def check_keys_survived(server: RunningServer, keys: list[dict[str, str]]) -> None:
