@@ -813,6 +813,34 @@ def test_the_median_tone_gain_matches_the_median_colour_as_seen() -> None:
     assert np.array_equal(tone.median_tone_gain(user, template, np.zeros((64, 64), np.float32)), np.ones(3))
 
 
+TURNED = "face_recognition__examples_knn_examples_train_kit_harington_john2.jpeg"  # yaw -23
+TURNED_TEMPLATE = "insightface__pose_left_face.jpeg"  # yaw ~ -35
+
+
+def _edge_on_share(template: str, user: str) -> float:
+    """The share of the face's plain skin the user's photo shows edge-on (placement.warps:
+    squarely under 0.5), to be filled from its mirror image."""
+    from facefuse.fusion import placement
+
+    prepared = prepare_template(photo(template), photo_face(template))
+    cropped = placement.crop_user(photo(user), photo_face(user), prepared.face_size)
+    place = placement.place(prepared, cropped, FuseOptions().strength())
+    canvas = place.canvas(prepared.face_size)
+    squarely = placement.warps(prepared, place).region.on(canvas).squarely
+    skin = masks.polygon_mask(canvas.shape, masks.shrunk_oval(canvas.points, 0.06, 0.06, 0.06))
+    skin *= 1 - canvas.features_grown(0.02)
+    return float((squarely[skin > 0.5] < 0.5).mean())
+
+
+def test_only_a_cheek_the_photo_shows_edge_on_is_filled_from_its_mirror_image() -> None:
+    """A turned head's far cheek is seen edge-on: filled from its near cheek. A frontal photo
+    into a turned template is stretched over the near cheek, yet its photo shows that
+    cheek as squarely as the other one: it stays the photo's own skin, stretched."""
+    assert photo_face(TURNED_TEMPLATE).yaw < -25 and abs(photo_face(USER).yaw) < 10
+    assert _edge_on_share(TEMPLATE, TURNED) > 0.05
+    assert _edge_on_share(TURNED_TEMPLATE, USER) < 0.005
+
+
 def test_the_mirror_table_pairs_each_point_with_its_mirror_image() -> None:
     """Reflected across the plane of its midline points, a frontal face's landmarks land on
     their MIRROR partners (and far from themselves, off the midline)."""

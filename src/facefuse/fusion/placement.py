@@ -33,6 +33,9 @@ SEEN_SQUEEZE = (0.2, 0.5)
 # Squeezed below the second value, a bit of skin is filled from its mirror image
 # (occluders.fill) where that is seen squarely; below the first, fully.
 SQUARELY_SQUEEZE = (0.3, 0.6)
+# ...and shown by the user's photo this much smaller than its mirror image (its area over
+# the mirror image's).
+SQUARELY_OBLIQUE = (0.3, 0.6)
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,18 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
         / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3)
     )
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SEEN_SQUEEZE), 1.0)
-    squarely = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SQUARELY_SQUEEZE), 1.0)
+    # A stretched bit is filled from its mirror image only where the user's photo shows
+    # the mirror image more squarely (a turned head's far cheek); one it shows as squarely
+    # as its mirror image (a frontal photo into a turned template's near cheek) is skin
+    # seen well enough, only stretched.
+    oblique = warp.signed_areas(u_vertices, triangles) / np.maximum(
+        -warp.signed_areas(u_vertices[mesh.mirrored_vertices()], triangles), 1e-3
+    )
+    squarely = np.where(
+        kinds == mesh.SKIN,
+        np.maximum(masks.smoothstep(squeeze, *SQUARELY_SQUEEZE), masks.smoothstep(oblique, *SQUARELY_OBLIQUE)),
+        1.0,
+    )
     u_nx_ny, u_nz, t_nx_ny, t_nz = normal_grids
     grids = cast(
         FloatArray,
