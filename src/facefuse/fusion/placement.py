@@ -261,19 +261,14 @@ def warps(prepared: PreparedTemplate, place: Placement) -> Warps:
     )
     # A bit of face the user's photo shows edge-on (turned away, past the cheek) holds
     # ear, hair or background, not skin: there the template stays.
-    squeeze = (
-        warp.signed_areas(u_vertices, triangles)
-        * place.align.scale**2
-        / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3)
-    )
+    u_areas = warp.signed_areas(u_vertices, triangles)
+    squeeze = u_areas * place.align.scale**2 / np.maximum(warp.signed_areas(g_vertices, triangles), 1e-3)
     seen = np.where(kinds == mesh.SKIN, masks.smoothstep(squeeze, *SEEN_SQUEEZE), 1.0)
     # A stretched bit is filled from its mirror image only where the user's photo shows
     # the mirror image more squarely (a turned head's far cheek); one it shows as squarely
     # as its mirror image (a frontal photo into a turned template's near cheek) is skin
     # seen well enough, only stretched.
-    oblique = warp.signed_areas(u_vertices, triangles) / np.maximum(
-        -warp.signed_areas(u_vertices[mesh.mirrored_vertices()], triangles), 1e-3
-    )
+    oblique = u_areas / np.maximum(-warp.signed_areas(u_vertices[mesh.mirrored_vertices()], triangles), 1e-3)
     squarely = np.where(
         kinds == mesh.SKIN,
         np.maximum(masks.smoothstep(squeeze, *SQUARELY_SQUEEZE), masks.smoothstep(oblique, *SQUARELY_OBLIQUE)),
