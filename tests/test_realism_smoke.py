@@ -94,6 +94,23 @@ def test_glasses_are_drawn_where_asked(user) -> None:
         assert not diff[eye_pixels[:, 1], eye_pixels[:, 0]].any()
 
 
+def test_glare_is_drawn_on_the_lenses_only(user) -> None:
+    rgb, points = user
+    glasses = realism.draw_glasses(rgb, points)
+    glared = realism.draw_glare(rgb, points)
+    diff = changed(glasses, glared)
+    inside = realism.lens_insides(rgb.shape, points)
+    assert diff.sum() > 0.05 * inside.sum()  # a glare worth the name on each lens
+    assert not (diff & ~inside).any()  # never on a rim or beyond it
+    lighter = glared.astype(int).sum(axis=2) >= glasses.astype(int).sum(axis=2)
+    assert lighter.all()  # a reflection only lightens
+    assert realism.glare_coverage(rgb.shape, points).max() <= realism.GLARE_OPACITY + 1e-6
+    under = realism.under_lenses(rgb.shape, points)
+    for eye in realism.EYES:  # the measure leaves the eyes' openings out
+        centre = np.round(points[list(eye)].mean(axis=0)).astype(int)
+        assert inside[centre[1], centre[0]] and not under[centre[1], centre[0]]
+
+
 def test_plain_skin_leaves_the_features_out() -> None:
     photos = realism.Photos(FACES)
     rgb, points = photos.pixels(realism.DEMO), photos.landmarks(realism.DEMO)
