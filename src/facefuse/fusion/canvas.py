@@ -214,7 +214,7 @@ class Canvas:
         together with it (a brow counts only where a frame touches it), never the eyes."""
         pts, size = self.points, self.size
         lines = masks.dark_lines(dark, 0.03 * size)
-        bridge = masks.polygon_mask(self.shape, pts[list(_NOSE_BRIDGE)])
+        bridge = masks.polygon_mask(self.shape, pts[list(mesh.NOSE_BRIDGE)])
         # On ../shared/faces glasses darken 0.66-0.80 of the bridge, a bare nose at most 0.30.
         if (lines * bridge).sum() < 0.5 * max(float(bridge.sum()), 1.0):
             return np.zeros(self.shape, np.float32)
@@ -261,7 +261,6 @@ _USER_EDGE_MARGIN = 0.01
 # glasses they give way as close as they come (the template's are glasses.find_frames').
 USER_FRAMES_EYE_CLEARANCE = 0.01
 # Between the inner eye corners, around the top of the nose (below any frown lines).
-_NOSE_BRIDGE = (133, 168, 362, 6)
 _RIGHT_BROW_TOP = (70, 63, 105, 66, 107)
 _LEFT_BROW_TOP = (300, 293, 334, 296, 336)
 

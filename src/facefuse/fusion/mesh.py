@@ -62,6 +62,7 @@ FACE_OVAL: tuple[int, ...] = (
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
 NOSTRILS = (129, 64, 98, 97, 2, 326, 327, 294, 358)
+NOSE_BRIDGE = (133, 168, 362, 6)  # the eyes' inner corners and the nose between them: where glasses rest
 RIGHT_IRIS = (468, 469, 470, 471, 472)  # centre first
 LEFT_IRIS = (473, 474, 475, 476, 477)
 RIGHT_CHEEK = (50, 101, 118, 123, 147, 187, 205, 36, 142, 117)

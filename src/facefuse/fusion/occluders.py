@@ -62,6 +62,10 @@ HANG_SLACK = 0.04
 MIRROR_CLEAR = (0.5, 0.9)
 MIRROR_INSIDE = 0.03  # of the face size: how far inside the oval a mirror image must be
 CLEAN_MARGIN = 0.25  # of the face box side, each way: the user's photo cleaned of covers
+# A face bigger than this (px) is cleaned on a shrunk copy: the fusion takes the user's face
+# at the template face's size, and FaceMesh sees it at a fraction of this.
+CLEAN_FACE = 520.0
+FRAMES_REACH = 0.03  # of the face size: the frames' dark lines are looked for this far beyond them
 # Covers on the plain skin over this share of the face box's area (on the canvas) are
 # cleaned off the photo before the landmarks are fitted again: a few stray hairs are not
 # worth a second detection, a lock of hair or glasses are.
@@ -82,7 +86,7 @@ class Covers:
 
     mask: FloatArray  # strands of hair and frames of glasses over the plain skin, 0..1
     crossings: BoolArray | None  # where the strands may cross a brow or a lid (strand_crossings)
-    glasses: bool = False  # frames of glasses are among them
+    frames: FloatArray | None = None  # where glasses' frames are, over the brows too (None: no glasses)
 
 
 def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | None:
@@ -143,7 +147,7 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     # A pair of glasses' rims hang past the eyes too: with glasses, the lines over the brows
     # and lids are the frames' (kept out of them above), not a strand's.
     crossings = None if frames.any() else strand_crossings(canvas, strands, eyes, near)
-    return Covers(np.maximum(strands, frames * (1 - brows)), crossings, bool(frames.any()))
+    return Covers(np.maximum(strands, frames * (1 - brows)), crossings, frames if frames.any() else None)
 
 
 def strand_crossings(canvas: Canvas, strands: FloatArray, eyes: FloatArray, near: FloatArray) -> BoolArray | None:
@@ -308,11 +312,21 @@ def fill(
 def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     """A copy of the user's photo with the covers over `face` inpainted, or None when they
     are too few to pull its landmarks: fitted again on the copy, they are where the face's
-    own are, not pulled by a lock of hair or a frame (a rim around an eye moves its points)."""
+    own are, not pulled by a lock of hair or a frame (a rim around an eye moves its points).
+    A face over CLEAN_FACE pixels is cleaned on a copy shrunk to that, and what changed is
+    grown back into the photo."""
     x, y, side, _ = face.box
     x0, y0, x1, y1 = box_around(rgb.shape, x, y, side, CLEAN_MARGIN)
-    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    canvas = Canvas(crop.shape[:2], face.size, face.landmarks[:, :2] - np.array([x0, y0], np.float32))
+    full = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    points = face.landmarks[:, :2] - np.array([x0, y0], np.float32)
+    scale = min(1.0, CLEAN_FACE / max(face.size, 1.0))
+    crop = full
+    if scale < 1:
+        size = (max(1, round(full.shape[1] * scale)), max(1, round(full.shape[0] * scale)))
+        crop = cast(UInt8Array, cv2.resize(full, size, interpolation=cv2.INTER_AREA))
+        points = (points + 0.5) * np.array([size[0] / full.shape[1], size[1] / full.shape[0]], np.float32) - 0.5
+    face_size = face.size * scale
+    canvas = Canvas(crop.shape[:2], face_size, points)
     covers = find_covers(canvas, crop, canvas.shrink_dark(crop))
     if covers is None or float(covers.mask.sum()) < CLEAN_FROM * canvas.size**2:
         return None
@@ -320,17 +334,48 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     band = canvas.grow(covers.mask) > NOTHING_TO_FILL
     if covers.crossings is not None:
         where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
-        across = crossing_valleys(crop, where, face.size, _up(canvas.points))
+        across = crossing_valleys(crop, where, face_size, _up(canvas.points))
         paths = _strand_paths(canvas, crop, band, (slice(None), slice(None)))
-    points = face.landmarks[:, :2] - np.array([x0, y0], np.float32)
-    inpainted = inpaint.lines(crop, band, face.size, points, across, covers.glasses)
+    frames = None
+    if covers.frames is not None:
+        # The frames as the canvas sees them, and a little beyond: a rim's outer bar at the
+        # temple reaches past where glasses are looked for (masks.glasses_zone).
+        frames = canvas.grow(masks.grow(covers.frames, FRAMES_REACH * canvas.size)) > NOTHING_TO_FILL
+    inpainted = inpaint.lines(crop, band, face_size, points, across, frames, own_detail=True)
     if paths is not None:
         inpainted = fill_along(inpainted, paths, _across(canvas.points))
     if inpainted is crop:
         return None
     cleaned = rgb.copy()
-    cleaned[y0:y1, x0:x1] = inpainted
+    if scale == 1:
+        cleaned[y0:y1, x0:x1] = inpainted
+    else:
+        _grow_back(cleaned[y0:y1, x0:x1], inpainted, crop)
     return cleaned
+
+
+def _grow_back(full: UInt8Array, inpainted: UInt8Array, crop: UInt8Array) -> None:
+    """What `inpainted` changed of `crop` (`full` shrunk) grown back into `full`, in place
+    (only the box around the changes is worked on)."""
+    changed = cv2.transform(cv2.absdiff(inpainted, crop), np.ones((1, 3), np.float32)) > 0
+    bx, by, bw, bh = cv2.boundingRect(changed.view(np.uint8))
+    sy, sx = full.shape[0] / crop.shape[0], full.shape[1] / crop.shape[1]
+    # The box with a pixel's margin each way, in the shrunk copy's pixels and in full's.
+    cx0, cy0 = max(0, bx - 1), max(0, by - 1)
+    cx1, cy1 = min(crop.shape[1], bx + bw + 1), min(crop.shape[0], by + bh + 1)
+    fx0, fy0 = int(cx0 * sx), int(cy0 * sy)
+    fx1, fy1 = min(full.shape[1], int(np.ceil(cx1 * sx))), min(full.shape[0], int(np.ceil(cy1 * sy)))
+    # Each full pixel's centre in the box's shrunk pixels (resize's convention), for remap.
+    xs = ((np.arange(fx0, fx1, dtype=np.float32) + 0.5) / sx - 0.5 - cx0)[None, :].repeat(fy1 - fy0, 0)
+    ys = ((np.arange(fy0, fy1, dtype=np.float32) + 0.5) / sy - 0.5 - cy0)[:, None].repeat(fx1 - fx0, 1)
+    box = (slice(cy0, cy1), slice(cx0, cx1))
+    weight = cast(
+        FloatArray,
+        cv2.remap(changed[box].astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+    )
+    grown = cv2.remap(np.ascontiguousarray(inpainted[box]), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    here = full[fy0:fy1, fx0:fx1]
+    here[:] = cv2.convertScaleAbs(_mixed(here.astype(np.float32), grown.astype(np.float32), weight))
 
 
 def texture_inpainted(face: FloatArray, canvas: Canvas, plan: FillPlan, template: detail.TemplateDetail) -> None:
