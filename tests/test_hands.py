@@ -252,3 +252,38 @@ def test_cutouts_are_bundled() -> None:
         cut = cutouts.load(kind)
         assert cut.shape[2] == 4 and (cut[..., 3] == 255).mean() > 0.2 and (cut[..., 3] == 0).mean() > 0.2
     assert Path(cutouts.FIXTURES / "LICENSES.md").is_file()
+
+
+def test_the_templates_skin_under_a_hand_takes_the_tone_of_the_face_beside_it(user) -> None:
+    """What a hand covers and its mirror image cannot fill comes from the template's skin, in
+    the tone of the user's face right beside it, the mirror image's fill among it: a tone
+    read only on the skin further off leaves a patch of another tone beside the fill (a
+    pale patch by the mouth when the cheek around it is in shade)."""
+    from facefuse.fusion.canvas import Canvas
+    from facefuse.fusion.hands import fill_from_template
+    from facefuse.fusion.occluders import FillPlan
+
+    _, found = user
+    x, y, side, _ = found.box
+    origin = np.array([x - 0.2 * side, y - 0.2 * side], np.float32)
+    shape = (int(1.4 * side), int(1.4 * side))
+    canvas = Canvas(shape, found.size, found.points - origin)
+    centre, size = canvas.points.mean(axis=0), canvas.size
+    rows = np.arange(canvas.shape[0])[:, None] - centre[1]
+    cols = np.arange(canvas.shape[1])[None, :] - centre[0]
+    on_cheek = (rows > 0.05 * size) & (rows < 0.25 * size)
+    held = (on_cheek & (cols > -0.4 * size) & (cols < -0.22 * size)).astype(np.float32)
+    beside = (on_cheek & (cols >= -0.22 * size) & (cols < -0.12 * size)).astype(np.float32)
+    assert (beside * canvas.skin_area()).sum() > 20  # the fill beside it is plain skin
+    plan = FillPlan(from_mirror=beside, from_around=held, mirror_gain=np.ones((*canvas.shape, 3), np.float32))
+    far_tone, near_tone = np.array([190, 150, 130], np.float32), np.array([120, 85, 70], np.float32)
+    u_face = np.empty((*shape, 3), np.uint8)
+    u_face[:] = far_tone
+    u_face[canvas.grow(beside) > 0.5] = near_tone
+    template_face = np.full((*shape, 3), (210, 180, 160), np.uint8)
+    filled = fill_from_template(canvas, u_face, plan, held, template_face, canvas.shrink(template_face))
+    next_to = (canvas.grow(held) > 0.99) & (canvas.grow(cv2.dilate(beside, np.ones((5, 5), np.uint8))) > 0.5)
+    tone = filled[next_to].astype(np.float32).mean(axis=0)
+    # Measured: 0.46 of the way from the near tone to the far one (1.01 with the tone read
+    # on the skin beyond the mirror image's fill only).
+    assert np.linalg.norm(tone - near_tone) < 0.7 * np.linalg.norm(far_tone - near_tone)

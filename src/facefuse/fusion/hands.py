@@ -40,8 +40,8 @@ from facefuse.fusion.skin import UserSkin
 ASYMMETRY = 0.17
 ASYMMETRY_LIGHT = 0.08  # of the face size: the scale of the light taken out of the asymmetry
 HELD_GROW = 0.025  # of the face size: what a hand covers grown by this on the canvas (its shadow)
-# The user's tone the template's skin takes: the two faces' colour ratio on the clear skin,
-# spread over what a hand covers at this scale (of the face size).
+# The user's tone the template's skin takes: the two faces' colour ratio on the skin around
+# what it fills, spread over it at this scale (of the face size).
 TEMPLATE_TONE_SIGMA = 0.06
 TEMPLATE_FEATHER = 0.02  # of the face size: the template's skin comes in over this
 HELD_FEATURES_MARGIN = 0.05  # of the face size: under a hand this near the features, no mirror image
@@ -163,14 +163,17 @@ def fill_from_template(
 ) -> UInt8Array:
     """`u_face` (the user's warped face, uint8) with what a hand covers and its mirror image
     cannot fill, taken from the template's warped face in the user's tone (its local skin
-    colour over the template's, on the skin both show clear): a new image."""
+    colour over the template's, on the skin around it, the mirror image's fill among it:
+    read only further off, a cheek in shade beside a pale fill): a new image."""
     # The mirror image went in first: what it left of each pixel is all the template's, and
     # its edge is softened outward only (inside, a softer edge would leave some hand).
     weight = np.clip(_from_template(plan, held) / np.maximum(1 - plan.from_mirror, 1e-3), 0, 1)
     if float(weight.max(initial=0.0)) < NOTHING_TO_FILL:
         return u_face
     weight = np.maximum(weight, masks.feather(weight, TEMPLATE_FEATHER * canvas.size))
-    clear = canvas.skin_area() * (1 - masks.grow(plan.filled, TEMPLATE_FEATHER * canvas.size))
+    # The skin around what the template fills, the mirror image's fill among it: the
+    # template's skin takes the tone of the face right beside it.
+    clear = canvas.skin_area() * (1 - masks.grow(weight, TEMPLATE_FEATHER * canvas.size))
     ratio = np.log(canvas.shrink(u_face) + 4.0) - np.log(template_small + 4.0)
     sigma = TEMPLATE_TONE_SIGMA * canvas.size
     spread = masks.feather(ratio * clear[..., None], sigma) / np.maximum(masks.feather(clear, sigma), 1e-4)[..., None]
