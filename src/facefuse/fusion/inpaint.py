@@ -151,37 +151,21 @@ def _brows(shape: tuple[int, ...], points: FloatArray) -> UInt8Array:
 
 def _frame_lines(dark: BoolArray, points: FloatArray, face_size: float) -> BoolArray:
     """The frames among `dark` (a frame's dark pixels, and others near it): within the face
-    oval pushed out by FRAMES_OUTSIDE and below the brows' top, hanging together with the bridge across the nose,
-    across gaps up to FRAME_GAP (a rim's light bevel or a hinge's shine cuts its dark line).
+    oval pushed out by FRAMES_OUTSIDE and below the brows' top, hanging together with the
+    bridge across the nose, across gaps up to FRAME_GAP (a rim's light bevel or a hinge's shine cuts its dark line).
     A fold beside the nose or a lid's crease, dark too, is left unless it touches a frame."""
     shape = dark.shape
     oval = masks.polygon_mask(shape, masks.shrunk_oval(points, *(-FRAMES_OUTSIDE,) * 3)) > 0.5
-    found = (dark & oval & _below_brows(shape, points)).view(np.uint8)
-    joined = cv2.morphologyEx(found, cv2.MORPH_CLOSE, _disc(FRAME_GAP * face_size))
+    # Below the brows' top: no frame is higher, and the hair at a temple, joined to an arm, is.
+    found = (dark & oval & (masks.heights(shape, points) <= masks.brows_top(points))).view(np.uint8)
+    reach = FRAME_GAP * face_size / 2
+    joined = masks.shrink(masks.grow(found, reach), reach)  # closed over gaps under FRAME_GAP
     count, pieces = cv2.connectedComponents(joined, connectivity=8)
     bridge = masks.polygon_mask(shape, points[list(mesh.NOSE_BRIDGE)]) > 0.5
     on_bridge = np.zeros(count, bool)
     on_bridge[pieces[bridge]] = True
     on_bridge[0] = False
     return cast(BoolArray, on_bridge[pieces] & (found > 0))
-
-
-def _below_brows(shape: tuple[int, ...], points: FloatArray) -> BoolArray:
-    """Whether each pixel lies below the brows' top along the face's up (chin to forehead):
-    no frame is higher, and the hair at a temple, joined to an arm, is."""
-    up = points[10] - points[152]
-    up = up / max(float(np.linalg.norm(up)), 1e-3)
-    top = float(((points[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - points[168]) @ up).max())
-    h, w = shape
-    height = (np.arange(w, dtype=np.float32) - points[168, 0]) * up[0] + (
-        np.arange(h, dtype=np.float32)[:, None] - points[168, 1]
-    ) * up[1]
-    return cast(BoolArray, height <= top)
-
-
-def _disc(diameter: float) -> UInt8Array:
-    size = max(3, int(2 * round(diameter / 2) + 1))
-    return cast(UInt8Array, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
 
 
 def _with_own_detail(

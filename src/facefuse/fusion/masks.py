@@ -45,12 +45,12 @@ def grow(mask: ImageT, pixels: float) -> ImageT:
     return cast(ImageT, cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))))
 
 
-def shrink(mask: FloatArray, pixels: float) -> FloatArray:
+def shrink(mask: ImageT, pixels: float) -> ImageT:
     """The opposite of grow: every value the least within `pixels`."""
     size = int(2 * round(pixels) + 1)
     if size < 3:
         return mask
-    return cast(FloatArray, cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))))
+    return cast(ImageT, cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))))
 
 
 def lower_face(shape: tuple[int, ...], points: FloatArray) -> FloatArray:
@@ -83,6 +83,27 @@ def shrunk_oval(points: FloatArray, top: float, side: float, chin: float) -> Flo
     down = np.maximum(-np.cos(angle), 0)
     amount = side + (top - side) * up + (chin - side) * down
     return cast(FloatArray, centre + (1 - amount[:, None]) * (oval - centre))
+
+
+def face_up(points: FloatArray) -> FloatArray:
+    """The face's up (chin to forehead), a unit vector in image pixels."""
+    up = points[10] - points[152]
+    return cast(FloatArray, up / max(float(np.linalg.norm(up)), 1e-3))
+
+
+def heights(shape: tuple[int, ...], points: FloatArray) -> FloatArray:
+    """(h, w) each pixel's height along the face's up from the nose's bridge (landmark 168)."""
+    up = face_up(points)
+    h, w = shape
+    height = (np.arange(w, dtype=np.float32) - points[168, 0]) * up[0] + (
+        np.arange(h, dtype=np.float32)[:, None] - points[168, 1]
+    ) * up[1]
+    return cast(FloatArray, height)
+
+
+def brows_top(points: FloatArray) -> float:
+    """The brows' highest point's height along the face's up (see heights)."""
+    return float(((points[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - points[168]) @ face_up(points)).max())
 
 
 def face_centre(points: FloatArray) -> FloatArray:

@@ -112,15 +112,15 @@ def find_covers(canvas: Canvas, face: UInt8Array, dark: FloatArray) -> Covers | 
     _, pieces = cast(tuple[int, IntArray], cv2.connectedComponents(candidates, connectivity=8))
     # Strands hang from the hairline: the face's edge above the brows (a brow's tail reaches
     # the edge at the temple; the arms of glasses are told by their bridge, below).
-    height = _height(canvas.shape, pts)
-    edge = (oval > 0.5) & (inner < 0.5) & (height > _brows_top(pts))
+    height = masks.heights(canvas.shape, pts)
+    edge = (oval > 0.5) & (inner < 0.5) & (height > masks.brows_top(pts))
     # ...and hang down across the face past the eyes: a brow with the hair at its temple
     # reaches the edge too, but not below the eyes.
     below_eyes = (inner > 0.5) & (height < _eyes_level(pts))
     hanging = np.intersect1d(np.unique(pieces[edge & (pieces > 0)]), np.unique(pieces[below_eyes & (pieces > 0)]))
     joined = np.isin(pieces, hanging)
     if hanging.size:
-        joined &= hanging_down(joined, edge & joined, _up(pts), HANG_SLACK * size)
+        joined &= hanging_down(joined, edge & joined, masks.face_up(pts), HANG_SLACK * size)
         _, pieces = cast(tuple[int, IntArray], cv2.connectedComponents(joined.astype(np.uint8), connectivity=8))
         joined &= np.isin(pieces, np.unique(pieces[below_eyes & (pieces > 0)]))
     covers = masks.smoothstep(lines * joined.astype(np.float32) * inner * above_nose * (1 - own), *COVER_LINE)
@@ -156,7 +156,7 @@ def strand_crossings(canvas: Canvas, strands: FloatArray, eyes: FloatArray, near
     them in at full resolution (crossing_valleys), or None when no strand hangs past the
     eyes (`eyes`: their openings; `near`: _near_features)."""
     pts = canvas.points
-    height = _height(canvas.shape, pts)
+    height = masks.heights(canvas.shape, pts)
     seeds = strands > NOTHING_TO_FILL
     if not (seeds & (height > _eyes_level(pts))).any() or not (seeds & (height <= _eyes_level(pts))).any():
         return None
@@ -185,7 +185,7 @@ def _strand_paths(canvas: Canvas, rgb: UInt8Array, band: BoolArray, window: tupl
     face_size = canvas.size * canvas.factor
     gap = canvas.grow(_near_features(canvas, _eyes(canvas)))[window] > 0.5
     found = band & inpaint.darker_than_around(rgb, face_size)
-    return paths_across(rgb, found, gap, face_size, _up(canvas.points))
+    return paths_across(rgb, found, gap, face_size, masks.face_up(canvas.points))
 
 
 def _near_features(canvas: Canvas, eyes: FloatArray) -> FloatArray:
@@ -292,7 +292,7 @@ def fill(
     across = paths = None
     if crossings is not None:  # told on the face as it is, its strands whole
         where = canvas.grow(crossings.astype(np.float32))[window] > 0.5
-        across = crossing_valleys(u_face[window], where, face_size, _up(canvas.points))
+        across = crossing_valleys(u_face[window], where, face_size, masks.face_up(canvas.points))
         paths = _strand_paths(canvas, u_face[window], canvas.grow(plan.filled)[window] > NOTHING_TO_FILL, window)
     part = u_face[window].astype(np.float32)
     mirrored = warp.remap(u_face, region.mirror((x0, y0, x1, y1))).astype(np.float32)
@@ -334,7 +334,7 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
     band = canvas.grow(covers.mask) > NOTHING_TO_FILL
     if covers.crossings is not None:
         where = canvas.grow(covers.crossings.astype(np.float32)) > 0.5
-        across = crossing_valleys(crop, where, face_size, _up(canvas.points))
+        across = crossing_valleys(crop, where, face_size, masks.face_up(canvas.points))
         paths = _strand_paths(canvas, crop, band, (slice(None), slice(None)))
     frames = None
     if covers.frames is not None:
@@ -395,32 +395,13 @@ def _mixed(base: FloatArray, other: FloatArray, weight: FloatArray) -> FloatArra
     return cast(FloatArray, cv2.blendLinear(other, base, weight, 1 - weight))
 
 
-def _height(shape: tuple[int, ...], pts: FloatArray) -> FloatArray:
-    """(h, w) each pixel's height along the face's up (chin to forehead) from the nose's bridge."""
-    up = _up(pts)
-    h, w = shape
-    height = (np.arange(w, dtype=np.float32) - pts[168, 0]) * up[0] + (
-        np.arange(h, dtype=np.float32)[:, None] - pts[168, 1]
-    ) * up[1]
-    return cast(FloatArray, height)
-
-
-def _brows_top(pts: FloatArray) -> float:
-    return float(((pts[list(mesh.RIGHT_BROW + mesh.LEFT_BROW)] - pts[168]) @ _up(pts)).max())
-
-
 def _eyes_level(pts: FloatArray) -> float:
-    return float(((pts[list(mesh.RIGHT_EYE + mesh.LEFT_EYE)] - pts[168]) @ _up(pts)).min())
-
-
-def _up(pts: FloatArray) -> FloatArray:
-    up = pts[10] - pts[152]
-    return cast(FloatArray, up / max(float(np.linalg.norm(up)), 1e-3))
+    return float(((pts[list(mesh.RIGHT_EYE + mesh.LEFT_EYE)] - pts[168]) @ masks.face_up(pts)).min())
 
 
 def _across(pts: FloatArray) -> FloatArray:
     """The eye line's direction, from the face's image-left to its image-right."""
-    up = _up(pts)
+    up = masks.face_up(pts)
     return np.array([-up[1], up[0]], np.float32)
 
 
