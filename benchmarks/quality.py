@@ -409,6 +409,7 @@ def realism_report(args: argparse.Namespace) -> dict | None:
         args.realism_groups,
         args.realism_hand_pairs,
         args.realism_pose_floor,
+        args.realism_low_res_templates,
     )
     return realism.run(
         args.faces_dir,

@@ -23,6 +23,9 @@ each JPEG is decoded again before it is judged. docs/quality.md, "Realism measur
                 far-to-near cheek ratio of luma Laplacian energy against the template's
   pose floor    the same |dL*| for two frontal photos of one person (no target): what another
                 photo of the same face moves the result by, pose aside
+  low-res detail  low-resolution users into templates whose faces are larger: the result's
+                finest band of luma (grain, pores) and the band above it, rms on the plain
+                skin, over the template's own there (the issue: no softer than the template)
   group_recall  faces found by template registration / faces >= 48 px dlib's CNN finds
   review sheet  full-resolution crops user | template | result of chosen hard pairs; the
                 hands sheet the same of users and templates with a hand or a microphone
@@ -110,6 +113,12 @@ LSTAR_STEP = 8.0  # |dL*| a pixel counts as visibly changed above
 FRONTAL_MAX_YAW = 10.0
 TURNED_YAW = (15.0, 35.0)
 
+# Low-resolution users
+LOW_RES_CATEGORY = "low_res"
+LOW_RES_UPSCALE = 1.5  # a template whose IOD is this many times the user's enlarges the user's face
+FINE_SIGMA = 1.0  # px: luma minus its blur at this sigma is the finest band (grain, pores)
+NEXT_SIGMA = 3.0  # px: the band above it, between the blurs at FINE_SIGMA and this
+
 # Group recall
 GROUP_CATEGORY = "group"
 GROUP_MIN_FACES = 3  # a photo of this many people is a group photo, tagged so or not
@@ -123,8 +132,12 @@ POSE_TEMPLATES = 6
 # expression), into the same templates. What the turned photo's result differs by beyond
 # that is the pose's doing. Identities with the most frontal photos, this many.
 POSE_FLOOR_IDENTITIES = 5
+LOW_RES_TEMPLATES = 6  # the templates low-resolution users go into (those enlarging them)
 SAME_PHOTO = 0.75  # two files' aligned faces and scenes correlating over this are one photo
 LOSSLESS_BYTES = 64 * 1024 * 1024  # drawn photos go in as PNG, above the 2 MB upload rule
+
+# A result's detail on the plain skin at least this share of the template's (rms), in each band.
+LOW_RES_DETAIL = 0.9
 
 TARGETS = {
     "hair_mean_dl": ("<=", 1.5),
@@ -144,6 +157,8 @@ TARGETS = {
     "pose_mean_dl": ("<=", 3.0),
     "pose_detail_error": ("<=", 0.30),
     "group_recall": (">=", 1.0),
+    "low_res_fine": (">=", LOW_RES_DETAIL),
+    "low_res_next": (">=", LOW_RES_DETAIL),
 }
 
 # The review sheet: photos of ../shared/faces picked by looking at them.
@@ -217,6 +232,16 @@ class PosePair:
 
 
 @dataclass
+class LowResPair:
+    user: str
+    template: str
+    upscale: float  # the template's IOD over the user's
+    error: str = ""
+    fine_ratio: float = float("nan")  # the result's finest band over the template's (rms, plain skin)
+    next_ratio: float = float("nan")  # the same of the band above it
+
+
+@dataclass
 class GroupPhoto:
     photo: str
     judge_faces: int = 0  # faces >= 48 px dlib's CNN finds
@@ -258,6 +283,12 @@ class RealismSummary:
     template_hand_share_dl8: float = float("nan")
     template_microphone_mean_dl: float = float("nan")
     template_microphone_share_dl8: float = float("nan")
+    low_res_pairs: int = 0
+    low_res_failed: int = 0
+    low_res_fine: float = float("nan")
+    low_res_fine_min: float = float("nan")
+    low_res_next: float = float("nan")
+    low_res_next_min: float = float("nan")
     notes: list[str] = field(default_factory=list)
 
 
@@ -268,6 +299,7 @@ class Sizes:
     group_photos: int | None = None  # the smallest this many; None: all
     template_hand_pairs: int = handsbench.TEMPLATE_PAIRS
     pose_floor_identities: int = POSE_FLOOR_IDENTITIES
+    low_res_templates: int = LOW_RES_TEMPLATES
 
 
 # ------------------------------------------------------------------ the face's frame
@@ -715,6 +747,56 @@ def measure_pose(fuser: Fuser, photos: Photos, partner: tuple[str, str, str, flo
     return out
 
 
+def low_res_pairs(faces_dir: Path, photos: Photos, templates: list[quality.Photo]) -> list[tuple[str, str, float]]:
+    """(user, template, upscale): one single-face LOW_RES_CATEGORY photo per identity (the
+    first by name), into each template whose face is LOW_RES_UPSCALE times larger or more."""
+    users: dict[str, str] = {}
+    for row in _manifest(faces_dir):
+        if row["n_faces"] == "1" and LOW_RES_CATEGORY in row["categories"].split(","):
+            users.setdefault(row["identity"], row["file"])
+    pairs = []
+    for identity, user in sorted(users.items(), key=lambda item: item[1]):
+        points = photos.landmarks(user)
+        if points is None:
+            continue
+        for template in templates:
+            t_points = photos.landmarks(template.file)
+            if t_points is None or same_person(template, quality.Photo(user, identity)):
+                continue
+            upscale = quality.interocular_distance(t_points) / quality.interocular_distance(points)
+            if upscale >= LOW_RES_UPSCALE:
+                pairs.append((user, template.file, float(upscale)))
+    return pairs
+
+
+def detail_bands(rgb: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The rms of luma's finest band (minus its blur at FINE_SIGMA) and of the band above it
+    (up to NEXT_SIGMA) inside the mask."""
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    fine_blur = cv2.GaussianBlur(luma, (0, 0), FINE_SIGMA)
+    next_blur = cv2.GaussianBlur(luma, (0, 0), NEXT_SIGMA)
+    return (
+        float(np.sqrt(np.mean((luma - fine_blur)[mask] ** 2))),
+        float(np.sqrt(np.mean((fine_blur - next_blur)[mask] ** 2))),
+    )
+
+
+def measure_low_res(fuser: Fuser, photos: Photos, user: str, template: str, upscale: float) -> LowResPair:
+    out = LowResPair(user, template, upscale)
+    t_points = photos.landmarks(template)
+    assert t_points is not None  # low_res_pairs keeps templates the judge reads
+    t_rgb = photos.pixels(template)
+    try:
+        result = fuser.fuse([photos.data(user)], photos.data(template))
+    except FacefuseError as error:
+        out.error = f"{error.error.code} {error.detail}"
+        return out
+    skin = plain_skin_mask(t_rgb.shape, t_points)
+    (r_fine, r_next), (t_fine, t_next) = detail_bands(result, skin), detail_bands(t_rgb, skin)
+    out.fine_ratio, out.next_ratio = r_fine / max(t_fine, 1e-6), r_next / max(t_next, 1e-6)
+    return out
+
+
 def measure_group(photos: Photos, name: str) -> GroupPhoto:
     """The photo registered as a template: its faces against the judge's
     (benchmarks/group_recall.py, which also says how a face of each is matched)."""
@@ -741,6 +823,11 @@ def _max(values: list[float]) -> float:
     return float(np.max(finite)) if finite else float("nan")
 
 
+def _min(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.min(finite)) if finite else float("nan")
+
+
 def summarise(
     occluders: list[OccluderPair],
     poses: list[PosePair],
@@ -748,8 +835,10 @@ def summarise(
     notes: list[str],
     template_hands: list[handsbench.TemplateHandPair] | None = None,
     pose_floor: list[PosePair] | None = None,
+    low_res: list[LowResPair] | None = None,
 ) -> RealismSummary:
     kept = template_hands or []
+    enlarged = low_res or []
     floor = [p for p in pose_floor or [] if not p.error]
     judge_faces = sum(g.judge_faces for g in groups)
     matched = sum(g.matched for g in groups)
@@ -771,6 +860,12 @@ def summarise(
         pose_detail_error_max=_max([abs(p.detail_error) for p in poses]),
         pose_floor_pairs=len(floor),
         pose_floor_mean_dl=_median([p.mean_dl for p in floor]),
+        low_res_pairs=len(enlarged),
+        low_res_failed=sum(1 for p in enlarged if p.error),
+        low_res_fine=_median([p.fine_ratio for p in enlarged]),
+        low_res_fine_min=_min([p.fine_ratio for p in enlarged]),
+        low_res_next=_median([p.next_ratio for p in enlarged]),
+        low_res_next_min=_min([p.next_ratio for p in enlarged]),
         group_photos=len(groups),
         group_judge_faces=judge_faces,
         group_matched=matched,
@@ -829,6 +924,10 @@ def summary_lines(summary: RealismSummary) -> list[str]:
         f"{mark('pose_detail_error')} [<= 30 %]",
         f"realism pose floor (two frontal photos of one person, pairs {summary.pose_floor_pairs}; median; no "
         f"target): |dL*| {summary.pose_floor_mean_dl:.2f}",
+        f"realism low-res detail (pairs {summary.low_res_pairs}, failed {summary.low_res_failed}; the "
+        f"result's over the template's on the plain skin, median (min)): finest band {summary.low_res_fine:.2f} "
+        f"({summary.low_res_fine_min:.2f}) {mark('low_res_fine')}, the band above {summary.low_res_next:.2f} "
+        f"({summary.low_res_next_min:.2f}) {mark('low_res_next')} [>= {LOW_RES_DETAIL}]",
         f"realism group recall (photos {summary.group_photos}): {summary.group_matched}/"
         f"{summary.group_judge_faces} = {summary.group_recall:.1%} {mark('group_recall')} [100 %]",
         f"realism targets met: {sum(met.values())}/{len(met)}",
@@ -1009,6 +1108,15 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print, hands
         ),
     )
 
+    low_res = []
+    for user, template, upscale in low_res_pairs(faces_dir, photos, template_choice(valid, sizes.low_res_templates)):
+        low_res.append(measure_low_res(fuser, photos, user, template, upscale))
+        p = low_res[-1]
+        progress(
+            f"low-res {user[-30:]:30s} -> {template[:34]:34s} x{upscale:.1f} finest {p.fine_ratio:.2f} "
+            f"above {p.next_ratio:.2f} {p.error}"
+        )
+
     groups = []
     for name in group_photos(faces_dir, sizes.group_photos):
         groups.append(measure_group(photos, name))
@@ -1020,7 +1128,7 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print, hands
     if hands_sheet is not None:
         Image.fromarray(handsbench.sheet(fuser, photos)).save(hands_sheet)
 
-    summary = summarise(occluders, poses, groups, notes, template_hands, pose_floor)
+    summary = summarise(occluders, poses, groups, notes, template_hands, pose_floor, low_res)
     return {
         "summary": asdict(summary),
         "targets_met": verdicts(summary),
@@ -1028,6 +1136,7 @@ def run(faces_dir: Path, sizes: Sizes, sheet: Path | None, progress=print, hands
         "template_hand_pairs": [asdict(p) for p in template_hands],
         "pose_pairs": [asdict(p) for p in poses],
         "pose_floor_pairs": [asdict(p) for p in pose_floor],
+        "low_res_pairs": [asdict(p) for p in low_res],
         "groups": [asdict(g) for g in groups],
         "sheet": str(sheet) if sheet else None,
     }
@@ -1052,6 +1161,12 @@ def add_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         help="identities whose two frontal photos give the pose measure's floor",
     )
     parser.add_argument(
+        f"--{prefix}low-res-templates",
+        type=int,
+        default=LOW_RES_TEMPLATES,
+        help="templates each low-resolution user goes into (those that enlarge its face)",
+    )
+    parser.add_argument(
         f"--{prefix}groups", type=int, default=None, help="group photos, the smallest first (default: all)"
     )
     parser.add_argument(
@@ -1072,7 +1187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run(
         args.faces_dir,
-        Sizes(args.pairs, args.pose_templates, args.groups, args.hand_pairs, args.pose_floor),
+        Sizes(args.pairs, args.pose_templates, args.groups, args.hand_pairs, args.pose_floor, args.low_res_templates),
         Path(args.sheet) if args.sheet else None,
         progress=lambda line: print(line, file=sys.stderr),
         hands_sheet=Path(args.hands_sheet) if args.hands_sheet else None,

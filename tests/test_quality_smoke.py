@@ -32,6 +32,8 @@ def test_quality_benchmark_small_run(tmp_path: Path) -> None:
             "1",
             "--realism-hand-pairs",
             "1",
+            "--realism-low-res-templates",
+            "1",
             "--realism-sheet",
             "",
         ],  # the realism measures: tests/test_realism_smoke.py

@@ -171,6 +171,8 @@ def test_realism_small_run(tmp_path: Path) -> None:
             "1",
             "--pose-floor",
             "1",
+            "--low-res-templates",
+            "2",
             "--hands-sheet",
             str(hands_sheet),
         ],
@@ -198,6 +200,11 @@ def test_realism_small_run(tmp_path: Path) -> None:
     assert summary["pose_floor_pairs"] >= 1
     for pair in report["pose_floor_pairs"]:
         assert pair["frontal"] != pair["turned"] and 0 < pair["mean_dl"] < 30, pair
+    assert summary["low_res_pairs"] >= 1 and summary["low_res_failed"] == 0
+    for pair in report["low_res_pairs"]:
+        assert pair["upscale"] >= realism.LOW_RES_UPSCALE
+        # Some detail on the skin (a flat fill gives 0), never the template's many times over.
+        assert 0.1 < pair["fine_ratio"] < 5 and 0.1 < pair["next_ratio"] < 5, pair
     (group,) = report["groups"]
     assert group["judge_faces"] >= 3 and group["found"] >= 3  # a group photo, by both detectors
     assert 0 <= group["matched"] <= min(group["judge_faces"], group["found"])
@@ -209,3 +216,21 @@ def test_realism_small_run(tmp_path: Path) -> None:
     for kind in ("hand", "microphone"):
         # Over the template's face a hand stays as it is: within the JPEG's noise.
         assert 0 <= kept[f"{kind}_mean_dl"] < 3 and 0 <= kept[f"{kind}_share_dl8"] < 0.05, kept
+
+
+def test_detail_bands_read_what_a_blur_takes(user) -> None:
+    rgb, points = user
+    skin = realism.plain_skin_mask(rgb.shape, points)
+    fine, above = realism.detail_bands(rgb, skin)
+    assert fine > 0 and above > 0
+    # A blur at sigma 1 takes most of the finest band and some of the one above it; a
+    # flat grey has neither.
+    blurred_fine, blurred_above = realism.detail_bands(cv2.GaussianBlur(rgb, (0, 0), 1.0), skin)
+    assert blurred_fine < 0.5 * fine and blurred_above < above
+    assert realism.detail_bands(np.full_like(rgb, 128), skin) == (0.0, 0.0)
+    # The pairs a low-resolution user makes: only templates that enlarge its face.
+    photos = realism.Photos(FACES)
+    templates = [quality.Photo("deepface__img10.jpg", "angelina_jolie"), quality.Photo(USER, "unknown")]
+    pairs = realism.low_res_pairs(FACES, photos, templates)
+    assert pairs and all(upscale >= realism.LOW_RES_UPSCALE for _, _, upscale in pairs)
+    assert {template for _, template, _ in pairs} <= {"deepface__img10.jpg", USER}
