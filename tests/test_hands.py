@@ -155,7 +155,7 @@ def test_a_users_hand_is_not_carried_over(user, template, kind: str) -> None:
         carried.append(fuse_prepared(prepared, covered, found, FuseOptions()))  # no hand model asked
     kept = change(*results, region)
     shown = change(*carried, region)
-    assert shown > 2.0  # a carried hand shows
+    assert shown > 1.5  # a carried hand shows (the template's light evens out some of its shade)
     assert kept < 0.5 * shown
 
 

@@ -17,7 +17,7 @@ WORK_FACE = 80.0  # least face size in pixels on the canvas where masks and ligh
 FACE_SHRINK = (0.10, 0.04, 0.04)  # mask edge inside the oval: forehead, cheeks, chin
 FACE_FEATHER = 0.015  # mask edge softness, of the face size
 TEMPLATE_SPOTS = 0.02  # of the face size: thinner lines of non-skin on the template's face are skin
-SHADING_SIGMA = (0.04, 0.22)  # scale of the template light carried over: rim, centre
+SHADING_SIGMA = (0.04, 0.12)  # scale of the template light carried over: rim, centre
 SHADING_CENTRE = 0.75  # the centre's extent, of the oval's
 
 
