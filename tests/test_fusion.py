@@ -465,6 +465,29 @@ def test_the_eyes_come_as_a_pair(user: str, template: str) -> None:
     assert min(changed) > 0.6 * max(changed), changed  # one eye kept as the template's: ~0.33
 
 
+def _cheek_grain(rgb: np.ndarray, f: Face) -> float:
+    """The rms of luma's finest band (minus its blur at sigma 1) over both cheeks' hulls."""
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    for cheek in (mesh.RIGHT_CHEEK, mesh.LEFT_CHEEK):
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(f.points[list(cheek)]).astype(np.int32)), 1)
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    return float(np.sqrt((fine[mask > 0] ** 2).mean()))
+
+
+@pytest.mark.parametrize(
+    "user", ["face_recognition__examples_obama-240p.jpg", "dlib__examples_johns_John_Savage_000274_01099061.jpg"]
+)
+def test_a_low_resolution_users_cheeks_are_no_softer_than_the_templates(user: str) -> None:
+    """A 65 px and a 150 px face, enlarged 3-5 times into a sharp close-up, take its grain at
+    the strength it has in the template: a grain read off the warped template, which the
+    warp's sampling between pixels softens, leaves the cheeks about half as grainy."""
+    template = "face_recognition__examples_knn_examples_test_alex_lacamoire1.jpg"  # a 373 px face
+    result = fuse(template, user)
+    grain = _cheek_grain(result, photo_face(template)) / _cheek_grain(photo(template), photo_face(template))
+    assert grain > 0.7
+
+
 def test_small_user_face_and_template_face_at_the_edge():
     # A small user face near a corner: the user photo shrunk onto a large canvas (no real
     # one in the set); its landmarks are scaled along, as the detector's job is not tested here.

@@ -1,5 +1,11 @@
 """The template's sharpness and grain on the fused face: a soft-focus or low-resolution
-template stays soft, a grainy one lends the user's skin its grain, cheek by cheek."""
+template stays soft, a grainy one lends the user's skin its grain, cheek by cheek.
+
+The template's detail is read on its face region as it is in the template, not as warped
+onto the fused landmarks: a bilinear warp keeps as little as half of the finest band's rms
+where it samples between pixels, so the warped copy is softer than the template around the
+face, and its grain would move with the user's landmarks. Unwarped, the grain is the
+template's own, at its own strength, wherever the user's face lands."""
 
 from __future__ import annotations
 
@@ -17,6 +23,9 @@ FINE_BLOCKS = 12
 # The template's finest band is lent clipped to this many times its block's rms: grain and
 # pores come over, its edges (a wrinkle, a feature's rim warped onto skin) do not.
 GRAIN_LIMIT = 2.0
+# The grain comes in full where the skin weight (TemplateSkin.shared at full size, a
+# likelihood, below 1 over much plain skin) is over the top of this ramp, none below its foot.
+GRAIN_SKIN = (0.15, 0.5)
 # A block within this of the template's fine detail (as a share of its rms) is left as it is.
 BLOCK_SLACK = 0.05
 _TINY = 1e-3  # levels squared: an empty block's energy, never a division by zero
@@ -24,7 +33,8 @@ _TINY = 1e-3  # levels squared: an empty block's energy, never a division by zer
 
 @dataclass(frozen=True)
 class TemplateDetail:
-    """The template face's luma and its fine detail, as match_detail reads them."""
+    """The template face's luma and its fine detail, as match_detail reads them (of the face
+    region as it is in the template: see the module's docstring)."""
 
     luma: FloatArray  # float32
     smooth: FloatArray  # the luma blurred at sigma 1: luma - smooth is the grain
@@ -107,7 +117,15 @@ def _even_fine_detail(
     lent = np.sqrt(np.clip(1 - kept * kept * f_energy / t_energy, 0, 1))
     if float(lent.max()) < BLOCK_SLACK:
         return None
-    return Grain(full(lent) * skin, full(GRAIN_LIMIT * np.sqrt(t_energy)))
+    return Grain(full(lent) * _ramp(skin, *GRAIN_SKIN), full(GRAIN_LIMIT * np.sqrt(t_energy)))
+
+
+def _ramp(weight: FloatArray, foot: float, top: float) -> FloatArray:
+    """0 below `foot`, 1 above `top`, linear between (cv2 passes: a full-size plane)."""
+    ramp = cast(FloatArray, cv2.addWeighted(weight, 1 / (top - foot), weight, 0.0, -foot / (top - foot)))
+    cv2.threshold(ramp, 1.0, 1.0, cv2.THRESH_TRUNC, dst=ramp)
+    cv2.threshold(ramp, 0.0, 0.0, cv2.THRESH_TOZERO, dst=ramp)
+    return ramp
 
 
 def _channels(plane: FloatArray) -> FloatArray:

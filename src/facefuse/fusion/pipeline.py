@@ -19,7 +19,8 @@
  9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened;
                    a black-and-white user's face given the template's colours
 10. match_texture  the template's finest texture on what was inpainted; its sharpness, and
-                   its grain block by block across the face (detail.match_detail)
+                   its grain block by block across the face (detail.match_detail), read on
+                   the template's face region unwarped
 11. blend          over the template by alpha, the template's open mouth left as it is
 12. keep_glasses   the template's glasses frames in front, unwarped
 13. keep_hands     the template's hands (and what they hold) in front, unwarped
@@ -77,7 +78,8 @@ def fill_face(
     template = parallel.start(
         _warp_template, prepared.patch, maps, place, out[wy0:wy1, wx0:wx1], canvas, template_skin.shared
     )
-    template_detail = parallel.start(_detail_of, template)
+    fx0, fy0, fx1, fy1 = place.face_box
+    template_detail = parallel.start(detail.TemplateDetail.of, prepared.patch[fy0:fy1, fx0:fx1])
     remap_user(slice(len(u_face) // 2, len(u_face)))
     upper.result()
 
@@ -120,7 +122,6 @@ def fill_face(
         partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, prepared.grayscale),
         len(fused),
     )
-    fx0, fy0, fx1, fy1 = place.face_box
     out[fy0:fy1, fx0:fx1] = fused
     if prepared.frames is not None:
         blend.keep_template_glasses(out, prepared.frames, place.warp_box)
@@ -160,10 +161,6 @@ def _face_of(template: parallel.Pending[_WarpedTemplate]) -> tuple[UInt8Array, F
     """The template's warped face region and its block averages on the canvas."""
     warped = template.result()
     return warped.face, warped.small
-
-
-def _detail_of(template: parallel.Pending[_WarpedTemplate]) -> detail.TemplateDetail:
-    return detail.TemplateDetail.of(template.result().face)
 
 
 def _light_face(canvas: Canvas, u_face: UInt8Array, lighting: light.Light) -> FloatArray:
