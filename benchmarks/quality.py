@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/quality.py [--pairs 60] [--out quality.json] [--sheet quality.png]
         [--no-realism] [--realism-pairs 36] [--realism-pose-templates 6] [--realism-pose-floor 5]
         [--realism-groups N]
-        [--realism-hand-pairs 8]
+        [--realism-hand-pairs 8] [--realism-low-res-templates 6]
         [--realism-sheet realism.png]
 
 Needs the [eval] extra (dlib-bin, face_recognition_models): an independent judge, never

@@ -1,8 +1,8 @@
 """Realism measures of issue 22: does the result stay the same when it should?
 
     .venv/bin/python benchmarks/realism.py [--pairs 36] [--pose-templates 6] [--pose-floor 5]
-        [--groups N] [--hand-pairs 8] [--out realism.json] [--sheet realism.png] [--hands-sheet hands.png]
-        [--faces-dir ../shared/faces]
+        [--groups N] [--hand-pairs 8] [--low-res-templates 6] [--out realism.json] [--sheet realism.png]
+        [--hands-sheet hands.png] [--faces-dir ../shared/faces]
 
 benchmarks/quality.py (`make quality`) runs the same measures after its own. The judge is
 quality.py's dlib (68 landmarks, IOD = outer eye corners 36-45). Fusions go through the
