@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -813,19 +814,22 @@ def measure_group(photos: Photos, name: str) -> GroupPhoto:
 # ------------------------------------------------------------------ summary
 
 
-def _median(values: list[float]) -> float:
+def _of_finite(statistic: Callable[[list[float]], Any], values: list[float]) -> float:
+    """`statistic` of the finite values (a failed pair's nan left out); nan when none are."""
     finite = [v for v in values if np.isfinite(v)]
-    return float(np.median(finite)) if finite else float("nan")
+    return float(statistic(finite)) if finite else float("nan")
+
+
+def _median(values: list[float]) -> float:
+    return _of_finite(np.median, values)
 
 
 def _max(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.max(finite)) if finite else float("nan")
+    return _of_finite(np.max, values)
 
 
 def _min(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.min(finite)) if finite else float("nan")
+    return _of_finite(np.min, values)
 
 
 def summarise(
