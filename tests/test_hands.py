@@ -159,6 +159,44 @@ def test_a_users_hand_is_not_carried_over(user, template, kind: str) -> None:
     assert kept < 0.5 * shown
 
 
+def test_what_the_mirror_image_cannot_fill_under_a_hand_is_the_templates_own_face(
+    user, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Angelina (a hand from her jaw to her mouth's corner) into the darker deepface img30:
+    the template's skin filled in her tone and relit with her face came out as a pale patch
+    from the cheek to the jaw. Where the mirror image cannot fill, the result is the
+    template's own face (its warped copy, the alpha's zero there)."""
+    from facefuse.fusion import blend, hands, pipeline
+    from facefuse.fusion.canvas import Canvas
+
+    shows: list[tuple[Canvas, np.ndarray | None]] = []
+    blended: list[tuple[np.ndarray, np.ndarray]] = []
+    real_shows, real_blend = hands.template_shows, blend.blend_rows
+
+    def seen_shows(canvas, plan, held):  # watches, changes nothing
+        weight = real_shows(canvas, plan, held)
+        shows.append((canvas, weight))
+        return weight
+
+    def seen_blend(out, face, template_face, *rest):
+        real_blend(out, face, template_face, *rest)
+        blended.append((out, template_face))
+
+    monkeypatch.setattr(pipeline.hands, "template_shows", seen_shows)
+    monkeypatch.setattr(pipeline.blend, "blend_rows", seen_blend)
+    rgb, found = user
+    covered = cutouts.paste(rgb, eyes(found), "hand")
+    darker_template = photo("deepface__img30.jpg")
+    fuse_user(prepare_template(darker_template, largest(darker_template)), covered, found, FuseOptions())
+
+    (canvas, weight), (fused, warped) = shows[-1], blended[-1]
+    assert weight is not None
+    core = canvas.grow(weight) > 0.99
+    assert core.sum() > 0.01 * core.size  # the hand hides some of the face no mirror image reaches
+    difference = np.abs(fused.astype(np.int16) - warped.astype(np.int16))[core]
+    assert np.percentile(difference, 99) <= 2
+
+
 # ------------------------------------------------------------------ the template's side
 
 

@@ -10,8 +10,9 @@ hand model mediapipe ships), and fusion asks it when it needs to.
   hand lies on one side, or across the middle with its fist on one side; a face's own
   light is taken out first). What the hand covers is filled as a strand of hair is, from
   the face's mirror image where that side is clear (occluders.plan_fill and fill take it
-  among the covers); what is left, from the template's own skin in the user's tone
-  (fill_from_template).
+  among the covers); what is left shows the template's own face (template_shows: the
+  fusion's alpha leaves it out), and the user's face is filled there from the template's
+  skin in the user's tone (fill_from_template), which its light and alpha read.
 - Over the template's face a hand stays in front, as it is in the template, crisp
   (in_front.py).
 """
@@ -165,12 +166,9 @@ def fill_from_template(
     cannot fill, taken from the template's warped face in the user's tone (its local skin
     colour over the template's, on the skin around it, the mirror image's fill among it:
     read only further off, a cheek in shade beside a pale fill): a new image."""
-    # The mirror image went in first: what it left of each pixel is all the template's, and
-    # its edge is softened outward only (inside, a softer edge would leave some hand).
-    weight = np.clip(_from_template(plan, held) / np.maximum(1 - plan.from_mirror, 1e-3), 0, 1)
-    if float(weight.max(initial=0.0)) < NOTHING_TO_FILL:
+    weight = template_shows(canvas, plan, held)
+    if weight is None:
         return u_face
-    weight = np.maximum(weight, masks.feather(weight, TEMPLATE_FEATHER * canvas.size))
     # The skin around what the template fills, the mirror image's fill among it: the
     # template's skin takes the tone of the face right beside it.
     clear = canvas.skin_area() * (1 - masks.grow(weight, TEMPLATE_FEATHER * canvas.size))
@@ -184,6 +182,20 @@ def fill_from_template(
     out = np.empty(u_face.shape, np.uint8)
     cv2.convertScaleAbs(mixed, dst=out)
     return out
+
+
+def template_shows(canvas: Canvas, plan: FillPlan, held: FloatArray) -> FloatArray | None:
+    """Where the template's own face shows under a hand (0..1 on the canvas): what the
+    mirror image cannot fill; None where that is nothing. The template's skin there, in the
+    template's light, meets the user's face relit into that light; filled in the user's
+    tone and relit with the rest, it came out paler or darker than the face around it
+    wherever the tone read beside it (the mirror image's fill among it) was off."""
+    # The mirror image went in first: what it left of each pixel is all the template's, and
+    # its edge is softened outward only (inside, a softer edge would leave some hand).
+    weight = np.clip(_from_template(plan, held) / np.maximum(1 - plan.from_mirror, 1e-3), 0, 1)
+    if float(weight.max(initial=0.0)) < NOTHING_TO_FILL:
+        return None
+    return np.maximum(weight, masks.feather(weight, TEMPLATE_FEATHER * canvas.size))
 
 
 def _from_template(plan: FillPlan, held: FloatArray) -> FloatArray:

@@ -13,7 +13,8 @@
                    what its photo shows edge-on, filled from the face itself (its mirror
                    image, else the skin around; under a hand, else the template's skin in
                    the user's tone); the filled face is read again
- 7. alpha          how much of the user shows at each pixel
+ 7. alpha          how much of the user shows at each pixel; under a hand, what the mirror
+                   image cannot fill shows the template's own face
  8. relight        the user's sideways light taken off on its 3-D shape; the template's light
                    and tone on the user's skin (a gain on the canvas)
  9. light_face     that gain and shine at full resolution; a lifted skin's chroma evened;
@@ -95,6 +96,10 @@ def fill_face(
     canvas_alpha = alpha.on_canvas(
         canvas, on_canvas, prepared, template_skin, user_skin, user_as_seen, trust, strength.fuse
     )
+    if plan is not None and held is not None:
+        shows = hands.template_shows(canvas, plan, held)
+        if shows is not None:
+            canvas_alpha *= 1 - shows
     region_target = place.target - place.face_origin
     weights = parallel.start(
         alpha.full_size_weights,
