@@ -298,7 +298,7 @@ def test_the_templates_skin_under_a_hand_takes_the_tone_of_the_face_beside_it(us
     read only on the skin further off leaves a patch of another tone beside the fill (a
     pale patch by the mouth when the cheek around it is in shade)."""
     from facefuse.fusion.canvas import Canvas
-    from facefuse.fusion.hands import fill_from_template
+    from facefuse.fusion.hands import fill_from_template, template_shows
     from facefuse.fusion.occluders import FillPlan
 
     _, found = user
@@ -319,7 +319,9 @@ def test_the_templates_skin_under_a_hand_takes_the_tone_of_the_face_beside_it(us
     u_face[:] = far_tone
     u_face[canvas.grow(beside) > 0.5] = near_tone
     template_face = np.full((*shape, 3), (210, 180, 160), np.uint8)
-    filled = fill_from_template(canvas, u_face, plan, held, template_face, canvas.shrink(template_face))
+    shows = template_shows(canvas, plan, held)
+    assert shows is not None
+    filled = fill_from_template(canvas, u_face, shows, template_face, canvas.shrink(template_face))
     next_to = (canvas.grow(held) > 0.99) & (canvas.grow(cv2.dilate(beside, np.ones((5, 5), np.uint8))) > 0.5)
     tone = filled[next_to].astype(np.float32).mean(axis=0)
     # Measured: 0.46 of the way from the near tone to the far one (1.01 with the tone read

@@ -134,16 +134,18 @@ def fill(
     plan: FillPlan,
     crossings: BoolArray | None,
     held: FloatArray | None,
+    shows: FloatArray | None,
     template: Callable[[], tuple[UInt8Array, FloatArray]],
 ) -> UInt8Array:
-    """occluders.fill, and under a hand what its mirror image cannot fill taken from the
-    template's skin (`template`: its warped face region and block averages, when asked)."""
+    """occluders.fill, and under a hand what its mirror image cannot fill (`shows`:
+    template_shows) taken from the template's skin (`template`: its warped face region and
+    block averages, when asked)."""
     own = own_part(plan, held)
     if float(own.filled.max(initial=0.0)) >= NOTHING_TO_FILL:
         u_face = occluders.fill(canvas, region, u_face, own, crossings)
-    if held is None:
+    if shows is None:
         return u_face
-    return fill_from_template(canvas, u_face, plan, held, *template())
+    return fill_from_template(canvas, u_face, shows, *template())
 
 
 def own_part(plan: FillPlan, held: FloatArray | None) -> FillPlan:
@@ -157,18 +159,15 @@ def own_part(plan: FillPlan, held: FloatArray | None) -> FillPlan:
 def fill_from_template(
     canvas: Canvas,
     u_face: UInt8Array,
-    plan: FillPlan,
-    held: FloatArray,
+    weight: FloatArray,
     template_face: UInt8Array,
     template_small: FloatArray,
 ) -> UInt8Array:
     """`u_face` (the user's warped face, uint8) with what a hand covers and its mirror image
-    cannot fill, taken from the template's warped face in the user's tone (its local skin
-    colour over the template's, on the skin around it, the mirror image's fill among it:
-    read only further off, a cheek in shade beside a pale fill): a new image."""
-    weight = template_shows(canvas, plan, held)
-    if weight is None:
-        return u_face
+    cannot fill (`weight`: template_shows) taken from the template's warped face in the
+    user's tone (its local skin colour over the template's, on the skin around it, the
+    mirror image's fill among it: read only further off, a cheek in shade beside a pale
+    fill): a new image."""
     # The skin around what the template fills, the mirror image's fill among it: the
     # template's skin takes the tone of the face right beside it.
     clear = canvas.skin_area() * (1 - masks.grow(weight, TEMPLATE_FEATHER * canvas.size))

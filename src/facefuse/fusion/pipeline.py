@@ -88,18 +88,17 @@ def fill_face(
     covers = occluders.find_covers(canvas, u_face, user_as_seen.dark)
     held = hands.over_user(canvas, on_canvas, user, user_as_seen.small, covers, find_held)
     plan = hands.plan_fill(canvas, on_canvas, covers, held, user_as_seen)
+    shows = None if plan is None or held is None else hands.template_shows(canvas, plan, held)
     if plan is not None:
         crossings = None if covers is None else covers.crossings
-        u_face = hands.fill(canvas, maps.region, u_face, plan, crossings, held, partial(_face_of, template))
+        u_face = hands.fill(canvas, maps.region, u_face, plan, crossings, held, shows, partial(_face_of, template))
         user_skin = skin.user_skin(canvas, on_canvas, u_face, plan.filled)
     trust = alpha.feature_trust(prepared.landmarks, user.landmarks)
     canvas_alpha = alpha.on_canvas(
         canvas, on_canvas, prepared, template_skin, user_skin, user_as_seen, trust, strength.fuse
     )
-    if plan is not None and held is not None:
-        shows = hands.template_shows(canvas, plan, held)
-        if shows is not None:
-            canvas_alpha *= 1 - shows
+    if shows is not None:
+        canvas_alpha *= 1 - shows
     region_target = place.target - place.face_origin
     weights = parallel.start(
         alpha.full_size_weights,
