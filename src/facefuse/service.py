@@ -190,18 +190,32 @@ class FuseService:
 
 
 def uncovered(image: UInt8Array, face: Face) -> tuple[UInt8Array, Face]:
-    """The user's photo with strands of hair and frames of glasses over the face inpainted,
-    and the face's landmarks fitted again there (a strand or a rim pulls them off the face's
-    own); the photo and face as they are when there is nothing over it, or no fit."""
+    """The user's photo with strands of hair, frames of glasses and the glare on their lenses
+    over the face inpainted or taken off, and the face's landmarks fitted again there (a
+    strand, a rim or a glare pulls them off the face's own); the photo and face as they are
+    when there is nothing over it, or no fit. A glare pulls the eyes' outlines onto its edge,
+    and the glare is told from an eye's white by them: with glare the photo is cleaned once
+    more, with the landmarks fitted on the first cleaning."""
     cleaned = clean_photo(image, face)
     if cleaned is None:
         return image, face
-    # Detected again as a whole, so the face is framed for FaceMesh as a photo without the
-    # covers would be; the same face is the one nearest where it was.
-    near = [f for f in detect_faces(cleaned) if np.hypot(*np.subtract(f.center, face.center)) < 0.25 * face.size]
-    if not near:
+    found = _refitted(cleaned.image, face)
+    if found is None:
         return image, face
-    return cleaned, min(near, key=lambda f: np.hypot(*np.subtract(f.center, face.center)))
+    if cleaned.glare:
+        again = clean_photo(image, found)
+        if again is not None and again.glare:
+            refound = _refitted(again.image, face)
+            if refound is not None:
+                return again.image, refound
+    return cleaned.image, found
+
+
+def _refitted(cleaned: UInt8Array, face: Face) -> Face | None:
+    """The face on the cleaned photo nearest where `face` was, or None. Detected again as a
+    whole, so the face is framed for FaceMesh as a photo without the covers would be."""
+    near = [f for f in detect_faces(cleaned) if np.hypot(*np.subtract(f.center, face.center)) < 0.25 * face.size]
+    return min(near, key=lambda f: np.hypot(*np.subtract(f.center, face.center))) if near else None
 
 
 def assign_template_faces(users: list[UserPhoto], template_faces: list[Face]) -> list[int]:

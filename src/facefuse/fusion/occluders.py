@@ -10,19 +10,19 @@ face around it, else inpainted from the skin beside them (the template's finest 
 comes over that). A photo with many covers is cleaned of them before its landmarks are
 fitted again (clean_photo), so that they do not pull the landmarks either; there a strand
 is followed across a brow and an eye from its pieces above and below them, and filled
-along the eye line (strands.py).
+along the eye line (strands.py), and the glare on glasses' lenses is taken off (glare.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import cv2
 import numpy as np
 
 from facefuse.arrays import BoolArray, FloatArray, IntArray, UInt8Array
-from facefuse.fusion import detail, glasses, inpaint, masks, mesh, tone, warp
+from facefuse.fusion import detail, glare, glasses, inpaint, masks, mesh, tone, warp
 from facefuse.fusion.canvas import USER_FRAMES_EYE_CLEARANCE, Canvas
 from facefuse.fusion.inpaint import LINE_WIDTH
 from facefuse.fusion.placement import CanvasWarps, RegionWarps
@@ -309,12 +309,19 @@ def fill(
     return out
 
 
-def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
-    """A copy of the user's photo with the covers over `face` inpainted, or None when they
-    are too few to pull its landmarks: fitted again on the copy, they are where the face's
-    own are, not pulled by a lock of hair or a frame (a rim around an eye moves its points).
-    A face over CLEAN_FACE pixels is cleaned on a copy shrunk to that, and what changed is
-    grown back into the photo."""
+class Cleaned(NamedTuple):
+    """The user's photo cleaned of what covers the face (clean_photo)."""
+
+    image: UInt8Array
+    glare: bool  # glare was taken off the lenses of the face's glasses
+
+
+def clean_photo(rgb: UInt8Array, face: Face) -> Cleaned | None:
+    """A copy of the user's photo with the covers over `face` inpainted and the glare on its
+    glasses' lenses taken off, or None when they are too few to pull its landmarks: fitted
+    again on the copy, they are where the face's own are, not pulled by a lock of hair or a
+    frame (a rim around an eye moves its points). A face over CLEAN_FACE pixels is cleaned
+    on a copy shrunk to that, and what changed is grown back into the photo."""
     x, y, side, _ = face.box
     x0, y0, x1, y1 = box_around(rgb.shape, x, y, side, CLEAN_MARGIN)
     full = np.ascontiguousarray(rgb[y0:y1, x0:x1])
@@ -337,11 +344,16 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
         across = crossing_valleys(crop, where, face_size, masks.face_up(canvas.points))
         paths = _strand_paths(canvas, crop, band, (slice(None), slice(None)))
     frames = None
+    source = crop
     if covers.frames is not None:
         # The frames as the canvas sees them, and a little beyond: a rim's outer bar at the
         # temple reaches past where glasses are looked for (masks.glasses_zone).
         frames = canvas.grow(masks.grow(covers.frames, FRAMES_REACH * canvas.size)) > NOTHING_TO_FILL
-    inpainted = inpaint.lines(crop, band, face_size, points, across, frames, own_detail=True)
+        # The glare on the lenses goes first: the frames are filled from the skin beside
+        # them, and a reflection beside a rim reads as its grey halo (inpaint._halo).
+        unglared = glare.lifted(crop, lenses(canvas, covers.frames, crop.shape[:2]), points, face_size)
+        source = crop if unglared is None else unglared
+    inpainted = inpaint.lines(source, band, face_size, points, across, frames, own_detail=True)
     if paths is not None:
         inpainted = fill_along(inpainted, paths, _across(canvas.points))
     if inpainted is crop:
@@ -351,7 +363,29 @@ def clean_photo(rgb: UInt8Array, face: Face) -> UInt8Array | None:
         cleaned[y0:y1, x0:x1] = inpainted
     else:
         _grow_back(cleaned[y0:y1, x0:x1], inpainted, crop)
-    return cleaned
+    return Cleaned(cleaned, source is not crop)
+
+
+def lenses(canvas: Canvas, frames: FloatArray, shape: tuple[int, ...]) -> BoolArray:
+    """The insides of a pair of glasses' rims (bool, `shape`: the image the canvas is of):
+    on each side of the nose, the hull of the frames around the eye there, when it holds
+    the eye's centre (a frame's arm alone holds none)."""
+    pts = canvas.points
+    across = _across(pts)
+    ys, xs = np.nonzero(frames > 0.5)
+    found = np.stack([xs, ys], axis=1).astype(np.float32)
+    side = (found - pts[168]) @ across
+    hulls = []
+    for eye, on_side in ((mesh.RIGHT_EYE, side < 0), (mesh.LEFT_EYE, side > 0)):
+        if on_side.sum() < 3:
+            continue
+        hull = cast(FloatArray, cv2.convexHull(found[on_side])).reshape(-1, 2)
+        centre = pts[list(eye)].mean(axis=0)
+        if cv2.pointPolygonTest(hull, (float(centre[0]), float(centre[1])), False) > 0:
+            hulls.append(np.round((hull + 0.5) * canvas.factor - 0.5).astype(np.int32))
+    out = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(out, hulls, 1)  # type: ignore[call-overload]  # cv2 takes a number for a colour
+    return out > 0
 
 
 def _grow_back(full: UInt8Array, inpainted: UInt8Array, crop: UInt8Array) -> None:
