@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from facefuse.arrays import FloatArray, UInt8Array
+from facefuse.fusion.masks import smoothstep
 
 # The face is split into this many blocks across (as many down, by its shape) where its
 # skin's finest detail is evened out to the template's: a cheek's worth of skin each.
@@ -26,6 +27,12 @@ GRAIN_LIMIT = 2.0
 # The grain comes in full where the skin weight (TemplateSkin.shared at full size, a
 # likelihood, below 1 over much plain skin) is over the top of this ramp, none below its foot.
 GRAIN_SKIN = (0.15, 0.5)
+# The band above the grain: the luma's blurs at sigma 1 and NEXT_SIGMA. It is lent to a
+# user's face enlarged (the template face's size over the user's) partly from the first
+# value, fully from the second: a face at about its own size has that band of its own, and
+# the template's, lent there, is the template's likeness (its wrinkles and folds).
+NEXT_SIGMA = 3.0
+NEXT_ENLARGED = (1.2, 1.8)
 # A block within this of the template's fine detail (as a share of its rms) is left as it is.
 BLOCK_SLACK = 0.05
 _TINY = 1e-3  # levels squared: an empty block's energy, never a division by zero
@@ -38,33 +45,49 @@ class TemplateDetail:
 
     luma: FloatArray  # float32
     smooth: FloatArray  # the luma blurred at sigma 1: luma - smooth is the grain
+    coarse: FloatArray  # the luma blurred at NEXT_SIGMA: smooth - coarse is the band above
     power: FloatArray  # _sampled_power of the luma
+    next_power: FloatArray  # the band above's, squared, on every other row and column
 
     @classmethod
     def of(cls, template_rgb: UInt8Array) -> "TemplateDetail":
         luma = cv2.cvtColor(template_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        return cls(luma, cast(FloatArray, cv2.GaussianBlur(luma, (0, 0), 1.0)), _sampled_power(luma))
+        smooth = cast(FloatArray, cv2.GaussianBlur(luma, (0, 0), 1.0))
+        coarse = cast(FloatArray, cv2.GaussianBlur(luma, (0, 0), NEXT_SIGMA))
+        return cls(luma, smooth, coarse, _sampled_power(luma), _band_power(smooth, coarse))
 
 
 @dataclass(frozen=True)
 class Grain:
-    """The template's finest band of luma lent to the fused skin (see _even_fine_detail)."""
+    """The template's finest band of luma, and the band above it, lent to the fused skin (see
+    _even_fine_detail)."""
 
-    amount: FloatArray  # (h, w) how much of the band each pixel takes, the skin weight in it
+    amount: FloatArray  # (h, w) how much of the finest band each pixel takes, the skin weight in it
     limit: FloatArray  # (h, w) the band clipped to this: grain and pores come over, edges do not
+    next_amount: FloatArray | None = None  # the same for the band above (None: none of it)
+    next_limit: FloatArray | None = None
 
     def add(self, face: FloatArray, template: TemplateDetail, rows: slice) -> None:
         """Into `rows` of `face` (in place)."""
-        grain = cast(FloatArray, cv2.subtract(template.luma[rows], template.smooth[rows]))
-        limit = self.limit[rows]
-        np.minimum(grain, limit, out=grain)
-        np.maximum(grain, -limit, out=grain)
+        grain = _clipped(cast(FloatArray, cv2.subtract(template.luma[rows], template.smooth[rows])), self.limit[rows])
         cv2.multiply(grain, self.amount[rows], dst=grain)
+        if self.next_amount is not None and self.next_limit is not None:
+            above = cast(FloatArray, cv2.subtract(template.smooth[rows], template.coarse[rows]))
+            _clipped(above, self.next_limit[rows])
+            cv2.multiply(above, self.next_amount[rows], dst=above)
+            grain += above
         face[rows] += _channels(grain)
 
 
+def _clipped(band: FloatArray, limit: FloatArray) -> FloatArray:
+    """`band` clipped to ±`limit`, in place."""
+    np.minimum(band, limit, out=band)
+    np.maximum(band, -limit, out=band)
+    return band
+
+
 def match_detail(
-    face: FloatArray, template: TemplateDetail, skin: FloatArray, features: FloatArray
+    face: FloatArray, template: TemplateDetail, skin: FloatArray, features: FloatArray, enlarged: float = 1.0
 ) -> tuple[FloatArray, Grain | None]:
     """The fused face with the template's sharpness, and the grain it takes from the
     template (added with the blend, by rows): blurred where the user's skin and features
@@ -82,11 +105,16 @@ def match_detail(
             face = cast(FloatArray, cv2.blendLinear(blurred, face, region.full, 1 - region.full))
             f_luma = _luma(face)
             f_power = _sampled_power(f_luma)
-    return face, _even_fine_detail(face, f_luma, f_power, t_power, skin)
+    return face, _even_fine_detail(face, f_luma, f_power, template, skin, enlarged)
 
 
 def _even_fine_detail(
-    face: FloatArray, f_luma: FloatArray, f_power: FloatArray, t_power: FloatArray, skin: FloatArray
+    face: FloatArray,
+    f_luma: FloatArray,
+    f_power: FloatArray,
+    template: TemplateDetail,
+    skin: FloatArray,
+    enlarged: float,
 ) -> Grain | None:
     """In each of FINE_BLOCKS blocks across the face, the skin's finest band of luma (luma
     minus its blur at sigma 1) scaled down, in place, where it has more energy than the
@@ -94,7 +122,9 @@ def _even_fine_detail(
     returned), so that the sum has the template's. A global match leaves a face with one
     sharp and one stretched, smooth side (a turned head) unlike the template on both; a
     block follows the template's own falloff, a cheek in shadow or out of focus. Energies
-    are compared on the sampled powers (_sampled_power)."""
+    are compared on the sampled powers (_sampled_power). A user's face `enlarged` (the
+    template face's size over the user's) lacks the band above the finest too: that of the
+    template is lent as well, in full from NEXT_ENLARGED's top."""
     h, w = skin.shape
     grid = (FINE_BLOCKS, max(1, round(FINE_BLOCKS * h / w)))
     # The skin weight grown from the canvas overshoots a little below 0 along its edges: a
@@ -108,16 +138,30 @@ def _even_fine_detail(
         return cast(FloatArray, cv2.resize(blocks.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
 
     skin_share = np.maximum(block_mean(sampled_skin), _TINY)
-    f_energy = np.maximum(block_mean(f_power * sampled_skin) / skin_share, _TINY)
-    t_energy = np.maximum(block_mean(t_power * sampled_skin) / skin_share, _TINY)
+
+    def energy(power: FloatArray) -> FloatArray:
+        return cast(FloatArray, np.maximum(block_mean(power * sampled_skin) / skin_share, _TINY))
+
+    f_energy, t_energy = energy(f_power), energy(template.power)
     kept = np.minimum(np.sqrt(t_energy / f_energy), 1.0)
+    f_smooth = cast(FloatArray, cv2.GaussianBlur(f_luma, (0, 0), 1.0))
     if float(kept.min()) < 1 - BLOCK_SLACK:
-        fine = cv2.subtract(f_luma, cv2.GaussianBlur(f_luma, (0, 0), 1.0))
+        fine = cv2.subtract(f_luma, f_smooth)
         face += _channels((full(kept) - 1) * fine * skin)
     lent = np.sqrt(np.clip(1 - kept * kept * f_energy / t_energy, 0, 1))
-    if float(lent.max()) < BLOCK_SLACK:
+    next_share = float(smoothstep(np.float32(enlarged), *NEXT_ENLARGED))
+    next_lent = np.zeros_like(lent)
+    if next_share > 0:
+        f_coarse = cast(FloatArray, cv2.GaussianBlur(f_luma, (0, 0), NEXT_SIGMA))
+        t_next = energy(template.next_power)
+        next_lent = next_share * np.sqrt(np.clip(1 - energy(_band_power(f_smooth, f_coarse)) / t_next, 0, 1))
+    if max(float(lent.max()), float(next_lent.max())) < BLOCK_SLACK:
         return None
-    return Grain(full(lent) * _ramp(skin, *GRAIN_SKIN), full(GRAIN_LIMIT * np.sqrt(t_energy)))
+    ramp = _ramp(skin, *GRAIN_SKIN)
+    grain = Grain(full(lent) * ramp, full(GRAIN_LIMIT * np.sqrt(t_energy)))
+    if float(next_lent.max()) < BLOCK_SLACK:
+        return grain
+    return Grain(grain.amount, grain.limit, full(next_lent) * ramp, full(GRAIN_LIMIT * np.sqrt(t_next)))
 
 
 def _ramp(weight: FloatArray, foot: float, top: float) -> FloatArray:
@@ -135,6 +179,12 @@ def _channels(plane: FloatArray) -> FloatArray:
 
 def _luma(rgb: FloatArray) -> FloatArray:
     return cast(FloatArray, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def _band_power(smooth: FloatArray, coarse: FloatArray) -> FloatArray:
+    """The band between two blurs of luma, squared, on every other row and column."""
+    band = cast(FloatArray, smooth[::2, ::2] - coarse[::2, ::2])
+    return band * band
 
 
 def _sampled_power(luma: FloatArray) -> FloatArray:

@@ -120,7 +120,8 @@ def fill_face(
     t_detail = template_detail.result()
     if plan is not None:
         occluders.texture_inpainted(face, canvas, hands.own_part(plan, held), t_detail)
-    face, grain = detail.match_detail(face, t_detail, full.skin, full.features)
+    enlarged = prepared.face_size / max(user_face.size, 1.0)
+    face, grain = detail.match_detail(face, t_detail, full.skin, full.features, enlarged)
     fused = np.empty(t.face.shape, np.uint8)
     parallel.in_halves(
         partial(blend.blend_rows, fused, face, t.face, t_detail, full.alpha, grain, prepared.grayscale),
