@@ -193,29 +193,16 @@ def uncovered(image: UInt8Array, face: Face) -> tuple[UInt8Array, Face]:
     """The user's photo with strands of hair, frames of glasses and the glare on their lenses
     over the face inpainted or taken off, and the face's landmarks fitted again there (a
     strand, a rim or a glare pulls them off the face's own); the photo and face as they are
-    when there is nothing over it, or no fit. A glare pulls the eyes' outlines onto its edge,
-    and the glare is told from an eye's white by them: with glare the photo is cleaned once
-    more, with the landmarks fitted on the first cleaning."""
+    when there is nothing over it, or no fit."""
     cleaned = clean_photo(image, face)
     if cleaned is None:
         return image, face
-    found = _refitted(cleaned.image, face)
-    if found is None:
+    # Detected again as a whole, so the face is framed for FaceMesh as a photo without the
+    # covers would be; the same face is the one nearest where it was.
+    near = [f for f in detect_faces(cleaned.image) if np.hypot(*np.subtract(f.center, face.center)) < 0.25 * face.size]
+    if not near:
         return image, face
-    if cleaned.glare:
-        again = clean_photo(image, found)
-        if again is not None and again.glare:
-            refound = _refitted(again.image, face)
-            if refound is not None:
-                return again.image, refound
-    return cleaned.image, found
-
-
-def _refitted(cleaned: UInt8Array, face: Face) -> Face | None:
-    """The face on the cleaned photo nearest where `face` was, or None. Detected again as a
-    whole, so the face is framed for FaceMesh as a photo without the covers would be."""
-    near = [f for f in detect_faces(cleaned) if np.hypot(*np.subtract(f.center, face.center)) < 0.25 * face.size]
-    return min(near, key=lambda f: np.hypot(*np.subtract(f.center, face.center))) if near else None
+    return cleaned.image, min(near, key=lambda f: np.hypot(*np.subtract(f.center, face.center)))
 
 
 def assign_template_faces(users: list[UserPhoto], template_faces: list[Face]) -> list[int]:
