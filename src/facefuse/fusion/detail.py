@@ -144,24 +144,23 @@ def _even_fine_detail(
 
     f_energy, t_energy = energy(f_power), energy(template.power)
     kept = np.minimum(np.sqrt(t_energy / f_energy), 1.0)
-    f_smooth = cast(FloatArray, cv2.GaussianBlur(f_luma, (0, 0), 1.0))
     if float(kept.min()) < 1 - BLOCK_SLACK:
-        fine = cv2.subtract(f_luma, f_smooth)
+        fine = cv2.subtract(f_luma, cv2.GaussianBlur(f_luma, (0, 0), 1.0))
         face += _channels((full(kept) - 1) * fine * skin)
     lent = np.sqrt(np.clip(1 - kept * kept * f_energy / t_energy, 0, 1))
     next_share = float(smoothstep(np.float32(enlarged), *NEXT_ENLARGED))
     next_lent = np.zeros_like(lent)
     if next_share > 0:
-        f_coarse = cast(FloatArray, cv2.GaussianBlur(f_luma, (0, 0), NEXT_SIGMA))
+        smooth, coarse = (cast(FloatArray, cv2.GaussianBlur(f_luma, (0, 0), sigma)) for sigma in (1.0, NEXT_SIGMA))
         t_next = energy(template.next_power)
-        next_lent = next_share * np.sqrt(np.clip(1 - energy(_band_power(f_smooth, f_coarse)) / t_next, 0, 1))
+        next_lent = next_share * np.sqrt(np.clip(1 - energy(_band_power(smooth, coarse)) / t_next, 0, 1))
     if max(float(lent.max()), float(next_lent.max())) < BLOCK_SLACK:
         return None
     ramp = _ramp(skin, *GRAIN_SKIN)
-    grain = Grain(full(lent) * ramp, full(GRAIN_LIMIT * np.sqrt(t_energy)))
-    if float(next_lent.max()) < BLOCK_SLACK:
-        return grain
-    return Grain(grain.amount, grain.limit, full(next_lent) * ramp, full(GRAIN_LIMIT * np.sqrt(t_next)))
+    next_amount = next_limit = None
+    if float(next_lent.max()) >= BLOCK_SLACK:
+        next_amount, next_limit = full(next_lent) * ramp, full(GRAIN_LIMIT * np.sqrt(t_next))
+    return Grain(full(lent) * ramp, full(GRAIN_LIMIT * np.sqrt(t_energy)), next_amount, next_limit)
 
 
 def _ramp(weight: FloatArray, foot: float, top: float) -> FloatArray:
