@@ -133,8 +133,7 @@ def openings(shape: tuple[int, ...], points: FloatArray) -> BoolArray:
     polygons = []
     for corners, iris in ((mesh.RIGHT_EYE_CORNERS, mesh.RIGHT_IRIS), (mesh.LEFT_EYE_CORNERS, mesh.LEFT_IRIS)):
         start, end = points[corners[0]], points[corners[1]]
-        centre = points[iris[0]]
-        radius = float(np.linalg.norm(points[list(iris[1:])] - centre, axis=1).mean())
+        centre, radius = mesh.iris_circle(points, iris)
         lift = float((centre - (start + end) / 2) @ up)  # the iris above the corners' line
         line = start + (end - start) * along
         upper = line + bulge * (radius + lift) * up

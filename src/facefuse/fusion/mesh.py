@@ -565,6 +565,13 @@ VERTEX_COUNT = RING_START + len(FACE_OVAL)
 SKIN, MOUTH_HOLE, RIGHT_EYE_HOLE, LEFT_EYE_HOLE, RING = range(5)
 
 
+def iris_circle(points: FloatArray, iris: tuple[int, ...]) -> tuple[FloatArray, float]:
+    """An iris's centre and radius (`iris`: RIGHT_IRIS or LEFT_IRIS, centre first): the mean
+    distance of its rim's points from its centre."""
+    centre = points[iris[0]]
+    return centre, float(np.linalg.norm(points[list(iris[1:])] - centre, axis=1).mean())
+
+
 @lru_cache(maxsize=1)
 def mesh_edges() -> IntArray:
     """(E, 2) undirected edges of the 468-point tessellation."""

@@ -209,8 +209,7 @@ def _pupils(canvas: Canvas) -> BoolArray:
     pts = canvas.points
     if len(pts) > mesh.LEFT_IRIS[-1]:
         for iris in (mesh.RIGHT_IRIS, mesh.LEFT_IRIS):
-            centre = pts[iris[0]]
-            radius = float(np.linalg.norm(pts[list(iris[1:])] - centre, axis=1).mean())
+            centre, radius = mesh.iris_circle(pts, iris)
             at, reach = (int(round(centre[0])), int(round(centre[1]))), max(1, int(np.ceil(PUPIL * radius)))
             cv2.circle(out, at, reach, 1, -1)  # type: ignore[call-overload]  # cv2 takes a number for a colour
     return out > 0
